@@ -1,0 +1,336 @@
+//! `tufkey key …`: generate, list, show, import, delete.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use serde_json::json;
+use tufkey::fsutil;
+use tufkey::keys::{self, pkcs11, software, KeyUri, Pkcs11Uri};
+use tufkey::tuf::{KeyType, PublicKey};
+
+use super::output::{print_json, short};
+use super::Ctx;
+
+#[derive(Subcommand)]
+pub enum KeyCmd {
+    /// Create a key on a device (PKCS#11: sensitive, non-extractable) or in an encrypted file.
+    ///
+    /// Examples:
+    ///   tufkey key generate 'pkcs11:token=root-a;object=root?module-path=/usr/lib/softhsm/libsofthsm2.so' --type ecdsa-p256
+    ///   TUFKEY_PASSPHRASE=… tufkey key generate file:keys/targets.p8 --type ed25519
+    #[command(verbatim_doc_comment)]
+    Generate {
+        /// Where the key goes: pkcs11:…;object=<label>[;id=…] or file:<path>.
+        uri: String,
+        /// The key type.
+        #[arg(long = "type", value_enum)]
+        key_type: KeyType,
+    },
+    /// List keys on every token of a PKCS#11 module, and file keys in folders.
+    ///
+    /// Each SOURCE is a pkcs11: URI (its module, narrowed by token/object attributes) or
+    /// file:<folder>. Without SOURCE: every token of the default module. No PIN is needed.
+    List {
+        /// pkcs11: URIs or file:<folder>.
+        sources: Vec<String>,
+    },
+    /// Print a key's TUF public key JSON, key id and SubjectPublicKeyInfo PEM.
+    Show {
+        /// The key URI.
+        uri: String,
+    },
+    /// Move a software key (PKCS#8 PEM/DER, encrypted or not) into a PKCS#11 token.
+    ///
+    /// The key is stored non-extractable on the token. Destroy the file afterwards if
+    /// the token is now its only home.
+    Import {
+        /// The PKCS#8 key file.
+        file: PathBuf,
+        /// The destination: pkcs11:…;object=<label>[;id=…].
+        uri: String,
+    },
+    /// Delete a key (asks first; --yes to skip the question in scripts).
+    Delete {
+        /// The key URI.
+        uri: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+pub fn run(cmd: KeyCmd, ctx: &Ctx) -> Result<ExitCode> {
+    match cmd {
+        KeyCmd::Generate { uri, key_type } => generate(&uri, key_type, ctx),
+        KeyCmd::List { sources } => list(&sources, ctx),
+        KeyCmd::Show { uri } => show(&uri, ctx),
+        KeyCmd::Import { file, uri } => import(&file, &uri, ctx),
+        KeyCmd::Delete { uri, yes } => delete(&uri, yes, ctx),
+    }?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report_key(action: &str, uri: &str, public: &PublicKey, ctx: &Ctx) {
+    let key = public.to_tuf_key();
+    let keyid = key.key_id();
+    if ctx.json {
+        print_json(
+            &json!({ "uri": uri, "keyid": keyid, "type": public.algorithm(), "key": key.to_value() }),
+        );
+    } else {
+        println!("{action} {} key", public.algorithm());
+        println!("  uri:    {uri}");
+        println!("  key id: {keyid}");
+        println!(
+            "  key:    {}",
+            serde_json::to_string(&key.to_value()).unwrap_or_default()
+        );
+    }
+}
+
+fn generate(uri: &str, key_type: KeyType, ctx: &Ctx) -> Result<()> {
+    match KeyUri::parse(uri)? {
+        KeyUri::Pkcs11(u) => {
+            let (new_uri, public) = pkcs11::generate(&u, key_type, &ctx.pins)?;
+            report_key(
+                "generated on the token a non-extractable",
+                &new_uri.to_string(),
+                &public,
+                ctx,
+            );
+        }
+        KeyUri::File(f) => {
+            if f.path.exists() {
+                bail!(
+                    "key file {} already exists; choose another path or delete it first",
+                    f.path.display()
+                );
+            }
+            let key = software::SoftKey::generate(key_type).map_err(anyhow::Error::msg)?;
+            let pem = software::encrypt_key(&f.path, &key, &ctx.pins)?;
+            let public = key.public();
+            let pub_json = serde_json::to_vec_pretty(&public.to_tuf_key().to_value())?;
+            let pub_path = software::public_path(&f.path);
+            fsutil::create_new_atomic(&f.path, pem.as_bytes(), Some(0o600))
+                .with_context(|| format!("writing key file {}", f.path.display()))?;
+            if let Err(e) = fsutil::write_atomic(&pub_path, &pub_json) {
+                let _ = std::fs::remove_file(&f.path);
+                return Err(e).with_context(|| format!("writing {}", pub_path.display()));
+            }
+            report_key("generated an encrypted", &f.to_string(), &public, ctx);
+        }
+    }
+    Ok(())
+}
+
+struct Listed {
+    uri: String,
+    public: Result<PublicKey, String>,
+}
+
+fn list(sources: &[String], ctx: &Ctx) -> Result<()> {
+    let mut rows: Vec<Listed> = Vec::new();
+    let defaults = [String::from("pkcs11:")];
+    let sources = if sources.is_empty() {
+        &defaults[..]
+    } else {
+        sources
+    };
+    for s in sources {
+        match KeyUri::parse(s)? {
+            KeyUri::Pkcs11(u) => {
+                for k in pkcs11::list_keys(&u).with_context(|| format!("listing keys of {s}"))? {
+                    rows.push(Listed {
+                        uri: k.uri.to_string(),
+                        public: k.public,
+                    });
+                }
+            }
+            KeyUri::File(f) => rows.extend(list_files(&f.path)?),
+        }
+    }
+    if ctx.json {
+        let items: Vec<_> = rows
+            .iter()
+            .map(|r| match &r.public {
+                Ok(p) => {
+                    json!({"uri": r.uri, "type": p.algorithm(), "keyid": p.to_tuf_key().key_id()})
+                }
+                Err(e) => json!({"uri": r.uri, "error": e}),
+            })
+            .collect();
+        print_json(&json!(items));
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no keys found");
+        return Ok(());
+    }
+    println!("{:<10}  {:<10}  URI", "KEY ID", "TYPE");
+    for r in &rows {
+        match &r.public {
+            Ok(p) => println!(
+                "{:<10}  {:<10}  {}",
+                short(&p.to_tuf_key().key_id()),
+                p.algorithm(),
+                r.uri
+            ),
+            Err(e) => println!("{:<10}  {:<10}  {}  ({e})", "?", "?", r.uri),
+        }
+    }
+    Ok(())
+}
+
+fn list_files(dir: &Path) -> Result<Vec<Listed>> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("reading folder {}", dir.display()))?;
+    let mut out = Vec::new();
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for p in paths {
+        let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(stem) = name.strip_suffix(".pub.json") else {
+            continue;
+        };
+        let key_path = p.with_file_name(stem);
+        if !key_path.exists() {
+            continue;
+        }
+        let uri = format!("file:{}", key_path.display());
+        out.push(Listed {
+            uri: uri.clone(),
+            public: keys::public_key(&uri, &Default::default()).map_err(|e| e.to_string()),
+        });
+    }
+    Ok(out)
+}
+
+fn show(uri: &str, ctx: &Ctx) -> Result<()> {
+    let public = keys::public_key(uri, &ctx.pins)?;
+    let key = public.to_tuf_key();
+    if ctx.json {
+        print_json(&json!({
+            "uri": uri_display(uri),
+            "keyid": key.key_id(),
+            "type": public.algorithm(),
+            "key": key.to_value(),
+            "spki_pem": public.spki_pem(),
+        }));
+    } else {
+        println!("uri:    {}", uri_display(uri));
+        println!("type:   {}", public.algorithm());
+        println!("key id: {}", key.key_id());
+        println!(
+            "TUF key:\n{}",
+            serde_json::to_string_pretty(&key.to_value())?
+        );
+        print!("{}", public.spki_pem());
+    }
+    Ok(())
+}
+
+fn uri_display(uri: &str) -> String {
+    KeyUri::parse(uri)
+        .map(|u| u.to_string())
+        .unwrap_or_else(|_| keys::uri::redact(uri))
+}
+
+fn import(file: &Path, uri: &str, ctx: &Ctx) -> Result<()> {
+    let KeyUri::Pkcs11(u) = KeyUri::parse(uri)? else {
+        bail!("import moves a key into a PKCS#11 token; {uri} is not a pkcs11: URI");
+    };
+    let key = software::read_key_file(file, &ctx.pins)?;
+    let (new_uri, public) = pkcs11::import(&u, &key, &ctx.pins)
+        .with_context(|| format!("importing {} into {}", file.display(), u))?;
+    report_key(
+        "imported as a non-extractable",
+        &new_uri.to_string(),
+        &public,
+        ctx,
+    );
+    Ok(())
+}
+
+fn confirm(question: &str, yes: bool) -> Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        bail!("refusing to delete without confirmation: no terminal to ask on; rerun with --yes");
+    }
+    Ok(dialoguer::Confirm::new()
+        .with_prompt(question)
+        .default(false)
+        .interact()?)
+}
+
+fn delete(uri: &str, yes: bool, ctx: &Ctx) -> Result<()> {
+    match KeyUri::parse(uri)? {
+        KeyUri::Pkcs11(u) => delete_pkcs11(&u, yes, ctx),
+        KeyUri::File(f) => {
+            let pub_path = software::public_path(&f.path);
+            if !f.path.exists() {
+                bail!("no key file {}", f.path.display());
+            }
+            if !confirm(
+                &format!(
+                    "Delete key file {} (this cannot be undone)?",
+                    f.path.display()
+                ),
+                yes,
+            )? {
+                bail!("not deleted");
+            }
+            std::fs::remove_file(&f.path)
+                .with_context(|| format!("deleting {}", f.path.display()))?;
+            let _ = std::fs::remove_file(&pub_path);
+            if !ctx.json {
+                println!("deleted {}", f.path.display());
+            } else {
+                print_json(&json!({"deleted": [f.path]}));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn delete_pkcs11(u: &Pkcs11Uri, yes: bool, ctx: &Ctx) -> Result<()> {
+    if u.object.is_none() && u.id.is_none() {
+        bail!("{u} names no key; add object= and/or id= so that only one key is deleted");
+    }
+    let token = pkcs11::Token::open(u)?;
+    token.login(u, &ctx.pins)?;
+    let objects = token.key_objects(u)?;
+    if objects.is_empty() {
+        bail!("no key matches {u} on token \"{}\"", token.label);
+    }
+    let names: Vec<String> = objects.iter().map(|(_, d)| d.clone()).collect();
+    if !ctx.json {
+        println!("on token \"{}\" (serial {}):", token.label, token.serial);
+        for n in &names {
+            println!("  {n}");
+        }
+    }
+    if !confirm(
+        &format!(
+            "Destroy these {} objects? A deleted key cannot be recovered",
+            names.len()
+        ),
+        yes,
+    )? {
+        bail!("not deleted");
+    }
+    let handles: Vec<_> = objects.iter().map(|(h, _)| *h).collect();
+    token.destroy(&handles)?;
+    if ctx.json {
+        print_json(&json!({"deleted": names}));
+    } else {
+        println!("deleted {} objects", names.len());
+    }
+    Ok(())
+}

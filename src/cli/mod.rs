@@ -1,0 +1,114 @@
+//! The command line: clap definitions, one file per command group. Errors get their
+//! context (file, URI, key id) here, at the edge.
+
+mod demo;
+mod key;
+mod output;
+mod pin;
+mod sign;
+mod token;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use tufkey::keys::PinPolicy;
+
+/// Exit status when metadata was read fine but does not verify.
+pub const EXIT_NOT_VERIFIED: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "tufkey",
+    version,
+    about = "Keep TUF signing keys in hardware and sign TUF metadata with them",
+    long_about = "tufkey keeps TUF (The Update Framework) signing keys in PKCS#11 HSMs (SoftHSM for tests) \
+or encrypted files, signs TUF metadata with them, and verifies thresholds the way python-tuf does.\n\n\
+Keys are named by URI everywhere:\n  \
+pkcs11:token=root-a;object=root?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/pin\n  \
+file:/path/to/key.p8\n\n\
+PINs come from the URI (pin-source=, pin-value=), then TUFKEY_PIN_<TOKEN LABEL> or TUFKEY_PIN, \
+then the OS keyring if --remember-pin stored one, then a hidden prompt. Passphrases of file: keys \
+come from TUFKEY_PASSPHRASE or a prompt.",
+    after_help = "Try `tufkey demo` to watch a key being made, a file signed and verified."
+)]
+pub struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Allow spending a PIN's final try (a wrong PIN then locks the token).
+    #[arg(long, global = true)]
+    force: bool,
+    /// Cache a PIN that worked in the OS keyring, so the next command does not ask.
+    #[arg(long, global = true)]
+    remember_pin: bool,
+    /// Never prompt; fail if a PIN or passphrase is not given by URI or environment.
+    #[arg(long, global = true)]
+    no_prompt: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create, list, show, import and delete keys.
+    #[command(subcommand)]
+    Key(key::KeyCmd),
+    /// Show PKCS#11 tokens and their PIN state.
+    #[command(subcommand)]
+    Token(token::TokenCmd),
+    /// Add one signature per key to a TUF metadata file.
+    Sign(sign::SignArgs),
+    /// Check a role's signature threshold (and expiry) against its delegator.
+    Verify(verify::VerifyArgs),
+    /// Print the canonical bytes that signatures of a metadata file cover.
+    Payload(sign::PayloadArgs),
+    /// Add a signature made elsewhere, after checking it.
+    AddSignature(sign::AddSignatureArgs),
+    /// Manage the OS keyring PIN cache.
+    #[command(subcommand)]
+    Pin(pin::PinCmd),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Run the main job on throwaway keys: create keys, sign a root, verify it.
+    Demo(demo::DemoArgs),
+}
+
+/// Options every command shares.
+pub struct Ctx {
+    pub json: bool,
+    pub pins: PinPolicy,
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let ctx = Ctx {
+        json: cli.json,
+        pins: PinPolicy::from_flags(cli.force, cli.remember_pin, cli.no_prompt),
+    };
+    let result = match cli.command {
+        Command::Key(c) => key::run(c, &ctx),
+        Command::Token(c) => token::run(c, &ctx),
+        Command::Sign(a) => sign::sign(a, &ctx),
+        Command::Verify(a) => verify::run(a, &ctx),
+        Command::Payload(a) => sign::payload(a),
+        Command::AddSignature(a) => sign::add_signature(a, &ctx),
+        Command::Pin(c) => pin::run(c, &ctx),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "tufkey", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(a) => demo::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

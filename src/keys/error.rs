@@ -1,0 +1,86 @@
+//! Errors of key backends. Each names the key by URI (PINs redacted) or the token by label.
+
+use std::path::PathBuf;
+
+/// What went wrong with a key or a device.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("malformed key URI `{uri}`: `{part}`: {reason}")]
+    Uri {
+        uri: String,
+        part: String,
+        reason: String,
+    },
+    #[error("cannot load PKCS#11 module {path}: {reason}")]
+    Module { path: PathBuf, reason: String },
+    #[error("no PKCS#11 module given and none found (looked for {looked}); add ?module-path=/path/to/module.so to the URI or set TUFKEY_PKCS11_MODULE")]
+    NoModule { looked: String },
+    #[error("no token matches {uri}; tokens present: {present}")]
+    NoToken { uri: String, present: String },
+    #[error("{count} tokens match {uri} ({matches}); add serial= or slot-id= to pick one")]
+    AmbiguousToken {
+        uri: String,
+        count: usize,
+        matches: String,
+    },
+    #[error("no key matches {uri} on token \"{token}\"; keys there: {present}")]
+    NoObject {
+        uri: String,
+        token: String,
+        present: String,
+    },
+    #[error("{count} keys match {uri} on token \"{token}\" ({matches}); add id= (or a more specific object=) to pick one")]
+    AmbiguousObject {
+        uri: String,
+        token: String,
+        count: usize,
+        matches: String,
+    },
+    #[error("key URI {uri} must name the new key with object=<label> (and optionally id=)")]
+    NeedsObjectName { uri: String },
+    #[error("a key matching {uri} already exists on token \"{token}\" ({existing}); choose another object= or id=, or delete it first")]
+    ObjectExists {
+        uri: String,
+        token: String,
+        existing: String,
+    },
+    #[error("the user PIN of token \"{token}\" is locked; unlock it with the SO PIN (e.g. `pkcs11-tool --init-pin --login --login-type so`) before using {uri}")]
+    PinLocked { token: String, uri: String },
+    #[error("the user PIN of token \"{token}\" has one try left; a wrong PIN now locks it. Check the PIN and rerun with --force to spend the final try")]
+    PinFinalTry { token: String },
+    #[error("the user PIN of token \"{token}\" is not initialised; set it with the SO PIN first")]
+    PinNotInitialized { token: String },
+    #[error("wrong PIN for token \"{token}\" (from {origin}); one try was spent and tufkey did not retry{after}")]
+    PinIncorrect {
+        token: String,
+        origin: String,
+        after: String,
+    },
+    #[error("no {what} available and no terminal to ask on; give pin-source=file:/path in the URI or set {env}")]
+    NoPin { what: String, env: String },
+    #[error("cannot read PIN from {source_name}: {reason}")]
+    PinSource { source_name: String, reason: String },
+    #[error("cannot read the PIN from the terminal: {0}")]
+    Prompt(String),
+    #[error("{op} failed for {uri}: {source}")]
+    Pkcs11 {
+        op: &'static str,
+        uri: String,
+        #[source]
+        source: cryptoki::error::Error,
+    },
+    #[error("key {uri}: {reason}")]
+    Unsupported { uri: String, reason: String },
+    #[error("key file {path}: {reason}")]
+    KeyFile { path: PathBuf, reason: String },
+    #[error("wrong passphrase for key file {path} (or the file is corrupt)")]
+    Passphrase { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("key {uri} produced a signature that does not verify with its own public key ({reason}); nothing was written")]
+    SelfCheck { uri: String, reason: String },
+}

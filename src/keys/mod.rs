@@ -1,0 +1,114 @@
+//! Keys named by URI, and the one trait every backend implements.
+//!
+//! Backends: [`pkcs11`] (HSMs, SoftHSM) and [`software`] (`file:` keys). None of them
+//! knows about ceremonies, HTTP or metadata files.
+
+pub mod error;
+pub mod pin;
+pub mod pin_cache;
+pub mod pkcs11;
+pub mod software;
+pub mod uri;
+
+pub use error::KeyError;
+pub use pin::{PinPolicy, Secret};
+pub use uri::{KeyUri, Pkcs11Uri};
+
+use crate::tuf::{Key, PublicKey, Signature};
+
+/// A key that can sign. `message` is the exact canonical bytes; each backend hashes as
+/// its mechanism needs (Ed25519 signs the whole message). Blocking.
+pub trait Signer: Send + Sync {
+    /// The key's URI, with any PIN redacted.
+    fn uri(&self) -> &str;
+    /// The TUF public key.
+    fn public_key(&self) -> &Key;
+    /// The TUF key id of [`Signer::public_key`].
+    fn key_id(&self) -> &str;
+    /// A signature in TUF's encoding for the key's scheme.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError>;
+}
+
+/// Opens the key a URI names, logging in or decrypting as `policy` allows.
+pub fn open_signer(uri: &str, policy: &PinPolicy) -> Result<Box<dyn Signer>, KeyError> {
+    match KeyUri::parse(uri)? {
+        KeyUri::Pkcs11(u) => Ok(Box::new(pkcs11::Pkcs11Signer::open(&u, policy)?)),
+        KeyUri::File(f) => Ok(Box::new(software::FileSigner::open(&f.path, policy)?)),
+    }
+}
+
+/// Signs `message` and checks the result with the key's own public key before handing
+/// it out, so a wrong mechanism or a faulty device never produces a bad signature file.
+pub fn sign_checked(signer: &dyn Signer, message: &[u8]) -> Result<Signature, KeyError> {
+    let raw = signer.sign(message)?;
+    let sig = Signature::new(signer.key_id(), &raw);
+    signer
+        .public_key()
+        .verify_hex(message, &sig.sig)
+        .map_err(|reason| KeyError::SelfCheck {
+            uri: signer.uri().to_string(),
+            reason,
+        })?;
+    Ok(sig)
+}
+
+/// The public key a URI names, without a PIN where the backend allows: PKCS#11 public
+/// objects, or the `.pub.json` beside a `file:` key (else the passphrase is needed).
+pub fn public_key(uri: &str, policy: &PinPolicy) -> Result<PublicKey, KeyError> {
+    match KeyUri::parse(uri)? {
+        KeyUri::Pkcs11(u) => {
+            let token = pkcs11::Token::open(&u)?;
+            let mut keys = token.public_keys(&u)?;
+            match keys.len() {
+                0 => Err(KeyError::NoObject {
+                    uri: u.to_string(),
+                    token: token.label.clone(),
+                    present: describe(&token.public_keys(&u.token_only())?),
+                }),
+                1 => keys
+                    .remove(0)
+                    .public
+                    .map_err(|reason| KeyError::Unsupported {
+                        uri: u.to_string(),
+                        reason,
+                    }),
+                n => Err(KeyError::AmbiguousObject {
+                    uri: u.to_string(),
+                    token: token.label.clone(),
+                    count: n,
+                    matches: describe(&keys),
+                }),
+            }
+        }
+        KeyUri::File(f) => {
+            let pub_path = software::public_path(&f.path);
+            if let Ok(text) = std::fs::read_to_string(&pub_path) {
+                let v: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| KeyError::KeyFile {
+                        path: pub_path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                let key =
+                    Key::from_value("(public key file)", &v).map_err(|e| KeyError::KeyFile {
+                        path: pub_path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                return key.public_key().map_err(|reason| KeyError::KeyFile {
+                    path: pub_path,
+                    reason,
+                });
+            }
+            Ok(software::read_key_file(&f.path, policy)?.public())
+        }
+    }
+}
+
+fn describe(keys: &[pkcs11::KeyObject]) -> String {
+    if keys.is_empty() {
+        return "none".into();
+    }
+    keys.iter()
+        .map(|k| format!("object={} id={}", k.label, hex::encode(&k.id)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,1163 @@
+//! PKCS#11 keys through the real module (SoftHSM in tests, any HSM in production).
+//!
+//! One initialised `Pkcs11` per module path per process, one [`Token`] per slot with a
+//! pool of sessions so that several threads sign at once, and a login that is shared
+//! by all sessions of the application as PKCS#11 defines. Before a login the token's
+//! PIN flags are read: a locked PIN is not tried, a final try is spent only with
+//! `--force`, and a wrong PIN is never retried.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeType, KeyType as CkKeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, SessionState, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use rand_core::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::error::KeyError;
+use super::pin::{self, PinOrigin, PinPolicy, PinRequest};
+use super::pin_cache;
+use super::software::SoftKey;
+use super::uri::Pkcs11Uri;
+use super::Signer;
+use crate::tuf::{Key, KeyType, PublicKey};
+
+/// DER of the P-256 curve OID, as CKA_EC_PARAMS.
+const P256_PARAMS: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+/// DER of the Ed25519 OID 1.3.101.112.
+const ED25519_OID_PARAMS: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
+/// PrintableString "edwards25519", as pkcs11-tool writes CKA_EC_PARAMS for Ed25519.
+const ED25519_NAME_PARAMS: &[u8] = b"\x13\x0cedwards25519";
+
+/// Where tufkey looks for a module when the URI names none (after `TUFKEY_PKCS11_MODULE`).
+pub const DEFAULT_MODULES: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so",
+    "/usr/lib/aarch64-linux-gnu/p11-kit-proxy.so",
+    "/usr/lib64/p11-kit-proxy.so",
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib64/softhsm/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+];
+
+/// The module a URI uses: `module-path`, else `TUFKEY_PKCS11_MODULE`, else p11-kit-proxy
+/// or SoftHSM where installed.
+pub fn module_path(uri: &Pkcs11Uri) -> Result<PathBuf, KeyError> {
+    if let Some(p) = &uri.module_path {
+        return Ok(p.clone());
+    }
+    if let Some(p) = std::env::var_os("TUFKEY_PKCS11_MODULE") {
+        return Ok(PathBuf::from(p));
+    }
+    DEFAULT_MODULES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| KeyError::NoModule {
+            looked: DEFAULT_MODULES.join(", "),
+        })
+}
+
+fn modules() -> &'static Mutex<HashMap<PathBuf, Pkcs11>> {
+    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+    MODULES.get_or_init(Default::default)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind; keep going.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The initialised module for `path`, loading and initialising it on first use.
+pub fn module(path: &Path) -> Result<Pkcs11, KeyError> {
+    let mut map = lock(modules());
+    if let Some(p) = map.get(path) {
+        return Ok(p.clone());
+    }
+    let err = |reason: String| KeyError::Module {
+        path: path.into(),
+        reason,
+    };
+    if !path.exists() {
+        return Err(err("no such file".into()));
+    }
+    let p = Pkcs11::new(path).map_err(|e| err(e.to_string()))?;
+    match p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => return Err(err(e.to_string())),
+    }
+    map.insert(path.to_path_buf(), p.clone());
+    Ok(p)
+}
+
+/// The state of a token's user PIN, from its flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PinState {
+    Ok,
+    CountLow,
+    FinalTry,
+    Locked,
+    NotInitialized,
+}
+
+impl PinState {
+    fn from_info(info: &cryptoki::slot::TokenInfo) -> PinState {
+        if !info.user_pin_initialized() {
+            PinState::NotInitialized
+        } else if info.user_pin_locked() {
+            PinState::Locked
+        } else if info.user_pin_final_try() {
+            PinState::FinalTry
+        } else if info.user_pin_count_low() {
+            PinState::CountLow
+        } else {
+            PinState::Ok
+        }
+    }
+
+    /// Words for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PinState::Ok => "ok",
+            PinState::CountLow => "count low (a wrong PIN was entered)",
+            PinState::FinalTry => "FINAL TRY",
+            PinState::Locked => "LOCKED",
+            PinState::NotInitialized => "not initialised",
+        }
+    }
+}
+
+/// Decides whether a login may be attempted in `state`. Locked and uninitialised PINs
+/// are never tried; a final try needs `force`.
+pub fn check_pin_state(
+    state: PinState,
+    force: bool,
+    token: &str,
+    uri: &str,
+) -> Result<(), KeyError> {
+    match state {
+        PinState::Ok | PinState::CountLow => Ok(()),
+        PinState::FinalTry if force => Ok(()),
+        PinState::FinalTry => Err(KeyError::PinFinalTry {
+            token: token.into(),
+        }),
+        PinState::Locked => Err(KeyError::PinLocked {
+            token: token.into(),
+            uri: uri.into(),
+        }),
+        PinState::NotInitialized => Err(KeyError::PinNotInitialized {
+            token: token.into(),
+        }),
+    }
+}
+
+/// What `token list` shows about a token.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenSummary {
+    pub slot_id: u64,
+    pub label: String,
+    pub serial: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub pin: PinState,
+    /// A URI naming this token.
+    pub uri: String,
+}
+
+/// Every initialised token of the module at `path`.
+pub fn list_tokens(path: &Path) -> Result<Vec<TokenSummary>, KeyError> {
+    let p = module(path)?;
+    let ck = |op| {
+        move |source| KeyError::Pkcs11 {
+            op,
+            uri: format!("module {}", path.display()),
+            source,
+        }
+    };
+    let mut out = Vec::new();
+    for slot in p.get_slots_with_token().map_err(ck("C_GetSlotList"))? {
+        let info = p.get_token_info(slot).map_err(ck("C_GetTokenInfo"))?;
+        if !info.token_initialized() {
+            continue;
+        }
+        let uri = Pkcs11Uri {
+            token: Some(info.label().trim_end().to_string()),
+            serial: Some(info.serial_number().trim_end().to_string()),
+            module_path: Some(path.to_path_buf()),
+            ..Default::default()
+        };
+        out.push(TokenSummary {
+            slot_id: slot.id(),
+            label: info.label().trim_end().to_string(),
+            serial: info.serial_number().trim_end().to_string(),
+            manufacturer: info.manufacturer_id().trim_end().to_string(),
+            model: info.model().trim_end().to_string(),
+            pin: PinState::from_info(&info),
+            uri: uri.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// One token (a slot of a module), shared by every key on it in this process.
+pub struct Token {
+    pkcs11: Pkcs11,
+    slot: Slot,
+    module_path: PathBuf,
+    pub label: String,
+    pub serial: String,
+    idle: Mutex<Vec<Session>>,
+    login: Mutex<bool>,
+}
+
+/// A session borrowed from a token's pool; it goes back when dropped.
+pub struct PooledSession<'a> {
+    token: &'a Token,
+    session: Option<Session>,
+}
+
+impl std::ops::Deref for PooledSession<'_> {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        // Present from creation until drop.
+        self.session
+            .as_ref()
+            .expect("pooled session present until drop")
+    }
+}
+
+impl Drop for PooledSession<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            lock(&self.token.idle).push(s);
+        }
+    }
+}
+
+fn tokens() -> &'static Mutex<HashMap<(PathBuf, u64), Arc<Token>>> {
+    static TOKENS: OnceLock<Mutex<HashMap<(PathBuf, u64), Arc<Token>>>> = OnceLock::new();
+    TOKENS.get_or_init(Default::default)
+}
+
+fn matches_token(uri: &Pkcs11Uri, slot: Slot, info: &cryptoki::slot::TokenInfo) -> bool {
+    let eq =
+        |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have.trim_end());
+    eq(&uri.token, info.label())
+        && eq(&uri.serial, info.serial_number())
+        && eq(&uri.manufacturer, info.manufacturer_id())
+        && eq(&uri.model, info.model())
+        && uri.slot_id.is_none_or(|s| s == slot.id())
+}
+
+impl Token {
+    /// The one token the URI's token attributes select. No token, or several, is an
+    /// error that lists what is there.
+    pub fn open(uri: &Pkcs11Uri) -> Result<Arc<Token>, KeyError> {
+        let path = module_path(uri)?;
+        let p = module(&path)?;
+        let shown = uri.to_string();
+        let ck = |op| {
+            move |source| KeyError::Pkcs11 {
+                op,
+                uri: uri.to_string(),
+                source,
+            }
+        };
+        let mut found = Vec::new();
+        let mut present = Vec::new();
+        for slot in p.get_slots_with_token().map_err(ck("C_GetSlotList"))? {
+            let info = p.get_token_info(slot).map_err(ck("C_GetTokenInfo"))?;
+            if !info.token_initialized() {
+                continue;
+            }
+            present.push(format!(
+                "\"{}\" (serial {})",
+                info.label().trim_end(),
+                info.serial_number().trim_end()
+            ));
+            if matches_token(uri, slot, &info) {
+                found.push((slot, info));
+            }
+        }
+        match found.len() {
+            0 => Err(KeyError::NoToken {
+                uri: shown,
+                present: if present.is_empty() {
+                    "none".into()
+                } else {
+                    present.join(", ")
+                },
+            }),
+            1 => {
+                let (slot, info) = found.remove(0);
+                let mut map = lock(tokens());
+                let token = map
+                    .entry((path.clone(), slot.id()))
+                    .or_insert_with(|| {
+                        Arc::new(Token {
+                            pkcs11: p.clone(),
+                            slot,
+                            module_path: path.clone(),
+                            label: info.label().trim_end().to_string(),
+                            serial: info.serial_number().trim_end().to_string(),
+                            idle: Mutex::new(Vec::new()),
+                            login: Mutex::new(false),
+                        })
+                    })
+                    .clone();
+                Ok(token)
+            }
+            n => Err(KeyError::AmbiguousToken {
+                uri: shown,
+                count: n,
+                matches: found
+                    .iter()
+                    .map(|(s, i)| {
+                        format!(
+                            "\"{}\" serial {} slot-id {}",
+                            i.label().trim_end(),
+                            i.serial_number().trim_end(),
+                            s.id()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }),
+        }
+    }
+
+    /// A URI naming exactly this token.
+    pub fn uri(&self) -> Pkcs11Uri {
+        Pkcs11Uri {
+            token: Some(self.label.clone()),
+            serial: Some(self.serial.clone()),
+            module_path: Some(self.module_path.clone()),
+            ..Default::default()
+        }
+    }
+
+    fn ck(&self, op: &'static str) -> impl FnOnce(CkError) -> KeyError + '_ {
+        move |source| KeyError::Pkcs11 {
+            op,
+            uri: self.uri().to_string(),
+            source,
+        }
+    }
+
+    /// A read-only session from the pool (opened when none is idle).
+    pub fn session(&self) -> Result<PooledSession<'_>, KeyError> {
+        let idle = lock(&self.idle).pop();
+        let session = match idle {
+            Some(s) => s,
+            None => self
+                .pkcs11
+                .open_ro_session(self.slot)
+                .map_err(self.ck("C_OpenSession"))?,
+        };
+        Ok(PooledSession {
+            token: self,
+            session: Some(session),
+        })
+    }
+
+    /// A read-write session for creating and destroying objects.
+    pub fn rw_session(&self) -> Result<Session, KeyError> {
+        self.pkcs11
+            .open_rw_session(self.slot)
+            .map_err(self.ck("C_OpenSession"))
+    }
+
+    /// The token's PIN state, read now.
+    pub fn pin_state(&self) -> Result<PinState, KeyError> {
+        let info = self
+            .pkcs11
+            .get_token_info(self.slot)
+            .map_err(self.ck("C_GetTokenInfo"))?;
+        Ok(PinState::from_info(&info))
+    }
+
+    /// The keyring entry name of this token's cached PIN.
+    pub fn cache_key(&self) -> String {
+        format!(
+            "pkcs11:{}:{}:{}",
+            self.module_path.display(),
+            self.label,
+            self.serial
+        )
+    }
+
+    /// Logs the user in once for the whole application. `uri` supplies pin-value and
+    /// pin-source. Exactly one C_Login is made per call that needs one.
+    pub fn login(&self, uri: &Pkcs11Uri, policy: &PinPolicy) -> Result<(), KeyError> {
+        let mut done = lock(&self.login);
+        if *done {
+            return Ok(());
+        }
+        let session = self.session()?;
+        let state = session
+            .get_session_info()
+            .map_err(self.ck("C_GetSessionInfo"))?
+            .session_state();
+        if matches!(state, SessionState::RoUser | SessionState::RwUser) {
+            *done = true;
+            return Ok(());
+        }
+        let shown = uri.to_string();
+        check_pin_state(self.pin_state()?, policy.force, &self.label, &shown)?;
+        let req = PinRequest {
+            what: format!("user PIN for token \"{}\"", self.label),
+            uri_value: uri.pin_value.as_ref(),
+            uri_source: uri.pin_source.as_deref(),
+            env: vec![pin::token_env_var(&self.label), "TUFKEY_PIN".into()],
+            cache_key: Some(self.cache_key()),
+        };
+        let (secret, origin) = pin::obtain(&req, policy)?;
+        let auth = AuthPin::from(secret.expose().to_owned());
+        match session.login(UserType::User, Some(&auth)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
+                if policy.remember && origin != PinOrigin::Cache {
+                    pin_cache::store(&self.cache_key(), &secret);
+                }
+                *done = true;
+                Ok(())
+            }
+            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
+                if origin == PinOrigin::Cache {
+                    let _ = pin_cache::forget(&self.cache_key());
+                }
+                let after = match self.pin_state() {
+                    Ok(PinState::FinalTry) => "; the token now has ONE try left".to_string(),
+                    Ok(PinState::Locked) => "; the token is now LOCKED".to_string(),
+                    _ => String::new(),
+                };
+                Err(KeyError::PinIncorrect {
+                    token: self.label.clone(),
+                    origin: origin.to_string(),
+                    after,
+                })
+            }
+            Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(KeyError::PinLocked {
+                token: self.label.clone(),
+                uri: shown,
+            }),
+            Err(e) => Err(self.ck("C_Login")(e)),
+        }
+    }
+
+    /// Key pairs on the token whose public object matches the URI's object attributes.
+    /// Public objects are readable without a login.
+    pub fn public_keys(&self, uri: &Pkcs11Uri) -> Result<Vec<KeyObject>, KeyError> {
+        let session = self.session()?;
+        let mut template = vec![Attribute::Class(ObjectClass::PUBLIC_KEY)];
+        add_selectors(&mut template, uri);
+        let handles = session
+            .find_objects(&template)
+            .map_err(self.ck("C_FindObjects"))?;
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(self.describe_public(&session, h)?);
+        }
+        Ok(out)
+    }
+
+    fn describe_public(&self, session: &Session, h: ObjectHandle) -> Result<KeyObject, KeyError> {
+        let attrs = session
+            .get_attributes(
+                h,
+                &[
+                    AttributeType::Label,
+                    AttributeType::Id,
+                    AttributeType::KeyType,
+                ],
+            )
+            .map_err(self.ck("C_GetAttributeValue"))?;
+        let mut label = String::new();
+        let mut id = Vec::new();
+        let mut kt = None;
+        for a in attrs {
+            match a {
+                Attribute::Label(l) => label = String::from_utf8_lossy(&l).into_owned(),
+                Attribute::Id(i) => id = i,
+                Attribute::KeyType(k) => kt = Some(k),
+                _ => {}
+            }
+        }
+        let object_uri = Pkcs11Uri {
+            object: Some(label.clone()),
+            id: Some(id.clone()),
+            ..self.uri()
+        };
+        let public = match kt {
+            Some(k) if k == CkKeyType::EC || k == CkKeyType::EC_EDWARDS => {
+                let a = session
+                    .get_attributes(h, &[AttributeType::EcParams, AttributeType::EcPoint])
+                    .map_err(self.ck("C_GetAttributeValue"))?;
+                let (mut params, mut point) = (Vec::new(), Vec::new());
+                for x in a {
+                    match x {
+                        Attribute::EcParams(p) => params = p,
+                        Attribute::EcPoint(p) => point = p,
+                        _ => {}
+                    }
+                }
+                ec_public_key(&params, &point)
+            }
+            Some(k) if k == CkKeyType::RSA => {
+                let a = session
+                    .get_attributes(h, &[AttributeType::Modulus, AttributeType::PublicExponent])
+                    .map_err(self.ck("C_GetAttributeValue"))?;
+                let (mut n, mut e) = (Vec::new(), Vec::new());
+                for x in a {
+                    match x {
+                        Attribute::Modulus(v) => n = v,
+                        Attribute::PublicExponent(v) => e = v,
+                        _ => {}
+                    }
+                }
+                rsa::RsaPublicKey::new(
+                    rsa::BigUint::from_bytes_be(&n),
+                    rsa::BigUint::from_bytes_be(&e),
+                )
+                .map(PublicKey::RsaPss)
+                .map_err(|e| e.to_string())
+            }
+            other => Err(format!(
+                "key type {other:?} is not supported (tufkey uses EC P-256, Ed25519 and RSA)"
+            )),
+        };
+        Ok(KeyObject {
+            label,
+            id,
+            uri: object_uri,
+            public,
+        })
+    }
+
+    /// The single private key the URI selects. Needs a login on tokens whose private
+    /// objects are private (all of them, for keys tufkey makes).
+    fn private_key(&self, uri: &Pkcs11Uri) -> Result<(ObjectHandle, CkKeyType), KeyError> {
+        let session = self.session()?;
+        let mut template = vec![Attribute::Class(ObjectClass::PRIVATE_KEY)];
+        add_selectors(&mut template, uri);
+        let handles = session
+            .find_objects(&template)
+            .map_err(self.ck("C_FindObjects"))?;
+        let describe = |h: ObjectHandle| -> String {
+            let a = session
+                .get_attributes(h, &[AttributeType::Label, AttributeType::Id])
+                .unwrap_or_default();
+            label_id(&a)
+        };
+        match handles.as_slice() {
+            [] => {
+                let present = self.list_objects_brief(&session);
+                Err(KeyError::NoObject {
+                    uri: uri.to_string(),
+                    token: self.label.clone(),
+                    present,
+                })
+            }
+            [h] => {
+                let kt = session
+                    .get_attributes(*h, &[AttributeType::KeyType])
+                    .map_err(self.ck("C_GetAttributeValue"))?
+                    .into_iter()
+                    .find_map(|a| {
+                        if let Attribute::KeyType(k) = a {
+                            Some(k)
+                        } else {
+                            None
+                        }
+                    })
+                    .ok_or_else(|| KeyError::Unsupported {
+                        uri: uri.to_string(),
+                        reason: "the key has no CKA_KEY_TYPE".into(),
+                    })?;
+                Ok((*h, kt))
+            }
+            many => Err(KeyError::AmbiguousObject {
+                uri: uri.to_string(),
+                token: self.label.clone(),
+                count: many.len(),
+                matches: many
+                    .iter()
+                    .map(|h| describe(*h))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    fn list_objects_brief(&self, session: &Session) -> String {
+        let handles = session
+            .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
+            .unwrap_or_default();
+        let handles = if handles.is_empty() {
+            session
+                .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY)])
+                .unwrap_or_default()
+        } else {
+            handles
+        };
+        if handles.is_empty() {
+            return "none".into();
+        }
+        handles
+            .iter()
+            .map(|h| {
+                label_id(
+                    &session
+                        .get_attributes(*h, &[AttributeType::Label, AttributeType::Id])
+                        .unwrap_or_default(),
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Every key object (public and private) the URI selects, for deletion. Needs a login.
+    pub fn key_objects(&self, uri: &Pkcs11Uri) -> Result<Vec<(ObjectHandle, String)>, KeyError> {
+        let session = self.session()?;
+        let mut out = Vec::new();
+        for (class, name) in [
+            (ObjectClass::PRIVATE_KEY, "private key"),
+            (ObjectClass::PUBLIC_KEY, "public key"),
+        ] {
+            let mut template = vec![Attribute::Class(class)];
+            add_selectors(&mut template, uri);
+            for h in session
+                .find_objects(&template)
+                .map_err(self.ck("C_FindObjects"))?
+            {
+                let a = session
+                    .get_attributes(h, &[AttributeType::Label, AttributeType::Id])
+                    .unwrap_or_default();
+                out.push((h, format!("{name} {}", label_id(&a))));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Destroys objects found by [`Token::key_objects`].
+    pub fn destroy(&self, handles: &[ObjectHandle]) -> Result<(), KeyError> {
+        let s = self.rw_session()?;
+        for h in handles {
+            s.destroy_object(*h).map_err(self.ck("C_DestroyObject"))?;
+        }
+        Ok(())
+    }
+
+    /// Refuses when any object already has this label or id, so a URI stays unambiguous.
+    fn ensure_free(&self, session: &Session, uri: &Pkcs11Uri) -> Result<(), KeyError> {
+        let mut clashes = Vec::new();
+        for attr in [
+            uri.object.clone().map(|l| Attribute::Label(l.into_bytes())),
+            uri.id.clone().map(Attribute::Id),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for h in session
+                .find_objects(&[attr])
+                .map_err(self.ck("C_FindObjects"))?
+            {
+                let a = session
+                    .get_attributes(h, &[AttributeType::Label, AttributeType::Id])
+                    .unwrap_or_default();
+                clashes.push(label_id(&a));
+            }
+        }
+        if clashes.is_empty() {
+            Ok(())
+        } else {
+            clashes.dedup();
+            Err(KeyError::ObjectExists {
+                uri: uri.to_string(),
+                token: self.label.clone(),
+                existing: clashes.join(", "),
+            })
+        }
+    }
+}
+
+fn label_id(attrs: &[Attribute]) -> String {
+    let mut label = String::new();
+    let mut id = String::new();
+    for a in attrs {
+        match a {
+            Attribute::Label(l) => label = String::from_utf8_lossy(l).into_owned(),
+            Attribute::Id(i) => id = hex::encode(i),
+            _ => {}
+        }
+    }
+    format!("object={label} id={id}")
+}
+
+fn add_selectors(template: &mut Vec<Attribute>, uri: &Pkcs11Uri) {
+    if let Some(l) = &uri.object {
+        template.push(Attribute::Label(l.clone().into_bytes()));
+    }
+    if let Some(id) = &uri.id {
+        template.push(Attribute::Id(id.clone()));
+    }
+}
+
+/// Decodes CKA_EC_POINT (DER OCTET STRING, or the raw point some tokens return) for
+/// P-256 or Ed25519, chosen by CKA_EC_PARAMS.
+fn ec_public_key(params: &[u8], point: &[u8]) -> Result<PublicKey, String> {
+    let unwrap = |raw_len: usize| -> Result<&[u8], String> {
+        if point.len() == raw_len {
+            Ok(point)
+        } else if point.len() == raw_len + 2 && point[0] == 0x04 && point[1] as usize == raw_len {
+            Ok(&point[2..])
+        } else {
+            Err(format!(
+                "CKA_EC_POINT has unexpected length {}",
+                point.len()
+            ))
+        }
+    };
+    if params == P256_PARAMS {
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(unwrap(65)?)
+            .map(PublicKey::EcdsaP256)
+            .map_err(|e| format!("bad P-256 point: {e}"))
+    } else if params == ED25519_OID_PARAMS || params == ED25519_NAME_PARAMS {
+        let raw: [u8; 32] = unwrap(32)?
+            .try_into()
+            .map_err(|_| "bad Ed25519 point".to_string())?;
+        ed25519_dalek::VerifyingKey::from_bytes(&raw)
+            .map(PublicKey::Ed25519)
+            .map_err(|e| format!("bad Ed25519 point: {e}"))
+    } else {
+        Err(format!(
+            "curve with CKA_EC_PARAMS {} is not supported (P-256 and Ed25519 are)",
+            hex::encode(params)
+        ))
+    }
+}
+
+/// A key pair found on a token.
+#[derive(Debug, Clone)]
+pub struct KeyObject {
+    pub label: String,
+    pub id: Vec<u8>,
+    /// A URI naming exactly this key (module, token label and serial, object, id).
+    pub uri: Pkcs11Uri,
+    /// The public key, or why it could not be read.
+    pub public: Result<PublicKey, String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Mech {
+    Ecdsa,
+    Eddsa,
+    RsaPss,
+}
+
+/// A signer whose private key stays on the token.
+pub struct Pkcs11Signer {
+    token: Arc<Token>,
+    handle: ObjectHandle,
+    mech: Mech,
+    uri: String,
+    public: Key,
+    keyid: String,
+}
+
+impl Pkcs11Signer {
+    /// Finds the key, logs in (PIN rules apply) and prepares to sign.
+    pub fn open(uri: &Pkcs11Uri, policy: &PinPolicy) -> Result<Pkcs11Signer, KeyError> {
+        let token = Token::open(uri)?;
+        let shown = uri.to_string();
+        // Look at the public half first: a wrong URI is reported before any PIN is asked.
+        let publics = token.public_keys(uri)?;
+        if publics.len() > 1 {
+            return Err(KeyError::AmbiguousObject {
+                uri: shown,
+                token: token.label.clone(),
+                count: publics.len(),
+                matches: publics
+                    .iter()
+                    .map(|k| format!("object={} id={}", k.label, hex::encode(&k.id)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        token.login(uri, policy)?;
+        let (handle, kt) = token.private_key(uri)?;
+        let public = match publics.into_iter().next() {
+            Some(k) => k.public.map_err(|reason| KeyError::Unsupported { uri: shown.clone(), reason })?,
+            None => {
+                return Err(KeyError::Unsupported {
+                    uri: shown,
+                    reason: "the token holds the private key but no public key object with the same label and id; tufkey needs it to name the key".into(),
+                })
+            }
+        };
+        let mech = match (&public, kt) {
+            (PublicKey::EcdsaP256(_), k) if k == CkKeyType::EC => Mech::Ecdsa,
+            (PublicKey::Ed25519(_), k) if k == CkKeyType::EC_EDWARDS => Mech::Eddsa,
+            (PublicKey::RsaPss(_), k) if k == CkKeyType::RSA => Mech::RsaPss,
+            _ => {
+                return Err(KeyError::Unsupported {
+                    uri: shown,
+                    reason: "the private and public objects are of different key types".into(),
+                })
+            }
+        };
+        let tuf_key = public.to_tuf_key();
+        let keyid = tuf_key.key_id();
+        Ok(Pkcs11Signer {
+            token,
+            handle,
+            mech,
+            uri: shown,
+            public: tuf_key,
+            keyid,
+        })
+    }
+
+    /// The token this key lives on.
+    pub fn token(&self) -> &Arc<Token> {
+        &self.token
+    }
+}
+
+impl Signer for Pkcs11Signer {
+    fn uri(&self) -> &str {
+        &self.uri
+    }
+    fn public_key(&self) -> &Key {
+        &self.public
+    }
+    fn key_id(&self) -> &str {
+        &self.keyid
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let session = self.token.session()?;
+        let ck = |source| KeyError::Pkcs11 {
+            op: "C_Sign",
+            uri: self.uri.clone(),
+            source,
+        };
+        match self.mech {
+            Mech::Ecdsa => {
+                // CKM_ECDSA over a digest hashed here: portable, and SoftHSM lacks CKM_ECDSA_SHA256.
+                let digest = Sha256::digest(message);
+                let raw = session
+                    .sign(&Mechanism::Ecdsa, self.handle, &digest)
+                    .map_err(ck)?;
+                let sig = p256::ecdsa::Signature::from_slice(&raw).map_err(|e| {
+                    KeyError::Unsupported {
+                        uri: self.uri.clone(),
+                        reason: format!(
+                            "the token returned a malformed ECDSA signature ({} bytes): {e}",
+                            raw.len()
+                        ),
+                    }
+                })?;
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+            Mech::Eddsa => {
+                let m = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
+                session.sign(&m, self.handle, message).map_err(ck)
+            }
+            Mech::RsaPss => {
+                let m = Mechanism::Sha256RsaPkcsPss(PkcsPssParams {
+                    hash_alg: MechanismType::SHA256,
+                    mgf: PkcsMgfType::MGF1_SHA256,
+                    s_len: 32.into(),
+                });
+                session.sign(&m, self.handle, message).map_err(ck)
+            }
+        }
+    }
+}
+
+fn fresh_id() -> Vec<u8> {
+    let mut id = vec![0u8; 8];
+    rand_core::OsRng.fill_bytes(&mut id);
+    id
+}
+
+fn object_uri(token: &Token, uri: &Pkcs11Uri, id: Vec<u8>) -> Pkcs11Uri {
+    Pkcs11Uri {
+        object: uri.object.clone(),
+        id: Some(id),
+        pin_source: uri.pin_source.clone(),
+        module_path: uri
+            .module_path
+            .clone()
+            .or_else(|| Some(token.module_path.clone())),
+        ..token.uri()
+    }
+}
+
+fn private_template(label: &[u8], id: &[u8]) -> Vec<Attribute> {
+    vec![
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(true),
+        Attribute::Label(label.to_vec()),
+        Attribute::Id(id.to_vec()),
+    ]
+}
+
+fn public_template(label: &[u8], id: &[u8]) -> Vec<Attribute> {
+    vec![
+        Attribute::Token(true),
+        Attribute::Private(false),
+        Attribute::Verify(true),
+        Attribute::Label(label.to_vec()),
+        Attribute::Id(id.to_vec()),
+    ]
+}
+
+/// Generates a key pair on the token: the private key is Sensitive and not
+/// Extractable. Returns a URI naming the new key and its public key.
+pub fn generate(
+    uri: &Pkcs11Uri,
+    key_type: KeyType,
+    policy: &PinPolicy,
+) -> Result<(Pkcs11Uri, PublicKey), KeyError> {
+    let label = uri
+        .object
+        .clone()
+        .ok_or_else(|| KeyError::NeedsObjectName {
+            uri: uri.to_string(),
+        })?;
+    let token = Token::open(uri)?;
+    token.login(uri, policy)?;
+    let session = token.rw_session()?;
+    token.ensure_free(&session, uri)?;
+    let id = uri.id.clone().unwrap_or_else(fresh_id);
+    let mut pub_t = public_template(label.as_bytes(), &id);
+    let priv_t = private_template(label.as_bytes(), &id);
+    let mech = match key_type {
+        KeyType::EcdsaP256 => {
+            pub_t.push(Attribute::EcParams(P256_PARAMS.to_vec()));
+            Mechanism::EccKeyPairGen
+        }
+        KeyType::Ed25519 => {
+            pub_t.push(Attribute::EcParams(ED25519_OID_PARAMS.to_vec()));
+            Mechanism::EccEdwardsKeyPairGen
+        }
+        KeyType::Rsa3072 => {
+            pub_t.push(Attribute::ModulusBits(3072.into()));
+            pub_t.push(Attribute::PublicExponent(vec![1, 0, 1]));
+            Mechanism::RsaPkcsKeyPairGen
+        }
+    };
+    session
+        .generate_key_pair(&mech, &pub_t, &priv_t)
+        .map_err(|source| KeyError::Pkcs11 {
+            op: "C_GenerateKeyPair",
+            uri: uri.to_string(),
+            source,
+        })?;
+    let new_uri = object_uri(&token, uri, id);
+    let key = read_back(&token, &new_uri)?;
+    Ok((new_uri, key))
+}
+
+fn read_back(token: &Token, uri: &Pkcs11Uri) -> Result<PublicKey, KeyError> {
+    let mut keys = token.public_keys(uri)?;
+    match keys.pop() {
+        Some(k) if keys.is_empty() => k.public.map_err(|reason| KeyError::Unsupported {
+            uri: uri.to_string(),
+            reason,
+        }),
+        _ => Err(KeyError::Unsupported {
+            uri: uri.to_string(),
+            reason: "the new key could not be read back".into(),
+        }),
+    }
+}
+
+/// Writes a software key into the token as a non-extractable private key plus its
+/// public key object (for migrating keys into hardware).
+pub fn import(
+    uri: &Pkcs11Uri,
+    key: &SoftKey,
+    policy: &PinPolicy,
+) -> Result<(Pkcs11Uri, PublicKey), KeyError> {
+    use rsa::traits::{PrivateKeyParts, PublicKeyParts};
+    let label = uri
+        .object
+        .clone()
+        .ok_or_else(|| KeyError::NeedsObjectName {
+            uri: uri.to_string(),
+        })?;
+    let token = Token::open(uri)?;
+    token.login(uri, policy)?;
+    let session = token.rw_session()?;
+    token.ensure_free(&session, uri)?;
+    let id = uri.id.clone().unwrap_or_else(fresh_id);
+    let mut pub_t = public_template(label.as_bytes(), &id);
+    let mut priv_t = private_template(label.as_bytes(), &id);
+    pub_t.push(Attribute::Class(ObjectClass::PUBLIC_KEY));
+    priv_t.push(Attribute::Class(ObjectClass::PRIVATE_KEY));
+    let octet = |p: &[u8]| {
+        let mut v = vec![0x04, p.len() as u8];
+        v.extend_from_slice(p);
+        v
+    };
+    match key {
+        SoftKey::EcdsaP256(k) => {
+            let point = k.verifying_key().to_encoded_point(false);
+            pub_t.extend([
+                Attribute::KeyType(CkKeyType::EC),
+                Attribute::EcParams(P256_PARAMS.to_vec()),
+                Attribute::EcPoint(octet(point.as_bytes())),
+            ]);
+            priv_t.extend([
+                Attribute::KeyType(CkKeyType::EC),
+                Attribute::EcParams(P256_PARAMS.to_vec()),
+                Attribute::Value(k.to_bytes().to_vec()),
+            ]);
+        }
+        SoftKey::Ed25519(k) => {
+            pub_t.extend([
+                Attribute::KeyType(CkKeyType::EC_EDWARDS),
+                Attribute::EcParams(ED25519_OID_PARAMS.to_vec()),
+                Attribute::EcPoint(octet(k.verifying_key().as_bytes())),
+            ]);
+            priv_t.extend([
+                Attribute::KeyType(CkKeyType::EC_EDWARDS),
+                Attribute::EcParams(ED25519_OID_PARAMS.to_vec()),
+                Attribute::Value(k.to_bytes().to_vec()),
+            ]);
+        }
+        SoftKey::Rsa(k) => {
+            let mut k = (**k).clone();
+            k.precompute().map_err(|e| KeyError::Unsupported {
+                uri: uri.to_string(),
+                reason: e.to_string(),
+            })?;
+            let primes = k.primes();
+            if primes.len() != 2 {
+                return Err(KeyError::Unsupported {
+                    uri: uri.to_string(),
+                    reason: "multi-prime RSA keys cannot be imported".into(),
+                });
+            }
+            let missing = || KeyError::Unsupported {
+                uri: uri.to_string(),
+                reason: "RSA CRT values missing".into(),
+            };
+            let n = k.n().to_bytes_be();
+            let e = k.e().to_bytes_be();
+            pub_t.extend([
+                Attribute::KeyType(CkKeyType::RSA),
+                Attribute::Modulus(n.clone()),
+                Attribute::PublicExponent(e.clone()),
+            ]);
+            priv_t.extend([
+                Attribute::KeyType(CkKeyType::RSA),
+                Attribute::Modulus(n),
+                Attribute::PublicExponent(e),
+                Attribute::PrivateExponent(k.d().to_bytes_be()),
+                Attribute::Prime1(primes[0].to_bytes_be()),
+                Attribute::Prime2(primes[1].to_bytes_be()),
+                Attribute::Exponent1(k.dp().ok_or_else(missing)?.to_bytes_be()),
+                Attribute::Exponent2(k.dq().ok_or_else(missing)?.to_bytes_be()),
+                Attribute::Coefficient(k.crt_coefficient().ok_or_else(missing)?.to_bytes_be()),
+            ]);
+        }
+    }
+    let ck = |source| KeyError::Pkcs11 {
+        op: "C_CreateObject",
+        uri: uri.to_string(),
+        source,
+    };
+    let priv_h = session.create_object(&priv_t).map_err(ck)?;
+    if let Err(e) = session.create_object(&pub_t) {
+        let _ = session.destroy_object(priv_h);
+        return Err(ck(e));
+    }
+    let new_uri = object_uri(&token, uri, id);
+    let key = read_back(&token, &new_uri)?;
+    Ok((new_uri, key))
+}
+
+/// Public keys on every token of a module (no login needed), optionally narrowed by URI.
+pub fn list_keys(filter: &Pkcs11Uri) -> Result<Vec<KeyObject>, KeyError> {
+    let path = module_path(filter)?;
+    let mut out = Vec::new();
+    for t in list_tokens(&path)? {
+        let token_filter = Pkcs11Uri {
+            slot_id: Some(t.slot_id),
+            module_path: Some(path.clone()),
+            ..filter.clone()
+        };
+        let token = match Token::open(&token_filter) {
+            Ok(t) => t,
+            Err(KeyError::NoToken { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        out.extend(token.public_keys(filter)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pin_rules() {
+        assert!(check_pin_state(PinState::Ok, false, "t", "u").is_ok());
+        assert!(check_pin_state(PinState::CountLow, false, "t", "u").is_ok());
+        assert!(matches!(
+            check_pin_state(PinState::FinalTry, false, "t", "u"),
+            Err(KeyError::PinFinalTry { .. })
+        ));
+        assert!(check_pin_state(PinState::FinalTry, true, "t", "u").is_ok());
+        assert!(matches!(
+            check_pin_state(PinState::Locked, true, "t", "u"),
+            Err(KeyError::PinLocked { .. })
+        ));
+        assert!(matches!(
+            check_pin_state(PinState::NotInitialized, true, "t", "u"),
+            Err(KeyError::PinNotInitialized { .. })
+        ));
+    }
+
+    #[test]
+    fn ec_points_in_both_encodings() {
+        let sk = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+        let raw = sk
+            .verifying_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec();
+        let mut wrapped = vec![0x04, 65];
+        wrapped.extend_from_slice(&raw);
+        for p in [&raw, &wrapped] {
+            assert!(
+                matches!(ec_public_key(P256_PARAMS, p), Ok(PublicKey::EcdsaP256(k)) if k == *sk.verifying_key())
+            );
+        }
+        let ed = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+        let mut w = vec![0x04, 32];
+        w.extend_from_slice(ed.verifying_key().as_bytes());
+        for params in [ED25519_OID_PARAMS, ED25519_NAME_PARAMS] {
+            assert!(matches!(
+                ec_public_key(params, &w),
+                Ok(PublicKey::Ed25519(_))
+            ));
+        }
+        assert!(ec_public_key(&[0x06, 0x01, 0x00], &raw).is_err());
+    }
+}

@@ -1,0 +1,277 @@
+//! `file:` keys: encrypted PKCS#8 files, for development, tests and the embedded default.
+//!
+//! The private key is PBES2 (scrypt + AES-256-CBC) encrypted PKCS#8 PEM. Beside it,
+//! `<name>.pub.json` holds the TUF public key so that listing and showing keys needs no
+//! passphrase.
+
+use std::path::{Path, PathBuf};
+
+use pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use rand_core::OsRng;
+use zeroize::Zeroizing;
+
+use super::error::KeyError;
+use super::pin::{self, PinPolicy, PinRequest, Secret};
+use super::Signer;
+use crate::tuf::{Key, KeyType, PublicKey};
+
+const OID_EC: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const OID_P256: pkcs8::ObjectIdentifier =
+    pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const OID_RSA: pkcs8::ObjectIdentifier =
+    pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const OID_ED25519: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.3.101.112");
+
+/// A private key held in memory. Each variant zeroizes itself on drop.
+pub enum SoftKey {
+    EcdsaP256(p256::ecdsa::SigningKey),
+    Ed25519(ed25519_dalek::SigningKey),
+    Rsa(Box<rsa::RsaPrivateKey>),
+}
+
+impl SoftKey {
+    /// A fresh key from the OS random generator.
+    pub fn generate(t: KeyType) -> Result<SoftKey, String> {
+        Ok(match t {
+            KeyType::EcdsaP256 => SoftKey::EcdsaP256(p256::ecdsa::SigningKey::random(&mut OsRng)),
+            KeyType::Ed25519 => SoftKey::Ed25519(ed25519_dalek::SigningKey::generate(&mut OsRng)),
+            KeyType::Rsa3072 => SoftKey::Rsa(Box::new(
+                rsa::RsaPrivateKey::new(&mut OsRng, 3072).map_err(|e| e.to_string())?,
+            )),
+        })
+    }
+
+    /// Reads an unencrypted PKCS#8 DER private key of a supported algorithm.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<SoftKey, String> {
+        let info = pkcs8::PrivateKeyInfo::try_from(der)
+            .map_err(|e| format!("not a PKCS#8 private key: {e}"))?;
+        let oid = info.algorithm.oid;
+        if oid == OID_ED25519 {
+            ed25519_dalek::SigningKey::from_pkcs8_der(der)
+                .map(SoftKey::Ed25519)
+                .map_err(|e| e.to_string())
+        } else if oid == OID_RSA {
+            rsa::RsaPrivateKey::from_pkcs8_der(der)
+                .map(|k| SoftKey::Rsa(Box::new(k)))
+                .map_err(|e| e.to_string())
+        } else if oid == OID_EC {
+            let curve = info.algorithm.parameters_oid().ok();
+            if curve != Some(OID_P256) {
+                return Err(format!(
+                    "EC keys must be on P-256; this one is on {curve:?}"
+                ));
+            }
+            p256::SecretKey::from_pkcs8_der(der)
+                .map(|k| SoftKey::EcdsaP256(k.into()))
+                .map_err(|e| e.to_string())
+        } else {
+            Err(format!(
+                "unsupported key algorithm {oid}; tufkey handles P-256, Ed25519 and RSA"
+            ))
+        }
+    }
+
+    /// Unencrypted PKCS#8 DER.
+    pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, String> {
+        let doc = match self {
+            SoftKey::EcdsaP256(k) => k.to_pkcs8_der(),
+            SoftKey::Ed25519(k) => k.to_pkcs8_der(),
+            SoftKey::Rsa(k) => k.to_pkcs8_der(),
+        }
+        .map_err(|e| e.to_string())?;
+        Ok(Zeroizing::new(doc.as_bytes().to_vec()))
+    }
+
+    /// The public half.
+    pub fn public(&self) -> PublicKey {
+        match self {
+            SoftKey::EcdsaP256(k) => PublicKey::EcdsaP256(*k.verifying_key()),
+            SoftKey::Ed25519(k) => PublicKey::Ed25519(k.verifying_key()),
+            SoftKey::Rsa(k) => PublicKey::RsaPss(k.to_public_key()),
+        }
+    }
+
+    /// Signs `message` in TUF's encoding: ECDSA DER over SHA-256, RSA-PSS SHA-256 with a
+    /// 32-byte salt, or pure Ed25519.
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        use p256::ecdsa::signature::{RandomizedSigner, SignatureEncoding, Signer as _};
+        match self {
+            SoftKey::EcdsaP256(k) => {
+                let sig: p256::ecdsa::Signature = k.sign(message);
+                sig.to_der().as_bytes().to_vec()
+            }
+            SoftKey::Ed25519(k) => k.sign(message).to_bytes().to_vec(),
+            SoftKey::Rsa(k) => {
+                // rsa's PSS signing key uses the digest length (32) as salt length.
+                let sk = rsa::pss::BlindedSigningKey::<sha2::Sha256>::new((**k).clone());
+                sk.sign_with_rng(&mut OsRng, message).to_vec()
+            }
+        }
+    }
+}
+
+/// Where the public key of a `file:` key is kept.
+pub fn public_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".pub.json");
+    path.with_file_name(name)
+}
+
+fn passphrase_request(path: &Path) -> PinRequest<'static> {
+    PinRequest {
+        what: format!("passphrase for key file {}", path.display()),
+        uri_value: None,
+        uri_source: None,
+        env: vec!["TUFKEY_PASSPHRASE".into()],
+        cache_key: None,
+    }
+}
+
+/// Reads a PKCS#8 PEM or DER file, decrypting it if it is encrypted.
+pub fn read_key_file(path: &Path, policy: &PinPolicy) -> Result<SoftKey, KeyError> {
+    let raw = Zeroizing::new(std::fs::read(path).map_err(|e| KeyError::Io {
+        path: path.into(),
+        source: e,
+    })?);
+    let bad = |reason: String| KeyError::KeyFile {
+        path: path.into(),
+        reason,
+    };
+    let (label, der): (String, Zeroizing<Vec<u8>>) = match std::str::from_utf8(&raw) {
+        Ok(text) if text.contains("-----BEGIN") => {
+            let (label, der) = pkcs8::der::pem::decode_vec(text.trim().as_bytes())
+                .map_err(|e| bad(format!("not a PEM file: {e}")))?;
+            (label.to_string(), Zeroizing::new(der))
+        }
+        _ => {
+            let encrypted = pkcs8::EncryptedPrivateKeyInfo::try_from(&raw[..]).is_ok();
+            (
+                if encrypted {
+                    "ENCRYPTED PRIVATE KEY"
+                } else {
+                    "PRIVATE KEY"
+                }
+                .into(),
+                raw.clone(),
+            )
+        }
+    };
+    match label.as_str() {
+        "ENCRYPTED PRIVATE KEY" => {
+            let enc = pkcs8::EncryptedPrivateKeyInfo::try_from(&der[..])
+                .map_err(|e| bad(format!("not an encrypted PKCS#8 key: {e}")))?;
+            let (pass, _) = pin::obtain(&passphrase_request(path), policy)?;
+            let doc = enc
+                .decrypt(pass.expose())
+                .map_err(|_| KeyError::Passphrase { path: path.into() })?;
+            SoftKey::from_pkcs8_der(doc.as_bytes()).map_err(bad)
+        }
+        "PRIVATE KEY" => SoftKey::from_pkcs8_der(&der).map_err(bad),
+        other => Err(bad(format!(
+            "PEM label `{other}` is not a PKCS#8 private key (convert with `openssl pkcs8 -topk8`)"
+        ))),
+    }
+}
+
+/// Encrypts `key` with a passphrase (asked twice when prompting) and returns the PEM text.
+pub fn encrypt_key(
+    path: &Path,
+    key: &SoftKey,
+    policy: &PinPolicy,
+) -> Result<Zeroizing<String>, KeyError> {
+    let bad = |reason: String| KeyError::KeyFile {
+        path: path.into(),
+        reason,
+    };
+    let pass = match std::env::var("TUFKEY_PASSPHRASE") {
+        Ok(p) => Secret::new(p),
+        Err(_) if policy.interactive => {
+            let p = dialoguer::Password::new()
+                .with_prompt(format!("New passphrase for {}", path.display()))
+                .with_confirmation("Repeat the passphrase", "The passphrases differ")
+                .interact()
+                .map_err(|e| KeyError::Prompt(e.to_string()))?;
+            Secret::new(p)
+        }
+        Err(_) => {
+            return Err(KeyError::NoPin {
+                what: format!("passphrase for new key file {}", path.display()),
+                env: "TUFKEY_PASSPHRASE".into(),
+            })
+        }
+    };
+    if pass.expose().is_empty() {
+        return Err(bad("an empty passphrase is not allowed".into()));
+    }
+    let der = key.to_pkcs8_der().map_err(&bad)?;
+    let info = pkcs8::PrivateKeyInfo::try_from(&der[..]).map_err(|e| bad(e.to_string()))?;
+    let enc = info
+        .encrypt(OsRng, pass.expose())
+        .map_err(|e| bad(e.to_string()))?;
+    let pem = enc
+        .to_pem("ENCRYPTED PRIVATE KEY", pkcs8::LineEnding::LF)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(pem)
+}
+
+/// A signer backed by a decrypted `file:` key.
+pub struct FileSigner {
+    uri: String,
+    key: SoftKey,
+    public: Key,
+    keyid: String,
+}
+
+impl FileSigner {
+    /// Opens `path`, asking for its passphrase as `policy` allows.
+    pub fn open(path: &Path, policy: &PinPolicy) -> Result<FileSigner, KeyError> {
+        let key = read_key_file(path, policy)?;
+        let public = key.public().to_tuf_key();
+        let keyid = public.key_id();
+        Ok(FileSigner {
+            uri: format!("file:{}", path.display()),
+            key,
+            public,
+            keyid,
+        })
+    }
+}
+
+impl Signer for FileSigner {
+    fn uri(&self) -> &str {
+        &self.uri
+    }
+    fn public_key(&self) -> &Key {
+        &self.public
+    }
+    fn key_id(&self) -> &str {
+        &self.keyid
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        Ok(self.key.sign(message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_signs_what_its_public_key_verifies() {
+        for t in [KeyType::EcdsaP256, KeyType::Ed25519, KeyType::Rsa3072] {
+            let k = SoftKey::generate(t).unwrap();
+            let sig = k.sign(b"payload");
+            let public = k.public().to_tuf_key();
+            public.verify_hex(b"payload", &hex::encode(&sig)).unwrap();
+            assert!(
+                public.verify_hex(b"other", &hex::encode(&sig)).is_err(),
+                "{t}"
+            );
+            let again = SoftKey::from_pkcs8_der(&k.to_pkcs8_der().unwrap()).unwrap();
+            assert_eq!(again.public().to_tuf_key(), public);
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! Key URIs: one string names a key everywhere (CLI flags, ceremony files, policy).
+//!
+//! - `pkcs11:` as in RFC 7512, with path attributes `token`, `object`, `id`, `serial`,
+//!   `manufacturer`, `model`, `slot-id`, `type` and query attributes `module-path`,
+//!   `pin-source`, `pin-value`;
+//! - `file:PATH` (or `file:///PATH`) for an encrypted PKCS#8 file.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use super::error::KeyError;
+use super::pin::Secret;
+
+/// A parsed key URI.
+#[derive(Debug, Clone)]
+pub enum KeyUri {
+    Pkcs11(Pkcs11Uri),
+    File(FileUri),
+}
+
+impl KeyUri {
+    /// Parses a key URI; an error quotes the part that is wrong.
+    pub fn parse(s: &str) -> Result<KeyUri, KeyError> {
+        if let Some(rest) = s.strip_prefix("pkcs11:") {
+            Pkcs11Uri::parse_rest(s, rest).map(KeyUri::Pkcs11)
+        } else if let Some(rest) = s.strip_prefix("file:") {
+            FileUri::parse_rest(s, rest).map(KeyUri::File)
+        } else {
+            let scheme = s
+                .split(':')
+                .next()
+                .filter(|p| p.len() < s.len())
+                .unwrap_or(s);
+            Err(KeyError::Uri {
+                uri: redact(s),
+                part: scheme.into(),
+                reason: "unknown key URI scheme; use pkcs11:… (RFC 7512) or file:/path/key.p8"
+                    .into(),
+            })
+        }
+    }
+}
+
+impl fmt::Display for KeyUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyUri::Pkcs11(u) => u.fmt(f),
+            KeyUri::File(u) => u.fmt(f),
+        }
+    }
+}
+
+/// Hides a `pin-value` in a URI string that could not be parsed, for error messages.
+pub fn redact(s: &str) -> String {
+    match s.find("pin-value=") {
+        Some(i) => {
+            let end = s[i..].find('&').map(|j| i + j).unwrap_or(s.len());
+            format!("{}pin-value=***{}", &s[..i], &s[end..])
+        }
+        None => s.to_string(),
+    }
+}
+
+/// A `file:` key: an encrypted PKCS#8 file (development and the embedded default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileUri {
+    pub path: PathBuf,
+}
+
+impl FileUri {
+    fn parse_rest(whole: &str, rest: &str) -> Result<FileUri, KeyError> {
+        let path = match rest.strip_prefix("//") {
+            Some(after) if after.starts_with('/') => after,
+            Some(after) => return Err(KeyError::Uri {
+                uri: whole.into(),
+                part: format!("//{}", after.split('/').next().unwrap_or_default()),
+                reason:
+                    "file URIs name a local path: file:/abs/path, file:rel/path or file:///abs/path"
+                        .into(),
+            }),
+            None => rest,
+        };
+        if path.is_empty() {
+            return Err(KeyError::Uri {
+                uri: whole.into(),
+                part: "file:".into(),
+                reason: "no path after `file:`".into(),
+            });
+        }
+        Ok(FileUri {
+            path: PathBuf::from(path),
+        })
+    }
+}
+
+impl fmt::Display for FileUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "file:{}", self.path.display())
+    }
+}
+
+/// An RFC 7512 PKCS#11 URI. `pin-value` is kept as a zeroizing secret and never displayed.
+#[derive(Debug, Clone, Default)]
+pub struct Pkcs11Uri {
+    pub token: Option<String>,
+    pub manufacturer: Option<String>,
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    pub slot_id: Option<u64>,
+    pub object: Option<String>,
+    pub id: Option<Vec<u8>>,
+    pub object_type: Option<String>,
+    pub module_path: Option<PathBuf>,
+    pub pin_source: Option<String>,
+    pub pin_value: Option<Secret>,
+}
+
+const PATH_ATTRS: &[&str] = &[
+    "token",
+    "manufacturer",
+    "model",
+    "serial",
+    "slot-id",
+    "object",
+    "id",
+    "type",
+    "library-manufacturer",
+    "library-description",
+    "library-version",
+    "slot-description",
+    "slot-manufacturer",
+];
+const QUERY_ATTRS: &[&str] = &["module-path", "pin-source", "pin-value", "module-name"];
+
+impl Pkcs11Uri {
+    fn parse_rest(whole: &str, rest: &str) -> Result<Pkcs11Uri, KeyError> {
+        let err = |part: &str, reason: String| KeyError::Uri {
+            uri: redact(whole),
+            part: redact(part),
+            reason,
+        };
+        let (path, query) = match rest.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (rest, None),
+        };
+        let mut uri = Pkcs11Uri::default();
+        let mut seen: Vec<String> = Vec::new();
+        let attrs = path
+            .split(';')
+            .filter(|a| !a.is_empty())
+            .map(|a| (a, false))
+            .chain(
+                query
+                    .into_iter()
+                    .flat_map(|q| q.split('&'))
+                    .filter(|a| !a.is_empty())
+                    .map(|a| (a, true)),
+            );
+        for (attr, in_query) in attrs {
+            let (name, raw) = attr
+                .split_once('=')
+                .ok_or_else(|| err(attr, "an attribute must be name=value".into()))?;
+            let known = if in_query { QUERY_ATTRS } else { PATH_ATTRS };
+            if !known.contains(&name) && !name.starts_with("x-") {
+                let (place, list) = if in_query {
+                    ("query", QUERY_ATTRS)
+                } else {
+                    ("path", PATH_ATTRS)
+                };
+                return Err(err(
+                    attr,
+                    format!(
+                        "unknown {place} attribute `{name}` (known: {})",
+                        list.join(", ")
+                    ),
+                ));
+            }
+            if seen.iter().any(|s| s == name) {
+                return Err(err(attr, format!("attribute `{name}` is given twice")));
+            }
+            seen.push(name.to_string());
+            let bytes: Vec<u8> = percent_decode_str(raw).collect();
+            let text = || {
+                String::from_utf8(bytes.clone())
+                    .map_err(|_| err(attr, "value is not UTF-8 after percent-decoding".into()))
+            };
+            match name {
+                "token" => uri.token = Some(text()?),
+                "manufacturer" => uri.manufacturer = Some(text()?),
+                "model" => uri.model = Some(text()?),
+                "serial" => uri.serial = Some(text()?),
+                "slot-id" => {
+                    uri.slot_id = Some(text()?.parse().map_err(|_| err(attr, "slot-id must be a decimal number".into()))?)
+                }
+                "object" => uri.object = Some(text()?),
+                "id" => uri.id = Some(bytes),
+                "type" => {
+                    let t = text()?;
+                    if !["private", "public", "cert", "secret-key", "data"].contains(&t.as_str()) {
+                        return Err(err(attr, "type must be one of private, public, cert, secret-key, data".into()));
+                    }
+                    uri.object_type = Some(t);
+                }
+                "module-path" => uri.module_path = Some(PathBuf::from(text()?)),
+                "module-name" => {
+                    return Err(err(attr, "module-name is not supported; give the library with module-path=/path/to/module.so".into()))
+                }
+                "pin-source" => uri.pin_source = Some(text()?),
+                "pin-value" => uri.pin_value = Some(Secret::new(text()?)),
+                _ => {} // library-*, slot-description, slot-manufacturer and x- attributes: accepted, not used to match
+            }
+        }
+        Ok(uri)
+    }
+
+    /// This URI without object selectors: names the token only.
+    pub fn token_only(&self) -> Pkcs11Uri {
+        Pkcs11Uri {
+            object: None,
+            id: None,
+            object_type: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// Characters kept literal in attribute values (RFC 7512 pk11-pchar, minus the ones that
+/// read badly in a shell).
+const VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+impl fmt::Display for Pkcs11Uri {
+    /// The URI in a stable form; `pin-value` is shown as `***`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let enc = |s: &str| utf8_percent_encode(s, VALUE).to_string();
+        let mut path: Vec<String> = Vec::new();
+        if let Some(v) = &self.token {
+            path.push(format!("token={}", enc(v)));
+        }
+        if let Some(v) = &self.manufacturer {
+            path.push(format!("manufacturer={}", enc(v)));
+        }
+        if let Some(v) = &self.model {
+            path.push(format!("model={}", enc(v)));
+        }
+        if let Some(v) = &self.serial {
+            path.push(format!("serial={}", enc(v)));
+        }
+        if let Some(v) = &self.slot_id {
+            path.push(format!("slot-id={v}"));
+        }
+        if let Some(v) = &self.object {
+            path.push(format!("object={}", enc(v)));
+        }
+        if let Some(v) = &self.id {
+            path.push(format!(
+                "id={}",
+                v.iter().map(|b| format!("%{b:02X}")).collect::<String>()
+            ));
+        }
+        if let Some(v) = &self.object_type {
+            path.push(format!("type={v}"));
+        }
+        let mut query: Vec<String> = Vec::new();
+        if let Some(v) = &self.module_path {
+            query.push(format!("module-path={}", enc(&v.to_string_lossy())));
+        }
+        if let Some(v) = &self.pin_source {
+            query.push(format!("pin-source={}", enc(v).replace("%3A", ":")));
+        }
+        if self.pin_value.is_some() {
+            query.push("pin-value=***".into());
+        }
+        write!(f, "pkcs11:{}", path.join(";"))?;
+        if !query.is_empty() {
+            write!(f, "?{}", query.join("&"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p11(s: &str) -> Pkcs11Uri {
+        match KeyUri::parse(s).unwrap() {
+            KeyUri::Pkcs11(u) => u,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_design_example_parses() {
+        let u = p11("pkcs11:token=root-a;object=root;id=%01?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/pin");
+        assert_eq!(u.token.as_deref(), Some("root-a"));
+        assert_eq!(u.object.as_deref(), Some("root"));
+        assert_eq!(u.id.as_deref(), Some(&[1u8][..]));
+        assert_eq!(
+            u.module_path,
+            Some(PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"))
+        );
+        assert_eq!(u.pin_source.as_deref(), Some("file:/run/pin"));
+        assert_eq!(
+            u.to_string(),
+            "pkcs11:token=root-a;object=root;id=%01?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/pin"
+        );
+    }
+
+    #[test]
+    fn percent_encoding_and_serial_and_slot_id() {
+        let u = p11("pkcs11:token=My%20Token;serial=ab12;slot-id=7;id=%DE%AD");
+        assert_eq!(u.token.as_deref(), Some("My Token"));
+        assert_eq!(u.serial.as_deref(), Some("ab12"));
+        assert_eq!(u.slot_id, Some(7));
+        assert_eq!(u.id.as_deref(), Some(&[0xde, 0xad][..]));
+    }
+
+    #[test]
+    fn pin_value_is_never_displayed() {
+        let u = p11("pkcs11:token=a?pin-value=123456");
+        assert_eq!(u.pin_value.as_ref().map(|p| p.expose()), Some("123456"));
+        assert!(!u.to_string().contains("123456"));
+        assert!(!format!("{u:?}").contains("123456"));
+        let err = KeyUri::parse("pkcs11:tokn=a?pin-value=123456")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("123456"), "{err}");
+    }
+
+    #[test]
+    fn malformed_uris_quote_the_bad_part() {
+        for (uri, part) in [
+            ("pkcs11:token=a;objekt=b", "objekt=b"),
+            ("pkcs11:token=a;token=b", "token=b"),
+            ("pkcs11:token", "token"),
+            ("pkcs11:slot-id=x", "slot-id=x"),
+            ("pkcs11:token=a?modul-path=/x", "modul-path=/x"),
+            ("yubikey9c", "yubikey9c"),
+            ("gcpkms:projects/x", "gcpkms"),
+            ("file:", "file:"),
+        ] {
+            let err = KeyUri::parse(uri).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{part}`")), "{uri}: {err}");
+        }
+    }
+
+    #[test]
+    fn file_uris() {
+        for (s, p) in [
+            ("file:/a/b.p8", "/a/b.p8"),
+            ("file:///a/b.p8", "/a/b.p8"),
+            ("file:keys/x.p8", "keys/x.p8"),
+        ] {
+            match KeyUri::parse(s).unwrap() {
+                KeyUri::File(f) => assert_eq!(f.path, PathBuf::from(p)),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(KeyUri::parse("file://host/a").is_err());
+    }
+}

@@ -1,0 +1,10 @@
+//! tufkey: hardware-backed key management and signing for TUF repositories.
+//!
+//! - [`tuf`]: the TUF data model, canonical JSON, key ids and threshold verification;
+//! - [`keys`]: key URIs, the [`keys::Signer`] trait, PIN sources and the backends;
+//! - [`fsutil`]: writing files so that a failure leaves the old file in place.
+#![forbid(unsafe_code)]
+
+pub mod fsutil;
+pub mod keys;
+pub mod tuf;

@@ -1,0 +1,14 @@
+//! The TUF data model: canonical JSON, keys and key ids, the metadata envelope,
+//! threshold verification. Pure data and crypto: no I/O, nothing else of tufkey.
+
+pub mod cjson;
+pub mod error;
+pub mod key;
+pub mod metadata;
+pub mod time;
+pub mod verify;
+
+pub use error::TufError;
+pub use key::{Key, KeyType, PublicKey};
+pub use metadata::{Metadata, Signature};
+pub use verify::{Delegator, RoleVerification};
