@@ -243,8 +243,11 @@ impl Drop for PooledSession<'_> {
     }
 }
 
-fn tokens() -> &'static Mutex<HashMap<(PathBuf, u64), Arc<Token>>> {
-    static TOKENS: OnceLock<Mutex<HashMap<(PathBuf, u64), Arc<Token>>>> = OnceLock::new();
+/// Open tokens by (module path, slot id): keys on one token share its sessions and login.
+type TokenMap = Mutex<HashMap<(PathBuf, u64), Arc<Token>>>;
+
+fn tokens() -> &'static TokenMap {
+    static TOKENS: OnceLock<TokenMap> = OnceLock::new();
     TOKENS.get_or_init(Default::default)
 }
 

@@ -16,7 +16,7 @@ use super::pin::Secret;
 /// A parsed key URI.
 #[derive(Debug, Clone)]
 pub enum KeyUri {
-    Pkcs11(Pkcs11Uri),
+    Pkcs11(Box<Pkcs11Uri>),
     File(FileUri),
 }
 
@@ -24,7 +24,7 @@ impl KeyUri {
     /// Parses a key URI; an error quotes the part that is wrong.
     pub fn parse(s: &str) -> Result<KeyUri, KeyError> {
         if let Some(rest) = s.strip_prefix("pkcs11:") {
-            Pkcs11Uri::parse_rest(s, rest).map(KeyUri::Pkcs11)
+            Pkcs11Uri::parse_rest(s, rest).map(|u| KeyUri::Pkcs11(Box::new(u)))
         } else if let Some(rest) = s.strip_prefix("file:") {
             FileUri::parse_rest(s, rest).map(KeyUri::File)
         } else {
@@ -291,7 +291,7 @@ mod tests {
 
     fn p11(s: &str) -> Pkcs11Uri {
         match KeyUri::parse(s).unwrap() {
-            KeyUri::Pkcs11(u) => u,
+            KeyUri::Pkcs11(u) => *u,
             other => panic!("{other:?}"),
         }
     }
