@@ -738,7 +738,7 @@ fn bad_metadata_is_refused_with_the_file_named_and_left_as_it_was() {
         ("float.json", "{\"signed\": {\"_type\": \"targets\", \"x\": 1.5}, \"signatures\": []}", "only integers"),
         ("dup-sig.json", "{\"signed\": {\"_type\": \"targets\"}, \"signatures\": [{\"keyid\": \"a\", \"sig\": \"\"}, {\"keyid\": \"a\", \"sig\": \"\"}]}", "more than one signature for key id a"),
     ];
-    for (name, text, reason) in cases {
+    for (name, text, _) in cases {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
     let before = snapshot(dir.path());
@@ -861,6 +861,11 @@ fn uris_that_name_no_token_no_key_or_two_keys_are_explained() {
         err.contains("2 keys match") && err.contains("id=77") && err.contains("add id="),
         "{err}"
     );
+    assert_eq!(
+        snapshot(dir.path()),
+        before,
+        "failed signs left the file as it was"
+    );
     // Adding id= picks one.
     ok(
         Some(&hsm),
@@ -888,7 +893,6 @@ fn uris_that_name_no_token_no_key_or_two_keys_are_explained() {
         ],
     );
     assert!(err.contains("/nonexistent/lib.so"), "{err}");
-    let _ = before;
 }
 
 #[test]
@@ -900,4 +904,64 @@ fn completions_and_help_are_there() {
         help.contains("ecdsa-p256") && help.contains("non-extractable"),
         "{help}"
     );
+}
+
+#[test]
+fn remember_pin_caches_it_in_the_session_keyring_until_pin_forget() {
+    let hsm = SoftHsm::new();
+    let token = hsm.token("cached", "2468");
+    let (_, _, key) = generate(Some(&hsm), &token.uri("k"), "ed25519", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("t.json");
+    write_unsigned(&f, root_body(&[(String::new(), "id".into(), key)], 1));
+    let bare = format!(
+        "pkcs11:token=cached;object=k?module-path={}",
+        softhsm_module().display()
+    );
+    // A private session keyring (keyutils), as a keyholder's login session would have.
+    let script = r#"
+        set -u
+        TUFKEY_PIN=2468 "$T" sign "$F" --key "$U" --remember-pin >/dev/null || exit 11
+        "$T" sign "$F" --key "$U" >/dev/null || exit 12
+        "$T" pin forget "$U" || exit 13
+        "$T" sign "$F" --key "$U" 2>/dev/null && exit 14
+        exit 0
+    "#;
+    let mut c = std::process::Command::new("keyctl");
+    c.args(["session", "-", "sh", "-c", script])
+        .env("T", env!("CARGO_BIN_EXE_tufkey"))
+        .env("F", &f)
+        .env("U", &bare)
+        .env("SOFTHSM2_CONF", &hsm.conf)
+        .env_remove("TUFKEY_NO_KEYRING")
+        .env_remove("TUFKEY_PIN")
+        .stdin(std::process::Stdio::null());
+    let out = c
+        .output()
+        .expect("keyctl (package keyutils) is needed for the keyring test");
+    assert!(
+        out.status.success(),
+        "step {:?} failed: {}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("forgot the cached PIN of token \"cached\"")
+    );
+}
+
+#[test]
+fn without_a_usable_keyring_remember_pin_says_so_once_and_still_signs() {
+    let hsm = SoftHsm::new();
+    let token = hsm.token("nokr", "1234");
+    let (uri, _, key) = generate(Some(&hsm), &token.uri("k"), "ed25519", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("t.json");
+    write_unsigned(&f, root_body(&[(String::new(), "id".into(), key)], 1));
+    let mut c = tufkey(Some(&hsm));
+    c.args(["sign", f.to_str().unwrap(), "--key", &uri, "--remember-pin"]);
+    let (code, _, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err.matches("keyring is not usable").count(), 1, "{err}");
 }

@@ -372,6 +372,11 @@ impl Token {
         })
     }
 
+    /// How many idle sessions the pool holds (as many as were ever used at once).
+    pub fn pooled_sessions(&self) -> usize {
+        lock(&self.idle).len()
+    }
+
     /// A read-write session for creating and destroying objects.
     pub fn rw_session(&self) -> Result<Session, KeyError> {
         self.pkcs11
