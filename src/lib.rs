@@ -5,6 +5,7 @@
 //! - [`fsutil`]: writing files so that a failure leaves the old file in place.
 #![forbid(unsafe_code)]
 
+pub mod ceremony;
 pub mod fsutil;
 pub mod keys;
 pub mod tuf;

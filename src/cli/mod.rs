@@ -1,6 +1,8 @@
 //! The command line: clap definitions, one file per command group. Errors get their
 //! context (file, URI, key id) here, at the edge.
 
+mod ceremony;
+mod delegation;
 mod demo;
 mod key;
 mod output;
@@ -65,6 +67,12 @@ enum Command {
     Payload(sign::PayloadArgs),
     /// Add a signature made elsewhere, after checking it.
     AddSignature(sign::AddSignatureArgs),
+    /// Offline root signing ceremonies and root rotation.
+    #[command(subcommand)]
+    Ceremony(ceremony::CeremonyCmd),
+    /// Edit a targets file's delegations and re-sign it (delegated key rotation).
+    #[command(subcommand)]
+    Delegation(delegation::DelegationCmd),
     /// Manage the OS keyring PIN cache.
     #[command(subcommand)]
     Pin(pin::PinCmd),
@@ -98,6 +106,8 @@ pub fn run() -> ExitCode {
         Command::Payload(a) => sign::payload(a),
         Command::AddSignature(a) => sign::add_signature(a, &ctx),
         Command::Pin(c) => pin::run(c, &ctx),
+        Command::Ceremony(c) => ceremony::run(c, &ctx),
+        Command::Delegation(c) => delegation::run(c, &ctx),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "tufkey", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

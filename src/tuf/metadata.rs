@@ -125,6 +125,25 @@ impl Metadata {
         &self.signed
     }
 
+    /// A new unsigned document.
+    pub fn new(signed: Value) -> Result<Metadata, TufError> {
+        Metadata::from_value(serde_json::json!({"signed": signed, "signatures": []}))
+    }
+
+    /// Changes `signed` and drops every signature, since they covered the old payload.
+    /// The edit must keep the document canonicalisable; it is checked.
+    pub fn edit<T>(
+        &mut self,
+        f: impl FnOnce(&mut Value) -> Result<T, TufError>,
+    ) -> Result<T, TufError> {
+        let mut signed = self.signed.clone();
+        let out = f(&mut signed)?;
+        to_canonical(&signed)?;
+        self.signed = signed;
+        self.signatures.clear();
+        Ok(out)
+    }
+
     /// `signed._type`.
     pub fn role_type(&self) -> &str {
         self.signed

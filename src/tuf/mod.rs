@@ -2,6 +2,7 @@
 //! threshold verification. Pure data and crypto: no I/O, nothing else of tufkey.
 
 pub mod cjson;
+pub mod edit;
 pub mod error;
 pub mod key;
 pub mod metadata;

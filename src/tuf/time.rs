@@ -35,6 +35,30 @@ pub fn parse_user_time(s: &str) -> Option<DateTime<Utc>> {
         .map(|n| n.and_utc())
 }
 
+/// Formats a time as TUF's `expires` (whole seconds, `Z`).
+pub fn format_expires(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// An expiry given by a person: a duration from `now` (`90d`, `12w`, `1y`; a year is
+/// 365 days) or a time as [`parse_user_time`] reads it.
+pub fn parse_expiry_spec(s: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    if let Ok(n) = num.parse::<i64>() {
+        let days = match unit {
+            "d" => Some(n),
+            "w" => n.checked_mul(7),
+            "y" => n.checked_mul(365),
+            _ => None,
+        };
+        if let Some(d) = days.filter(|d| *d > 0 && *d < 365 * 100) {
+            return Some(now + chrono::Duration::days(d));
+        }
+    }
+    parse_user_time(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +74,25 @@ mod tests {
         ] {
             assert!(parse_expires(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn expiry_specs() {
+        let now = parse_expires("2026-01-01T00:00:00Z").unwrap();
+        assert_eq!(
+            format_expires(parse_expiry_spec("30d", now).unwrap()),
+            "2026-01-31T00:00:00Z"
+        );
+        assert_eq!(
+            format_expires(parse_expiry_spec("1y", now).unwrap()),
+            "2027-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            format_expires(parse_expiry_spec("2028-05-01", now).unwrap()),
+            "2028-05-01T00:00:00Z"
+        );
+        assert!(parse_expiry_spec("-3d", now).is_none());
+        assert!(parse_expiry_spec("soon", now).is_none());
     }
 
     #[test]

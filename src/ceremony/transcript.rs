@@ -1,0 +1,191 @@
+//! The append-only ceremony transcript: one canonical-JSON entry per line, each
+//! carrying the SHA-256 of the line before it and the payload hash after the action.
+//! Editing, removing or reordering any line breaks the chain.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::CeremonyError;
+use crate::tuf::cjson::to_canonical;
+
+/// The `prev` of the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One transcript entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    pub seq: u64,
+    /// UTC, RFC 3339.
+    pub time: String,
+    /// Who did it, as far as the machine can tell (`--actor`, TUFKEY_ACTOR, user@host).
+    pub actor: String,
+    pub action: String,
+    pub details: Value,
+    /// SHA-256 of the proposed root's canonical payload after this action.
+    pub payload_sha256: String,
+    /// SHA-256 of the previous line (its bytes, without the newline).
+    pub prev: String,
+}
+
+/// The transcript as read from disk.
+#[derive(Debug, Clone)]
+pub struct Transcript {
+    pub entries: Vec<Entry>,
+    /// SHA-256 of the last line: the value to note down to pin the whole history.
+    pub head: String,
+}
+
+impl Default for Transcript {
+    /// An empty transcript, whose first entry will point at [`GENESIS`].
+    fn default() -> Transcript {
+        Transcript {
+            entries: Vec::new(),
+            head: GENESIS.into(),
+        }
+    }
+}
+
+fn line_hash(line: &[u8]) -> String {
+    hex::encode(Sha256::digest(line))
+}
+
+impl Transcript {
+    /// Reads and checks the chain. Any edit, removal or reordering is an error naming the line.
+    pub fn read(path: &Path) -> Result<Transcript, CeremonyError> {
+        let text = std::fs::read_to_string(path).map_err(|e| CeremonyError::Io(path.into(), e))?;
+        let bad = |line: usize, reason: String| CeremonyError::Transcript { line, reason };
+        let mut t = Transcript::default();
+        for (i, line) in text.lines().enumerate() {
+            let n = i + 1;
+            let entry: Entry = serde_json::from_str(line)
+                .map_err(|e| bad(n, format!("not a transcript entry: {e}")))?;
+            let canonical =
+                to_canonical(&serde_json::to_value(&entry).map_err(|e| bad(n, e.to_string()))?)
+                    .map_err(|e| bad(n, e.to_string()))?;
+            if canonical != line.as_bytes() {
+                return Err(bad(
+                    n,
+                    "the line was edited (it is not in the canonical form tufkey writes)".into(),
+                ));
+            }
+            if entry.seq != n as u64 {
+                return Err(bad(
+                    n,
+                    format!(
+                        "sequence number {} where {n} was expected: an entry was removed or moved",
+                        entry.seq
+                    ),
+                ));
+            }
+            if entry.prev != t.head {
+                return Err(bad(n, "the hash of the previous entry does not match: an earlier entry was changed, removed or moved".into()));
+            }
+            t.head = line_hash(line.as_bytes());
+            t.entries.push(entry);
+        }
+        if !text.is_empty() && !text.ends_with('\n') {
+            return Err(bad(t.entries.len(), "the last line is incomplete".into()));
+        }
+        Ok(t)
+    }
+
+    /// Appends an entry and fsyncs it before returning.
+    pub fn append(
+        &mut self,
+        path: &Path,
+        actor: &str,
+        action: &str,
+        details: Value,
+        payload_sha256: &str,
+    ) -> Result<(), CeremonyError> {
+        let entry = Entry {
+            seq: self.entries.len() as u64 + 1,
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            actor: actor.into(),
+            action: action.into(),
+            details,
+            payload_sha256: payload_sha256.into(),
+            prev: self.head.clone(),
+        };
+        let value =
+            serde_json::to_value(&entry).map_err(|e| CeremonyError::Invalid(e.to_string()))?;
+        let mut line = to_canonical(&value).map_err(|e| CeremonyError::Invalid(e.to_string()))?;
+        let hash = line_hash(&line);
+        line.push(b'\n');
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| CeremonyError::Io(path.into(), e))?;
+        f.write_all(&line)
+            .map_err(|e| CeremonyError::Io(path.into(), e))?;
+        f.sync_all()
+            .map_err(|e| CeremonyError::Io(path.into(), e))?;
+        self.head = hash;
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    /// The payload hash after the last action.
+    pub fn last_payload(&self) -> Option<&str> {
+        self.entries.last().map(|e| e.payload_sha256.as_str())
+    }
+}
+
+/// A hint of who is acting: `TUFKEY_ACTOR`, else `user@host`.
+pub fn default_actor() -> String {
+    if let Ok(a) = std::env::var("TUFKEY_ACTOR") {
+        return a;
+    }
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into());
+    format!("{user}@{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn any_edit_removal_or_reordering_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("transcript.jsonl");
+        let mut t = Transcript::default();
+        for i in 0..3 {
+            t.append(&p, "alice@host", "step", json!({"i": i}), "aa")
+                .unwrap();
+        }
+        let read = Transcript::read(&p).unwrap();
+        assert_eq!(read.entries.len(), 3);
+        assert_eq!(read.head, t.head);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let cases = [
+            text.replace("\"i\":1", "\"i\":7"),
+            format!("{}\n{}\n", lines[0], lines[2]),
+            format!("{}\n{}\n{}\n", lines[1], lines[0], lines[2]),
+            format!("{}\n{}\n", lines[0], lines[1]) + &lines[2].replace("alice", "mallory") + "\n",
+        ];
+        for (i, bad) in cases.iter().enumerate() {
+            std::fs::write(&p, bad).unwrap();
+            match Transcript::read(&p) {
+                Err(_) => {}
+                // Only the last line has no successor to betray it: the head noted by
+                // the keyholders (status, finalize) pins it.
+                Ok(r) => assert!(i == 3 && r.head != t.head, "case {i} not detected"),
+            }
+        }
+    }
+}

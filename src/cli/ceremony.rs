@@ -1,0 +1,479 @@
+//! `tufkey ceremony …`: offline root signing ceremonies and root rotation.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use chrono::Utc;
+use clap::{Args, Subcommand};
+use serde_json::json;
+use tufkey::ceremony::{default_actor, review::spaced, Ceremony, Provenance, Status};
+use tufkey::keys::{self, pkcs11, KeyUri};
+use tufkey::tuf::time::{format_expires, parse_expiry_spec};
+use tufkey::tuf::Key;
+
+use super::output::{print_json, short};
+use super::{Ctx, EXIT_NOT_VERIFIED};
+
+#[derive(Subcommand)]
+pub enum CeremonyCmd {
+    /// Start a ceremony in DIR: root version 1, or with --trusted the next version of an existing root.
+    Init {
+        dir: PathBuf,
+        /// The current trusted root.json (for a rotation to version N+1).
+        #[arg(long)]
+        trusted: Option<PathBuf>,
+        /// When the new root expires: a duration (365d, 52w, 1y) or a date (2027-06-30).
+        #[arg(long, default_value = "365d")]
+        expires: String,
+    },
+    /// Add a public key, read from its device, to a role of the new root.
+    AddKey(KeyArgs),
+    /// Remove a key from a role (by --keyid or --key URI).
+    RemoveKey {
+        dir: PathBuf,
+        #[arg(long)]
+        role: String,
+        #[arg(long, conflicts_with = "key", required_unless_present = "key")]
+        keyid: Option<String>,
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Set how many of a role's keys must sign.
+    Threshold {
+        dir: PathBuf,
+        #[arg(long)]
+        role: String,
+        threshold: u64,
+    },
+    /// Set when the new root expires: a duration (365d, 52w, 1y) or a date.
+    Expires {
+        dir: PathBuf,
+        /// Only `root`: the other roles' expiry is in their own metadata.
+        #[arg(long, default_value = "root")]
+        role: String,
+        when: String,
+    },
+    /// Show exactly what signing would approve, and the payload hash to compare aloud.
+    Review { dir: PathBuf },
+    /// Review, confirm, and sign the new root with one key.
+    Sign {
+        dir: PathBuf,
+        #[arg(long)]
+        key: String,
+        /// Do not ask for confirmation (scripted use).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Thresholds met so far, who signed, who is missing, and whether it can be finalized.
+    Status { dir: PathBuf },
+    /// Take the valid signatures from a copy of this ceremony signed elsewhere.
+    Merge { dir: PathBuf, other: PathBuf },
+    /// Verify everything and write OUT/N.root.json and OUT/root.json.
+    Finalize {
+        dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Re-check every signature and the transcript.
+    Verify {
+        dir: PathBuf,
+        /// The transcript head noted earlier (status and finalize print it); any later
+        /// change to the transcript, the last entry included, is then detected.
+        #[arg(long, value_name = "SHA256")]
+        expect_head: Option<String>,
+    },
+    /// Walk keyholders through signing, one token after another.
+    Run {
+        dir: PathBuf,
+        /// Keys to sign with, in order (asked for when not given).
+        #[arg(long = "key")]
+        keys: Vec<String>,
+        /// Finalize into this folder when the thresholds are met.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Do not ask for confirmations or wait for tokens to be inserted.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct KeyArgs {
+    dir: PathBuf,
+    /// root, targets, snapshot or timestamp.
+    #[arg(long)]
+    role: String,
+    /// The key's URI; only the public key is read.
+    #[arg(long)]
+    key: String,
+}
+
+pub fn run(cmd: CeremonyCmd, ctx: &Ctx) -> Result<ExitCode> {
+    let actor = default_actor();
+    match cmd {
+        CeremonyCmd::Init {
+            dir,
+            trusted,
+            expires,
+        } => {
+            let when = expiry(&expires)?;
+            let c = Ceremony::init(&dir, trusted.as_deref(), &when, &actor)?;
+            if ctx.json {
+                print_json(
+                    &json!({"dir": dir, "version": c.proposed.version(), "payload_sha256": c.proposed.payload_sha256()}),
+                );
+            } else {
+                println!(
+                    "started a ceremony for root version {} in {}",
+                    c.proposed.version().unwrap_or(0),
+                    dir.display()
+                );
+                if c.trusted.is_some() {
+                    println!("  roles and keys copied from the trusted root; signatures reset");
+                }
+                println!(
+                    "next: tufkey ceremony add-key {} --role root --key <URI>",
+                    dir.display()
+                );
+            }
+        }
+        CeremonyCmd::AddKey(a) => {
+            let (key, from) = read_key(&a.key, ctx)?;
+            let mut c = Ceremony::open(&a.dir)?;
+            let keyid = c
+                .add_key(&a.role, &key, &from, &actor)
+                .with_context(|| format!("adding key {} to role {}", from.uri, a.role))?;
+            report_change(
+                ctx,
+                &c,
+                &format!("added key {keyid} ({}) to role {}", key.scheme, a.role),
+            );
+        }
+        CeremonyCmd::RemoveKey {
+            dir,
+            role,
+            keyid,
+            key,
+        } => {
+            let keyid = match (keyid, key) {
+                (Some(k), _) => k,
+                (None, Some(uri)) => read_key(&uri, ctx)?.0.key_id(),
+                (None, None) => bail!("give --keyid or --key"),
+            };
+            let mut c = Ceremony::open(&dir)?;
+            c.remove_key(&role, &keyid, &actor)?;
+            report_change(ctx, &c, &format!("removed key {keyid} from role {role}"));
+        }
+        CeremonyCmd::Threshold {
+            dir,
+            role,
+            threshold,
+        } => {
+            let mut c = Ceremony::open(&dir)?;
+            c.set_threshold(&role, threshold, &actor)?;
+            report_change(
+                ctx,
+                &c,
+                &format!("role {role} now needs {threshold} signature(s)"),
+            );
+        }
+        CeremonyCmd::Expires { dir, role, when } => {
+            if role != "root" {
+                bail!("a root ceremony sets only root's expiry; {role}'s expiry is in {role}.json, set when that file is signed");
+            }
+            let when = expiry(&when)?;
+            let mut c = Ceremony::open(&dir)?;
+            c.set_expires(&when, &actor)?;
+            report_change(ctx, &c, &format!("the new root expires at {when}"));
+        }
+        CeremonyCmd::Review { dir } => {
+            let c = Ceremony::read(&dir)?;
+            let r = c.review()?;
+            if ctx.json {
+                print_json(&serde_json::to_value(&r)?);
+            } else {
+                print!("{}", r.render());
+            }
+        }
+        CeremonyCmd::Sign { dir, key, yes } => sign(&dir, &key, yes, ctx, &actor)?,
+        CeremonyCmd::Status { dir } => {
+            let c = Ceremony::read(&dir)?;
+            let s = c.status(Utc::now())?;
+            print_status(ctx, &s);
+        }
+        CeremonyCmd::Merge { dir, other } => {
+            let mut c = Ceremony::open(&dir)?;
+            let taken = c.merge(&other, &actor)?;
+            if ctx.json {
+                print_json(&json!({"merged": taken}));
+            } else if taken.is_empty() {
+                println!(
+                    "{} has no valid signatures that {} lacks",
+                    other.display(),
+                    dir.display()
+                );
+            } else {
+                println!(
+                    "took {} signature(s) from {}: {}",
+                    taken.len(),
+                    other.display(),
+                    taken.iter().map(|k| short(k)).collect::<Vec<_>>().join(" ")
+                );
+            }
+        }
+        CeremonyCmd::Finalize { dir, out } => {
+            let mut c = Ceremony::open(&dir)?;
+            let files = c.finalize(&out, &actor, Utc::now())?;
+            if ctx.json {
+                print_json(&json!({"files": files, "transcript_head": c.transcript.head}));
+            } else {
+                for f in &files {
+                    println!("wrote {}", f.display());
+                }
+                println!(
+                    "transcript head (note it with the artifacts): {}",
+                    c.transcript.head
+                );
+            }
+        }
+        CeremonyCmd::Verify { dir, expect_head } => {
+            return verify(&dir, expect_head.as_deref(), ctx)
+        }
+        CeremonyCmd::Run {
+            dir,
+            keys,
+            out,
+            yes,
+        } => run_interactive(&dir, keys, out, yes, ctx, &actor)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn expiry(spec: &str) -> Result<String> {
+    let t = parse_expiry_spec(spec, Utc::now()).with_context(|| {
+        format!("`{spec}` is neither a duration (365d, 52w, 1y) nor a date (2027-06-30)")
+    })?;
+    Ok(format_expires(t))
+}
+
+/// The public key a URI names and where it lives, reading no private key.
+fn read_key(uri: &str, ctx: &Ctx) -> Result<(Key, Provenance)> {
+    let public = keys::public_key(uri, &ctx.pins)
+        .with_context(|| format!("reading the public key of {}", keys::uri::redact(uri)))?;
+    let parsed = KeyUri::parse(uri)?;
+    let mut from = Provenance {
+        uri: parsed.to_string(),
+        ..Default::default()
+    };
+    if let KeyUri::Pkcs11(u) = &parsed {
+        let t = pkcs11::Token::open(u)?;
+        from.token = Some(t.label.clone());
+        from.serial = Some(t.serial.clone());
+    }
+    Ok((public.to_tuf_key(), from))
+}
+
+fn report_change(ctx: &Ctx, c: &Ceremony, what: &str) {
+    if ctx.json {
+        print_json(&json!({"done": what, "payload_sha256": c.proposed.payload_sha256()}));
+    } else {
+        println!("{what}");
+        println!("payload SHA-256 now {}", c.proposed.payload_sha256());
+    }
+}
+
+fn confirm(question: &str, yes: bool) -> Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no terminal to confirm on; read `tufkey ceremony review` and rerun with --yes");
+    }
+    Ok(dialoguer::Confirm::new()
+        .with_prompt(question)
+        .default(false)
+        .interact()?)
+}
+
+fn sign(dir: &Path, uri: &str, yes: bool, ctx: &Ctx, actor: &str) -> Result<()> {
+    let snapshot = Ceremony::read(dir)?;
+    let review = snapshot.review()?;
+    let payload_hash = snapshot.proposed.payload_sha256();
+    // Check the key before any PIN is asked for: its public half names it.
+    let (key, from) = read_key(uri, ctx)?;
+    snapshot.check_signer(&key.key_id(), &from.uri)?;
+    if !ctx.json {
+        print!("{}", review.render());
+        println!("Signing with key {} ({})", key.key_id(), from.uri);
+    }
+    if !confirm("Sign this root?", yes)? {
+        bail!("not signed");
+    }
+    let signer = keys::open_signer(uri, &ctx.pins)?;
+    let sig = keys::sign_checked(signer.as_ref(), &snapshot.proposed.payload())?;
+    let mut c = Ceremony::open(dir)?;
+    c.add_signature(sig, &from.uri, &payload_hash, actor)?;
+    let s = c.status(Utc::now())?;
+    if ctx.json {
+        print_json(&json!({"signed": key.key_id(), "status": s}));
+    } else {
+        println!("recorded the signature of {}", key.key_id());
+        print_status(ctx, &s);
+    }
+    Ok(())
+}
+
+fn print_status(ctx: &Ctx, s: &Status) {
+    if ctx.json {
+        print_json(&serde_json::to_value(s).unwrap_or_default());
+        return;
+    }
+    println!(
+        "root version {}, payload {}",
+        s.version,
+        spaced(&s.payload_sha256)
+    );
+    println!("transcript head {}", s.transcript_head);
+    let show = |label: &str, r: &tufkey::tuf::RoleVerification| {
+        println!(
+            "  {label}: {} of {} signature(s){}",
+            r.signed.len(),
+            r.threshold,
+            if r.verified() { " — met" } else { "" }
+        );
+        for k in &r.signed {
+            println!("      signed   {k}");
+        }
+        for k in &r.missing {
+            println!("      missing  {k}");
+        }
+        for i in &r.invalid {
+            println!("      invalid  {} ({})", i.keyid, i.reason);
+        }
+    };
+    show("new root's root keys", &s.new_root);
+    if let Some(t) = &s.trusted_root {
+        show("trusted root's root keys", t);
+    }
+    if s.can_finalize {
+        println!("ready to finalize");
+    } else {
+        println!("not ready to finalize:");
+        for p in &s.problems {
+            println!("  - {p}");
+        }
+    }
+}
+
+fn verify(dir: &Path, expect_head: Option<&str>, ctx: &Ctx) -> Result<ExitCode> {
+    let c = Ceremony::read(dir).with_context(|| format!("verifying {}", dir.display()))?;
+    let s = c.status(Utc::now())?;
+    let mut problems = c.transcript_problems();
+    if let Some(h) = expect_head {
+        if !h.eq_ignore_ascii_case(&c.transcript.head) {
+            problems.push(format!("the transcript head is {}, not the {h} noted earlier: the transcript changed since", c.transcript.head));
+        }
+    }
+    for r in std::iter::once(&s.new_root).chain(s.trusted_root.iter()) {
+        for i in &r.invalid {
+            let p = format!("the signature by {} does not verify: {}", i.keyid, i.reason);
+            if !problems.contains(&p) {
+                problems.push(p);
+            }
+        }
+    }
+    if ctx.json {
+        print_json(
+            &json!({"ok": problems.is_empty(), "entries": c.transcript.entries.len(), "transcript_head": c.transcript.head, "problems": problems, "status": s}),
+        );
+    } else {
+        println!(
+            "transcript: {} entries, chain intact, head {}",
+            c.transcript.entries.len(),
+            c.transcript.head
+        );
+        if problems.is_empty() {
+            println!("every recorded signature verifies and matches the transcript");
+        } else {
+            for p in &problems {
+                println!("  problem: {p}");
+            }
+        }
+    }
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NOT_VERIFIED)
+    })
+}
+
+fn run_interactive(
+    dir: &Path,
+    mut keys: Vec<String>,
+    out: Option<PathBuf>,
+    yes: bool,
+    ctx: &Ctx,
+    actor: &str,
+) -> Result<()> {
+    let interactive = std::io::stdin().is_terminal();
+    if keys.is_empty() && !interactive {
+        bail!("`ceremony run` asks for each key; without a terminal give them with --key (or use `ceremony sign`)");
+    }
+    let c = Ceremony::read(dir)?;
+    println!("{}", c.review()?.render());
+    println!("Every keyholder: compare the payload SHA-256 above aloud before signing.\n");
+    keys.reverse();
+    loop {
+        let s = Ceremony::read(dir)?.status(Utc::now())?;
+        print_status(ctx, &s);
+        if s.new_root.verified() && s.trusted_root.as_ref().is_none_or(|t| t.verified()) {
+            break;
+        }
+        let uri = match keys.pop() {
+            Some(k) => k,
+            None if interactive => {
+                let k: String = dialoguer::Input::new()
+                    .with_prompt("Key URI of the next keyholder (empty to stop)")
+                    .allow_empty(true)
+                    .interact_text()?;
+                if k.trim().is_empty() {
+                    println!("stopped; the ceremony folder keeps the signatures so far");
+                    return Ok(());
+                }
+                k
+            }
+            None => bail!("the keys given did not meet the thresholds"),
+        };
+        if !yes && interactive {
+            let _: String = dialoguer::Input::new()
+                .with_prompt(format!(
+                    "Insert the token for {} and press Enter",
+                    keys::uri::redact(&uri)
+                ))
+                .allow_empty(true)
+                .interact_text()?;
+        }
+        if let Err(e) = sign(dir, &uri, yes, ctx, actor) {
+            eprintln!("error: {e:#}");
+            if !interactive {
+                return Err(e);
+            }
+            println!("that key did not sign; continue with the next keyholder");
+        }
+    }
+    if let Some(out) = out {
+        if confirm(&format!("Finalize into {}?", out.display()), yes)? {
+            let mut c = Ceremony::open(dir)?;
+            for f in c.finalize(&out, actor, Utc::now())? {
+                println!("wrote {}", f.display());
+            }
+            println!(
+                "transcript head (note it with the artifacts): {}",
+                c.transcript.head
+            );
+        }
+    }
+    Ok(())
+}
