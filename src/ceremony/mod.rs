@@ -31,13 +31,9 @@ pub use transcript::{default_actor, Transcript};
 #[derive(Debug, thiserror::Error)]
 pub enum CeremonyError {
     #[error("{0}: {1}")]
-    Io(PathBuf, #[source] std::io::Error),
-    #[error("{path}: {source}")]
-    Metadata {
-        path: PathBuf,
-        #[source]
-        source: TufError,
-    },
+    Io(PathBuf, std::io::Error),
+    #[error("{path}: {err}")]
+    Metadata { path: PathBuf, err: TufError },
     #[error(transparent)]
     Tuf(#[from] TufError),
     #[error("{0} is not a ceremony folder (no root.json and transcript.jsonl); start one with `tufkey ceremony init`")]
@@ -110,7 +106,7 @@ fn load_md(path: &Path) -> Result<Metadata, CeremonyError> {
     let bytes = std::fs::read(path).map_err(|e| CeremonyError::Io(path.into(), e))?;
     Metadata::from_slice(&bytes).map_err(|source| CeremonyError::Metadata {
         path: path.into(),
-        source,
+        err: source,
     })
 }
 
@@ -156,7 +152,7 @@ impl Ceremony {
                 }
                 Delegator::from_metadata(&t).map_err(|source| CeremonyError::Metadata {
                     path: p.into(),
-                    source,
+                    err: source,
                 })?;
                 let version = t.version().ok_or_else(|| {
                     CeremonyError::Invalid(format!("{}: no version", p.display()))

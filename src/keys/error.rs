@@ -62,12 +62,11 @@ pub enum KeyError {
     PinSource { source_name: String, reason: String },
     #[error("cannot read the PIN from the terminal: {0}")]
     Prompt(String),
-    #[error("{op} failed for {uri}: {source}")]
+    #[error("{op} failed for {uri}: {err}")]
     Pkcs11 {
         op: &'static str,
         uri: String,
-        #[source]
-        source: cryptoki::error::Error,
+        err: cryptoki::error::Error,
     },
     #[error("key {uri}: {reason}")]
     Unsupported { uri: String, reason: String },
@@ -75,12 +74,8 @@ pub enum KeyError {
     KeyFile { path: PathBuf, reason: String },
     #[error("wrong passphrase for key file {path} (or the file is corrupt)")]
     Passphrase { path: PathBuf },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("key {uri} produced a signature that does not verify with its own public key ({reason}); nothing was written")]
     SelfCheck { uri: String, reason: String },
 }

@@ -180,7 +180,7 @@ pub fn list_tokens(path: &Path) -> Result<Vec<TokenSummary>, KeyError> {
         move |source| KeyError::Pkcs11 {
             op,
             uri: format!("module {}", path.display()),
-            source,
+            err: source,
         }
     };
     let mut out = Vec::new();
@@ -272,7 +272,7 @@ impl Token {
             move |source| KeyError::Pkcs11 {
                 op,
                 uri: uri.to_string(),
-                source,
+                err: source,
             }
         };
         let mut found = Vec::new();
@@ -352,7 +352,7 @@ impl Token {
         move |source| KeyError::Pkcs11 {
             op,
             uri: self.uri().to_string(),
-            source,
+            err: source,
         }
     }
 
@@ -855,7 +855,7 @@ impl Signer for Pkcs11Signer {
         let ck = |source| KeyError::Pkcs11 {
             op: "C_Sign",
             uri: self.uri.clone(),
-            source,
+            err: source,
         };
         match self.mech {
             Mech::Ecdsa => {
@@ -972,7 +972,7 @@ pub fn generate(
         .map_err(|source| KeyError::Pkcs11 {
             op: "C_GenerateKeyPair",
             uri: uri.to_string(),
-            source,
+            err: source,
         })?;
     let new_uri = object_uri(&token, uri, id);
     let key = read_back(&token, &new_uri)?;
@@ -1087,7 +1087,7 @@ pub fn import(
     let ck = |source| KeyError::Pkcs11 {
         op: "C_CreateObject",
         uri: uri.to_string(),
-        source,
+        err: source,
     };
     let priv_h = session.create_object(&priv_t).map_err(ck)?;
     if let Err(e) = session.create_object(&pub_t) {

@@ -134,7 +134,7 @@ fn passphrase_request(path: &Path) -> PinRequest<'static> {
 pub fn read_key_file(path: &Path, policy: &PinPolicy) -> Result<SoftKey, KeyError> {
     let raw = Zeroizing::new(std::fs::read(path).map_err(|e| KeyError::Io {
         path: path.into(),
-        source: e,
+        err: e,
     })?);
     let bad = |reason: String| KeyError::KeyFile {
         path: path.into(),
