@@ -965,3 +965,24 @@ fn without_a_usable_keyring_remember_pin_says_so_once_and_still_signs() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(err.matches("keyring is not usable").count(), 1, "{err}");
 }
+
+#[test]
+fn the_readme_demo_runs_a_whole_ceremony_and_rotation_on_softhsm_and_on_files() {
+    for extra in [&[][..], &["--files"][..]] {
+        let mut c = tufkey(None);
+        c.arg("demo").args(extra);
+        let (code, out, err) = run(c);
+        assert_eq!(code, 0, "demo {extra:?} failed:\n{out}\n{err}");
+        assert!(
+            out.contains("Demo complete")
+                && out.contains("ceremony finalize")
+                && out.contains("repo/2.root.json"),
+            "{out}"
+        );
+        assert_eq!(
+            out.contains("softhsm2-util --init-token"),
+            extra.is_empty(),
+            "SoftHSM is used unless --files"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! `tufkey demo`: the main job on throwaway keys, printing each command as it runs it,
-//! so a newcomer sees the real CLI at work. With SoftHSM installed the keys live on a
-//! throwaway token (own SOFTHSM2_CONF in a temporary folder); otherwise in encrypted
+//! so a newcomer sees the real CLI at work: a 3-of-5 root ceremony, finalized and
+//! verified, then rotated once. With SoftHSM installed each keyholder's key lives on its
+//! own throwaway token (own SOFTHSM2_CONF in a temporary folder); otherwise in encrypted
 //! `file:` keys.
 
 use std::path::{Path, PathBuf};
@@ -76,6 +77,10 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
+fn step(title: &str) {
+    println!("\n== {title}");
+}
+
 pub fn run(args: DemoArgs) -> Result<ExitCode> {
     let _tmp;
     let dir = match args.dir {
@@ -91,115 +96,208 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     println!("tufkey demo in {}", dir.display());
     let mut demo = Demo {
         dir: dir.clone(),
-        envs: vec![("TUFKEY_NO_KEYRING".into(), "1".into())],
+        envs: vec![
+            ("TUFKEY_NO_KEYRING".into(), "1".into()),
+            ("TUFKEY_ACTOR".into(), "demo".into()),
+        ],
     };
-    let module = SOFTHSM_MODULES.iter().map(Path::new).find(|p| p.exists());
+    let module = SOFTHSM_MODULES
+        .iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .map(|m| m.display().to_string());
     let softhsm = !args.files && module.is_some() && which("softhsm2-util");
-    let uris: Vec<String> = if softhsm {
-        let module = module.map(|m| m.display().to_string()).unwrap_or_default();
-        setup_softhsm(&mut demo)?;
-        ["root-p256", "root-ed25519", "root-rsa"]
-            .iter()
-            .map(|label| format!("pkcs11:token=tufkey-demo;object={label}?module-path={module}&pin-source=file:{}/pin", dir.display()))
-            .collect()
-    } else {
-        println!("(SoftHSM not found: using encrypted file: keys; install softhsm2 to see keys on a token)");
-        demo.envs
-            .push(("TUFKEY_PASSPHRASE".into(), "demo passphrase".into()));
-        ["root-p256.p8", "root-ed25519.p8", "root-rsa.p8"]
-            .iter()
-            .map(|f| format!("file:{}/{f}", dir.display()))
-            .collect()
+    // Five root keyholders, a sixth who joins at the rotation, the release (targets) key
+    // and the online (snapshot, timestamp) key.
+    let holders = [
+        "keyholder-1",
+        "keyholder-2",
+        "keyholder-3",
+        "keyholder-4",
+        "keyholder-5",
+        "keyholder-6",
+        "release",
+        "online",
+    ];
+    let types = [
+        "ecdsa-p256",
+        "ed25519",
+        "rsa-3072",
+        "ecdsa-p256",
+        "ed25519",
+        "ecdsa-p256",
+        "ecdsa-p256",
+        "ed25519",
+    ];
+    let uris: Vec<String> = match (&module, softhsm) {
+        (Some(module), true) => {
+            setup_softhsm(&mut demo, &holders)?;
+            holders
+                .iter()
+                .map(|h| {
+                    format!(
+                        "pkcs11:token={h};object=tuf?module-path={module}&pin-source=file:{}/pin",
+                        dir.display()
+                    )
+                })
+                .collect()
+        }
+        _ => {
+            println!("(SoftHSM not found: using encrypted file: keys; install softhsm2 to see keys on tokens)");
+            demo.envs
+                .push(("TUFKEY_PASSPHRASE".into(), "demo passphrase".into()));
+            holders
+                .iter()
+                .map(|h| format!("file:{}/{h}.p8", dir.display()))
+                .collect()
+        }
     };
 
-    println!(
-        "\n== 1. Create three keys, one of each type{}",
+    step(&format!(
+        "1. Each keyholder makes a key{}",
         if softhsm {
-            ", on the token (non-extractable)"
+            " on their own token (non-extractable)"
         } else {
             ""
         }
-    );
+    ));
     let mut keys = Vec::new();
-    for (uri, t) in uris.iter().zip(["ecdsa-p256", "ed25519", "rsa-3072"]) {
+    for (uri, t) in uris.iter().zip(types) {
         let out = demo.must(&["key", "generate", uri, "--type", t, "--json"])?;
         let v: Value = serde_json::from_str(&out).context("reading key generate --json")?;
-        keys.push((
-            v["uri"].as_str().unwrap_or_default().to_string(),
-            v["keyid"].as_str().unwrap_or_default().to_string(),
-            v["key"].clone(),
-        ));
+        keys.push(v["uri"].as_str().unwrap_or_default().to_string());
     }
-    if softhsm {
+    let k = |i: usize| keys[i].as_str();
+
+    step("2. Start a ceremony for root version 1: five root keys, threshold 3");
+    demo.must(&["ceremony", "init", "ceremony-v1", "--expires", "365d"])?;
+    for i in 0..5 {
         demo.must(&[
-            "key",
-            "list",
-            &format!(
-                "pkcs11:token=tufkey-demo?module-path={}",
-                module.map(|m| m.display().to_string()).unwrap_or_default()
-            ),
+            "ceremony",
+            "add-key",
+            "ceremony-v1",
+            "--role",
+            "root",
+            "--key",
+            k(i),
         ])?;
     }
+    demo.must(&[
+        "ceremony",
+        "add-key",
+        "ceremony-v1",
+        "--role",
+        "targets",
+        "--key",
+        k(6),
+    ])?;
+    demo.must(&[
+        "ceremony",
+        "add-key",
+        "ceremony-v1",
+        "--role",
+        "snapshot",
+        "--key",
+        k(7),
+    ])?;
+    demo.must(&[
+        "ceremony",
+        "add-key",
+        "ceremony-v1",
+        "--role",
+        "timestamp",
+        "--key",
+        k(7),
+    ])?;
+    demo.must(&[
+        "ceremony",
+        "threshold",
+        "ceremony-v1",
+        "--role",
+        "root",
+        "3",
+    ])?;
 
-    println!("\n== 2. Write root.json version 1: the three keys, root threshold 2");
-    let expires = (Utc::now() + Duration::days(365)).to_rfc3339_opts(SecondsFormat::Secs, true);
-    let ids: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
-    let root = json!({
-        "signed": {
-            "_type": "root", "spec_version": "1.0.31", "version": 1, "expires": expires, "consistent_snapshot": true,
-            "keys": keys.iter().map(|k| (k.1.clone(), k.2.clone())).collect::<serde_json::Map<_, _>>(),
-            "roles": {
-                "root": {"keyids": ids, "threshold": 2},
-                "targets": {"keyids": [ids[1]], "threshold": 1},
-                "snapshot": {"keyids": [ids[0]], "threshold": 1},
-                "timestamp": {"keyids": [ids[0]], "threshold": 1},
-            },
-            "x-demo-note": "unknown fields are kept and signed"
-        },
-        "signatures": []
-    });
-    std::fs::write(dir.join("root.json"), serde_json::to_vec_pretty(&root)?)?;
-    println!("wrote {}", dir.join("root.json").display());
+    step("3. Every keyholder reads the review and compares the payload hash aloud");
+    demo.must(&["ceremony", "review", "ceremony-v1"])?;
 
-    println!("\n== 3. The bytes every signature covers, and their SHA-256 to compare aloud");
-    demo.must(&["payload", "root.json", "--sha256"])?;
-
-    println!("\n== 4. Sign with one key: not enough for threshold 2");
-    demo.must(&["sign", "root.json", "--key", &keys[0].0])?;
-    let (ok, _) = demo.tufkey(&["verify", "root.json"])?;
-    if ok {
-        bail!("one signature should not meet a threshold of 2");
+    step("4. Three keyholders sign, one after another (each would insert their own token)");
+    for i in 0..3 {
+        demo.must(&["ceremony", "sign", "ceremony-v1", "--key", k(i), "--yes"])?;
     }
 
-    println!("\n== 5. Sign with two more keys and verify");
-    demo.must(&[
-        "sign",
-        "root.json",
-        "--key",
-        &keys[1].0,
-        "--key",
-        &keys[2].0,
-    ])?;
-    demo.must(&["verify", "root.json"])?;
+    step("5. Finalize into repo/, then verify the result and the transcript");
+    demo.must(&["ceremony", "finalize", "ceremony-v1", "--out", "repo"])?;
+    demo.must(&["verify", "repo/1.root.json"])?;
+    demo.must(&["ceremony", "verify", "ceremony-v1"])?;
 
-    println!("\n== 6. A targets file signed by the targets key, verified against root.json");
+    step("6. The release key signs targets.json; it verifies against the new root");
+    let expires = (Utc::now() + Duration::days(90)).to_rfc3339_opts(SecondsFormat::Secs, true);
     let targets = json!({"signed": {"_type": "targets", "spec_version": "1.0.31", "version": 1, "expires": expires, "targets": {}}, "signatures": []});
     std::fs::write(
-        dir.join("targets.json"),
+        dir.join("repo/targets.json"),
         serde_json::to_vec_pretty(&targets)?,
     )?;
-    demo.must(&["sign", "targets.json", "--key", &keys[1].0])?;
-    demo.must(&["verify", "targets.json", "--root", "root.json"])?;
+    demo.must(&["sign", "repo/targets.json", "--key", k(6)])?;
+    demo.must(&["verify", "repo/targets.json", "--root", "repo/root.json"])?;
 
-    println!("\n== 7. A tampered copy is rejected");
-    let text = std::fs::read_to_string(dir.join("targets.json"))?
-        .replace("\"version\": 1", "\"version\": 2");
-    std::fs::write(dir.join("tampered.json"), text)?;
-    let (ok, _) = demo.tufkey(&["verify", "tampered.json", "--root", "root.json"])?;
+    step("7. Rotate to root version 2: keyholder-5 leaves, keyholder-6 joins");
+    demo.must(&[
+        "ceremony",
+        "init",
+        "ceremony-v2",
+        "--trusted",
+        "repo/root.json",
+        "--expires",
+        "365d",
+    ])?;
+    demo.must(&[
+        "ceremony",
+        "remove-key",
+        "ceremony-v2",
+        "--role",
+        "root",
+        "--key",
+        k(4),
+    ])?;
+    demo.must(&[
+        "ceremony",
+        "add-key",
+        "ceremony-v2",
+        "--role",
+        "root",
+        "--key",
+        k(5),
+    ])?;
+    demo.must(&["ceremony", "review", "ceremony-v2"])?;
+
+    step("8. A key that is in neither root is refused before any PIN is asked for");
+    let (ok, _) = demo.tufkey(&["ceremony", "sign", "ceremony-v2", "--key", k(7), "--yes"])?;
+    if ok {
+        bail!("a key outside both roots signed the root");
+    }
+
+    step(
+        "9. Keyholders 1, 2 and 6 sign: the new root's threshold is met, the old root's (3) is not",
+    );
+    for i in [0, 1, 5] {
+        demo.must(&["ceremony", "sign", "ceremony-v2", "--key", k(i), "--yes"])?;
+    }
+
+    step("10. Keyholder 3 signs too; finalize and check the root update rule");
+    demo.must(&["ceremony", "sign", "ceremony-v2", "--key", k(2), "--yes"])?;
+    demo.must(&["ceremony", "finalize", "ceremony-v2", "--out", "repo"])?;
+    demo.must(&["verify", "repo/2.root.json", "--root", "repo/1.root.json"])?;
+
+    step("11. A tampered copy of targets.json is rejected");
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(dir.join("repo/targets.json"))?)?;
+    doc["signed"]["version"] = json!(2);
+    std::fs::write(dir.join("tampered.json"), serde_json::to_vec_pretty(&doc)?)?;
+    let (ok, _) = demo.tufkey(&["verify", "tampered.json", "--root", "repo/2.root.json"])?;
     if ok {
         bail!("a tampered file verified");
     }
-    println!("\nDemo complete: keys created, root.json and targets.json signed and verified, tampering caught.");
+    println!("\nDemo complete: a 3-of-5 root signed, finalized and verified; rotated to version 2 under both thresholds; targets signed; tampering caught.");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -208,7 +306,7 @@ fn which(cmd: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
 }
 
-fn setup_softhsm(demo: &mut Demo) -> Result<()> {
+fn setup_softhsm(demo: &mut Demo, labels: &[&str]) -> Result<()> {
     let tokens = demo.dir.join("tokens");
     std::fs::create_dir_all(&tokens)?;
     let conf = demo.dir.join("softhsm2.conf");
@@ -220,30 +318,32 @@ fn setup_softhsm(demo: &mut Demo) -> Result<()> {
         ),
     )?;
     std::fs::write(demo.dir.join("pin"), DEMO_PIN)?;
-    println!(
-        "\n== 0. A throwaway SoftHSM token (own SOFTHSM2_CONF={})",
+    step(&format!(
+        "0. Throwaway SoftHSM tokens, one per keyholder (SOFTHSM2_CONF={})",
         conf.display()
-    );
-    println!("$ softhsm2-util --init-token --free --label tufkey-demo --pin **** --so-pin ****");
-    let out = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "tufkey-demo",
-            "--pin",
-            DEMO_PIN,
-            "--so-pin",
-            "demo-so-pin-5678",
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .context("running softhsm2-util")?;
-    if !out.status.success() {
-        bail!(
-            "softhsm2-util failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    ));
+    for label in labels {
+        println!("$ softhsm2-util --init-token --free --label {label} --pin **** --so-pin ****");
+        let out = Command::new("softhsm2-util")
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--pin",
+                DEMO_PIN,
+                "--so-pin",
+                "demo-so-pin-5678",
+            ])
+            .env("SOFTHSM2_CONF", &conf)
+            .output()
+            .context("running softhsm2-util")?;
+        if !out.status.success() {
+            bail!(
+                "softhsm2-util failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
     demo.envs
         .push(("SOFTHSM2_CONF".into(), conf.display().to_string()));

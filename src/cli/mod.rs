@@ -32,7 +32,7 @@ file:/path/to/key.p8\n\n\
 PINs come from the URI (pin-source=, pin-value=), then TUFKEY_PIN_<TOKEN LABEL> or TUFKEY_PIN, \
 then the OS keyring if --remember-pin stored one, then a hidden prompt. Passphrases of file: keys \
 come from TUFKEY_PASSPHRASE or a prompt.",
-    after_help = "Try `tufkey demo` to watch a key being made, a file signed and verified."
+    after_help = "Try `tufkey demo` to watch a 3-of-5 root ceremony and a rotation on throwaway tokens."
 )]
 pub struct Cli {
     /// Print machine-readable JSON instead of text.
@@ -81,7 +81,7 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Run the main job on throwaway keys: create keys, sign a root, verify it.
+    /// Run a whole 3-of-5 root ceremony and a rotation on throwaway keys, printing each command.
     Demo(demo::DemoArgs),
 }
 
