@@ -232,6 +232,19 @@ impl Ceremony {
             .map_err(|e| CeremonyError::Io(p, e))
     }
 
+    /// Refuses to act on a root.json that was changed outside tufkey: the next entry
+    /// would otherwise record the changed payload as if tufkey had made it.
+    pub fn check_untouched(&self) -> Result<(), CeremonyError> {
+        let now = self.proposed.payload_sha256();
+        match self.transcript.last_payload() {
+            Some(last) if last == now => Ok(()),
+            last => Err(CeremonyError::Invalid(format!(
+                "root.json was changed outside tufkey (its payload is {now}, the transcript's last action left {}); nothing was changed. Restore it or start a new ceremony",
+                last.unwrap_or("nothing")
+            ))),
+        }
+    }
+
     /// Applies an edit of the proposed root. Signatures made so far covered the old
     /// payload, so they are dropped, and the transcript says so.
     fn change(
@@ -241,6 +254,7 @@ impl Ceremony {
         details: Value,
         f: impl FnOnce(&mut Value) -> Result<(), TufError>,
     ) -> Result<(), CeremonyError> {
+        self.check_untouched()?;
         let dropped: Vec<String> = self
             .proposed
             .signatures()
@@ -358,6 +372,7 @@ impl Ceremony {
         signed_payload_sha256: &str,
         actor: &str,
     ) -> Result<(), CeremonyError> {
+        self.check_untouched()?;
         let now = self.proposed.payload_sha256();
         if now != signed_payload_sha256 {
             return Err(CeremonyError::Changed {
@@ -393,6 +408,7 @@ impl Ceremony {
 
     /// Takes valid signatures from a copy of this ceremony signed elsewhere.
     pub fn merge(&mut self, other_dir: &Path, actor: &str) -> Result<Vec<String>, CeremonyError> {
+        self.check_untouched()?;
         let other = Ceremony::read(other_dir)?;
         let (ours, theirs) = (
             self.proposed.payload_sha256(),
@@ -449,6 +465,17 @@ impl Ceremony {
                 "root.json's payload ({payload}) is not the one the transcript's last action left ({p}): root.json was changed outside tufkey"
             )),
             _ => {}
+        }
+        // Actions that only add signatures must not change the payload.
+        for pair in self.transcript.entries.windows(2) {
+            if ["sign", "merge", "finalize"].contains(&pair[1].action.as_str())
+                && pair[1].payload_sha256 != pair[0].payload_sha256
+            {
+                problems.push(format!(
+                    "transcript entry {} ({}) records a payload that entry {} did not leave: root.json was changed outside tufkey in between",
+                    pair[1].seq, pair[1].action, pair[0].seq
+                ));
+            }
         }
         let recorded = |keyid: &str, sig: &str| {
             self.transcript

@@ -299,6 +299,7 @@ fn confirm(question: &str, yes: bool) -> Result<bool> {
 
 fn sign(dir: &Path, uri: &str, yes: bool, ctx: &Ctx, actor: &str) -> Result<()> {
     let snapshot = Ceremony::read(dir)?;
+    snapshot.check_untouched()?;
     let review = snapshot.review()?;
     let payload_hash = snapshot.proposed.payload_sha256();
     // Check the key before any PIN is asked for: its public half names it.
