@@ -19,6 +19,8 @@ missing=()
 command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || missing+=(opensc)
 command -v keyctl >/dev/null 2>&1 || missing+=(keyutils)
+# The YubiKey backend (default feature) links libpcsclite.
+pkg-config --exists libpcsclite 2>/dev/null || missing+=(libpcsclite-dev pkg-config)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"

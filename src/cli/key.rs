@@ -92,6 +92,12 @@ fn report_key(action: &str, uri: &str, public: &PublicKey, ctx: &Ctx) {
 
 fn generate(uri: &str, key_type: KeyType, ctx: &Ctx) -> Result<()> {
     match KeyUri::parse(uri)? {
+        KeyUri::YubiKey(y) => {
+            bail!("generating keys on a YubiKey ({y}) is not available in this build yet")
+        }
+        KeyUri::Remote(r) => {
+            bail!("{r} is a key of a remote signer; create keys on the signer's own device")
+        }
         KeyUri::Pkcs11(u) => {
             let (new_uri, public) = pkcs11::generate(&u, key_type, &ctx.pins)?;
             report_key(
@@ -140,6 +146,12 @@ fn list(sources: &[String], ctx: &Ctx) -> Result<()> {
     };
     for s in sources {
         match KeyUri::parse(s)? {
+            KeyUri::YubiKey(y) => {
+                bail!("listing YubiKey keys ({y}) is not available in this build yet")
+            }
+            KeyUri::Remote(r) => {
+                bail!("list a remote signer's keys with its API; {r} names one key")
+            }
             KeyUri::Pkcs11(u) => {
                 for k in pkcs11::list_keys(&u).with_context(|| format!("listing keys of {s}"))? {
                     rows.push(Listed {
@@ -271,6 +283,10 @@ fn confirm(question: &str, yes: bool) -> Result<bool> {
 
 fn delete(uri: &str, yes: bool, ctx: &Ctx) -> Result<()> {
     match KeyUri::parse(uri)? {
+        KeyUri::YubiKey(y) => bail!(
+            "tufkey does not delete or reset YubiKey slots ({y}); overwrite the slot with `tufkey key generate` or use ykman"
+        ),
+        KeyUri::Remote(r) => bail!("{r} belongs to a remote signer; its operator manages its keys"),
         KeyUri::Pkcs11(u) => delete_pkcs11(&u, yes, ctx),
         KeyUri::File(f) => {
             let pub_path = software::public_path(&f.path);

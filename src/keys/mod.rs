@@ -7,8 +7,11 @@ pub mod error;
 pub mod pin;
 pub mod pin_cache;
 pub mod pkcs11;
+pub mod remote;
 pub mod software;
 pub mod uri;
+#[cfg(feature = "yubikey")]
+pub mod yubikey;
 
 pub use error::KeyError;
 pub use pin::{PinPolicy, Secret};
@@ -34,7 +37,22 @@ pub fn open_signer(uri: &str, policy: &PinPolicy) -> Result<Box<dyn Signer>, Key
     match KeyUri::parse(uri)? {
         KeyUri::Pkcs11(u) => Ok(Box::new(pkcs11::Pkcs11Signer::open(&u, policy)?)),
         KeyUri::File(f) => Ok(Box::new(software::FileSigner::open(&f.path, policy)?)),
+        KeyUri::YubiKey(y) => open_yubikey(&y, policy),
+        KeyUri::Remote(r) => Ok(Box::new(remote::RemoteSigner::open(&r)?)),
     }
+}
+
+#[cfg(feature = "yubikey")]
+fn open_yubikey(uri: &uri::YubiKeyUri, policy: &PinPolicy) -> Result<Box<dyn Signer>, KeyError> {
+    Ok(Box::new(yubikey::YubiKeySigner::open(uri, policy)?))
+}
+
+#[cfg(not(feature = "yubikey"))]
+fn open_yubikey(uri: &uri::YubiKeyUri, _: &PinPolicy) -> Result<Box<dyn Signer>, KeyError> {
+    Err(KeyError::Unsupported {
+        uri: uri.to_string(),
+        reason: "this tufkey was built without the `yubikey` feature".into(),
+    })
 }
 
 /// Signs `message` and checks the result with the key's own public key before handing
@@ -100,7 +118,22 @@ pub fn public_key(uri: &str, policy: &PinPolicy) -> Result<PublicKey, KeyError> 
             }
             Ok(software::read_key_file(&f.path, policy)?.public())
         }
+        KeyUri::YubiKey(y) => yubikey_public(&y),
+        KeyUri::Remote(r) => remote::public_key(&r),
     }
+}
+
+#[cfg(feature = "yubikey")]
+fn yubikey_public(uri: &uri::YubiKeyUri) -> Result<PublicKey, KeyError> {
+    yubikey::public_key(uri)
+}
+
+#[cfg(not(feature = "yubikey"))]
+fn yubikey_public(uri: &uri::YubiKeyUri) -> Result<PublicKey, KeyError> {
+    Err(KeyError::Unsupported {
+        uri: uri.to_string(),
+        reason: "this tufkey was built without the `yubikey` feature".into(),
+    })
 }
 
 fn describe(keys: &[pkcs11::KeyObject]) -> String {

@@ -18,6 +18,8 @@ use super::pin::Secret;
 pub enum KeyUri {
     Pkcs11(Box<Pkcs11Uri>),
     File(FileUri),
+    YubiKey(YubiKeyUri),
+    Remote(RemoteUri),
 }
 
 impl KeyUri {
@@ -27,6 +29,10 @@ impl KeyUri {
             Pkcs11Uri::parse_rest(s, rest).map(|u| KeyUri::Pkcs11(Box::new(u)))
         } else if let Some(rest) = s.strip_prefix("file:") {
             FileUri::parse_rest(s, rest).map(KeyUri::File)
+        } else if let Some(rest) = s.strip_prefix("yubikey:") {
+            YubiKeyUri::parse_rest(s, rest).map(KeyUri::YubiKey)
+        } else if s.starts_with("https://") {
+            RemoteUri::parse(s).map(KeyUri::Remote)
         } else {
             let scheme = s
                 .split(':')
@@ -48,6 +54,8 @@ impl fmt::Display for KeyUri {
         match self {
             KeyUri::Pkcs11(u) => u.fmt(f),
             KeyUri::File(u) => u.fmt(f),
+            KeyUri::YubiKey(u) => u.fmt(f),
+            KeyUri::Remote(u) => u.fmt(f),
         }
     }
 }
@@ -60,6 +68,107 @@ pub fn redact(s: &str) -> String {
             format!("{}pin-value=***{}", &s[..i], &s[end..])
         }
         None => s.to_string(),
+    }
+}
+
+/// A key in a YubiKey PIV slot: `yubikey:serial=5437251;slot=9c`. The serial may be left
+/// out when exactly one YubiKey is present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YubiKeyUri {
+    pub serial: Option<u32>,
+    /// The PIV slot as two hex digits: 9a, 9c, 9d, 9e or a retired slot 82–95.
+    pub slot: u8,
+}
+
+impl YubiKeyUri {
+    fn parse_rest(whole: &str, rest: &str) -> Result<YubiKeyUri, KeyError> {
+        let err = |part: &str, reason: &str| KeyError::Uri {
+            uri: whole.into(),
+            part: part.into(),
+            reason: reason.into(),
+        };
+        let (mut serial, mut slot) = (None, None);
+        for attr in rest.split(';').filter(|a| !a.is_empty()) {
+            match attr.split_once('=') {
+                Some(("serial", v)) if serial.is_none() => {
+                    serial = Some(v.parse::<u32>().map_err(|_| {
+                        err(attr, "serial must be the YubiKey's decimal serial number")
+                    })?)
+                }
+                Some(("slot", v)) if slot.is_none() => {
+                    let n = u8::from_str_radix(v, 16)
+                        .ok()
+                        .filter(|n| matches!(n, 0x9a | 0x9c | 0x9d | 0x9e | 0x82..=0x95));
+                    slot = Some(n.ok_or_else(|| {
+                        err(attr, "slot must be a PIV key slot: 9a, 9c, 9d, 9e or 82…95")
+                    })?);
+                }
+                Some(("serial" | "slot", _)) => return Err(err(attr, "attribute given twice")),
+                _ => {
+                    return Err(err(
+                        attr,
+                        "unknown attribute; yubikey URIs take serial= and slot=",
+                    ))
+                }
+            }
+        }
+        Ok(YubiKeyUri {
+            serial,
+            slot: slot.ok_or_else(|| err(whole, "slot= is required, e.g. yubikey:slot=9c"))?,
+        })
+    }
+}
+
+impl fmt::Display for YubiKeyUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.serial {
+            Some(s) => write!(f, "yubikey:serial={s};slot={:02x}", self.slot),
+            None => write!(f, "yubikey:slot={:02x}", self.slot),
+        }
+    }
+}
+
+/// A key held by a remote `tufkey serve`: `https://host:port/keys/<keyid>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteUri {
+    /// `https://host:port`, without a trailing slash.
+    pub base: String,
+    pub keyid: String,
+}
+
+impl RemoteUri {
+    fn parse(whole: &str) -> Result<RemoteUri, KeyError> {
+        let err = |part: &str, reason: &str| KeyError::Uri {
+            uri: whole.into(),
+            part: part.into(),
+            reason: reason.into(),
+        };
+        let rest = &whole["https://".len()..];
+        let (host, path) = rest
+            .split_once('/')
+            .ok_or_else(|| err(whole, "expected https://host:port/keys/<keyid>"))?;
+        if host.is_empty() || host.contains('@') {
+            return Err(err(
+                host,
+                "expected a host (and port), without user information",
+            ));
+        }
+        let keyid = path
+            .strip_prefix("keys/")
+            .ok_or_else(|| err(path, "the path must be /keys/<keyid>"))?;
+        if keyid.len() != 64 || !keyid.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(err(keyid, "the key id must be 64 hex digits"));
+        }
+        Ok(RemoteUri {
+            base: format!("https://{host}"),
+            keyid: keyid.to_ascii_lowercase(),
+        })
+    }
+}
+
+impl fmt::Display for RemoteUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/keys/{}", self.base, self.keyid)
     }
 }
 
@@ -349,6 +458,41 @@ mod tests {
             let err = KeyUri::parse(uri).unwrap_err().to_string();
             assert!(err.contains(&format!("`{part}`")), "{uri}: {err}");
         }
+    }
+
+    #[test]
+    fn yubikey_and_remote_uris() {
+        match KeyUri::parse("yubikey:serial=5437251;slot=9c").unwrap() {
+            KeyUri::YubiKey(u) => assert_eq!(
+                u,
+                YubiKeyUri {
+                    serial: Some(5437251),
+                    slot: 0x9c
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            KeyUri::parse("yubikey:slot=9a").unwrap().to_string(),
+            "yubikey:slot=9a"
+        );
+        for (bad, part) in [
+            ("yubikey:slot=9b", "slot=9b"),
+            ("yubikey:serial=x;slot=9c", "serial=x"),
+            ("yubikey:pin=1;slot=9c", "pin=1"),
+        ] {
+            let e = KeyUri::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{part}`")), "{e}");
+        }
+        let id = "a".repeat(64);
+        match KeyUri::parse(&format!("https://signer.example:7443/keys/{id}")).unwrap() {
+            KeyUri::Remote(r) => assert_eq!(
+                (r.base.as_str(), r.keyid.as_str()),
+                ("https://signer.example:7443", id.as_str())
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(KeyUri::parse("https://signer.example/keys/abc").is_err());
     }
 
     #[test]
