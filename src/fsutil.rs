@@ -7,29 +7,31 @@ use std::path::Path;
 
 /// Replaces `path` with `bytes` atomically, keeping the old file's permissions.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tufkey-")
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        tmp.as_file().set_permissions(meta.permissions())?;
-    }
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        // Directory fsync makes the rename durable; not all filesystems allow it.
-        let _ = d.sync_all();
-    }
-    Ok(())
+    let mode = std::fs::metadata(path).ok().map(|m| m.permissions());
+    write(path, bytes, mode, true)
 }
 
 /// Creates `path` with `bytes` atomically, failing if it already exists.
 pub fn create_new_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+    #[cfg(unix)]
+    let perms = mode.map(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::Permissions::from_mode(m)
+    });
+    #[cfg(not(unix))]
+    let perms = {
+        let _ = mode;
+        None
+    };
+    write(path, bytes, perms, false)
+}
+
+fn write(
+    path: &Path,
+    bytes: &[u8],
+    perms: Option<std::fs::Permissions>,
+    clobber: bool,
+) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -38,23 +40,22 @@ pub fn create_new_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::i
         .prefix(".tufkey-")
         .suffix(".tmp")
         .tempfile_in(dir)?;
-    #[cfg(unix)]
-    if let Some(mode) = mode {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    if let Some(p) = perms {
+        tmp.as_file().set_permissions(p)?;
     }
-    #[cfg(not(unix))]
-    let _ = mode;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
-    tmp.persist_noclobber(path).map_err(|e| e.error)?;
+    if clobber {
+        tmp.persist(path).map_err(|e| e.error)?;
+    } else {
+        tmp.persist_noclobber(path).map_err(|e| e.error)?;
+    }
     if let Ok(d) = std::fs::File::open(dir) {
+        // Directory fsync makes the rename durable; not every filesystem allows it.
         let _ = d.sync_all();
     }
     Ok(())
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

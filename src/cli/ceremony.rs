@@ -13,7 +13,7 @@ use tufkey::keys::{self, pkcs11, KeyUri};
 use tufkey::tuf::time::{format_expires, parse_expiry_spec};
 use tufkey::tuf::Key;
 
-use super::output::{print_json, short};
+use super::output::{confirm, print_json, short};
 use super::{Ctx, EXIT_NOT_VERIFIED};
 
 #[derive(Subcommand)]
@@ -282,19 +282,6 @@ fn report_change(ctx: &Ctx, c: &Ceremony, what: &str) {
         println!("{what}");
         println!("payload SHA-256 now {}", c.proposed.payload_sha256());
     }
-}
-
-fn confirm(question: &str, yes: bool) -> Result<bool> {
-    if yes {
-        return Ok(true);
-    }
-    if !std::io::stdin().is_terminal() {
-        bail!("no terminal to confirm on; read `tufkey ceremony review` and rerun with --yes");
-    }
-    Ok(dialoguer::Confirm::new()
-        .with_prompt(question)
-        .default(false)
-        .interact()?)
 }
 
 fn sign(dir: &Path, uri: &str, yes: bool, ctx: &Ctx, actor: &str) -> Result<()> {

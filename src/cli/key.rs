@@ -10,7 +10,7 @@ use tufkey::fsutil;
 use tufkey::keys::{self, pkcs11, software, KeyUri, Pkcs11Uri};
 use tufkey::tuf::{KeyType, PublicKey};
 
-use super::output::{print_json, short};
+use super::output::{confirm, print_json, short};
 use super::Ctx;
 
 #[derive(Subcommand)]
@@ -265,20 +265,6 @@ fn import(file: &Path, uri: &str, ctx: &Ctx) -> Result<()> {
         ctx,
     );
     Ok(())
-}
-
-fn confirm(question: &str, yes: bool) -> Result<bool> {
-    if yes {
-        return Ok(true);
-    }
-    use std::io::IsTerminal;
-    if !std::io::stdin().is_terminal() {
-        bail!("refusing to delete without confirmation: no terminal to ask on; rerun with --yes");
-    }
-    Ok(dialoguer::Confirm::new()
-        .with_prompt(question)
-        .default(false)
-        .interact()?)
 }
 
 fn delete(uri: &str, yes: bool, ctx: &Ctx) -> Result<()> {

@@ -932,6 +932,41 @@ fn public_template(label: &[u8], id: &[u8]) -> Vec<Attribute> {
     ]
 }
 
+/// What creating a key on a token starts with: the token logged in, a read-write
+/// session, a label and id that no object uses yet, and the attribute templates.
+struct NewKey {
+    token: Arc<Token>,
+    session: Session,
+    id: Vec<u8>,
+    pub_t: Vec<Attribute>,
+    priv_t: Vec<Attribute>,
+}
+
+impl NewKey {
+    fn prepare(uri: &Pkcs11Uri, policy: &PinPolicy) -> Result<NewKey, KeyError> {
+        let label = uri
+            .object
+            .clone()
+            .ok_or_else(|| KeyError::NeedsObjectName {
+                uri: uri.to_string(),
+            })?;
+        let token = Token::open(uri)?;
+        token.login(uri, policy)?;
+        let session = token.rw_session()?;
+        token.ensure_free(&session, uri)?;
+        let id = uri.id.clone().unwrap_or_else(fresh_id);
+        let pub_t = public_template(label.as_bytes(), &id);
+        let priv_t = private_template(label.as_bytes(), &id);
+        Ok(NewKey {
+            token,
+            session,
+            id,
+            pub_t,
+            priv_t,
+        })
+    }
+}
+
 /// Generates a key pair on the token: the private key is Sensitive and not
 /// Extractable. Returns a URI naming the new key and its public key.
 pub fn generate(
@@ -939,19 +974,13 @@ pub fn generate(
     key_type: KeyType,
     policy: &PinPolicy,
 ) -> Result<(Pkcs11Uri, PublicKey), KeyError> {
-    let label = uri
-        .object
-        .clone()
-        .ok_or_else(|| KeyError::NeedsObjectName {
-            uri: uri.to_string(),
-        })?;
-    let token = Token::open(uri)?;
-    token.login(uri, policy)?;
-    let session = token.rw_session()?;
-    token.ensure_free(&session, uri)?;
-    let id = uri.id.clone().unwrap_or_else(fresh_id);
-    let mut pub_t = public_template(label.as_bytes(), &id);
-    let priv_t = private_template(label.as_bytes(), &id);
+    let NewKey {
+        token,
+        session,
+        id,
+        mut pub_t,
+        priv_t,
+    } = NewKey::prepare(uri, policy)?;
     let mech = match key_type {
         KeyType::EcdsaP256 => {
             pub_t.push(Attribute::EcParams(P256_PARAMS.to_vec()));
@@ -1001,19 +1030,13 @@ pub fn import(
     policy: &PinPolicy,
 ) -> Result<(Pkcs11Uri, PublicKey), KeyError> {
     use rsa::traits::{PrivateKeyParts, PublicKeyParts};
-    let label = uri
-        .object
-        .clone()
-        .ok_or_else(|| KeyError::NeedsObjectName {
-            uri: uri.to_string(),
-        })?;
-    let token = Token::open(uri)?;
-    token.login(uri, policy)?;
-    let session = token.rw_session()?;
-    token.ensure_free(&session, uri)?;
-    let id = uri.id.clone().unwrap_or_else(fresh_id);
-    let mut pub_t = public_template(label.as_bytes(), &id);
-    let mut priv_t = private_template(label.as_bytes(), &id);
+    let NewKey {
+        token,
+        session,
+        id,
+        mut pub_t,
+        mut priv_t,
+    } = NewKey::prepare(uri, policy)?;
     pub_t.push(Attribute::Class(ObjectClass::PUBLIC_KEY));
     priv_t.push(Attribute::Class(ObjectClass::PRIVATE_KEY));
     let octet = |p: &[u8]| {
