@@ -66,6 +66,16 @@ pub struct Provenance {
     pub serial: Option<String>,
 }
 
+/// A key's attestation as recorded in `DIR/attestations/<keyid>.json`: the device's
+/// certificates (PEM) and what they state, so `ceremony verify` can check them again.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct AttestationRecord {
+    pub uri: String,
+    pub slot_certificate: String,
+    pub intermediate: String,
+    pub statement: Value,
+}
+
 /// An open ceremony. `open` holds the folder's lock until dropped; `read` does not.
 pub struct Ceremony {
     pub dir: PathBuf,
@@ -132,6 +142,7 @@ impl Ceremony {
         dir: &Path,
         trusted: Option<&Path>,
         expires: &str,
+        require_attestation: bool,
         actor: &str,
     ) -> Result<Ceremony, CeremonyError> {
         std::fs::create_dir_all(dir).map_err(|e| CeremonyError::Io(dir.into(), e))?;
@@ -180,6 +191,7 @@ impl Ceremony {
             "expires": expires,
             "trusted_root_sha256": trusted_hash,
             "trusted_version": c.trusted.as_ref().and_then(Metadata::version),
+            "require_attestation": require_attestation,
         });
         c.record(actor, "init", details)?;
         c.save()?;
@@ -280,14 +292,100 @@ impl Ceremony {
         role: &str,
         key: &Key,
         from: &Provenance,
+        attestation: Option<&AttestationRecord>,
         actor: &str,
     ) -> Result<String, CeremonyError> {
         let keyid = key.key_id();
-        let details = json!({"role": role, "keyid": keyid, "keytype": key.keytype, "scheme": key.scheme, "uri": from.uri, "token": from.token, "serial": from.serial});
+        if self.require_attestation() && attestation.is_none() {
+            return Err(CeremonyError::Invalid(format!(
+                "this ceremony requires key attestation, and {} ({keyid}) has none; use a YubiKey key made on the device (`tufkey key attest` shows why one fails)",
+                from.uri
+            )));
+        }
+        let attested = match attestation {
+            Some(a) => {
+                let dir = self.dir.join("attestations");
+                std::fs::create_dir_all(&dir).map_err(|e| CeremonyError::Io(dir.clone(), e))?;
+                let path = dir.join(format!("{keyid}.json"));
+                let bytes = serde_json::to_vec_pretty(a)
+                    .map_err(|e| CeremonyError::Invalid(e.to_string()))?;
+                fsutil::write_atomic(&path, &bytes)
+                    .map_err(|e| CeremonyError::Io(path.clone(), e))?;
+                json!({"file": format!("attestations/{keyid}.json"), "sha256": hex::encode(Sha256::digest(&bytes)), "statement": a.statement})
+            }
+            None => Value::Null,
+        };
+        let details = json!({"role": role, "keyid": keyid, "keytype": key.keytype, "scheme": key.scheme, "uri": from.uri, "token": from.token, "serial": from.serial, "attestation": attested});
         self.change(actor, "add-key", details, |s| {
             edit::add_key(s, Holder::Root, role, key).map(|_| ())
         })?;
         Ok(keyid)
+    }
+
+    /// Whether `init --require-attestation` was given.
+    pub fn require_attestation(&self) -> bool {
+        self.transcript
+            .entries
+            .first()
+            .is_some_and(|e| e.details["require_attestation"] == true)
+    }
+
+    /// Re-checks every recorded attestation with `check` (the backend's verifier): the
+    /// file is the one the transcript recorded, its chain holds, and it attests the key
+    /// the root lists. Under `--require-attestation`, every key this ceremony added needs one.
+    pub fn attestation_problems(
+        &self,
+        check: &dyn Fn(&AttestationRecord, &Key) -> Result<String, String>,
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
+        let keys = Delegator::from_metadata(&self.proposed)
+            .map(|d| d.keys)
+            .unwrap_or_default();
+        for e in self
+            .transcript
+            .entries
+            .iter()
+            .filter(|e| e.action == "add-key")
+        {
+            let keyid = e.details["keyid"].as_str().unwrap_or_default();
+            let Some(key) = keys.get(keyid) else { continue };
+            let rec = &e.details["attestation"];
+            if rec.is_null() {
+                if self.require_attestation() {
+                    problems.push(format!("key {keyid} was added without an attestation"));
+                }
+                continue;
+            }
+            let path = self.dir.join(rec["file"].as_str().unwrap_or_default());
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(err) => {
+                    problems.push(format!(
+                        "the attestation of key {keyid} ({}) cannot be read: {err}",
+                        path.display()
+                    ));
+                    continue;
+                }
+            };
+            if rec["sha256"].as_str() != Some(hex::encode(Sha256::digest(&bytes)).as_str()) {
+                problems.push(format!(
+                    "{} is not the attestation the transcript recorded for key {keyid}",
+                    path.display()
+                ));
+                continue;
+            }
+            match serde_json::from_slice::<AttestationRecord>(&bytes) {
+                Ok(a) => {
+                    if let Err(reason) = check(&a, key) {
+                        problems.push(format!(
+                            "the attestation of key {keyid} does not hold: {reason}"
+                        ));
+                    }
+                }
+                Err(err) => problems.push(format!("{}: {err}", path.display())),
+            }
+        }
+        problems
     }
 
     /// Removes a key from a role (and from `keys` when no role uses it any more).

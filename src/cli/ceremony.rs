@@ -8,7 +8,9 @@ use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use clap::{Args, Subcommand};
 use serde_json::json;
-use tufkey::ceremony::{default_actor, review::spaced, Ceremony, Provenance, Status};
+use tufkey::ceremony::{
+    default_actor, review::spaced, AttestationRecord, Ceremony, Provenance, Status,
+};
 use tufkey::keys::{self, pkcs11, KeyUri};
 use tufkey::tuf::time::{format_expires, parse_expiry_spec};
 use tufkey::tuf::Key;
@@ -27,6 +29,9 @@ pub enum CeremonyCmd {
         /// When the new root expires: a duration (365d, 52w, 1y) or a date (2027-06-30).
         #[arg(long, default_value = "365d")]
         expires: String,
+        /// Accept only keys with a valid device attestation (YubiKey PIV).
+        #[arg(long)]
+        require_attestation: bool,
     },
     /// Add a public key, read from its device, to a role of the new root.
     AddKey(KeyArgs),
@@ -83,6 +88,9 @@ pub enum CeremonyCmd {
         /// change to the transcript, the last entry included, is then detected.
         #[arg(long, value_name = "SHA256")]
         expect_head: Option<String>,
+        /// Also trust this attestation root CA (PEM) when re-checking attestations.
+        #[arg(long, value_name = "PEM", env = "TUFKEY_ATTESTATION_CA")]
+        attestation_ca: Option<PathBuf>,
     },
     /// Walk keyholders through signing, one token after another.
     Run {
@@ -108,6 +116,9 @@ pub struct KeyArgs {
     /// The key's URI; only the public key is read.
     #[arg(long)]
     key: String,
+    /// Also trust this attestation root CA (PEM) besides Yubico's.
+    #[arg(long, value_name = "PEM", env = "TUFKEY_ATTESTATION_CA")]
+    attestation_ca: Option<PathBuf>,
 }
 
 pub fn run(cmd: CeremonyCmd, ctx: &Ctx) -> Result<ExitCode> {
@@ -117,9 +128,10 @@ pub fn run(cmd: CeremonyCmd, ctx: &Ctx) -> Result<ExitCode> {
             dir,
             trusted,
             expires,
+            require_attestation,
         } => {
             let when = expiry(&expires)?;
-            let c = Ceremony::init(&dir, trusted.as_deref(), &when, &actor)?;
+            let c = Ceremony::init(&dir, trusted.as_deref(), &when, require_attestation, &actor)?;
             if ctx.json {
                 print_json(
                     &json!({"dir": dir, "version": c.proposed.version(), "payload_sha256": c.proposed.payload_sha256()}),
@@ -143,7 +155,13 @@ pub fn run(cmd: CeremonyCmd, ctx: &Ctx) -> Result<ExitCode> {
             let (key, from) = read_key(&a.key, ctx)?;
             let mut c = Ceremony::open(&a.dir)?;
             let keyid = c
-                .add_key(&a.role, &key, &from, &actor)
+                .add_key(
+                    &a.role,
+                    &key,
+                    &from,
+                    attestation(&a.key, a.attestation_ca.as_deref())?.as_ref(),
+                    &actor,
+                )
                 .with_context(|| format!("adding key {} to role {}", from.uri, a.role))?;
             report_change(
                 ctx,
@@ -238,9 +256,11 @@ pub fn run(cmd: CeremonyCmd, ctx: &Ctx) -> Result<ExitCode> {
                 );
             }
         }
-        CeremonyCmd::Verify { dir, expect_head } => {
-            return verify(&dir, expect_head.as_deref(), ctx)
-        }
+        CeremonyCmd::Verify {
+            dir,
+            expect_head,
+            attestation_ca,
+        } => return verify(&dir, expect_head.as_deref(), attestation_ca.as_deref(), ctx),
         CeremonyCmd::Run {
             dir,
             keys,
@@ -355,10 +375,12 @@ fn print_status(ctx: &Ctx, s: &Status) {
     }
 }
 
-fn verify(dir: &Path, expect_head: Option<&str>, ctx: &Ctx) -> Result<ExitCode> {
+fn verify(dir: &Path, expect_head: Option<&str>, ca: Option<&Path>, ctx: &Ctx) -> Result<ExitCode> {
     let c = Ceremony::read(dir).with_context(|| format!("verifying {}", dir.display()))?;
     let s = c.status(Utc::now())?;
     let mut problems = c.transcript_problems();
+    let extra = read_ca(ca)?;
+    problems.extend(c.attestation_problems(&|rec, key| piv::check_recorded(rec, key, &extra)));
     if let Some(h) = expect_head {
         if !h.eq_ignore_ascii_case(&c.transcript.head) {
             problems.push(format!("the transcript head is {}, not the {h} noted earlier: the transcript changed since", c.transcript.head));
@@ -464,4 +486,85 @@ fn run_interactive(
         }
     }
     Ok(())
+}
+
+fn read_ca(ca: Option<&Path>) -> Result<Vec<u8>> {
+    match ca {
+        Some(p) => {
+            std::fs::read(p).with_context(|| format!("reading the attestation CA {}", p.display()))
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The attestation of a YubiKey key, for the ceremony record; `None` for keys that
+/// cannot be attested (PKCS#11, files) and, with a warning, for YubiKey keys whose
+/// attestation fails (the ceremony refuses those itself under --require-attestation).
+fn attestation(uri: &str, ca: Option<&Path>) -> Result<Option<AttestationRecord>> {
+    let KeyUri::YubiKey(y) = KeyUri::parse(uri)? else {
+        return Ok(None);
+    };
+    let extra = read_ca(ca)?;
+    match piv::attest(&y, &extra) {
+        Ok(rec) => Ok(Some(rec)),
+        Err(e) => {
+            eprintln!("warning: no valid attestation for {y}: {e:#}");
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(feature = "yubikey")]
+mod piv {
+    use super::*;
+    use tufkey::keys::uri::YubiKeyUri;
+    use tufkey::keys::yubikey as backend;
+
+    pub fn attest(y: &YubiKeyUri, extra: &[u8]) -> Result<AttestationRecord> {
+        let (a, slot_pem, inter_pem) = backend::attest(y, extra)?;
+        let uri = YubiKeyUri {
+            serial: a.serial.or(y.serial),
+            slot: y.slot,
+        };
+        Ok(AttestationRecord {
+            uri: uri.to_string(),
+            slot_certificate: slot_pem,
+            intermediate: inter_pem,
+            statement: serde_json::to_value(&a)?,
+        })
+    }
+
+    pub fn check_recorded(
+        rec: &AttestationRecord,
+        key: &tufkey::tuf::Key,
+        extra: &[u8],
+    ) -> Result<String, String> {
+        let public = key.public_key()?;
+        let spki = backend::spki_der(&public).ok_or("the key has no SubjectPublicKeyInfo")?;
+        let KeyUri::YubiKey(y) = KeyUri::parse(&rec.uri).map_err(|e| e.to_string())? else {
+            return Err(format!("{} is not a yubikey: URI", rec.uri));
+        };
+        let a =
+            backend::verify_recorded(&y, &rec.slot_certificate, &rec.intermediate, extra, &spki)
+                .map_err(|e| e.to_string())?;
+        Ok(format!("serial {}", a.serial.unwrap_or_default()))
+    }
+}
+
+#[cfg(not(feature = "yubikey"))]
+mod piv {
+    use super::*;
+    use tufkey::keys::uri::YubiKeyUri;
+
+    pub fn attest(_: &YubiKeyUri, _: &[u8]) -> Result<AttestationRecord> {
+        bail!("this tufkey was built without the `yubikey` feature")
+    }
+
+    pub fn check_recorded(
+        _: &AttestationRecord,
+        _: &tufkey::tuf::Key,
+        _: &[u8],
+    ) -> Result<String, String> {
+        Err("this tufkey was built without the `yubikey` feature, so attestations cannot be checked".into())
+    }
 }

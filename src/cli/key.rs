@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use serde_json::json;
 use tufkey::fsutil;
-use tufkey::keys::{self, pkcs11, software, KeyUri, Pkcs11Uri};
+use tufkey::keys::{self, pkcs11, software, KeyUri, PivPinPolicy, PivTouchPolicy, Pkcs11Uri};
 use tufkey::tuf::{KeyType, PublicKey};
 
 use super::output::{confirm, print_json, short};
@@ -22,16 +22,35 @@ pub enum KeyCmd {
     ///   TUFKEY_PASSPHRASE=… tufkey key generate file:keys/targets.p8 --type ed25519
     #[command(verbatim_doc_comment)]
     Generate {
-        /// Where the key goes: pkcs11:…;object=<label>[;id=…] or file:<path>.
+        /// Where the key goes: pkcs11:…;object=<label>[;id=…], yubikey:[serial=N;]slot=9c or file:<path>.
         uri: String,
-        /// The key type.
+        /// The key type (YubiKeys: ecdsa-p256 or rsa-2048).
         #[arg(long = "type", value_enum)]
         key_type: KeyType,
+        /// YubiKey only: when the PIN is needed.
+        #[arg(long, value_enum, default_value = "default")]
+        pin_policy: PivPinPolicy,
+        /// YubiKey only: when a touch is needed.
+        #[arg(long, value_enum, default_value = "never")]
+        touch_policy: PivTouchPolicy,
+    },
+    /// Verify a YubiKey slot's attestation: the key was made on that YubiKey and cannot leave it.
+    ///
+    /// Checks the chain slot certificate → device attestation certificate → Yubico PIV
+    /// root CA (shipped with tufkey), that the attested key is the key in the slot, and
+    /// prints serial, firmware, PIN and touch policy.
+    Attest {
+        /// A yubikey: URI.
+        uri: String,
+        /// Also trust this root CA (PEM), e.g. a test CA; TUFKEY_ATTESTATION_CA works too.
+        #[arg(long, value_name = "PEM", env = "TUFKEY_ATTESTATION_CA")]
+        ca: Option<PathBuf>,
     },
     /// List keys on every token of a PKCS#11 module, and file keys in folders.
     ///
-    /// Each SOURCE is a pkcs11: URI (its module, narrowed by token/object attributes) or
-    /// file:<folder>. Without SOURCE: every token of the default module. No PIN is needed.
+    /// Each SOURCE is a pkcs11: URI (its module, narrowed by token/object attributes),
+    /// `yubikey:` (every YubiKey's signing slots) or file:<folder>. Without SOURCE: every
+    /// token of the default module. No PIN is needed.
     List {
         /// pkcs11: URIs or file:<folder>.
         sources: Vec<String>,
@@ -63,7 +82,13 @@ pub enum KeyCmd {
 
 pub fn run(cmd: KeyCmd, ctx: &Ctx) -> Result<ExitCode> {
     match cmd {
-        KeyCmd::Generate { uri, key_type } => generate(&uri, key_type, ctx),
+        KeyCmd::Generate {
+            uri,
+            key_type,
+            pin_policy,
+            touch_policy,
+        } => generate(&uri, key_type, (pin_policy, touch_policy), ctx),
+        KeyCmd::Attest { uri, ca } => yk::attest_cmd(&uri, ca.as_deref(), ctx),
         KeyCmd::List { sources } => list(&sources, ctx),
         KeyCmd::Show { uri } => show(&uri, ctx),
         KeyCmd::Import { file, uri } => import(&file, &uri, ctx),
@@ -90,10 +115,21 @@ fn report_key(action: &str, uri: &str, public: &PublicKey, ctx: &Ctx) {
     }
 }
 
-fn generate(uri: &str, key_type: KeyType, ctx: &Ctx) -> Result<()> {
+fn generate(
+    uri: &str,
+    key_type: KeyType,
+    piv: (PivPinPolicy, PivTouchPolicy),
+    ctx: &Ctx,
+) -> Result<()> {
     match KeyUri::parse(uri)? {
         KeyUri::YubiKey(y) => {
-            bail!("generating keys on a YubiKey ({y}) is not available in this build yet")
+            let (new_uri, public) = yk::generate(&y, key_type, piv, ctx)?;
+            report_key(
+                "generated in the YubiKey slot a non-extractable",
+                &new_uri,
+                &public,
+                ctx,
+            );
         }
         KeyUri::Remote(r) => {
             bail!("{r} is a key of a remote signer; create keys on the signer's own device")
@@ -145,9 +181,21 @@ fn list(sources: &[String], ctx: &Ctx) -> Result<()> {
         sources
     };
     for s in sources {
+        if s == "yubikey:" || s == "yubikey" {
+            rows.extend(
+                yk::list()?
+                    .into_iter()
+                    .map(|(uri, public)| Listed { uri, public }),
+            );
+            continue;
+        }
         match KeyUri::parse(s)? {
             KeyUri::YubiKey(y) => {
-                bail!("listing YubiKey keys ({y}) is not available in this build yet")
+                let public = keys::public_key(s, &ctx.pins).map_err(|e| e.to_string());
+                rows.push(Listed {
+                    uri: y.to_string(),
+                    public,
+                });
             }
             KeyUri::Remote(r) => {
                 bail!("list a remote signer's keys with its API; {r} names one key")
@@ -335,4 +383,100 @@ fn delete_pkcs11(u: &Pkcs11Uri, yes: bool, ctx: &Ctx) -> Result<()> {
         println!("deleted {} objects", names.len());
     }
     Ok(())
+}
+
+/// YubiKey commands, present when tufkey is built with the `yubikey` feature.
+#[cfg(feature = "yubikey")]
+mod yk {
+    use super::*;
+    use tufkey::keys::piv_attest::Attestation;
+    use tufkey::keys::uri::YubiKeyUri;
+    use tufkey::keys::yubikey as backend;
+
+    pub fn generate(
+        y: &YubiKeyUri,
+        t: KeyType,
+        piv: (PivPinPolicy, PivTouchPolicy),
+        ctx: &Ctx,
+    ) -> Result<(String, PublicKey)> {
+        let (uri, public) = backend::generate(y, t, piv.0, piv.1, &ctx.pins)?;
+        Ok((uri.to_string(), public))
+    }
+
+    pub fn list() -> Result<Vec<(String, Result<PublicKey, String>)>> {
+        Ok(backend::list_keys()?
+            .into_iter()
+            .map(|(u, k)| (u.to_string(), k))
+            .collect())
+    }
+
+    pub fn attest(y: &YubiKeyUri, extra: &[u8]) -> Result<(Attestation, String, String)> {
+        Ok(backend::attest(y, extra)?)
+    }
+
+    pub fn attest_cmd(uri: &str, ca: Option<&Path>, ctx: &Ctx) -> Result<()> {
+        let KeyUri::YubiKey(y) = KeyUri::parse(uri)? else {
+            bail!("only YubiKey keys carry a PIV attestation; {uri} is not a yubikey: URI");
+        };
+        let extra = match ca {
+            Some(p) => std::fs::read(p)
+                .with_context(|| format!("reading the attestation CA {}", p.display()))?,
+            None => Vec::new(),
+        };
+        let (a, _, _) = attest(&y, &extra)?;
+        if ctx.json {
+            print_json(&json!({"uri": y.to_string(), "attestation": a}));
+        } else {
+            println!("attestation of {y}: VERIFIED");
+            println!(
+                "  chain:        slot certificate -> device attestation certificate -> {}",
+                a.root
+            );
+            println!(
+                "  serial:       {}",
+                a.serial
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "(not stated)".into())
+            );
+            println!(
+                "  firmware:     {}",
+                a.firmware.as_deref().unwrap_or("(not stated)")
+            );
+            println!("  PIN policy:   {}", a.pin_policy);
+            println!("  touch policy: {}", a.touch_policy);
+            if let Some(f) = &a.form_factor {
+                println!("  form factor:  {f}");
+            }
+            println!(
+                "  key:          the attested key is the key in the slot (SPKI SHA-256 {})",
+                a.spki_sha256
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(not(feature = "yubikey"))]
+mod yk {
+    use super::*;
+    use tufkey::keys::uri::YubiKeyUri;
+
+    const MISSING: &str = "this tufkey was built without the `yubikey` feature";
+
+    pub fn generate(
+        _: &YubiKeyUri,
+        _: KeyType,
+        _: (PivPinPolicy, PivTouchPolicy),
+        _: &Ctx,
+    ) -> Result<(String, PublicKey)> {
+        bail!(MISSING)
+    }
+
+    pub fn list() -> Result<Vec<(String, Result<PublicKey, String>)>> {
+        bail!(MISSING)
+    }
+
+    pub fn attest_cmd(_: &str, _: Option<&Path>, _: &Ctx) -> Result<()> {
+        bail!(MISSING)
+    }
 }

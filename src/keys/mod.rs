@@ -6,6 +6,8 @@
 pub mod error;
 pub mod pin;
 pub mod pin_cache;
+#[cfg(feature = "yubikey")]
+pub mod piv_attest;
 pub mod pkcs11;
 pub mod remote;
 pub mod software;
@@ -18,6 +20,28 @@ pub use pin::{PinPolicy, Secret};
 pub use uri::{KeyUri, Pkcs11Uri};
 
 use crate::tuf::{Key, PublicKey, Signature};
+
+/// PIV PIN policy for a new YubiKey key (`--pin-policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PivPinPolicy {
+    /// The slot's default (9c: always).
+    Default,
+    /// The PIN once per session.
+    Once,
+    /// The PIN before every signature.
+    Always,
+}
+
+/// PIV touch policy for a new YubiKey key (`--touch-policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PivTouchPolicy {
+    /// No touch.
+    Never,
+    /// A touch for every signature.
+    Always,
+    /// A touch, remembered for 15 seconds.
+    Cached,
+}
 
 /// A key that can sign. `message` is the exact canonical bytes; each backend hashes as
 /// its mechanism needs (Ed25519 signs the whole message). Blocking.

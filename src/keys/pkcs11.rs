@@ -990,8 +990,13 @@ pub fn generate(
             pub_t.push(Attribute::EcParams(ED25519_OID_PARAMS.to_vec()));
             Mechanism::EccEdwardsKeyPairGen
         }
-        KeyType::Rsa3072 => {
-            pub_t.push(Attribute::ModulusBits(3072.into()));
+        KeyType::Rsa3072 | KeyType::Rsa2048 => {
+            let bits: u64 = if key_type == KeyType::Rsa3072 {
+                3072
+            } else {
+                2048
+            };
+            pub_t.push(Attribute::ModulusBits(bits.into()));
             pub_t.push(Attribute::PublicExponent(vec![1, 0, 1]));
             Mechanism::RsaPkcsKeyPairGen
         }

@@ -35,9 +35,12 @@ impl SoftKey {
         Ok(match t {
             KeyType::EcdsaP256 => SoftKey::EcdsaP256(p256::ecdsa::SigningKey::random(&mut OsRng)),
             KeyType::Ed25519 => SoftKey::Ed25519(ed25519_dalek::SigningKey::generate(&mut OsRng)),
-            KeyType::Rsa3072 => SoftKey::Rsa(Box::new(
-                rsa::RsaPrivateKey::new(&mut OsRng, 3072).map_err(|e| e.to_string())?,
-            )),
+            KeyType::Rsa3072 | KeyType::Rsa2048 => {
+                let bits = if t == KeyType::Rsa3072 { 3072 } else { 2048 };
+                SoftKey::Rsa(Box::new(
+                    rsa::RsaPrivateKey::new(&mut OsRng, bits).map_err(|e| e.to_string())?,
+                ))
+            }
         })
     }
 

@@ -1,40 +1,535 @@
 //! YubiKey PIV keys through the `yubikey` crate and pcscd.
+//!
+//! Treats people as age-plugin-yubikey does: waits for a key to be inserted, picks by
+//! serial when several are present, checks the PIN's length and retry counter before
+//! spending a try, never retries a wrong PIN, explains a sharing violation, warns about
+//! a factory-default PIN, and never resets or overwrites a key it did not make.
+//!
+//! Algorithms: ECDSA P-256 (TUF `ecdsa-sha2-nistp256`; the card returns DER) and
+//! RSA-2048 with `rsassa-pss-sha256` (EMSA-PSS encoded here, raw RSA on the card).
+//! Ed25519 and RSA-3072 need firmware 5.7 and a newer crate; they are refused.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rand_core::RngCore;
+use sha2::{Digest, Sha256};
+use spki::{DecodePublicKey, EncodePublicKey};
+use x509_cert::der::Encode;
+use yubikey::certificate::yubikey_signer::{Rsa2048, YubiRsa};
+use yubikey::piv::{AlgorithmId, SlotId};
+use yubikey::{
+    Certificate, MgmKey, PinPolicy as YkPinPolicy, TouchPolicy as YkTouchPolicy, YubiKey,
+};
 
 use super::error::KeyError;
-use super::pin::PinPolicy;
+use super::pin::{self, PinOrigin, PinPolicy, PinRequest, Secret};
+use super::pin_cache;
+use super::piv_attest::{self, Attestation};
 use super::uri::YubiKeyUri;
 use super::Signer;
-use crate::tuf::{Key, PublicKey};
+use super::{PivPinPolicy, PivTouchPolicy};
+use crate::tuf::{Key, KeyType, PublicKey};
+
+/// The factory-default PIV PIN. It is never tried; it is only recognised to warn.
+const DEFAULT_PIN: &str = "123456";
+
+fn slot_id(slot: u8) -> Result<SlotId, String> {
+    SlotId::try_from(slot).map_err(|_| format!("{slot:02x} is not a PIV key slot"))
+}
+
+fn err(uri: &YubiKeyUri, reason: impl Into<String>) -> KeyError {
+    KeyError::Unsupported {
+        uri: uri.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Words for the errors people meet at a YubiKey.
+fn explain(uri: &YubiKeyUri, e: yubikey::Error) -> KeyError {
+    use yubikey::Error as E;
+    let reason = match e {
+        E::PcscError { inner: Some(pcsc::Error::NoService) } | E::PcscError { inner: Some(pcsc::Error::ServiceStopped) } => {
+            "pcscd is not running; start it (e.g. `systemctl start pcscd`)".to_string()
+        }
+        E::PcscError { inner: Some(pcsc::Error::SharingViolation) } => {
+            "another program holds the YubiKey exclusively (often gpg's scdaemon: `gpgconf --kill scdaemon`, or a running ykman/browser); close it and try again".to_string()
+        }
+        E::PcscError { inner: Some(pcsc::Error::NoSmartcard | pcsc::Error::RemovedCard | pcsc::Error::NoReadersAvailable) } => {
+            "the YubiKey was removed".to_string()
+        }
+        E::PcscError { inner } => format!("smart card error: {inner:?}"),
+        E::NotFound => "the slot holds no key (or no certificate naming its public key)".to_string(),
+        E::AuthenticationError => "the management key was refused".to_string(),
+        E::PinLocked => "the PIN is locked; unblock it with the PUK (`ykman piv access unblock-pin`)".to_string(),
+        E::WrongPin { tries } => format!("wrong PIN; {tries} tries left"),
+        other => format!("{other}"),
+    };
+    err(uri, reason)
+}
+
+/// One present YubiKey.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Device {
+    pub serial: u32,
+    pub version: String,
+    pub reader: String,
+}
+
+/// Every YubiKey pcscd sees right now.
+pub fn list_devices() -> Result<Vec<Device>, KeyError> {
+    let any = YubiKeyUri {
+        serial: None,
+        slot: 0x9c,
+    };
+    let mut ctx = yubikey::reader::Context::open().map_err(|e| explain(&any, e))?;
+    let mut out = Vec::new();
+    for reader in ctx.iter().map_err(|e| explain(&any, e))? {
+        if let Ok(yk) = reader.open() {
+            out.push(Device {
+                serial: yk.serial().0,
+                version: yk.version().to_string(),
+                reader: reader.name().into_owned(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// How long to wait for a key to be inserted: TUFKEY_YUBIKEY_WAIT seconds, else 60 s
+/// at a terminal and none without one.
+fn wait_budget() -> Duration {
+    match std::env::var("TUFKEY_YUBIKEY_WAIT")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        Some(s) => Duration::from_secs(s),
+        None if std::io::stdin().is_terminal() => Duration::from_secs(60),
+        None => Duration::ZERO,
+    }
+}
+
+/// Opens the YubiKey the URI names, waiting (with a message) for it to be inserted.
+fn open_device(uri: &YubiKeyUri) -> Result<YubiKey, KeyError> {
+    let deadline = Instant::now() + wait_budget();
+    let mut told = false;
+    loop {
+        let mut ctx = yubikey::reader::Context::open().map_err(|e| explain(uri, e))?;
+        let mut found: Vec<YubiKey> = Vec::new();
+        let mut sharing = false;
+        for reader in ctx.iter().map_err(|e| explain(uri, e))? {
+            match reader.open() {
+                Ok(yk) => found.push(yk),
+                Err(yubikey::Error::PcscError {
+                    inner: Some(pcsc::Error::SharingViolation),
+                }) => sharing = true,
+                Err(_) => {}
+            }
+        }
+        if sharing && found.is_empty() {
+            return Err(explain(
+                uri,
+                yubikey::Error::PcscError {
+                    inner: Some(pcsc::Error::SharingViolation),
+                },
+            ));
+        }
+        let serials: Vec<u32> = found.iter().map(|y| y.serial().0).collect();
+        match uri.serial {
+            Some(s) => {
+                if let Some(i) = serials.iter().position(|x| *x == s) {
+                    return Ok(found.swap_remove(i));
+                }
+            }
+            None if found.len() == 1 => return Ok(found.remove(0)),
+            None if found.len() > 1 => {
+                return Err(err(
+                    uri,
+                    format!(
+                        "{} YubiKeys are present (serials {}); name one with yubikey:serial=N;slot={:02x}",
+                        found.len(),
+                        serials.iter().map(u32::to_string).collect::<Vec<_>>().join(", "),
+                        uri.slot
+                    ),
+                ))
+            }
+            None => {}
+        }
+        if Instant::now() >= deadline {
+            let what = uri
+                .serial
+                .map(|s| format!("YubiKey serial {s}"))
+                .unwrap_or_else(|| "a YubiKey".into());
+            let present = if serials.is_empty() {
+                "none present".to_string()
+            } else {
+                format!(
+                    "present: {}",
+                    serials
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            return Err(err(uri, format!("{what} is not inserted ({present}); insert it and try again (set TUFKEY_YUBIKEY_WAIT=<seconds> to wait)")));
+        }
+        if !told {
+            let what = uri
+                .serial
+                .map(|s| format!("YubiKey serial {s}"))
+                .unwrap_or_else(|| "your YubiKey".into());
+            eprintln!(
+                "Insert {what} (waiting up to {} s)...",
+                wait_budget().as_secs()
+            );
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Verifies the PIN once: reads the retry counter first, refuses a locked PIN and a
+/// final try without `--force`, checks the length before spending a try, never retries.
+fn verify_pin(
+    yk: &mut YubiKey,
+    uri: &YubiKeyUri,
+    policy: &PinPolicy,
+    known: Option<&Secret>,
+) -> Result<Secret, KeyError> {
+    let serial = yk.serial().0;
+    let label = format!("YubiKey {serial}");
+    let retries = yk.get_pin_retries().map_err(|e| explain(uri, e))?;
+    match retries {
+        0 => {
+            return Err(KeyError::PinLocked {
+                token: label,
+                uri: uri.to_string(),
+            })
+        }
+        1 if !policy.force => return Err(KeyError::PinFinalTry { token: label }),
+        _ => {}
+    }
+    let (secret, origin) = match known {
+        Some(s) => (s.clone(), PinOrigin::UriValue),
+        None => {
+            let req = PinRequest {
+                what: format!("PIV PIN for YubiKey {serial}"),
+                uri_value: None,
+                uri_source: None,
+                env: vec![
+                    format!("TUFKEY_PIN_{serial}"),
+                    "TUFKEY_YUBIKEY_PIN".into(),
+                    "TUFKEY_PIN".into(),
+                ],
+                cache_key: Some(format!("yubikey:{serial}")),
+            };
+            pin::obtain(&req, policy)?
+        }
+    };
+    let len = secret.expose().len();
+    if !(6..=8).contains(&len) {
+        return Err(err(
+            uri,
+            format!(
+                "a PIV PIN has 6 to 8 characters; the one given has {len}, so no try was spent"
+            ),
+        ));
+    }
+    match yk.verify_pin(secret.expose().as_bytes()) {
+        Ok(()) => {
+            if secret.expose() == DEFAULT_PIN && known.is_none() {
+                eprintln!("warning: YubiKey {serial} still uses the factory-default PIN; change it (`ykman piv access change-pin`) before a ceremony");
+            }
+            if policy.remember && origin != PinOrigin::Cache {
+                pin_cache::store(&format!("yubikey:{serial}"), &secret);
+            }
+            Ok(secret)
+        }
+        Err(yubikey::Error::WrongPin { tries }) => {
+            if origin == PinOrigin::Cache {
+                let _ = pin_cache::forget(&format!("yubikey:{serial}"));
+            }
+            let after = match tries {
+                0 => "; the PIN is now LOCKED".to_string(),
+                1 => "; ONE try is left".to_string(),
+                n => format!("; {n} tries left"),
+            };
+            Err(KeyError::PinIncorrect {
+                token: label,
+                origin: origin.to_string(),
+                after,
+            })
+        }
+        Err(yubikey::Error::PinLocked) => Err(KeyError::PinLocked {
+            token: label,
+            uri: uri.to_string(),
+        }),
+        Err(e) => Err(explain(uri, e)),
+    }
+}
+
+/// Authenticates with the management key: TUFKEY_YUBIKEY_MGM_KEY (48 hex digits), else a
+/// PIN-protected management key, else the 3DES factory default.
+fn authenticate(yk: &mut YubiKey, uri: &YubiKeyUri) -> Result<(), KeyError> {
+    if let Ok(hexkey) = std::env::var("TUFKEY_YUBIKEY_MGM_KEY") {
+        let bytes = Secret::new(hexkey);
+        let raw = zeroize::Zeroizing::new(
+            hex::decode(bytes.expose().trim())
+                .map_err(|_| err(uri, "TUFKEY_YUBIKEY_MGM_KEY must be hex"))?,
+        );
+        let key = MgmKey::from_bytes(&raw[..]).map_err(|_| {
+            err(
+                uri,
+                "TUFKEY_YUBIKEY_MGM_KEY must be a 24-byte 3DES key (48 hex digits)",
+            )
+        })?;
+        return yk.authenticate(key).map_err(|e| explain(uri, e));
+    }
+    if let Ok(key) = MgmKey::get_protected(yk) {
+        return yk.authenticate(key).map_err(|e| explain(uri, e));
+    }
+    match yk.authenticate(MgmKey::default()) {
+        Ok(()) => Ok(()),
+        Err(yubikey::Error::AuthenticationError) if yk.version().major > 5 || (yk.version().major == 5 && yk.version().minor >= 7) => Err(err(
+            uri,
+            "firmware 5.7+ ships an AES-192 management key, which this build cannot use; set a 3DES management key (ykman piv access change-management-key -a TDES) or give it in TUFKEY_YUBIKEY_MGM_KEY",
+        )),
+        Err(yubikey::Error::AuthenticationError) => Err(err(uri, "the management key is not the factory default; give it in TUFKEY_YUBIKEY_MGM_KEY (48 hex digits) or make it PIN-protected")),
+        Err(e) => Err(explain(uri, e)),
+    }
+}
+
+fn spki_public_key(spki_der: &[u8]) -> Result<(PublicKey, AlgorithmId), String> {
+    if let Ok(k) = p256::ecdsa::VerifyingKey::from_public_key_der(spki_der) {
+        return Ok((PublicKey::EcdsaP256(k), AlgorithmId::EccP256));
+    }
+    if let Ok(k) = rsa::RsaPublicKey::from_public_key_der(spki_der) {
+        use rsa::traits::PublicKeyParts;
+        if k.n().bits() == 2048 {
+            return Ok((PublicKey::RsaPss(k), AlgorithmId::Rsa2048));
+        }
+        return Err(format!(
+            "RSA-{} keys are not supported on YubiKeys here",
+            k.n().bits()
+        ));
+    }
+    Err("the slot's key is neither P-256 nor RSA-2048 (P-384 and others have no TUF scheme in tufkey)".into())
+}
+
+/// The slot's public key, from the certificate tufkey (or another tool) stored with it.
+fn read_slot(
+    yk: &mut YubiKey,
+    uri: &YubiKeyUri,
+) -> Result<(PublicKey, AlgorithmId, Vec<u8>), KeyError> {
+    let slot = slot_id(uri.slot).map_err(|r| err(uri, r))?;
+    let cert = Certificate::read(yk, slot).map_err(|e| match e {
+        yubikey::Error::InvalidObject | yubikey::Error::NotFound => err(uri, format!("slot {:02x} holds no certificate, so its key (if any) cannot be named; generate one with `tufkey key generate {uri} --type ecdsa-p256`", uri.slot)),
+        other => explain(uri, other),
+    })?;
+    let spki = cert
+        .subject_pki()
+        .to_der()
+        .map_err(|e| err(uri, e.to_string()))?;
+    let (public, alg) = spki_public_key(&spki).map_err(|r| err(uri, r))?;
+    Ok((public, alg, spki))
+}
+
+/// The URI with the serial filled in.
+fn full_uri(yk: &YubiKey, uri: &YubiKeyUri) -> YubiKeyUri {
+    YubiKeyUri {
+        serial: Some(yk.serial().0),
+        slot: uri.slot,
+    }
+}
+
+/// The public key in a slot; no PIN needed.
+pub fn public_key(uri: &YubiKeyUri) -> Result<PublicKey, KeyError> {
+    let mut yk = open_device(uri)?;
+    Ok(read_slot(&mut yk, uri)?.0)
+}
+
+/// A slot that holds a key, and its public key (or why it cannot be read).
+pub type SlotKey = (YubiKeyUri, Result<PublicKey, String>);
+
+/// Keys in the signing slots of every present YubiKey.
+pub fn list_keys() -> Result<Vec<SlotKey>, KeyError> {
+    let mut out = Vec::new();
+    for d in list_devices()? {
+        for slot in [0x9a, 0x9c, 0x9d, 0x9e] {
+            let uri = YubiKeyUri {
+                serial: Some(d.serial),
+                slot,
+            };
+            let mut yk = open_device(&uri)?;
+            match read_slot(&mut yk, &uri) {
+                Ok((k, _, _)) => out.push((uri, Ok(k))),
+                Err(KeyError::Unsupported { reason, .. })
+                    if reason.contains("holds no certificate") => {}
+                Err(e) => out.push((uri, Err(e.to_string()))),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Generates a key in the slot, then stores a self-signed certificate with it so the
+/// public key can be read later without a PIN. Refuses a slot that already holds a key.
+pub fn generate(
+    uri: &YubiKeyUri,
+    key_type: KeyType,
+    pin_policy: PivPinPolicy,
+    touch: PivTouchPolicy,
+    policy: &PinPolicy,
+) -> Result<(YubiKeyUri, PublicKey), KeyError> {
+    let alg = match key_type {
+        KeyType::EcdsaP256 => AlgorithmId::EccP256,
+        KeyType::Rsa2048 => AlgorithmId::Rsa2048,
+        KeyType::Ed25519 => return Err(err(uri, "Ed25519 PIV keys need firmware 5.7 and a newer yubikey crate than this build has; use --type ecdsa-p256")),
+        KeyType::Rsa3072 => return Err(err(uri, "RSA-3072 PIV keys need firmware 5.7 and a newer yubikey crate than this build has; use --type ecdsa-p256 (or rsa-2048)")),
+    };
+    let slot = slot_id(uri.slot).map_err(|r| err(uri, r))?;
+    let mut yk = open_device(uri)?;
+    let full = full_uri(&yk, uri);
+    if Certificate::read(&mut yk, slot).is_ok() {
+        return Err(err(&full, format!("slot {:02x} already holds a key; tufkey never overwrites one. Choose another slot (9a, 9c, 9d, 9e, 82-95) or clear it with ykman", uri.slot)));
+    }
+    let pin = verify_pin(&mut yk, &full, policy, None)?;
+    authenticate(&mut yk, &full)?;
+    let pin_p = match pin_policy {
+        PivPinPolicy::Default => YkPinPolicy::Default,
+        PivPinPolicy::Once => YkPinPolicy::Once,
+        PivPinPolicy::Always => YkPinPolicy::Always,
+    };
+    let touch_p = match touch {
+        PivTouchPolicy::Never => YkTouchPolicy::Never,
+        PivTouchPolicy::Always => YkTouchPolicy::Always,
+        PivTouchPolicy::Cached => YkTouchPolicy::Cached,
+    };
+    let spki = yubikey::piv::generate(&mut yk, slot, alg, pin_p, touch_p)
+        .map_err(|e| explain(&full, e))?;
+    if touch != PivTouchPolicy::Never {
+        eprintln!("Touch your YubiKey when it blinks (it signs the new key's certificate)");
+    }
+    // The self-signed certificate is a signature: slots with PIN policy "always" want the PIN again.
+    verify_pin(&mut yk, &full, policy, Some(&pin))?;
+    let mut serial = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut serial);
+    serial[0] &= 0x7f;
+    let serial = x509_cert::serial_number::SerialNumber::new(&serial)
+        .map_err(|e| err(&full, e.to_string()))?;
+    let validity = x509_cert::time::Validity::from_now(Duration::from_secs(100 * 365 * 86400))
+        .map_err(|e| err(&full, e.to_string()))?;
+    let subject: x509_cert::name::Name = format!("CN=tufkey {:02x} {}", uri.slot, yk.serial().0)
+        .parse()
+        .map_err(|e: x509_cert::der::Error| err(&full, e.to_string()))?;
+    let cert = match alg {
+        AlgorithmId::EccP256 => Certificate::generate_self_signed::<_, p256::NistP256>(
+            &mut yk,
+            slot,
+            serial,
+            validity,
+            subject,
+            spki,
+            |_| Ok(()),
+        ),
+        _ => Certificate::generate_self_signed::<_, YubiRsa<Rsa2048>>(
+            &mut yk,
+            slot,
+            serial,
+            validity,
+            subject,
+            spki,
+            |_| Ok(()),
+        ),
+    }
+    .map_err(|e| explain(&full, e))?;
+    let der = cert
+        .subject_pki()
+        .to_der()
+        .map_err(|e| err(&full, e.to_string()))?;
+    let (public, _) = spki_public_key(&der).map_err(|r| err(&full, r))?;
+    Ok((full, public))
+}
+
+/// EMSA-PSS encoding (RFC 8017 9.1.1) with SHA-256, MGF1-SHA256 and a 32-byte salt, for a
+/// key of `mod_bits` bits: the card then applies the raw RSA operation.
+fn emsa_pss_encode(message: &[u8], mod_bits: usize) -> Vec<u8> {
+    let em_bits = mod_bits - 1;
+    let em_len = em_bits.div_ceil(8);
+    let m_hash = Sha256::digest(message);
+    let mut salt = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut salt);
+    let mut m_prime = Vec::with_capacity(8 + 32 + 32);
+    m_prime.extend_from_slice(&[0u8; 8]);
+    m_prime.extend_from_slice(&m_hash);
+    m_prime.extend_from_slice(&salt);
+    let h = Sha256::digest(&m_prime);
+    let db_len = em_len - 32 - 1;
+    let mut db = vec![0u8; db_len];
+    db[db_len - 32 - 1] = 0x01;
+    db[db_len - 32..].copy_from_slice(&salt);
+    // MGF1 with SHA-256.
+    let mut mask = Vec::with_capacity(db_len + 32);
+    let mut counter = 0u32;
+    while mask.len() < db_len {
+        let mut hasher = Sha256::new();
+        hasher.update(h);
+        hasher.update(counter.to_be_bytes());
+        mask.extend_from_slice(&hasher.finalize());
+        counter += 1;
+    }
+    for (d, m) in db.iter_mut().zip(mask) {
+        *d ^= m;
+    }
+    db[0] &= 0xff >> (8 * em_len - em_bits);
+    let mut em = db;
+    em.extend_from_slice(&h);
+    em.push(0xbc);
+    em
+}
 
 /// A signer whose key stays in a YubiKey PIV slot.
 pub struct YubiKeySigner {
-    uri: String,
+    yk: Mutex<YubiKey>,
+    uri: YubiKeyUri,
+    shown: String,
+    slot: SlotId,
+    alg: AlgorithmId,
+    pin: Secret,
+    force: bool,
     public: Key,
     keyid: String,
 }
 
-fn not_yet(uri: &YubiKeyUri) -> KeyError {
-    KeyError::Unsupported {
-        uri: uri.to_string(),
-        reason: "YubiKey signing is not available in this build yet".into(),
-    }
-}
-
 impl YubiKeySigner {
-    /// Opens the YubiKey and slot the URI names.
-    pub fn open(uri: &YubiKeyUri, _policy: &PinPolicy) -> Result<YubiKeySigner, KeyError> {
-        Err(not_yet(uri))
+    /// Opens the YubiKey, reads the slot's public key and verifies the PIN once.
+    pub fn open(uri: &YubiKeyUri, policy: &PinPolicy) -> Result<YubiKeySigner, KeyError> {
+        let mut yk = open_device(uri)?;
+        let full = full_uri(&yk, uri);
+        let (public, alg, _) = read_slot(&mut yk, &full)?;
+        let pin = verify_pin(&mut yk, &full, policy, None)?;
+        let slot = slot_id(full.slot).map_err(|r| err(&full, r))?;
+        let tuf_key = public.to_tuf_key();
+        let keyid = tuf_key.key_id();
+        Ok(YubiKeySigner {
+            yk: Mutex::new(yk),
+            shown: full.to_string(),
+            uri: full,
+            slot,
+            alg,
+            pin,
+            force: policy.force,
+            public: tuf_key,
+            keyid,
+        })
     }
-}
-
-/// The public key in a slot.
-pub fn public_key(uri: &YubiKeyUri) -> Result<PublicKey, KeyError> {
-    Err(not_yet(uri))
 }
 
 impl Signer for YubiKeySigner {
     fn uri(&self) -> &str {
-        &self.uri
+        &self.shown
     }
     fn public_key(&self) -> &Key {
         &self.public
@@ -42,10 +537,185 @@ impl Signer for YubiKeySigner {
     fn key_id(&self) -> &str {
         &self.keyid
     }
-    fn sign(&self, _message: &[u8]) -> Result<Vec<u8>, KeyError> {
-        Err(KeyError::Unsupported {
-            uri: self.uri.clone(),
-            reason: "YubiKey signing is not available in this build yet".into(),
-        })
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let mut yk = self.yk.lock().unwrap_or_else(|e| e.into_inner());
+        // Slot 9c (and PIN policy "always") wants the PIN right before each signature.
+        let policy = PinPolicy {
+            force: self.force,
+            remember: false,
+            interactive: false,
+        };
+        verify_pin(&mut yk, &self.uri, &policy, Some(&self.pin))?;
+        let input = match self.alg {
+            AlgorithmId::EccP256 => Sha256::digest(message).to_vec(),
+            _ => emsa_pss_encode(message, 2048),
+        };
+        let out = yubikey::piv::sign_data(&mut yk, &input, self.alg, self.slot).map_err(|e| match e {
+            yubikey::Error::GenericError | yubikey::Error::AuthenticationError => err(
+                &self.uri,
+                "the YubiKey refused to sign: if it blinked, it wanted a touch that was not given in time; touch it and try again",
+            ),
+            other => explain(&self.uri, other),
+        })?;
+        let mut sig = out.to_vec();
+        if self.alg == AlgorithmId::Rsa2048 && sig.len() < 256 {
+            let mut padded = vec![0u8; 256 - sig.len()];
+            padded.extend_from_slice(&sig);
+            sig = padded;
+        }
+        Ok(sig)
+    }
+}
+
+/// Fetches and verifies the slot's attestation. `extra_roots` are PEM roots trusted in
+/// addition to Yubico's (a test CA). Returns the statement and the two certificates (PEM).
+pub fn attest(
+    uri: &YubiKeyUri,
+    extra_roots: &[u8],
+) -> Result<(Attestation, String, String), KeyError> {
+    let mut yk = open_device(uri)?;
+    let full = full_uri(&yk, uri);
+    let (_, _, spki) = read_slot(&mut yk, &full)?;
+    let slot = slot_id(full.slot).map_err(|r| err(&full, r))?;
+    let att = yubikey::piv::attest(&mut yk, slot).map_err(|e| match e {
+        yubikey::Error::NotSupported => err(
+            &full,
+            "this YubiKey cannot attest keys (firmware before 4.3)",
+        ),
+        yubikey::Error::GenericError => err(
+            &full,
+            format!(
+                "slot {:02x} has no attestable key: imported keys cannot be attested",
+                full.slot
+            ),
+        ),
+        other => explain(&full, other),
+    })?;
+    let inter = yk.fetch_object(0x5fff01).map_err(|e| explain(&full, e))?;
+    let inter_der = strip_tlv(&inter, 0x70).ok_or_else(|| {
+        err(
+            &full,
+            "the attestation intermediate (object 5FFF01) is malformed",
+        )
+    })?;
+    let slot_cert = piv_attest::parse_certs(&att)
+        .map_err(|r| err(&full, r))?
+        .remove(0);
+    let inter_cert = piv_attest::parse_certs(inter_der)
+        .map_err(|r| err(&full, r))?
+        .remove(0);
+    verify_attestation(&full, &slot_cert, &inter_cert, extra_roots, &spki)
+}
+
+/// Verifies recorded attestation certificates (PEM) for a public key (SPKI DER).
+pub fn verify_recorded(
+    uri: &YubiKeyUri,
+    slot_pem: &str,
+    inter_pem: &str,
+    extra_roots: &[u8],
+    spki: &[u8],
+) -> Result<Attestation, KeyError> {
+    let slot_cert = piv_attest::parse_certs(slot_pem.as_bytes())
+        .map_err(|r| err(uri, r))?
+        .remove(0);
+    let inter_cert = piv_attest::parse_certs(inter_pem.as_bytes())
+        .map_err(|r| err(uri, r))?
+        .remove(0);
+    verify_attestation(uri, &slot_cert, &inter_cert, extra_roots, spki).map(|(a, _, _)| a)
+}
+
+fn verify_attestation(
+    uri: &YubiKeyUri,
+    slot_cert: &x509_cert::Certificate,
+    inter: &x509_cert::Certificate,
+    extra_roots: &[u8],
+    spki: &[u8],
+) -> Result<(Attestation, String, String), KeyError> {
+    let roots = piv_attest::roots(extra_roots)
+        .map_err(|r| err(uri, format!("the extra attestation CA: {r}")))?;
+    let a = piv_attest::verify(slot_cert, inter, &roots, spki)
+        .map_err(|r| err(uri, format!("attestation refused: {r}")))?;
+    if let (Some(s), Some(want)) = (a.serial, uri.serial) {
+        if s != want {
+            return Err(err(
+                uri,
+                format!("attestation refused: it is for YubiKey serial {s}, not {want}"),
+            ));
+        }
+    }
+    Ok((a, piv_attest::to_pem(slot_cert), piv_attest::to_pem(inter)))
+}
+
+/// The SPKI (DER) of a TUF public key, to compare with an attested key.
+pub fn spki_der(public: &PublicKey) -> Option<Vec<u8>> {
+    match public {
+        PublicKey::EcdsaP256(k) => k.to_public_key_der().ok().map(|d| d.as_bytes().to_vec()),
+        PublicKey::RsaPss(k) | PublicKey::RsaPkcs1(k) => {
+            k.to_public_key_der().ok().map(|d| d.as_bytes().to_vec())
+        }
+        PublicKey::Ed25519(k) => k.to_public_key_der().ok().map(|d| d.as_bytes().to_vec()),
+    }
+}
+
+/// The value of the first TLV with `tag` (one- or multi-byte BER length).
+fn strip_tlv(data: &[u8], tag: u8) -> Option<&[u8]> {
+    let mut i = 0;
+    while i + 2 <= data.len() {
+        let t = data[i];
+        let (len, hdr) = match data[i + 1] {
+            n if n < 0x80 => (n as usize, 2),
+            0x81 => (*data.get(i + 2)? as usize, 3),
+            0x82 => (
+                (*data.get(i + 2)? as usize) << 8 | *data.get(i + 3)? as usize,
+                4,
+            ),
+            _ => return None,
+        };
+        let start = i + hdr;
+        let end = start.checked_add(len)?;
+        if end > data.len() {
+            return None;
+        }
+        if t == tag {
+            return Some(&data[start..end]);
+        }
+        i = end;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pss_encoding_done_here_verifies_as_rsassa_pss_sha256() {
+        use rsa::traits::PrivateKeyParts;
+        let k = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).unwrap();
+        let em = emsa_pss_encode(b"canonical bytes", 2048);
+        // The card's raw RSA operation: em^d mod n.
+        let m = rsa::BigUint::from_bytes_be(&em);
+        let s = m
+            .modpow(k.d(), rsa::traits::PublicKeyParts::n(&k))
+            .to_bytes_be();
+        let mut sig = vec![0u8; 256 - s.len()];
+        sig.extend_from_slice(&s);
+        let public = PublicKey::RsaPss(k.to_public_key()).to_tuf_key();
+        public
+            .verify_hex(b"canonical bytes", &hex::encode(&sig))
+            .unwrap();
+        assert!(public
+            .verify_hex(b"other bytes", &hex::encode(&sig))
+            .is_err());
+    }
+
+    #[test]
+    fn tlv_values_are_found() {
+        let mut obj = vec![0x70, 0x82, 0x01, 0x00];
+        obj.extend(vec![7u8; 256]);
+        obj.extend([0x71, 0x01, 0x00, 0xfe, 0x00]);
+        assert_eq!(strip_tlv(&obj, 0x70).map(<[u8]>::len), Some(256));
+        assert_eq!(strip_tlv(&obj, 0x71), Some(&[0u8][..]));
+        assert_eq!(strip_tlv(&[0x70, 0x05, 1], 0x70), None);
     }
 }

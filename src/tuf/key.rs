@@ -31,6 +31,9 @@ pub enum KeyType {
     /// RSA 3072 with PSS/SHA-256 (TUF `rsassa-pss-sha256`).
     #[value(name = "rsa-3072")]
     Rsa3072,
+    /// RSA 2048 with PSS/SHA-256: the largest RSA key a YubiKey PIV slot takes here.
+    #[value(name = "rsa-2048")]
+    Rsa2048,
 }
 
 impl KeyType {
@@ -40,6 +43,7 @@ impl KeyType {
             KeyType::EcdsaP256 => "ecdsa-p256",
             KeyType::Ed25519 => "ed25519",
             KeyType::Rsa3072 => "rsa-3072",
+            KeyType::Rsa2048 => "rsa-2048",
         }
     }
 }

@@ -1,0 +1,560 @@
+//! The APDU layer between vpcd and piv-authenticator.
+//!
+//! It assembles chained commands, serves long responses through GET RESPONSE
+//! (61xx), and covers what the card lacks compared with a YubiKey 5:
+//!
+//! * SELECT with a truncated PIV AID (`A0 00 00 03 08`, as the `yubikey`
+//!   crate sends it) is rewritten to the full AID;
+//! * GET VERSION (FD) reports the configured firmware (5.4.3);
+//! * GET SERIAL (F8) reports `--serial`;
+//! * ATTEST (F9) is answered here, with a certificate for the slot's public
+//!   key (learnt from the GENERATE ASYMMETRIC response) signed by the test
+//!   attestation intermediate, which GET DATA 5FFF01 serves;
+//! * GET METADATA (F7) is answered here for slots whose key was generated
+//!   through this runner, and for the PIN (retries);
+//! * the key history object 5FC10C reads as absent, as on a YubiKey;
+//! * re-selecting PIV clears the PIN verification, as on a YubiKey.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use der::{asn1::BitString, Any, Decode as _};
+use iso7816::command::CommandView;
+use piv_authenticator::Authenticator;
+use spki::{AlgorithmIdentifierOwned, ObjectIdentifier, SubjectPublicKeyInfoOwned};
+
+use crate::{pki::Pki, tlv};
+
+/// Full PIV AID (NIST SP 800-73-4): RID A000000308, PIX 00001000 0100.
+const PIV_AID: [u8; 11] = [
+    0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00,
+];
+
+/// ATR of a YubiKey 5 (PKI/CCID interface); historical bytes spell "YubiKey".
+const YUBIKEY_ATR: [u8; 23] = [
+    0x3B, 0xFD, 0x13, 0x00, 0x00, 0x81, 0x31, 0xFE, 0x15, 0x80, 0x73, 0xC0, 0x21, 0xC0, 0x57, 0x59,
+    0x75, 0x62, 0x69, 0x4B, 0x65, 0x79, 0x40,
+];
+
+const SW_OK: u16 = 0x9000;
+const SW_WRONG_LENGTH: u16 = 0x6700;
+const SW_WRONG_DATA: u16 = 0x6A80;
+const SW_FILE_NOT_FOUND: u16 = 0x6A82;
+const SW_REF_NOT_FOUND: u16 = 0x6A88;
+const SW_INS_NOT_SUPPORTED: u16 = 0x6D00;
+const SW_CLA_NOT_SUPPORTED: u16 = 0x6E00;
+const SW_CHAINING_ERROR: u16 = 0x6883;
+
+const RESPONSE_CAPACITY: usize = 8192;
+
+pub struct Config {
+    pub serial: u32,
+    pub firmware: [u8; 3],
+    /// Yubico form factor byte for attestation (1 = USB-A keychain).
+    pub form_factor: u8,
+}
+
+/// A key this runner saw being generated (or imported) in a slot.
+#[derive(Clone, Debug)]
+pub struct SlotKey {
+    pub algorithm: u8,
+    /// 1 = generated, 2 = imported (Yubico metadata encoding).
+    pub origin: u8,
+    pub pin_policy: u8,
+    pub touch_policy: u8,
+    /// The content of the 7F49 template (86 point, or 81 modulus 82 exponent).
+    pub public: Vec<u8>,
+}
+
+/// Slot keys, persisted as one line per slot in `<state>/slots.txt`.
+pub struct Slots {
+    path: PathBuf,
+    map: BTreeMap<u8, SlotKey>,
+}
+
+impl Slots {
+    pub fn load(state: &Path) -> Self {
+        let path = state.join("slots.txt");
+        let mut map = BTreeMap::new();
+        if let Ok(text) = fs::read_to_string(&path) {
+            for line in text.lines() {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() != 6 {
+                    continue;
+                }
+                let byte = |s: &str| u8::from_str_radix(s, 16).ok();
+                let (Some(slot), Some(algorithm), Some(origin), Some(pin), Some(touch)) =
+                    (byte(f[0]), byte(f[1]), byte(f[2]), byte(f[3]), byte(f[4]))
+                else {
+                    continue;
+                };
+                let public = if f[5] == "-" {
+                    Vec::new()
+                } else {
+                    hex_decode(f[5])
+                };
+                map.insert(
+                    slot,
+                    SlotKey {
+                        algorithm,
+                        origin,
+                        pin_policy: pin,
+                        touch_policy: touch,
+                        public,
+                    },
+                );
+            }
+        }
+        Self { path, map }
+    }
+
+    fn save(&self) {
+        let mut text = String::new();
+        for (slot, k) in &self.map {
+            let public = if k.public.is_empty() {
+                "-".to_string()
+            } else {
+                hex_encode(&k.public)
+            };
+            text.push_str(&format!(
+                "{slot:02x} {:02x} {:02x} {:02x} {:02x} {public}\n",
+                k.algorithm, k.origin, k.pin_policy, k.touch_policy
+            ));
+        }
+        if let Err(e) = fs::write(&self.path, text) {
+            log::error!("cannot save {}: {e}", self.path.display());
+        }
+    }
+
+    fn set(&mut self, slot: u8, key: SlotKey) {
+        self.map.insert(slot, key);
+        self.save();
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.save();
+    }
+}
+
+/// What outlives a card reset (power cycle): configuration, PKI, slot keys,
+/// and the APDU transport state.
+pub struct Shared {
+    pub config: Config,
+    pub pki: Pki,
+    pub slots: Slots,
+    chain: Option<Chain>,
+    response: Vec<u8>,
+    response_offset: usize,
+}
+
+struct Chain {
+    header: [u8; 3], // ins, p1, p2
+    data: Vec<u8>,
+}
+
+impl Shared {
+    pub fn new(config: Config, pki: Pki, slots: Slots) -> Self {
+        Self {
+            config,
+            pki,
+            slots,
+            chain: None,
+            response: Vec::new(),
+            response_offset: 0,
+        }
+    }
+}
+
+pub struct Card<'s, T> {
+    piv: Authenticator<T>,
+    shared: &'s mut Shared,
+    /// Set on power-off/reset: the caller then rebuilds the card, which
+    /// clears the PIN and management-key authentication like a power cycle.
+    pub reset_requested: bool,
+    used: bool,
+    reply: heapless::Vec<u8, RESPONSE_CAPACITY>,
+}
+
+impl<'s, T: piv_authenticator::Client> Card<'s, T> {
+    pub fn new(piv: Authenticator<T>, shared: &'s mut Shared) -> Self {
+        Self {
+            piv,
+            shared,
+            reset_requested: false,
+            used: false,
+            reply: heapless::Vec::new(),
+        }
+    }
+
+    fn handle(&mut self, apdu: &[u8]) -> Vec<u8> {
+        let view = match CommandView::try_from(apdu) {
+            Ok(v) => v,
+            Err(e) => {
+                log::warn!("unparsable APDU {}: {e:?}", hex_encode(apdu));
+                let sw = match e {
+                    iso7816::command::FromSliceError::InvalidClass => SW_CLA_NOT_SUPPORTED,
+                    _ => SW_WRONG_LENGTH,
+                };
+                return sw_only(sw);
+            }
+        };
+        let cla = apdu[0];
+        let (ins, p1, p2) = (apdu[1], apdu[2], apdu[3]);
+        // Le absent (case 1/3) is treated like Le = 256, as a YubiKey does.
+        let le = match view.expected() {
+            0 => 256,
+            n => n,
+        };
+
+        if ins == 0xC0 {
+            return self.next_chunk(le);
+        }
+        self.shared.response.clear();
+        self.shared.response_offset = 0;
+
+        // Command chaining (CLA bit 0x10): collect, answer 9000 until the last part.
+        let data: Vec<u8>;
+        if cla & 0x10 != 0 {
+            match &mut self.shared.chain {
+                Some(c) if c.header == [ins, p1, p2] => c.data.extend_from_slice(view.data()),
+                _ => {
+                    self.shared.chain = Some(Chain {
+                        header: [ins, p1, p2],
+                        data: view.data().to_vec(),
+                    })
+                }
+            }
+            return sw_only(SW_OK);
+        } else if let Some(c) = self.shared.chain.take() {
+            if c.header != [ins, p1, p2] {
+                return sw_only(SW_CHAINING_ERROR);
+            }
+            let mut d = c.data;
+            d.extend_from_slice(view.data());
+            data = d;
+        } else {
+            data = view.data().to_vec();
+        }
+        let cla = cla & !0x10;
+
+        let (body, sw) = self.dispatch(cla, ins, p1, p2, &data);
+        log::debug!(
+            "{cla:02x} {ins:02x} {p1:02x} {p2:02x} [{}] -> {sw:04x} [{}]",
+            data.len(),
+            body.len()
+        );
+        self.shared.response = body;
+        self.shared.response_offset = 0;
+        if sw != SW_OK {
+            let mut out = std::mem::take(&mut self.shared.response);
+            out.extend_from_slice(&sw.to_be_bytes());
+            return out;
+        }
+        self.next_chunk(le)
+    }
+
+    fn next_chunk(&mut self, le: usize) -> Vec<u8> {
+        let s = &mut *self.shared;
+        let rest = s.response.len() - s.response_offset;
+        let n = rest.min(le);
+        let mut out = s.response[s.response_offset..s.response_offset + n].to_vec();
+        s.response_offset += n;
+        let left = s.response.len() - s.response_offset;
+        if left == 0 {
+            out.extend_from_slice(&SW_OK.to_be_bytes());
+        } else {
+            out.extend_from_slice(&[0x61, left.min(0xFF) as u8]);
+        }
+        out
+    }
+
+    /// Sends a complete (unchained) command to piv-authenticator.
+    fn forward(&mut self, cla: u8, ins: u8, p1: u8, p2: u8, data: &[u8]) -> (Vec<u8>, u16) {
+        let mut apdu = vec![cla, ins, p1, p2];
+        if data.len() > 255 {
+            apdu.extend_from_slice(&[0, (data.len() >> 8) as u8, data.len() as u8]);
+            apdu.extend_from_slice(data);
+        } else if !data.is_empty() {
+            apdu.push(data.len() as u8);
+            apdu.extend_from_slice(data);
+        }
+        let view = match CommandView::try_from(apdu.as_slice()) {
+            Ok(v) => v,
+            Err(_) => return (Vec::new(), SW_WRONG_LENGTH),
+        };
+        self.reply.clear();
+        match self.piv.respond(view, self.reply.as_mut_view()) {
+            Ok(()) => (self.reply.to_vec(), SW_OK),
+            Err(status) => (Vec::new(), u16::from_be_bytes(status.into())),
+        }
+    }
+
+    fn dispatch(&mut self, cla: u8, ins: u8, p1: u8, p2: u8, data: &[u8]) -> (Vec<u8>, u16) {
+        match (ins, p1, p2) {
+            // SELECT by AID: accept truncated PIV AIDs.
+            (0xA4, 0x04, _) => {
+                let is_piv = data.len() >= 5 && PIV_AID.starts_with(data);
+                let (body, sw) = if is_piv && data.len() < PIV_AID.len() {
+                    self.forward(cla, ins, p1, p2, &PIV_AID)
+                } else {
+                    self.forward(cla, ins, p1, p2, data)
+                };
+                if is_piv && sw == SW_OK {
+                    // A YubiKey forgets the PIN verification when PIV is
+                    // (re)selected; the yubikey crate relies on that to read
+                    // the retry counter. piv-authenticator does not, so log out.
+                    let _ = self.forward(0x00, 0x20, 0xFF, 0x80, &[]);
+                }
+                (body, sw)
+            }
+            // GET VERSION
+            (0xFD, _, _) => (self.shared.config.firmware.to_vec(), SW_OK),
+            // GET SERIAL
+            (0xF8, _, _) => (self.shared.config.serial.to_be_bytes().to_vec(), SW_OK),
+            // ATTEST
+            (0xF9, slot, _) => self.attest(slot),
+            // GET METADATA
+            (0xF7, _, slot) => self.metadata(slot),
+            // GET DATA
+            (0xCB, 0x3F, 0xFF) => match tlv::find(data, 0x5C) {
+                Some([0x5F, 0xFF, 0x01]) => self.attestation_object(),
+                // PIV's optional key history object; piv-authenticator creates one
+                // that the yubikey crate's Key::list takes for a certificate.
+                Some([0x5F, 0xC1, 0x0C]) => (Vec::new(), SW_FILE_NOT_FOUND),
+                _ => self.forward(cla, ins, p1, p2, data),
+            },
+            // GENERATE ASYMMETRIC KEY PAIR: learn the public key.
+            (0x47, 0x00, slot) => {
+                let (body, sw) = self.forward(cla, ins, p1, p2, data);
+                if sw == SW_OK {
+                    self.learn_generated(slot, data, &body);
+                }
+                (body, sw)
+            }
+            // IMPORT ASYMMETRIC KEY (Yubico): attestation is refused for imported keys.
+            (0xFE, alg, slot) => {
+                let (body, sw) = self.forward(cla, ins, p1, p2, data);
+                if sw == SW_OK {
+                    let key = SlotKey {
+                        algorithm: alg,
+                        origin: 2,
+                        pin_policy: tlv::find(data, 0xAA)
+                            .and_then(|v| v.first().copied())
+                            .unwrap_or_else(|| default_pin_policy(slot)),
+                        touch_policy: tlv::find(data, 0xAB)
+                            .and_then(|v| v.first().copied())
+                            .unwrap_or(1),
+                        public: Vec::new(),
+                    };
+                    self.shared.slots.set(slot, key);
+                }
+                (body, sw)
+            }
+            // RESET (Yubico)
+            (0xFB, _, _) => {
+                let (body, sw) = self.forward(cla, ins, p1, p2, data);
+                if sw == SW_OK {
+                    self.shared.slots.clear();
+                }
+                (body, sw)
+            }
+            _ => self.forward(cla, ins, p1, p2, data),
+        }
+    }
+
+    fn learn_generated(&mut self, slot: u8, request: &[u8], response: &[u8]) {
+        let template = tlv::find(request, 0xAC).unwrap_or(&[]);
+        let Some(&algorithm) = tlv::find(template, 0x80).and_then(|v| v.first()) else {
+            return;
+        };
+        let Some(public) = tlv::find(response, 0x7F49) else {
+            log::warn!("GENERATE response without 7F49: {}", hex_encode(response));
+            return;
+        };
+        let pin_policy = match tlv::find(template, 0xAA).and_then(|v| v.first().copied()) {
+            Some(p) if p != 0 => p,
+            _ => default_pin_policy(slot),
+        };
+        let touch_policy = match tlv::find(template, 0xAB).and_then(|v| v.first().copied()) {
+            Some(t) if t != 0 => t,
+            _ => 1,
+        };
+        log::info!("slot {slot:02x}: generated key, algorithm {algorithm:02x}");
+        self.shared.slots.set(
+            slot,
+            SlotKey {
+                algorithm,
+                origin: 1,
+                pin_policy,
+                touch_policy,
+                public: public.to_vec(),
+            },
+        );
+    }
+
+    fn attest(&mut self, slot: u8) -> (Vec<u8>, u16) {
+        let Some(key) = self.shared.slots.map.get(&slot).cloned() else {
+            return (Vec::new(), SW_REF_NOT_FOUND);
+        };
+        if key.origin != 1 {
+            // A YubiKey does not attest imported keys.
+            return (Vec::new(), SW_WRONG_DATA);
+        }
+        let Some(spki) = spki_from_template(key.algorithm, &key.public) else {
+            return (Vec::new(), SW_WRONG_DATA);
+        };
+        let info = crate::pki::AttestInfo {
+            slot,
+            spki: &spki,
+            firmware: self.shared.config.firmware,
+            serial: self.shared.config.serial,
+            pin_policy: key.pin_policy,
+            touch_policy: key.touch_policy,
+            form_factor: self.shared.config.form_factor,
+        };
+        match self.shared.pki.attest(&info) {
+            Ok(der) => (der, SW_OK),
+            Err(e) => {
+                log::error!("attestation for slot {slot:02x} failed: {e}");
+                (Vec::new(), 0x6F00)
+            }
+        }
+    }
+
+    /// GET DATA 5FFF01: the attestation intermediate as a PIV certificate object.
+    fn attestation_object(&mut self) -> (Vec<u8>, u16) {
+        let Ok(cert) = self.shared.pki.intermediate_der() else {
+            return (Vec::new(), 0x6F00);
+        };
+        let mut inner = Vec::new();
+        tlv::put(&mut inner, 0x70, &cert);
+        tlv::put(&mut inner, 0x71, &[0x00]);
+        tlv::put(&mut inner, 0xFE, &[]);
+        let mut out = Vec::new();
+        tlv::put(&mut out, 0x53, &inner);
+        (out, SW_OK)
+    }
+
+    fn metadata(&mut self, slot: u8) -> (Vec<u8>, u16) {
+        if slot == 0x80 {
+            // PIN: retries from VERIFY without data (63Cx, or 9000 when verified,
+            // which means the counter is full again).
+            let (_, sw) = self.forward(0, 0x20, 0x00, 0x80, &[]);
+            let remaining = match sw {
+                SW_OK => 3,
+                sw if sw & 0xFFF0 == 0x63C0 => (sw & 0x0F) as u8,
+                0x6983 => 0,
+                _ => return (Vec::new(), sw),
+            };
+            let mut out = Vec::new();
+            tlv::put(&mut out, 0x01, &[0xFF]);
+            tlv::put(&mut out, 0x02, &[0x00, 0x00]);
+            tlv::put(&mut out, 0x06, &[3, remaining]);
+            return (out, SW_OK);
+        }
+        let Some(key) = self.shared.slots.map.get(&slot) else {
+            return if matches!(slot, 0x81 | 0x9B) {
+                (Vec::new(), SW_INS_NOT_SUPPORTED)
+            } else {
+                (Vec::new(), SW_REF_NOT_FOUND)
+            };
+        };
+        let mut out = Vec::new();
+        tlv::put(&mut out, 0x01, &[key.algorithm]);
+        tlv::put(&mut out, 0x02, &[key.pin_policy, key.touch_policy]);
+        tlv::put(&mut out, 0x03, &[key.origin]);
+        if !key.public.is_empty() {
+            tlv::put(&mut out, 0x04, &key.public);
+        }
+        (out, SW_OK)
+    }
+}
+
+impl<T: piv_authenticator::Client> vpicc::VSmartCard for Card<'_, T> {
+    fn atr(&self) -> &[u8] {
+        &YUBIKEY_ATR
+    }
+
+    fn power_on(&mut self) {}
+
+    fn power_off(&mut self) {
+        self.shared.chain = None;
+        if self.used {
+            self.reset_requested = true;
+        }
+    }
+
+    fn reset(&mut self) {
+        self.power_off();
+    }
+
+    fn execute(&mut self, apdu: &[u8]) -> Vec<u8> {
+        self.used = true;
+        self.handle(apdu)
+    }
+}
+
+/// YubiKey default PIN policies (and what piv-authenticator enforces):
+/// 9C always, 9E never, others once.
+fn default_pin_policy(slot: u8) -> u8 {
+    match slot {
+        0x9C => 3,
+        0x9E => 1,
+        _ => 2,
+    }
+}
+
+/// Builds a SubjectPublicKeyInfo from a PIV 7F49 template's content.
+pub fn spki_from_template(algorithm: u8, public: &[u8]) -> Option<SubjectPublicKeyInfoOwned> {
+    const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+    const P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+    const P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+    const RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+    match algorithm {
+        0x11 | 0x14 => {
+            let point = tlv::find(public, 0x86)?;
+            let curve = if algorithm == 0x11 { P256 } else { P384 };
+            Some(SubjectPublicKeyInfoOwned {
+                algorithm: AlgorithmIdentifierOwned {
+                    oid: EC_PUBLIC_KEY,
+                    parameters: Some(Any::from(curve)),
+                },
+                subject_public_key: BitString::from_bytes(point).ok()?,
+            })
+        }
+        // RSA 1024/2048 (PIV), 3072/4096 (YubiKey 5.7 ids 05/16)
+        0x06 | 0x07 | 0x05 | 0x16 => {
+            let n = tlv::find(public, 0x81)?;
+            let e = tlv::find(public, 0x82)?;
+            let mut seq = tlv::der_uint(n);
+            seq.extend(tlv::der_uint(e));
+            let rsa_public_key = tlv::der(0x30, &seq);
+            Some(SubjectPublicKeyInfoOwned {
+                algorithm: AlgorithmIdentifierOwned {
+                    oid: RSA,
+                    parameters: Some(Any::from_der(&[0x05, 0x00]).ok()?),
+                },
+                subject_public_key: BitString::from_bytes(&rsa_public_key).ok()?,
+            })
+        }
+        _ => None,
+    }
+}
+
+fn sw_only(sw: u16) -> Vec<u8> {
+    sw.to_be_bytes().to_vec()
+}
+
+pub fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
+        .collect()
+}
