@@ -1,12 +1,14 @@
 //! The command line: clap definitions, one file per command group. Errors get their
 //! context (file, URI, key id) here, at the edge.
 
+mod audit;
 mod ceremony;
 mod delegation;
 mod demo;
 mod key;
 mod output;
 mod pin;
+mod serve;
 mod sign;
 mod token;
 mod verify;
@@ -81,6 +83,11 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Run the signer daemon for CI pipelines (mutual TLS, policy, audit log).
+    Serve(serve::ServeArgs),
+    /// Check the hash chain of an audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
     /// Run a whole 3-of-5 root ceremony and a rotation on throwaway keys, printing each command.
     Demo(demo::DemoArgs),
 }
@@ -113,6 +120,8 @@ pub fn run() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(a) => demo::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Audit(c) => audit::run(c, &ctx),
     };
     match result {
         Ok(code) => code,

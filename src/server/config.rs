@@ -1,0 +1,570 @@
+//! `signer.toml`: what the daemon listens on, which keys it serves, and who may use them.
+//!
+//! Every error names the file, the line and why, and the daemon does not start. PINs
+//! never appear in the config: key URIs with `pin-value` are refused; use
+//! `pin-source=file:…` or the `TUFKEY_PIN_<LABEL>` environment variables.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::keys::KeyUri;
+
+/// A config error: `file:line: reason`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}:{line}: {reason}", path.display())]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub reason: String,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub listen: SocketAddr,
+    pub tls: TlsConfig,
+    pub state: PathBuf,
+    pub audit: PathBuf,
+    /// Concurrent HSM calls (each on its own PKCS#11 session).
+    pub workers: usize,
+    pub limits: Limits,
+    pub keys: Vec<KeyConfig>,
+    pub clients: Vec<ClientPolicy>,
+}
+
+/// Server certificate and key, and the CA that client certificates must chain to.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+}
+
+/// Request limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body: usize,
+    /// Time for the TLS handshake and the request head.
+    pub header_timeout: Duration,
+    /// Time to receive the whole body once the head arrived.
+    pub body_timeout: Duration,
+    /// How long a request waits for a free HSM worker before 503.
+    pub queue_timeout: Duration,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_body: 1 << 20,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            queue_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A key the daemon serves.
+#[derive(Debug, Clone)]
+pub struct KeyConfig {
+    pub uri: String,
+    /// The config line, for errors found when the key is opened.
+    pub line: usize,
+    /// Roles this key may ever sign, whoever asks (`None`: any the client may).
+    pub roles: Option<Vec<String>>,
+}
+
+impl KeyConfig {
+    pub fn allows_role(&self, r: &str) -> bool {
+        self.roles
+            .as_ref()
+            .is_none_or(|l| l.iter().any(|x| x == "*" || x == r))
+    }
+}
+
+/// What one client identity may do.
+#[derive(Debug, Clone)]
+pub struct ClientPolicy {
+    /// Matched against the certificate's subject CN and its DNS, URI and e-mail SANs.
+    pub identity: String,
+    pub line: usize,
+    /// Key ids (64 hex digits, lower case).
+    pub keys: Vec<String>,
+    /// Repository names; `*` allows any.
+    pub repositories: Vec<String>,
+    /// Role names: `targets`, `snapshot`, `timestamp`, `root`, or a delegated role name
+    /// (signed as `_type` targets); `*` allows any.
+    pub roles: Vec<String>,
+    /// The farthest in the future an `expires` may be.
+    pub max_expiry: Duration,
+    /// Requests per period, as a token bucket (burst = `per`'s count).
+    pub rate: Option<Rate>,
+    /// Whether raw-bytes signing (`/v1/sign-raw`) is allowed with these keys.
+    pub raw: bool,
+}
+
+impl ClientPolicy {
+    pub fn allows_repository(&self, r: &str) -> bool {
+        self.repositories.iter().any(|x| x == "*" || x == r)
+    }
+    pub fn allows_role(&self, r: &str) -> bool {
+        self.roles.iter().any(|x| x == "*" || x == r)
+    }
+    pub fn allows_key(&self, k: &str) -> bool {
+        self.keys.iter().any(|x| x == k)
+    }
+}
+
+/// `count` requests per `period`.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate {
+    pub count: u32,
+    pub period: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Spanned<String>,
+    tls: Spanned<RawTls>,
+    state: Spanned<String>,
+    audit: Spanned<String>,
+    #[serde(default)]
+    workers: Option<Spanned<i64>>,
+    #[serde(default)]
+    limits: Option<RawLimits>,
+    #[serde(default)]
+    keys: Vec<Spanned<RawKey>>,
+    #[serde(default)]
+    clients: Vec<Spanned<RawClient>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Spanned<String>,
+    key: Spanned<String>,
+    client_ca: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_body: Option<Spanned<String>>,
+    header_timeout: Option<Spanned<String>>,
+    body_timeout: Option<Spanned<String>>,
+    queue_timeout: Option<Spanned<String>>,
+    shutdown_grace: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    uri: Spanned<String>,
+    #[serde(default)]
+    roles: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    identity: Spanned<String>,
+    keys: Spanned<Vec<String>>,
+    repositories: Spanned<Vec<String>>,
+    roles: Spanned<Vec<String>>,
+    max_expiry: Spanned<String>,
+    #[serde(default)]
+    rate: Option<Spanned<String>>,
+    #[serde(default)]
+    raw: bool,
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.into(),
+            line: 0,
+            reason: format!("cannot read the config: {e}"),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses config text; `path` names it in errors and anchors relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let err = |offset: usize, reason: String| ConfigError {
+            path: path.into(),
+            line: line_of(offset),
+            reason,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map(|s| s.start).unwrap_or(0);
+            err(offset, e.message().trim().to_string())
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let file = |s: &Spanned<String>| -> Result<PathBuf, ConfigError> {
+            if s.get_ref().is_empty() {
+                return Err(err(s.span().start, "empty path".into()));
+            }
+            Ok(base.join(s.get_ref()))
+        };
+        let existing = |s: &Spanned<String>, what: &str| -> Result<PathBuf, ConfigError> {
+            let p = file(s)?;
+            if !p.is_file() {
+                return Err(err(
+                    s.span().start,
+                    format!("{what} {} does not exist or is not a file", p.display()),
+                ));
+            }
+            Ok(p)
+        };
+
+        let listen = raw.listen.get_ref().parse::<SocketAddr>().map_err(|e| {
+            err(
+                raw.listen.span().start,
+                format!(
+                    "listen = \"{}\" is not an address:port such as 127.0.0.1:7443 ({e})",
+                    raw.listen.get_ref()
+                ),
+            )
+        })?;
+        let tls = raw.tls.get_ref();
+        let tls = TlsConfig {
+            cert: existing(&tls.cert, "server certificate")?,
+            key: existing(&tls.key, "server key")?,
+            client_ca: existing(&tls.client_ca, "client CA")?,
+        };
+        let state = file(&raw.state)?;
+        let audit = file(&raw.audit)?;
+        for (s, p) in [(&raw.state, &state), (&raw.audit, &audit)] {
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+            if let Some(d) = dir {
+                if !d.is_dir() {
+                    return Err(err(
+                        s.span().start,
+                        format!("folder {} does not exist", d.display()),
+                    ));
+                }
+            }
+        }
+        if state == audit {
+            return Err(err(
+                raw.audit.span().start,
+                "state and audit must be different files".into(),
+            ));
+        }
+        let workers = match &raw.workers {
+            None => std::thread::available_parallelism()
+                .map(|n| n.get().max(2))
+                .unwrap_or(2),
+            Some(w) => match *w.get_ref() {
+                n @ 1..=256 => n as usize,
+                n => {
+                    return Err(err(
+                        w.span().start,
+                        format!("workers = {n}: give 1 to 256 concurrent HSM calls"),
+                    ))
+                }
+            },
+        };
+        let mut limits = Limits::default();
+        if let Some(l) = &raw.limits {
+            if let Some(s) = &l.max_body {
+                limits.max_body =
+                    parse_size(s.get_ref())
+                        .filter(|n| *n >= 1024)
+                        .ok_or_else(|| {
+                            err(
+                                s.span().start,
+                                format!(
+                                "max_body = \"{}\": give a size of at least 1KiB such as \"1MiB\"",
+                                s.get_ref()
+                            ),
+                            )
+                        })?;
+            }
+            for (field, slot) in [
+                (&l.header_timeout, &mut limits.header_timeout),
+                (&l.body_timeout, &mut limits.body_timeout),
+                (&l.queue_timeout, &mut limits.queue_timeout),
+                (&l.shutdown_grace, &mut limits.shutdown_grace),
+            ] {
+                if let Some(s) = field {
+                    *slot = parse_duration(s.get_ref())
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(|| {
+                            err(
+                                s.span().start,
+                                format!(
+                                    "\"{}\" is not a duration such as \"10s\", \"5m\", \"12h\" or \"30d\"",
+                                    s.get_ref()
+                                ),
+                            )
+                        })?;
+                }
+            }
+        }
+
+        let mut keys = Vec::new();
+        for k in &raw.keys {
+            let uri = k.get_ref().uri.get_ref();
+            let at = k.get_ref().uri.span().start;
+            let parsed = KeyUri::parse(uri).map_err(|e| err(at, e.to_string()))?;
+            match &parsed {
+                KeyUri::Pkcs11(p) if p.pin_value.is_some() => {
+                    return Err(err(
+                        at,
+                        "the key URI carries a clear pin-value; PINs never go in the config: use pin-source=file:/path or the TUFKEY_PIN_<LABEL> environment variable".into(),
+                    ))
+                }
+                KeyUri::Remote(_) => {
+                    return Err(err(
+                        at,
+                        "a signer cannot serve a remote key; give a pkcs11:, yubikey: or file: URI".into(),
+                    ))
+                }
+                _ => {}
+            }
+            let roles = match &k.get_ref().roles {
+                Some(r) if r.get_ref().is_empty() => {
+                    return Err(err(
+                        r.span().start,
+                        "roles must list at least one role (or leave it out)".into(),
+                    ))
+                }
+                r => r.as_ref().map(|r| r.get_ref().clone()),
+            };
+            keys.push(KeyConfig {
+                uri: uri.clone(),
+                line: line_of(at),
+                roles,
+            });
+        }
+
+        let mut clients: Vec<ClientPolicy> = Vec::new();
+        for c in &raw.clients {
+            let at = c.span().start;
+            let c = c.get_ref();
+            let identity = c.identity.get_ref().trim().to_string();
+            if identity.is_empty() {
+                return Err(err(c.identity.span().start, "empty identity".into()));
+            }
+            if clients.iter().any(|o| o.identity == identity) {
+                return Err(err(
+                    c.identity.span().start,
+                    format!("identity \"{identity}\" has two [[clients]] entries; merge them"),
+                ));
+            }
+            let mut key_ids = Vec::new();
+            for k in c.keys.get_ref() {
+                if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(err(
+                        c.keys.span().start,
+                        format!("\"{k}\" is not a key id (64 hex digits; `tufkey key show URI` prints it)"),
+                    ));
+                }
+                key_ids.push(k.to_ascii_lowercase());
+            }
+            for (list, what) in [(&c.repositories, "repositories"), (&c.roles, "roles")] {
+                if list.get_ref().is_empty() || list.get_ref().iter().any(|s| s.is_empty()) {
+                    return Err(err(
+                        list.span().start,
+                        format!("{what} must list at least one non-empty name (or \"*\")"),
+                    ));
+                }
+            }
+            let max_expiry = parse_duration(c.max_expiry.get_ref())
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    err(
+                        c.max_expiry.span().start,
+                        format!(
+                            "max_expiry = \"{}\" is not a duration such as \"1d\", \"12h\" or \"30d\"",
+                            c.max_expiry.get_ref()
+                        ),
+                    )
+                })?;
+            let rate = match &c.rate {
+                None => None,
+                Some(r) => Some(parse_rate(r.get_ref()).ok_or_else(|| {
+                    err(
+                        r.span().start,
+                        format!(
+                            "rate = \"{}\": give requests per period such as \"60/min\", \"10/s\" or \"1000/h\"",
+                            r.get_ref()
+                        ),
+                    )
+                })?),
+            };
+            clients.push(ClientPolicy {
+                identity,
+                line: line_of(at),
+                keys: key_ids,
+                repositories: c.repositories.get_ref().clone(),
+                roles: c.roles.get_ref().clone(),
+                max_expiry,
+                rate,
+                raw: c.raw,
+            });
+        }
+        Ok(Config {
+            path: path.into(),
+            listen,
+            tls,
+            state,
+            audit,
+            workers,
+            limits,
+            keys,
+            clients,
+        })
+    }
+
+    /// Key ids the policy names, for checking against the keys actually served.
+    pub fn policy_key_ids(&self) -> BTreeSet<(String, usize)> {
+        self.clients
+            .iter()
+            .flat_map(|c| c.keys.iter().map(move |k| (k.clone(), c.line)))
+            .collect()
+    }
+}
+
+/// `30s`, `5m`, `12h`, `30d`, `2w` (also `min`); a bare number is seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let secs = match unit.trim() {
+        "" | "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        "w" => 7 * 86400,
+        _ => return None,
+    };
+    n.checked_mul(secs).map(Duration::from_secs)
+}
+
+/// `1048576`, `64KiB`, `1MiB` (also `KB`/`MB` as powers of 1000).
+pub fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num.parse().ok()?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "KB" => 1000,
+        "MB" => 1_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// `60/min`, `10/s`, `1000/h`, `5000/d`.
+pub fn parse_rate(s: &str) -> Option<Rate> {
+    let (count, per) = s.trim().split_once('/')?;
+    let count: u32 = count.trim().parse().ok().filter(|n| *n > 0)?;
+    let period = match per.trim() {
+        "s" | "sec" | "second" => Duration::from_secs(1),
+        "m" | "min" | "minute" => Duration::from_secs(60),
+        "h" | "hour" => Duration::from_secs(3600),
+        "d" | "day" => Duration::from_secs(86400),
+        _ => return None,
+    };
+    Some(Rate { count, period })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["server.pem", "server.key", "ca.pem"] {
+            std::fs::write(dir.path().join(f), "x").unwrap();
+        }
+        let p = dir.path().join("signer.toml");
+        (dir, p)
+    }
+
+    const GOOD: &str = r#"listen = "127.0.0.1:0"
+state = "state.json"
+audit = "audit.jsonl"
+
+[tls]
+cert = "server.pem"
+key = "server.key"
+client_ca = "ca.pem"
+
+[limits]
+max_body = "64KiB"
+header_timeout = "5s"
+
+[[keys]]
+uri = "pkcs11:token=online;object=ts?pin-source=file:/run/pin"
+
+[[clients]]
+identity = "ci-main"
+keys = ["AB0000000000000000000000000000000000000000000000000000000000000f"]
+repositories = ["acme"]
+roles = ["targets", "timestamp"]
+max_expiry = "7d"
+rate = "60/min"
+"#;
+
+    #[test]
+    fn a_good_config_parses() {
+        let (_d, p) = setup();
+        let c = Config::parse(&p, GOOD).unwrap();
+        assert_eq!(c.limits.max_body, 64 * 1024);
+        assert_eq!(c.limits.header_timeout, Duration::from_secs(5));
+        assert_eq!(c.clients[0].max_expiry, Duration::from_secs(7 * 86400));
+        assert_eq!(c.clients[0].keys[0], format!("ab{}f", "0".repeat(61)));
+        assert_eq!(c.keys[0].line, 15);
+        assert_eq!(c.clients[0].rate.unwrap().count, 60);
+    }
+
+    #[test]
+    fn errors_name_the_line_and_reason() {
+        let (_d, p) = setup();
+        let cases = [
+            (GOOD.replace("\"7d\"", "\"seven days\""), 22, "max_expiry"),
+            (
+                GOOD.replace("pin-source=file:/run/pin", "pin-value=1234"),
+                15,
+                "pin-value",
+            ),
+            (GOOD.replace("127.0.0.1:0", "localhost"), 1, "address"),
+            (GOOD.replace("rate = ", "rat = "), 23, "unknown field"),
+            (GOOD.replace("ca.pem", "missing.pem"), 8, "client CA"),
+            (GOOD.replace("\"60/min\"", "\"lots\""), 23, "rate"),
+            (GOOD.replace("AB000", "XY000"), 19, "key id"),
+        ];
+        for (text, line, word) in cases {
+            let e = Config::parse(&p, &text).unwrap_err();
+            assert_eq!(e.line, line, "{e}");
+            assert!(e.to_string().contains(word), "{e}");
+        }
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(parse_duration("90m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1x"), None);
+        assert_eq!(parse_size("1MiB"), Some(1 << 20));
+        assert!(parse_rate("0/s").is_none());
+    }
+}

@@ -1,0 +1,313 @@
+//! `tufkey serve`: the signer daemon for CI pipelines.
+//!
+//! HTTPS with a required client certificate ([`tls`]), a policy per client identity
+//! ([`config`]), an API under `/v1` that parses what it signs ([`api`]), versions that
+//! only move forward ([`state`]), an audit entry made durable before any signature is
+//! returned ([`crate::audit`]), and Prometheus metrics ([`metrics`]). HSM calls run on
+//! a bounded pool of blocking workers; the PKCS#11 backend gives each concurrent caller
+//! its own session. See docs/signer.md.
+
+mod api;
+pub mod config;
+pub mod metrics;
+pub mod state;
+pub mod tls;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::audit::{AuditError, AuditLog, Event};
+use crate::keys::{KeyError, PinPolicy, Signer};
+pub use config::{Config, ConfigError};
+
+/// Why the daemon could not start (or stopped badly).
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error("state: {0}")]
+    State(String),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error("{}:{line}: cannot open key {uri}: {err}", config.display())]
+    Key {
+        config: PathBuf,
+        line: usize,
+        uri: String,
+        err: Box<KeyError>,
+    },
+    #[error("{}:{line}: {reason}", config.display())]
+    Policy {
+        config: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("cannot listen on {addr}: {err}")]
+    Listen {
+        addr: SocketAddr,
+        err: std::io::Error,
+    },
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// Run-time options that are not part of the config.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Write the bound address (`127.0.0.1:40123`) here once the daemon accepts
+    /// connections; useful with `listen = "127.0.0.1:0"`.
+    pub ready_file: Option<PathBuf>,
+}
+
+/// A served key and the key-level role restriction from its `[[keys]]` entry.
+pub struct ServedKey {
+    pub signer: Arc<dyn Signer>,
+    pub config: config::KeyConfig,
+}
+
+/// Opens every key of the config (PINs from pin-source or environment, never a
+/// prompt) and checks that the policy names only keys that are served.
+pub fn open_keys(cfg: &Config) -> Result<BTreeMap<String, ServedKey>, ServerError> {
+    let pins = PinPolicy {
+        force: false,
+        remember: false,
+        interactive: false,
+    };
+    let mut keys = BTreeMap::new();
+    for k in &cfg.keys {
+        let signer = crate::keys::open_signer(&k.uri, &pins).map_err(|err| ServerError::Key {
+            config: cfg.path.clone(),
+            line: k.line,
+            uri: crate::keys::uri::redact(&k.uri),
+            err: Box::new(err),
+        })?;
+        let id = signer.key_id().to_string();
+        if keys.contains_key(&id) {
+            return Err(ServerError::Policy {
+                config: cfg.path.clone(),
+                line: k.line,
+                reason: format!("key {id} is served twice"),
+            });
+        }
+        keys.insert(
+            id,
+            ServedKey {
+                signer: Arc::from(signer),
+                config: k.clone(),
+            },
+        );
+    }
+    for (id, line) in cfg.policy_key_ids() {
+        if !keys.contains_key(&id) {
+            return Err(ServerError::Policy {
+                config: cfg.path.clone(),
+                line,
+                reason: format!(
+                    "the policy allows key {id}, which no [[keys]] entry serves (served: {})",
+                    if keys.is_empty() {
+                        "none".to_string()
+                    } else {
+                        keys.keys().cloned().collect::<Vec<_>>().join(", ")
+                    }
+                ),
+            });
+        }
+    }
+    Ok(keys)
+}
+
+/// Starts the daemon and runs it until SIGTERM or SIGINT. Everything that can be
+/// wrong with the config, the certificates, the audit log or the keys is found
+/// before the first connection is accepted.
+pub fn run(cfg: Config, opts: Options) -> Result<(), ServerError> {
+    let tls = tls::server_config(&cfg.tls)?;
+    let (audit, history) = AuditLog::open(&cfg.audit)?;
+    let versions = state::VersionStore::load(&cfg.state, &history.entries)?;
+    versions.save()?;
+    let keys = open_keys(&cfg)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(cfg.workers + 4)
+        .thread_name("tufkey-serve")
+        .build()
+        .map_err(|e| ServerError::Runtime(format!("cannot start the runtime: {e}")))?;
+    let metrics = metrics::Metrics::default();
+    metrics.set_audit_entries(history.entries.len() as u64);
+    let app = Arc::new(api::App {
+        workers: tokio::sync::Semaphore::new(cfg.workers),
+        cfg,
+        keys,
+        versions,
+        rate: state::RateLimiter::default(),
+        metrics,
+        audit,
+        head: std::sync::Mutex::new((history.entries.len() as u64, history.head)),
+    });
+    let result = rt.block_on(serve(app.clone(), tls, opts));
+    rt.shutdown_timeout(Duration::from_secs(5));
+    match Arc::try_unwrap(app) {
+        Ok(app) => app.audit.close(),
+        Err(app) => drop(app),
+    }
+    result
+}
+
+async fn serve(
+    app: Arc<api::App>,
+    tls: Arc<rustls::ServerConfig>,
+    opts: Options,
+) -> Result<(), ServerError> {
+    let listener = TcpListener::bind(app.cfg.listen)
+        .await
+        .map_err(|err| ServerError::Listen {
+            addr: app.cfg.listen,
+            err,
+        })?;
+    let addr = listener.local_addr().map_err(|err| ServerError::Listen {
+        addr: app.cfg.listen,
+        err,
+    })?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| ServerError::Runtime(format!("cannot handle SIGTERM: {e}")))?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| ServerError::Runtime(format!("cannot handle SIGINT: {e}")))?;
+
+    app.record(Event {
+        who: "tufkey serve".into(),
+        action: "start".into(),
+        result: "ok".into(),
+        reason: Some(format!(
+            "listening on {addr}; keys {}",
+            app.keys.keys().cloned().collect::<Vec<_>>().join(", ")
+        )),
+        ..Default::default()
+    })
+    .await?;
+    if let Some(p) = &opts.ready_file {
+        crate::fsutil::write_atomic(p, addr.to_string().as_bytes())
+            .map_err(|e| ServerError::Runtime(format!("{}: {e}", p.display())))?;
+    }
+    println!("tufkey serve: listening on https://{addr}");
+    eprintln!(
+        "tufkey serve: {} key(s), {} client(s), {} HSM worker(s), audit log {}",
+        app.keys.len(),
+        app.cfg.clients.len(),
+        app.cfg.workers,
+        app.cfg.audit.display()
+    );
+
+    let snapshots = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let app = app.clone();
+                let saved = tokio::task::spawn_blocking(move || app.versions.save()).await;
+                if let Ok(Err(e)) = saved {
+                    eprintln!("tufkey serve: cannot write the state snapshot: {e}");
+                }
+            }
+        })
+    };
+
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let signal = loop {
+        let (tcp, peer) = tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    eprintln!("tufkey serve: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let app = app.clone();
+        let acceptor = acceptor.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let header_timeout = app.cfg.limits.header_timeout;
+            let handshake = tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await;
+            let stream = match handshake {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    app.tls_refused(peer, &e).await;
+                    return;
+                }
+                Err(_) => return,
+            };
+            let names = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(tls::identities)
+                .unwrap_or_default();
+            let conn_info = Arc::new(api::ConnInfo { names, peer });
+            let service = hyper::service::service_fn(move |req| {
+                let app = app.clone();
+                let conn_info = conn_info.clone();
+                async move { Ok::<_, std::convert::Infallible>(app.handle(req, &conn_info).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            // Errors here are the peer's (reset, timeout): nothing to answer.
+            let _ = watcher.watch(conn).await;
+        });
+    };
+
+    drop(listener);
+    eprintln!("tufkey serve: {signal}: no new connections; finishing requests in flight");
+    if tokio::time::timeout(app.cfg.limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!(
+            "tufkey serve: requests still running after {:?}; stopping anyway",
+            app.cfg.limits.shutdown_grace
+        );
+    }
+    snapshots.abort();
+    let saved = {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || app.versions.save())
+            .await
+            .map_err(|e| ServerError::Runtime(e.to_string()))?
+    };
+    let stopped = app
+        .record(Event {
+            who: "tufkey serve".into(),
+            action: "stop".into(),
+            result: "ok".into(),
+            reason: Some(signal.into()),
+            ..Default::default()
+        })
+        .await;
+    let head = app.head();
+    eprintln!(
+        "tufkey serve: stopped; audit log {} has {} entries, head {}",
+        app.cfg.audit.display(),
+        head.0,
+        head.1
+    );
+    saved?;
+    stopped?;
+    Ok(())
+}
