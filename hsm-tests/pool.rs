@@ -15,6 +15,7 @@ struct Fixture {
     _hsm: SoftHsm,
     a: Token,
     b: Token,
+    c: Token,
 }
 
 /// One SoftHSM folder for this test binary: SoftHSM reads SOFTHSM2_CONF once, when the
@@ -25,9 +26,10 @@ fn fixture() -> &'static Fixture {
         let hsm = SoftHsm::new();
         let a = hsm.token("pool-a", "1111");
         let b = hsm.token("pool-b", "2222");
+        let c = hsm.token("pool-c", "3333");
         // Edition 2021: set_var is safe; every test thread is waiting on this OnceLock.
         std::env::set_var("SOFTHSM2_CONF", &hsm.conf);
-        for (t, pin) in [(&a, "1111"), (&b, "2222")] {
+        for (t, pin) in [(&a, "1111"), (&b, "2222"), (&c, "3333")] {
             for (label, kt) in [
                 ("p256", KeyType::EcdsaP256),
                 ("ed", KeyType::Ed25519),
@@ -37,7 +39,7 @@ fn fixture() -> &'static Fixture {
                     .expect("generate");
             }
         }
-        Fixture { _hsm: hsm, a, b }
+        Fixture { _hsm: hsm, a, b, c }
     })
 }
 
@@ -106,4 +108,30 @@ fn a_second_key_on_a_logged_in_token_needs_no_pin_again() {
     // No pin-value, no environment, no terminal: works only because the token is logged in.
     let second = Pkcs11Signer::open(&uri(&f.a, "ed", None), &PinPolicy::default()).unwrap();
     assert!(second.sign(b"x").is_ok());
+}
+
+#[test]
+fn a_signer_logs_in_again_when_the_device_forgot_its_login() {
+    let f = fixture();
+    let signer =
+        Pkcs11Signer::open(&uri(&f.c, "p256", Some("3333")), &PinPolicy::default()).unwrap();
+    signer.sign(b"before").unwrap();
+    // What an HSM restart looks like to a client that keeps its sessions: the login is
+    // gone. (A logout in any session logs the whole application out.)
+    let module = pkcs11::module(&softhsm_module()).unwrap();
+    let slot = module
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| module.get_token_info(*s).unwrap().label().trim_end() == "pool-c")
+        .unwrap();
+    module.open_ro_session(slot).unwrap().logout().unwrap();
+    // The same signer opens fresh sessions, logs in again from its PIN source and signs.
+    let sig = signer
+        .sign(b"after")
+        .expect("signing after the login was lost");
+    signer
+        .public_key()
+        .verify_hex(b"after", &hex::encode(sig))
+        .unwrap();
 }

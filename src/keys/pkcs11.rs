@@ -372,6 +372,12 @@ impl Token {
         })
     }
 
+    /// Forgets sessions and login after the device went away; the next use opens fresh ones.
+    pub fn reset(&self) {
+        lock(&self.idle).clear();
+        *lock(&self.login) = false;
+    }
+
     /// How many idle sessions the pool holds (as many as were ever used at once).
     pub fn pooled_sessions(&self) -> usize {
         lock(&self.idle).len()
@@ -774,11 +780,37 @@ enum Mech {
 /// A signer whose private key stays on the token.
 pub struct Pkcs11Signer {
     token: Arc<Token>,
-    handle: ObjectHandle,
+    /// Re-found after the token comes back: handles do not survive a reinsertion.
+    handle: Mutex<ObjectHandle>,
     mech: Mech,
     uri: String,
+    /// What `open` was given, to log in again and find the key after a device outage.
+    source: Pkcs11Uri,
+    policy: PinPolicy,
     public: Key,
     keyid: String,
+}
+
+/// Errors after which the session, the login or the object handle may be stale because
+/// the device went away and came back: worth one fresh attempt.
+fn device_went_away(e: &KeyError) -> bool {
+    matches!(
+        e,
+        KeyError::Pkcs11 {
+            err: CkError::Pkcs11(
+                RvError::ObjectHandleInvalid
+                    | RvError::KeyHandleInvalid
+                    | RvError::SessionHandleInvalid
+                    | RvError::SessionClosed
+                    | RvError::DeviceRemoved
+                    | RvError::DeviceError
+                    | RvError::TokenNotPresent
+                    | RvError::UserNotLoggedIn,
+                _
+            ),
+            ..
+        }
+    )
 }
 
 impl Pkcs11Signer {
@@ -826,9 +858,14 @@ impl Pkcs11Signer {
         let keyid = tuf_key.key_id();
         Ok(Pkcs11Signer {
             token,
-            handle,
+            handle: Mutex::new(handle),
             mech,
             uri: shown,
+            source: uri.clone(),
+            policy: PinPolicy {
+                interactive: false,
+                ..*policy
+            },
             public: tuf_key,
             keyid,
         })
@@ -851,7 +888,25 @@ impl Signer for Pkcs11Signer {
         &self.keyid
     }
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        match self.sign_once(message) {
+            Err(e) if device_went_away(&e) => {
+                // The token was removed (and maybe reinserted): fresh sessions, a new login
+                // from the same PIN source (never a prompt), the key found again, one retry.
+                self.token.reset();
+                self.token.login(&self.source, &self.policy)?;
+                let (handle, _) = self.token.private_key(&self.source)?;
+                *lock(&self.handle) = handle;
+                self.sign_once(message)
+            }
+            other => other,
+        }
+    }
+}
+
+impl Pkcs11Signer {
+    fn sign_once(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
         let session = self.token.session()?;
+        let handle = *lock(&self.handle);
         let ck = |source| KeyError::Pkcs11 {
             op: "C_Sign",
             uri: self.uri.clone(),
@@ -862,7 +917,7 @@ impl Signer for Pkcs11Signer {
                 // CKM_ECDSA over a digest hashed here: portable, and SoftHSM lacks CKM_ECDSA_SHA256.
                 let digest = Sha256::digest(message);
                 let raw = session
-                    .sign(&Mechanism::Ecdsa, self.handle, &digest)
+                    .sign(&Mechanism::Ecdsa, handle, &digest)
                     .map_err(ck)?;
                 let sig = p256::ecdsa::Signature::from_slice(&raw).map_err(|e| {
                     KeyError::Unsupported {
@@ -877,7 +932,7 @@ impl Signer for Pkcs11Signer {
             }
             Mech::Eddsa => {
                 let m = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
-                session.sign(&m, self.handle, message).map_err(ck)
+                session.sign(&m, handle, message).map_err(ck)
             }
             Mech::RsaPss => {
                 let m = Mechanism::Sha256RsaPkcsPss(PkcsPssParams {
@@ -885,7 +940,7 @@ impl Signer for Pkcs11Signer {
                     mgf: PkcsMgfType::MGF1_SHA256,
                     s_len: 32.into(),
                 });
-                session.sign(&m, self.handle, message).map_err(ck)
+                session.sign(&m, handle, message).map_err(ck)
             }
         }
     }
