@@ -49,6 +49,33 @@ pub struct Cli {
     /// Never prompt; fail if a PIN or passphrase is not given by URI or environment.
     #[arg(long, global = true)]
     no_prompt: bool,
+    /// Remote keys (https://…/keys/<id>): client certificate (PEM) for mutual TLS.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PEM",
+        env = "TUFKEY_REMOTE_CERT",
+        hide_env_values = true
+    )]
+    remote_cert: Option<std::path::PathBuf>,
+    /// Remote keys: the client certificate's private key (PEM).
+    #[arg(
+        long,
+        global = true,
+        value_name = "PEM",
+        env = "TUFKEY_REMOTE_KEY",
+        hide_env_values = true
+    )]
+    remote_key: Option<std::path::PathBuf>,
+    /// Remote keys: the CA (PEM) that signed the signer's server certificate.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PEM",
+        env = "TUFKEY_REMOTE_CA",
+        hide_env_values = true
+    )]
+    remote_ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -101,6 +128,17 @@ pub struct Ctx {
 /// Runs the CLI and returns the process exit code.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    // The remote-key client reads its TLS files from the environment; flags override it.
+    // Set once here, before any thread exists.
+    for (var, value) in [
+        (tufkey::keys::remote::ENV_CERT, &cli.remote_cert),
+        (tufkey::keys::remote::ENV_KEY, &cli.remote_key),
+        (tufkey::keys::remote::ENV_CA, &cli.remote_ca),
+    ] {
+        if let Some(v) = value {
+            std::env::set_var(var, v);
+        }
+    }
     let ctx = Ctx {
         json: cli.json,
         pins: PinPolicy::from_flags(cli.force, cli.remember_pin, cli.no_prompt),
