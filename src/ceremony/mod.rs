@@ -76,6 +76,9 @@ pub struct AttestationRecord {
     pub statement: Value,
 }
 
+/// The backend's verifier of a recorded attestation against the key the root lists.
+pub type AttestationCheck<'a> = dyn Fn(&AttestationRecord, &Key) -> Result<String, String> + 'a;
+
 /// An open ceremony. `open` holds the folder's lock until dropped; `read` does not.
 pub struct Ceremony {
     pub dir: PathBuf,
@@ -307,10 +310,19 @@ impl Ceremony {
                 let dir = self.dir.join("attestations");
                 std::fs::create_dir_all(&dir).map_err(|e| CeremonyError::Io(dir.clone(), e))?;
                 let path = dir.join(format!("{keyid}.json"));
-                let bytes = serde_json::to_vec_pretty(a)
-                    .map_err(|e| CeremonyError::Invalid(e.to_string()))?;
-                fsutil::write_atomic(&path, &bytes)
-                    .map_err(|e| CeremonyError::Io(path.clone(), e))?;
+                // A key added to a second role keeps its first record: a device makes a
+                // new attestation certificate on every request, and the transcript already
+                // holds the hash of the first one.
+                let bytes = match std::fs::read(&path) {
+                    Ok(existing) => existing,
+                    Err(_) => {
+                        let bytes = serde_json::to_vec_pretty(a)
+                            .map_err(|e| CeremonyError::Invalid(e.to_string()))?;
+                        fsutil::write_atomic(&path, &bytes)
+                            .map_err(|e| CeremonyError::Io(path.clone(), e))?;
+                        bytes
+                    }
+                };
                 json!({"file": format!("attestations/{keyid}.json"), "sha256": hex::encode(Sha256::digest(&bytes)), "statement": a.statement})
             }
             None => Value::Null,
@@ -692,10 +704,13 @@ impl Ceremony {
         out: &Path,
         actor: &str,
         now: chrono::DateTime<chrono::Utc>,
+        attestation_check: &AttestationCheck<'_>,
     ) -> Result<Vec<PathBuf>, CeremonyError> {
         let status = self.status(now)?;
-        if !status.can_finalize {
-            return Err(CeremonyError::NotReady(status.problems));
+        let mut problems = status.problems.clone();
+        problems.extend(self.attestation_problems(attestation_check));
+        if !problems.is_empty() {
+            return Err(CeremonyError::NotReady(problems));
         }
         std::fs::create_dir_all(out).map_err(|e| CeremonyError::Io(out.into(), e))?;
         // Only verified signatures go out; empty or invalid entries stay behind.

@@ -80,6 +80,9 @@ pub enum CeremonyCmd {
         dir: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// Also trust this attestation root CA (PEM) when re-checking recorded attestations.
+        #[arg(long, value_name = "PEM", env = "TUFKEY_ATTESTATION_CA")]
+        attestation_ca: Option<PathBuf>,
     },
     /// Re-check every signature and the transcript.
     Verify {
@@ -104,6 +107,9 @@ pub enum CeremonyCmd {
         /// Do not ask for confirmations or wait for tokens to be inserted.
         #[arg(long)]
         yes: bool,
+        /// Also trust this attestation root CA (PEM) when re-checking recorded attestations.
+        #[arg(long, value_name = "PEM", env = "TUFKEY_ATTESTATION_CA")]
+        attestation_ca: Option<PathBuf>,
     },
 }
 
@@ -241,9 +247,16 @@ pub fn run(cmd: CeremonyCmd, ctx: &Ctx) -> Result<ExitCode> {
                 );
             }
         }
-        CeremonyCmd::Finalize { dir, out } => {
+        CeremonyCmd::Finalize {
+            dir,
+            out,
+            attestation_ca,
+        } => {
+            let extra = read_ca(attestation_ca.as_deref())?;
             let mut c = Ceremony::open(&dir)?;
-            let files = c.finalize(&out, &actor, Utc::now())?;
+            let files = c.finalize(&out, &actor, Utc::now(), &|r, k| {
+                piv::check_recorded(r, k, &extra)
+            })?;
             if ctx.json {
                 print_json(&json!({"files": files, "transcript_head": c.transcript.head}));
             } else {
@@ -266,7 +279,8 @@ pub fn run(cmd: CeremonyCmd, ctx: &Ctx) -> Result<ExitCode> {
             keys,
             out,
             yes,
-        } => run_interactive(&dir, keys, out, yes, ctx, &actor)?,
+            attestation_ca,
+        } => run_interactive(&dir, keys, out, yes, attestation_ca.as_deref(), ctx, &actor)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -424,6 +438,7 @@ fn run_interactive(
     mut keys: Vec<String>,
     out: Option<PathBuf>,
     yes: bool,
+    attestation_ca: Option<&Path>,
     ctx: &Ctx,
     actor: &str,
 ) -> Result<()> {
@@ -476,7 +491,10 @@ fn run_interactive(
     if let Some(out) = out {
         if confirm(&format!("Finalize into {}?", out.display()), yes)? {
             let mut c = Ceremony::open(dir)?;
-            for f in c.finalize(&out, actor, Utc::now())? {
+            let extra = read_ca(attestation_ca)?;
+            for f in c.finalize(&out, actor, Utc::now(), &|r, k| {
+                piv::check_recorded(r, k, &extra)
+            })? {
                 println!("wrote {}", f.display());
             }
             println!(

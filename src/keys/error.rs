@@ -44,8 +44,12 @@ pub enum KeyError {
         token: String,
         existing: String,
     },
-    #[error("the user PIN of token \"{token}\" is locked; unlock it with the SO PIN (e.g. `pkcs11-tool --init-pin --login --login-type so`) before using {uri}")]
-    PinLocked { token: String, uri: String },
+    #[error("the user PIN of {token} is locked; {unlock} before using {uri}. tufkey never guesses a PIN")]
+    PinLocked {
+        token: String,
+        uri: String,
+        unlock: &'static str,
+    },
     #[error("the user PIN of token \"{token}\" has one try left; a wrong PIN now locks it. Check the PIN and rerun with --force to spend the final try")]
     PinFinalTry { token: String },
     #[error("the user PIN of token \"{token}\" is not initialised; set it with the SO PIN first")]

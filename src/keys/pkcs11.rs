@@ -98,6 +98,10 @@ pub fn module(path: &Path) -> Result<Pkcs11, KeyError> {
     Ok(p)
 }
 
+/// How a locked PKCS#11 user PIN is unlocked.
+const UNLOCK_SO: &str =
+    "unlock it with the SO PIN (e.g. `pkcs11-tool --init-pin --login --login-type so`)";
+
 /// The state of a token's user PIN, from its flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -151,8 +155,9 @@ pub fn check_pin_state(
             token: token.into(),
         }),
         PinState::Locked => Err(KeyError::PinLocked {
-            token: token.into(),
+            token: format!("token \"{token}\""),
             uri: uri.into(),
+            unlock: UNLOCK_SO,
         }),
         PinState::NotInitialized => Err(KeyError::PinNotInitialized {
             token: token.into(),
@@ -460,8 +465,9 @@ impl Token {
                 })
             }
             Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(KeyError::PinLocked {
-                token: self.label.clone(),
+                token: format!("token \"{}\"", self.label),
                 uri: shown,
+                unlock: UNLOCK_SO,
             }),
             Err(e) => Err(self.ck("C_Login")(e)),
         }

@@ -35,6 +35,12 @@ use crate::tuf::{Key, KeyType, PublicKey};
 /// The factory-default PIV PIN. It is never tried; it is only recognised to warn.
 const DEFAULT_PIN: &str = "123456";
 
+/// Every PIV slot that can hold a signing key: 9a, 9c, 9d, 9e and the retired 82–95.
+const KEY_SLOTS: [u8; 24] = [
+    0x9a, 0x9c, 0x9d, 0x9e, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x8b, 0x8c, 0x8d,
+    0x8e, 0x8f, 0x90, 0x91, 0x92, 0x93, 0x94, 0x95,
+];
+
 fn slot_id(slot: u8) -> Result<SlotId, String> {
     SlotId::try_from(slot).map_err(|_| format!("{slot:02x} is not a PIV key slot"))
 }
@@ -206,6 +212,7 @@ fn verify_pin(
             return Err(KeyError::PinLocked {
                 token: label,
                 uri: uri.to_string(),
+                unlock: "unblock it with the PUK (`ykman piv access unblock-pin`)",
             })
         }
         1 if !policy.force => return Err(KeyError::PinFinalTry { token: label }),
@@ -265,6 +272,7 @@ fn verify_pin(
         Err(yubikey::Error::PinLocked) => Err(KeyError::PinLocked {
             token: label,
             uri: uri.to_string(),
+            unlock: "unblock it with the PUK (`ykman piv access unblock-pin`)",
         }),
         Err(e) => Err(explain(uri, e)),
     }
@@ -357,12 +365,15 @@ pub type SlotKey = (YubiKeyUri, Result<PublicKey, String>);
 pub fn list_keys() -> Result<Vec<SlotKey>, KeyError> {
     let mut out = Vec::new();
     for d in list_devices()? {
-        for slot in [0x9a, 0x9c, 0x9d, 0x9e] {
+        let mut yk = open_device(&YubiKeyUri {
+            serial: Some(d.serial),
+            slot: 0x9c,
+        })?;
+        for slot in KEY_SLOTS {
             let uri = YubiKeyUri {
                 serial: Some(d.serial),
                 slot,
             };
-            let mut yk = open_device(&uri)?;
             match read_slot(&mut yk, &uri) {
                 Ok((k, _, _)) => out.push((uri, Ok(k))),
                 Err(KeyError::Unsupported { reason, .. })
@@ -392,7 +403,11 @@ pub fn generate(
     let slot = slot_id(uri.slot).map_err(|r| err(uri, r))?;
     let mut yk = open_device(uri)?;
     let full = full_uri(&yk, uri);
-    if Certificate::read(&mut yk, slot).is_ok() {
+    // A key without a certificate (made by another tool) shows in the slot's metadata
+    // (firmware 5.3+); older firmware answers NotSupported and only the certificate tells.
+    let has_key =
+        Certificate::read(&mut yk, slot).is_ok() || yubikey::piv::metadata(&mut yk, slot).is_ok();
+    if has_key {
         return Err(err(&full, format!("slot {:02x} already holds a key; tufkey never overwrites one. Choose another slot (9a, 9c, 9d, 9e, 82-95) or clear it with ykman", uri.slot)));
     }
     let pin = verify_pin(&mut yk, &full, policy, None)?;

@@ -1,0 +1,1244 @@
+//! YubiKey PIV keys, end to end, on the virtual card (virtual-piv behind a private pcscd,
+//! started by hsm-tests/run.sh, which exports TUFKEY_TEST_PIV_CA): generate, list, show,
+//! sign, attest, PIN tries, and root ceremonies with YubiKey and SoftHSM keys side by side.
+//! Every step is the real `tufkey` binary; python-tuf and `yubico-piv-tool` check from outside.
+//! Each test reads as a short story of what a YubiKey holder does and what they must see.
+//!
+//! There is one card, so the tests take turns (a lock), and they never reuse a slot that
+//! holds a key: each run picks free slots and creates two keys (up to four with --ignored).
+//! When the card is full, restart it with a fresh state folder (hsm-tests/piv/stop.sh,
+//! then start.sh).
+
+#[path = "harness/mod.rs"]
+mod harness;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use harness::*;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// The virtual card's serial number, firmware version and factory-default PIN and PUK.
+const SERIAL: &str = "5437251";
+const FIRMWARE: &str = "5.4.3";
+const PIN: &str = "123456";
+const PUK: &str = "12345678";
+
+/// Every PIV key slot, in the order free slots are taken.
+const SLOTS: [&str; 24] = [
+    "9a", "9c", "9d", "9e", "82", "83", "84", "85", "86", "87", "88", "89", "8a", "8b", "8c", "8d",
+    "8e", "8f", "90", "91", "92", "93", "94", "95",
+];
+
+// ---- the card ----------------------------------------------------------------------
+
+static CARD_LOCK: Mutex<()> = Mutex::new(());
+
+/// The virtual card, held by one test at a time.
+struct Card {
+    /// The test attestation root CA (PEM) the virtual card's attestations chain to.
+    ca: PathBuf,
+    _turn: MutexGuard<'static, ()>,
+}
+
+/// Takes the card, or says why the test is skipped (under CI=true: fails).
+fn card() -> Option<Card> {
+    let turn = CARD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    match std::env::var_os("TUFKEY_TEST_PIV_CA") {
+        Some(ca) => {
+            let ca = PathBuf::from(ca);
+            assert!(
+                ca.is_file(),
+                "TUFKEY_TEST_PIV_CA={} is not a file; is the virtual PIV card running? (hsm-tests/run.sh starts it)",
+                ca.display()
+            );
+            Some(Card { ca, _turn: turn })
+        }
+        None if std::env::var("CI").as_deref() == Ok("true") => panic!(
+            "the virtual PIV card did not start in CI: TUFKEY_TEST_PIV_CA is unset (hsm-tests/run.sh exports it once pcscd and virtual-piv run; see its log above)"
+        ),
+        None => {
+            eprintln!(
+                "skipped: virtual PIV card not running (TUFKEY_TEST_PIV_CA unset); run ./hsm-tests/run.sh, or start the card with hsm-tests/piv/start.sh and export TUFKEY_TEST_PIV_CA=STATEDIR/attest-ca.pem"
+            );
+            None
+        }
+    }
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// `tufkey ARGS` with a clean environment plus `envs`; returns (code, stdout, stderr).
+fn tk(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let mut c = tufkey(None);
+    c.args(args);
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    run(c)
+}
+
+/// `tufkey ARGS` that must succeed; returns (stdout, stderr).
+fn tk_ok(args: &[&str], envs: &[(&str, &str)]) -> (String, String) {
+    let (code, out, err) = tk(args, envs);
+    assert_eq!(
+        code, 0,
+        "tufkey {args:?} failed:\nstdout: {out}\nstderr: {err}"
+    );
+    (out, err)
+}
+
+/// `tufkey ARGS` that must fail; returns (code, stderr + stdout).
+fn tk_fails(args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
+    let (code, out, err) = tk(args, envs);
+    assert_ne!(
+        code, 0,
+        "tufkey {args:?} should have failed:\nstdout: {out}\nstderr: {err}"
+    );
+    (code, format!("{err}{out}"))
+}
+
+fn json_of(out: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+fn slot_uri(slot: &str) -> String {
+    format!("yubikey:slot={slot}")
+}
+
+/// Whether `key show` finds no certificate (so tufkey sees no key) in the slot.
+fn shows_no_certificate(slot: &str) -> bool {
+    let (code, out, err) = tk(&["key", "show", &slot_uri(slot)], &[]);
+    if code == 0 {
+        return false;
+    }
+    assert!(
+        err.contains("holds no certificate"),
+        "`tufkey key show {}` failed for another reason than an empty slot (is the card running?):\n{out}{err}",
+        slot_uri(slot)
+    );
+    true
+}
+
+/// Slots this test process has taken (or found holding a key), so no two tests share one.
+static TAKEN: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+
+/// A slot that holds no key yet, reserved for the caller: `preferred` when it is free.
+fn free_slot(preferred: Option<&'static str>) -> &'static str {
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    for slot in preferred.into_iter().chain(SLOTS) {
+        if taken.contains(slot) {
+            continue;
+        }
+        taken.insert(slot);
+        if shows_no_certificate(slot) {
+            return slot;
+        }
+    }
+    panic!(
+        "no free PIV slot left on the virtual card (all 24 hold keys from earlier runs); restart it with a fresh state folder: hsm-tests/piv/stop.sh DIR; rm -rf DIR; VIRTUAL_PIV_BIN=… hsm-tests/piv/start.sh DIR"
+    );
+}
+
+/// A key tufkey generated in a slot of the card.
+#[derive(Clone, Debug)]
+struct YkKey {
+    slot: &'static str,
+    /// The URI `key generate` printed (with the serial).
+    uri: String,
+    keyid: String,
+    /// The TUF public key.
+    key: Value,
+    /// All of `key generate --json`'s output, and what it said on stderr.
+    generated: Value,
+    generate_stderr: String,
+}
+
+/// `tufkey key generate yubikey:slot=… --type T EXTRA --json` into a free slot (the
+/// preferred one if free). A slot that turns out to hold a key without a certificate
+/// (tufkey refuses it) is skipped.
+fn generate_yk(preferred: Option<&'static str>, key_type: &str, extra: &[&str]) -> YkKey {
+    let mut preferred = preferred;
+    loop {
+        let slot = free_slot(preferred.take());
+        let uri = slot_uri(slot);
+        let mut args = vec!["key", "generate", &uri, "--type", key_type, "--json"];
+        args.extend_from_slice(extra);
+        let (code, out, err) = tk(&args, &[("TUFKEY_PIN", PIN)]);
+        if code != 0 && err.contains("already holds a key") {
+            continue;
+        }
+        assert_eq!(code, 0, "tufkey {args:?} failed:\n{out}{err}");
+        let v = json_of(&out);
+        return YkKey {
+            slot,
+            uri: v["uri"].as_str().unwrap().to_string(),
+            keyid: v["keyid"].as_str().unwrap().to_string(),
+            key: v["key"].clone(),
+            generated: v,
+            generate_stderr: err,
+        };
+    }
+}
+
+/// The two keys most tests use, generated once per test run (keeps the card from filling):
+/// P-256 with PIN policy "always" (in 9c when free) and RSA-2048 with PIN policy "once"
+/// and touch policy "cached".
+struct Keys {
+    p256: YkKey,
+    rsa: YkKey,
+}
+
+static KEYS: OnceLock<Keys> = OnceLock::new();
+
+fn keys(_card: &Card) -> &'static Keys {
+    KEYS.get_or_init(|| Keys {
+        p256: generate_yk(Some("9c"), "ecdsa-p256", &["--pin-policy", "always"]),
+        rsa: generate_yk(
+            None,
+            "rsa-2048",
+            &["--pin-policy", "once", "--touch-policy", "cached"],
+        ),
+    })
+}
+
+/// Runs `yubico-piv-tool ARGS` (the independent observer), requiring success.
+fn piv_tool(args: &[&str]) -> String {
+    let out = Command::new("yubico-piv-tool")
+        .args(args)
+        .output()
+        .expect("yubico-piv-tool is needed to observe the card independently (apt-get install yubico-piv-tool; hsm-tests/run.sh installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "yubico-piv-tool {args:?} failed: {text}"
+    );
+    text
+}
+
+/// The PIN retry counter as `yubico-piv-tool -a status` reads it (spends no try).
+fn pin_tries() -> u32 {
+    let status = piv_tool(&["-a", "status"]);
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PIN tries left:"))
+        .unwrap_or_else(|| panic!("no \"PIN tries left\" in yubico-piv-tool's status:\n{status}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Puts the PIN retry counter back to 3 if a test stopped half-way: the right PIN when
+/// tries are left, the PUK when the PIN is locked. So later tests (and people) still
+/// have a usable card. Does nothing when the counter is at 3.
+struct RestorePinOnDrop;
+
+impl Drop for RestorePinOnDrop {
+    fn drop(&mut self) {
+        let status = Command::new("yubico-piv-tool")
+            .args(["-a", "status"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let args: &[&str] = if status.contains("PIN tries left:\t0") {
+            &["-a", "unblock-pin", "-P", PUK, "-N", PIN]
+        } else if status.contains("PIN tries left:\t1") || status.contains("PIN tries left:\t2") {
+            &["-a", "verify-pin", "-P", PIN]
+        } else {
+            return;
+        };
+        eprintln!("restoring the PIN retry counter: yubico-piv-tool {args:?}");
+        let _ = Command::new("yubico-piv-tool").args(args).output();
+    }
+}
+
+/// A root (like hsm-tests/cli.rs's) listing `keys` for root with `threshold`.
+fn root_body(keys: &[(&str, &Value)], threshold: u64) -> Value {
+    let ids: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    json!({
+        "_type": "root", "spec_version": "1.0.31", "version": 1, "expires": next_year(),
+        "consistent_snapshot": true,
+        "keys": keys.iter().map(|k| (k.0.to_string(), k.1.clone())).collect::<serde_json::Map<_, _>>(),
+        "roles": {
+            "root": {"keyids": ids, "threshold": threshold},
+            "targets": {"keyids": [ids[0]], "threshold": 1},
+            "snapshot": {"keyids": [ids[0]], "threshold": 1},
+            "timestamp": {"keyids": [ids[0]], "threshold": 1},
+        },
+        "x-custom": {"note": "kept and signed"}
+    })
+}
+
+/// `tufkey verify FILE --json`: (code, report).
+fn verify_json(file: &Path) -> (i32, Value) {
+    let (code, out, err) = tk(&["verify", p(file), "--json"], &[]);
+    let v = serde_json::from_str(&out)
+        .unwrap_or_else(|_| panic!("verify --json printed no JSON: {out}{err}"));
+    (code, v)
+}
+
+/// python-tuf verifies a root against itself and computes the key ids itself.
+const PY_VERIFY_ROOT: &str = r#"
+import hashlib, json, sys
+from securesystemslib.formats import encode_canonical
+from tuf.api.metadata import Metadata
+root = Metadata.from_file(sys.argv[1])
+root.verify_delegate("root", root)           # raises if the threshold is not met
+res = root.signed.get_verification_result("root", root.signed_bytes, root.signatures)
+ids = {kid: hashlib.sha256(encode_canonical(k.to_dict()).encode()).hexdigest() for kid, k in root.signed.keys.items()}
+print(json.dumps({"keyids": ids, "signed": sorted(res.signed), "verified": res.verified,
+                  "threshold": root.signed.roles["root"].threshold}))
+"#;
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The DER inside a PEM block (base64 decoded here, to compare with attested SPKI hashes).
+fn pem_der(pem: &str) -> Vec<u8> {
+    let b64: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<String>();
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in b64.bytes().filter(|c| *c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c}"),
+        };
+        acc = acc << 6 | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// The row of `tufkey key list yubikey: --json` for `key`, if listed.
+fn listed_row(key: &YkKey) -> Option<Value> {
+    let listed = json_of(&tk_ok(&["key", "list", "yubikey:", "--json"], &[]).0);
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["uri"] == key.uri.as_str())
+        .cloned()
+}
+
+// ---- generate, list, show, sign, verify -----------------------------------------
+
+#[test]
+fn keys_of_both_supported_types_are_made_on_the_yubikey_and_sign_a_root_that_python_tuf_verifies() {
+    let Some(card) = card() else { return };
+    let k = keys(&card);
+    for (key, keytype, scheme, algorithm) in [
+        (&k.p256, "ecdsa", "ecdsa-sha2-nistp256", "ecdsa-p256"),
+        (&k.rsa, "rsa", "rsassa-pss-sha256", "rsa-2048"),
+    ] {
+        // `key generate --json` names the key by a URI with the card's serial.
+        assert_eq!(
+            key.uri,
+            format!("yubikey:serial={SERIAL};slot={}", key.slot),
+            "{:?}",
+            key.generated
+        );
+        assert_eq!(key.keyid.len(), 64, "{:?}", key.generated);
+        assert_eq!(key.generated["type"], algorithm);
+        assert_eq!(key.key["keytype"], keytype);
+        assert_eq!(key.key["scheme"], scheme);
+        assert!(key.key["keyval"]["public"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----\n"));
+        // The factory-default PIN worked, and tufkey said it should be changed.
+        assert!(
+            key.generate_stderr.contains("factory-default PIN"),
+            "{}",
+            key.generate_stderr
+        );
+
+        // `key show` needs no PIN and gives the same key id, by the short URI and the full one.
+        for uri in [slot_uri(key.slot), key.uri.clone()] {
+            let shown = json_of(&tk_ok(&["key", "show", &uri, "--json"], &[]).0);
+            assert_eq!(shown["keyid"], key.keyid.as_str(), "{uri}");
+            assert_eq!(shown["key"], key.key, "{uri}");
+            assert_eq!(shown["type"], algorithm);
+        }
+    }
+    // The touch policy asked for is announced when the key is made.
+    assert!(
+        k.rsa.generate_stderr.contains("Touch your YubiKey"),
+        "{}",
+        k.rsa.generate_stderr
+    );
+
+    // `key list yubikey:` lists them with their key ids, without a PIN. (Keys in the
+    // retired slots 82-95 have their own test below.)
+    for key in [&k.p256, &k.rsa] {
+        if !SLOTS[..4].contains(&key.slot) {
+            continue;
+        }
+        let row = listed_row(key)
+            .unwrap_or_else(|| panic!("`key list yubikey:` does not list {}", key.uri));
+        assert_eq!(row["keyid"], key.keyid.as_str(), "{row}");
+        assert_eq!(row["type"], key.generated["type"], "{row}");
+    }
+
+    // Both keys sign a root that lists them, in one command; tufkey and python-tuf verify it.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.json");
+    write_unsigned(
+        &root,
+        root_body(
+            &[
+                (k.p256.keyid.as_str(), &k.p256.key),
+                (k.rsa.keyid.as_str(), &k.rsa.key),
+            ],
+            2,
+        ),
+    );
+    let before = read_json(&root);
+    tk_ok(
+        &[
+            "sign",
+            p(&root),
+            "--key",
+            &slot_uri(k.p256.slot),
+            "--key",
+            &k.rsa.uri,
+        ],
+        &[(&format!("TUFKEY_PIN_{SERIAL}"), PIN)],
+    );
+    let after = read_json(&root);
+    assert_eq!(after["signed"], before["signed"]);
+    let (code, v) = verify_json(&root);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        sorted(serde_json::from_value(v["checks"][0]["signed"].clone()).unwrap()),
+        sorted(vec![k.p256.keyid.clone(), k.rsa.keyid.clone()])
+    );
+    // RSA signatures are the whole 2048-bit block, hex.
+    let rsa_sig = after["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["keyid"] == k.rsa.keyid.as_str())
+        .unwrap()["sig"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(rsa_sig.len(), 512);
+
+    let py = json_of(&python_tuf(PY_VERIFY_ROOT, &[p(&root)]));
+    assert_eq!(py["verified"], true, "{py}");
+    assert_eq!(
+        py["signed"],
+        json!(sorted(vec![k.p256.keyid.clone(), k.rsa.keyid.clone()]))
+    );
+    for key in [&k.p256, &k.rsa] {
+        assert_eq!(
+            py["keyids"][&key.keyid],
+            key.keyid.as_str(),
+            "key id of {}",
+            key.uri
+        );
+    }
+}
+
+#[test]
+fn ed25519_and_rsa_3072_are_refused_on_a_yubikey_with_the_reason_and_nothing_is_made() {
+    let Some(_card) = card() else { return };
+    let slot = free_slot(None);
+    let uri = slot_uri(slot);
+    let tries = pin_tries();
+    for t in ["ed25519", "rsa-3072"] {
+        // No PIN is given: the refusal comes before anything touches the card.
+        let (code, msg) = tk_fails(&["key", "generate", &uri, "--type", t], &[]);
+        assert_eq!(code, 1, "{t}: {msg}");
+        assert!(
+            msg.contains("firmware 5.7") && msg.contains("ecdsa-p256"),
+            "{t}: {msg}"
+        );
+        assert!(
+            msg.contains(if t == "ed25519" {
+                "Ed25519"
+            } else {
+                "RSA-3072"
+            }),
+            "{t}: {msg}"
+        );
+        assert!(shows_no_certificate(slot), "{t}: slot {slot} changed");
+    }
+    assert_eq!(pin_tries(), tries, "no PIN try was spent");
+}
+
+// ---- attestation ------------------------------------------------------------------
+
+#[test]
+fn an_attestation_chains_to_the_test_ca_and_states_serial_firmware_and_policies() {
+    let Some(card) = card() else { return };
+    let k = keys(&card);
+    let ca = p(&card.ca);
+
+    let (out, _) = tk_ok(&["key", "attest", &slot_uri(k.p256.slot), "--ca", ca], &[]);
+    for line in [
+        "VERIFIED",
+        "tufkey virtual-piv Test Attestation Root CA",
+        &format!("serial:       {SERIAL}"),
+        &format!("firmware:     {FIRMWARE}"),
+        "PIN policy:   always",
+        "touch policy: never",
+        "the attested key is the key in the slot",
+    ] {
+        assert!(out.contains(line), "{line:?} missing from:\n{out}");
+    }
+
+    // The CA from the environment works as well as --ca; --json states the same.
+    for key in [&k.p256, &k.rsa] {
+        let (out, _) = tk_ok(
+            &["key", "attest", &key.uri, "--json"],
+            &[("TUFKEY_ATTESTATION_CA", ca)],
+        );
+        let a = &json_of(&out)["attestation"];
+        assert_eq!(a["serial"], json!(SERIAL.parse::<u64>().unwrap()), "{a}");
+        assert_eq!(a["firmware"], FIRMWARE, "{a}");
+        let (pin, touch) = if key.slot == k.p256.slot {
+            ("always", "never")
+        } else {
+            ("once", "cached")
+        };
+        assert_eq!(a["pin_policy"], pin, "{a}");
+        assert_eq!(a["touch_policy"], touch, "{a}");
+        assert!(
+            a["root"]
+                .as_str()
+                .unwrap()
+                .contains("Test Attestation Root CA"),
+            "{a}"
+        );
+        // The attested key is the key `key show` gives.
+        let shown = json_of(&tk_ok(&["key", "show", &key.uri, "--json"], &[]).0);
+        let spki = pem_der(shown["spki_pem"].as_str().unwrap());
+        assert_eq!(a["spki_sha256"], sha256_hex(&spki), "{a}");
+    }
+}
+
+#[test]
+fn an_attestation_is_refused_without_the_test_ca_and_when_the_slot_names_another_key() {
+    let Some(card) = card() else { return };
+    let k = keys(&card);
+    let ca = p(&card.ca);
+
+    // Only Yubico's root is trusted: the virtual card's attestation does not chain to it.
+    let (code, msg) = tk_fails(&["key", "attest", &k.p256.uri], &[]);
+    assert_eq!(code, 1, "{msg}");
+    assert!(
+        msg.contains("does not chain") && msg.contains("Yubico PIV Root CA"),
+        "{msg}"
+    );
+
+    let work = tempfile::tempdir().unwrap();
+
+    // A slot whose certificate names another slot's key: the card attests the key that is
+    // really in the slot, and tufkey sees it is not the one the certificate claims.
+    // The RSA slot gets the P-256 slot's certificate for a moment, and its own back after.
+    let own = work.path().join("own.pem");
+    let other = work.path().join("other.pem");
+    piv_tool(&["-s", k.rsa.slot, "-a", "read-certificate", "-o", p(&own)]);
+    piv_tool(&["-s", k.p256.slot, "-a", "read-certificate", "-o", p(&other)]);
+    struct Restore<'a>(&'a str, &'a Path);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("yubico-piv-tool")
+                .args(["-s", self.0, "-a", "import-certificate", "-i"])
+                .arg(self.1)
+                .output();
+        }
+    }
+    let restore = Restore(k.rsa.slot, &own);
+    piv_tool(&[
+        "-s",
+        k.rsa.slot,
+        "-a",
+        "import-certificate",
+        "-i",
+        p(&other),
+    ]);
+    let shown = json_of(&tk_ok(&["key", "show", &k.rsa.uri, "--json"], &[]).0);
+    assert_eq!(
+        shown["keyid"],
+        k.p256.keyid.as_str(),
+        "the certificate names the P-256 key"
+    );
+    let (code, msg) = tk_fails(&["key", "attest", &k.rsa.uri, "--ca", ca], &[]);
+    assert_eq!(code, 1, "{msg}");
+    assert!(msg.contains("for a different key"), "{msg}");
+
+    // A ceremony that requires attestation does not take that key.
+    let dir = work.path().join("ceremony");
+    tk_ok(&["ceremony", "init", p(&dir), "--require-attestation"], &[]);
+    let before = snapshot(&dir);
+    let (code, msg) = tk_fails(
+        &[
+            "ceremony",
+            "add-key",
+            p(&dir),
+            "--role",
+            "root",
+            "--key",
+            &k.rsa.uri,
+        ],
+        &[("TUFKEY_ATTESTATION_CA", ca)],
+    );
+    assert_eq!(code, 1, "{msg}");
+    assert!(
+        msg.contains("requires key attestation")
+            && msg.contains("no valid attestation")
+            && msg.contains("for a different key"),
+        "{msg}"
+    );
+    assert_eq!(snapshot(&dir), before);
+    drop(restore);
+    let shown = json_of(&tk_ok(&["key", "show", &k.rsa.uri, "--json"], &[]).0);
+    assert_eq!(
+        shown["keyid"],
+        k.rsa.keyid.as_str(),
+        "the RSA slot has its certificate back"
+    );
+}
+
+/// A ceremony in `dir` requiring attestation, with `roles` (role, key) added, each
+/// YubiKey key with its attestation.
+fn attested_ceremony(dir: &Path, roles: &[(&str, &YkKey)], ca: &str) {
+    tk_ok(&["ceremony", "init", p(dir), "--require-attestation"], &[]);
+    for (role, key) in roles {
+        let (_, err) = tk_ok(
+            &[
+                "ceremony",
+                "add-key",
+                p(dir),
+                "--role",
+                role,
+                "--key",
+                &key.uri,
+            ],
+            &[("TUFKEY_ATTESTATION_CA", ca)],
+        );
+        assert!(!err.contains("no valid attestation"), "{err}");
+    }
+}
+
+/// Rewrites the transcript with `edit` applied to each entry and the hash chain redone,
+/// as someone covering their tracks would.
+fn forge_transcript(dir: &Path, edit: impl Fn(&mut Value)) {
+    let path = dir.join("transcript.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut prev = "0".repeat(64);
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut v: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            line,
+            "this helper writes the canonical form tufkey writes"
+        );
+        edit(&mut v);
+        v["prev"] = json!(prev);
+        let line = serde_json::to_string(&v).unwrap();
+        prev = sha256_hex(line.as_bytes());
+        out.push_str(&line);
+        out.push('\n');
+    }
+    std::fs::write(&path, out).unwrap();
+}
+
+#[test]
+fn ceremony_verify_rechecks_recorded_attestations_and_catches_a_swapped_or_edited_one() {
+    let Some(card) = card() else { return };
+    let k = keys(&card);
+    let ca = p(&card.ca);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("ceremony");
+    attested_ceremony(&dir, &[("root", &k.p256), ("targets", &k.rsa)], ca);
+
+    // Each YubiKey key's attestation is recorded, and the transcript holds its hash.
+    let rec_p256 = dir.join(format!("attestations/{}.json", k.p256.keyid));
+    let rec_rsa = dir.join(format!("attestations/{}.json", k.rsa.keyid));
+    let rec = read_json(&rec_p256);
+    assert!(rec["slot_certificate"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(
+        rec["statement"]["serial"],
+        json!(SERIAL.parse::<u64>().unwrap())
+    );
+    assert_eq!(rec["statement"]["pin_policy"], "always");
+    let transcript = std::fs::read_to_string(dir.join("transcript.jsonl")).unwrap();
+    let added: Vec<Value> = transcript
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["action"] == "add-key" && e["details"]["keyid"] == k.p256.keyid.as_str())
+        .collect();
+    assert_eq!(added.len(), 1);
+    assert_eq!(
+        added[0]["details"]["attestation"]["sha256"],
+        sha256_hex(&std::fs::read(&rec_p256).unwrap())
+    );
+
+    let verify = |envs: &[(&str, &str)]| tk(&["ceremony", "verify", p(&dir)], envs);
+    let with_ca = [("TUFKEY_ATTESTATION_CA", ca)];
+    let (code, out, err) = verify(&with_ca);
+    assert_eq!(code, 0, "{out}{err}");
+    let head = json_of(&tk_ok(&["ceremony", "verify", p(&dir), "--json"], &with_ca).0)
+        ["transcript_head"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Without the test CA, both recorded attestations are re-checked and found not to chain.
+    let (code, out, err) = verify(&[]);
+    assert_eq!(code, 3, "{out}{err}");
+    for key in [&k.p256, &k.rsa] {
+        assert!(
+            out.contains(&format!(
+                "the attestation of key {} does not hold",
+                key.keyid
+            )) && out.contains("does not chain"),
+            "{out}{err}"
+        );
+    }
+
+    // Another key's attestation file copied over this key's: not the file recorded.
+    let original = std::fs::read(&rec_p256).unwrap();
+    std::fs::copy(&rec_rsa, &rec_p256).unwrap();
+    let (code, out, err) = verify(&with_ca);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "is not the attestation the transcript recorded for key {}",
+            k.p256.keyid
+        )),
+        "{out}{err}"
+    );
+
+    // The file edited in place (the PIN policy it states): not the file recorded either.
+    let edited =
+        String::from_utf8(original.clone())
+            .unwrap()
+            .replacen("\"always\"", "\"never\"", 1);
+    assert_ne!(edited.as_bytes(), &original[..]);
+    std::fs::write(&rec_p256, &edited).unwrap();
+    let (code, out, err) = verify(&with_ca);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        out.contains("is not the attestation the transcript recorded"),
+        "{out}{err}"
+    );
+
+    // The swap covered up by a transcript rewritten with the new file's hash and a
+    // consistent hash chain: the re-check itself sees the attestation is for another key,
+    // and the head noted earlier no longer matches.
+    std::fs::copy(&rec_rsa, &rec_p256).unwrap();
+    let swapped_sha = sha256_hex(&std::fs::read(&rec_p256).unwrap());
+    let keyid = k.p256.keyid.clone();
+    forge_transcript(&dir, |e| {
+        if e["action"] == "add-key" && e["details"]["keyid"] == keyid.as_str() {
+            e["details"]["attestation"]["sha256"] = json!(swapped_sha);
+        }
+    });
+    let (code, out, err) = verify(&with_ca);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "the attestation of key {} does not hold",
+            k.p256.keyid
+        )) && out.contains("for a different key"),
+        "{out}{err}"
+    );
+    // The forged chain itself holds: only the attestation check (and the head) catch it.
+    assert!(out.contains("chain intact"), "{out}{err}");
+    assert!(
+        !out.contains("is not the attestation the transcript recorded"),
+        "{out}{err}"
+    );
+    let (code, out, err) = tk(
+        &["ceremony", "verify", p(&dir), "--expect-head", &head],
+        &with_ca,
+    );
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(out.contains("the transcript changed since"), "{out}{err}");
+}
+
+#[test]
+
+fn a_ceremony_that_requires_attestation_does_not_finalize_with_a_swapped_attestation() {
+    let Some(card) = card() else { return };
+    let k = keys(&card);
+    let ca = p(&card.ca);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("ceremony");
+    let out_dir = work.path().join("metadata");
+    // Every key of every role attested: the two YubiKey keys serve two roles each.
+    attested_ceremony(
+        &dir,
+        &[
+            ("root", &k.p256),
+            ("targets", &k.rsa),
+            ("snapshot", &k.p256),
+            ("timestamp", &k.rsa),
+        ],
+        ca,
+    );
+    tk_ok(
+        &["ceremony", "sign", p(&dir), "--key", &k.p256.uri, "--yes"],
+        &[("TUFKEY_PIN", PIN)],
+    );
+    let status = json_of(&tk_ok(&["ceremony", "status", p(&dir), "--json"], &[]).0);
+    assert_eq!(status["can_finalize"], true, "{status}");
+
+    // The P-256 key's attestation replaced by the RSA key's, the transcript rewritten to
+    // match: `ceremony verify` says so, and finalize must not write the root either.
+    let rec_p256 = dir.join(format!("attestations/{}.json", k.p256.keyid));
+    std::fs::copy(
+        dir.join(format!("attestations/{}.json", k.rsa.keyid)),
+        &rec_p256,
+    )
+    .unwrap();
+    let swapped_sha = sha256_hex(&std::fs::read(&rec_p256).unwrap());
+    let keyid = k.p256.keyid.clone();
+    forge_transcript(&dir, |e| {
+        if e["action"] == "add-key" && e["details"]["keyid"] == keyid.as_str() {
+            e["details"]["attestation"]["sha256"] = json!(swapped_sha);
+        }
+    });
+    let (code, out, err) = tk(
+        &["ceremony", "verify", p(&dir)],
+        &[("TUFKEY_ATTESTATION_CA", ca)],
+    );
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(out.contains("for a different key"), "{out}{err}");
+
+    let (code, msg) = tk_fails(
+        &["ceremony", "finalize", p(&dir), "--out", p(&out_dir)],
+        &[("TUFKEY_ATTESTATION_CA", ca)],
+    );
+    assert!(code == 1 || code == 3, "{msg}");
+    assert!(msg.contains("attestation"), "{msg}");
+    assert!(!out_dir.join("1.root.json").exists());
+}
+
+#[test]
+
+fn a_yubikey_key_in_two_roles_keeps_both_recorded_attestations_valid() {
+    let Some(card) = card() else { return };
+    let k = keys(&card);
+    let ca = p(&card.ca);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("ceremony");
+    attested_ceremony(&dir, &[("root", &k.p256), ("snapshot", &k.p256)], ca);
+    let (code, out, err) = tk(
+        &["ceremony", "verify", p(&dir)],
+        &[("TUFKEY_ATTESTATION_CA", ca)],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+// ---- PIN tries ----------------------------------------------------------------------
+
+#[test]
+fn a_wrong_pin_spends_exactly_one_try_a_pin_of_wrong_length_none_and_the_last_try_needs_force() {
+    let Some(card) = card() else { return };
+    let k = keys(&card);
+    let _restore = RestorePinOnDrop;
+    let key = &k.p256;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.json");
+    write_unsigned(&root, root_body(&[(key.keyid.as_str(), &key.key)], 1));
+    let sign = |extra: &[&str], envs: &[(&str, &str)]| {
+        let mut args = vec!["sign", p(&root), "--key", key.uri.as_str()];
+        args.extend_from_slice(extra);
+        tk(&args, envs)
+    };
+
+    // The right PIN signs and resets the counter to 3.
+    let (code, out, err) = sign(&[], &[("TUFKEY_PIN", PIN)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(pin_tries(), 3);
+    assert_eq!(verify_json(&root).0, 0);
+    let signed = snapshot(dir.path());
+
+    // A wrong PIN: one try spent, not retried, and nothing written.
+    let (code, out, err) = sign(&[], &[("TUFKEY_PIN", "654321")]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("wrong PIN")
+            && err.contains("one try was spent")
+            && err.contains("did not retry")
+            && err.contains("2 tries left"),
+        "{err}"
+    );
+    assert_eq!(pin_tries(), 2, "a wrong PIN spends exactly one try");
+    assert_eq!(snapshot(dir.path()), signed);
+
+    // PINs of the wrong length are refused before the card sees them: no try spent.
+    for short_or_long in ["12345", "123456789"] {
+        let (code, out, err) = sign(&[], &[("TUFKEY_YUBIKEY_PIN", short_or_long)]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(
+            err.contains("6 to 8 characters") && err.contains("no try was spent"),
+            "{short_or_long}: {err}"
+        );
+        assert_eq!(pin_tries(), 2, "{short_or_long} spent a try");
+    }
+    assert_eq!(snapshot(dir.path()), signed);
+
+    // The right PIN (from TUFKEY_YUBIKEY_PIN) restores the counter.
+    let (code, out, err) = sign(&[], &[("TUFKEY_YUBIKEY_PIN", PIN)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(pin_tries(), 3);
+    // TUFKEY_PIN_<SERIAL> wins over TUFKEY_PIN: the wrong one is never tried.
+    let (code, out, err) = sign(
+        &[],
+        &[
+            (&format!("TUFKEY_PIN_{SERIAL}"), PIN),
+            ("TUFKEY_PIN", "000000"),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(pin_tries(), 3);
+
+    // Two wrong PINs leave one try; tufkey says so.
+    let (_, _, err) = sign(&[], &[("TUFKEY_PIN", "654321")]);
+    assert!(err.contains("2 tries left"), "{err}");
+    let (code, _, err) = sign(&[], &[("TUFKEY_PIN", "654321")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("ONE try is left"), "{err}");
+    assert_eq!(pin_tries(), 1);
+    let at_one = snapshot(dir.path());
+
+    // With one try left, tufkey refuses to spend it without --force, right PIN or not.
+    for pin in [PIN, "654321"] {
+        let (code, out, err) = sign(&[], &[("TUFKEY_PIN", pin)]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(
+            err.contains("one try left") && err.contains("--force"),
+            "{pin}: {err}"
+        );
+        assert_eq!(pin_tries(), 1, "tufkey spent the final try without --force");
+    }
+    assert_eq!(snapshot(dir.path()), at_one);
+
+    // The right PIN with --force signs and restores the counter.
+    let (code, out, err) = sign(&["--force"], &[("TUFKEY_PIN", PIN)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(pin_tries(), 3);
+    assert_eq!(verify_json(&root).0, 0);
+}
+
+// ---- a ceremony with YubiKey and SoftHSM keys ------------------------------------------
+
+#[test]
+fn a_root_ceremony_with_two_yubikey_keys_and_two_softhsm_keys_is_signed_by_three_and_verifies() {
+    let Some(card) = card() else { return };
+    let k = keys(&card);
+    let ca = p(&card.ca);
+    let hsm = SoftHsm::new();
+    let work = tempfile::tempdir().unwrap();
+    let soft: Vec<(String, String, Value)> = [("root-3", "ecdsa-p256"), ("root-4", "ed25519")]
+        .iter()
+        .map(|(label, t)| {
+            let token = hsm.token(label, &format!("pin-{label}"));
+            generate(Some(&hsm), &token.uri("key"), t, &[])
+        })
+        .collect();
+    let online = hsm.token("online", "pin-online");
+    let online_keys: Vec<(String, String, Value)> = ["targets", "snapshot", "timestamp"]
+        .iter()
+        .map(|role| generate(Some(&hsm), &online.uri(role), "ecdsa-p256", &[]))
+        .collect();
+    let with = |args: &[&str], envs: &[(&str, &str)]| {
+        let mut c = tufkey(Some(&hsm));
+        c.args(args);
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        run(c)
+    };
+    let ok_with = |args: &[&str], envs: &[(&str, &str)]| {
+        let (code, out, err) = with(args, envs);
+        assert_eq!(code, 0, "tufkey {args:?} failed:\n{out}{err}");
+        (out, err)
+    };
+    let attest_ca = ("TUFKEY_ATTESTATION_CA", ca);
+
+    // A ceremony requiring attestation refuses the SoftHSM key and changes nothing.
+    let strict = work.path().join("strict");
+    ok_with(
+        &["ceremony", "init", p(&strict), "--require-attestation"],
+        &[],
+    );
+    ok_with(
+        &[
+            "ceremony",
+            "add-key",
+            p(&strict),
+            "--role",
+            "root",
+            "--key",
+            &k.p256.uri,
+        ],
+        &[attest_ca],
+    );
+    let before = snapshot(&strict);
+    let (code, out, err) = with(
+        &[
+            "ceremony",
+            "add-key",
+            p(&strict),
+            "--role",
+            "root",
+            "--key",
+            &soft[0].0,
+        ],
+        &[attest_ca],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("requires key attestation"), "{err}");
+    assert_eq!(snapshot(&strict), before);
+
+    // Without that rule: 2 YubiKey + 2 SoftHSM root keys, threshold 3.
+    let dir = work.path().join("ceremony");
+    let meta = work.path().join("repo/metadata");
+    ok_with(&["ceremony", "init", p(&dir)], &[]);
+    for uri in [&k.p256.uri, &k.rsa.uri, &soft[0].0, &soft[1].0] {
+        ok_with(
+            &[
+                "ceremony",
+                "add-key",
+                p(&dir),
+                "--role",
+                "root",
+                "--key",
+                uri,
+            ],
+            &[attest_ca],
+        );
+    }
+    ok_with(
+        &["ceremony", "threshold", p(&dir), "--role", "root", "3"],
+        &[],
+    );
+    for (role, key) in ["targets", "snapshot", "timestamp"]
+        .iter()
+        .zip(&online_keys)
+    {
+        ok_with(
+            &[
+                "ceremony",
+                "add-key",
+                p(&dir),
+                "--role",
+                role,
+                "--key",
+                &key.0,
+            ],
+            &[],
+        );
+    }
+    // The two YubiKey keys have their attestations recorded; the SoftHSM keys have none.
+    let attestations: Vec<String> = std::fs::read_dir(dir.join("attestations"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        sorted(attestations),
+        sorted(vec![
+            format!("{}.json", k.p256.keyid),
+            format!("{}.json", k.rsa.keyid)
+        ])
+    );
+
+    // Three keyholders sign: both YubiKey slots and one SoftHSM token.
+    for uri in [&k.p256.uri, &k.rsa.uri, &soft[0].0] {
+        ok_with(
+            &["ceremony", "sign", p(&dir), "--key", uri, "--yes"],
+            &[("TUFKEY_PIN", PIN)],
+        );
+    }
+    let (out, _) = ok_with(&["ceremony", "status", p(&dir), "--json"], &[]);
+    let status = json_of(&out);
+    assert_eq!(status["can_finalize"], true, "{status}");
+    // Finalize re-checks the recorded attestations, so it needs the test CA too.
+    ok_with(&["ceremony", "finalize", p(&dir), "--out", p(&meta)], &[attest_ca]);
+    let root = meta.join("1.root.json");
+    assert!(root.exists() && meta.join("root.json").exists());
+
+    let (code, v) = verify_json(&root);
+    assert_eq!(code, 0, "{v}");
+    let want = sorted(vec![
+        k.p256.keyid.clone(),
+        k.rsa.keyid.clone(),
+        soft[0].1.clone(),
+    ]);
+    assert_eq!(
+        sorted(serde_json::from_value(v["checks"][0]["signed"].clone()).unwrap()),
+        want
+    );
+    let py = json_of(&python_tuf(PY_VERIFY_ROOT, &[p(&root)]));
+    assert_eq!(py["verified"], true, "{py}");
+    assert_eq!(py["threshold"], 3);
+    assert_eq!(py["signed"], json!(want));
+    for id in [&k.p256.keyid, &k.rsa.keyid, &soft[0].1, &soft[1].1] {
+        assert_eq!(py["keyids"][id], id.as_str(), "python-tuf's key id");
+    }
+
+    // `ceremony verify` re-checks both recorded attestations: with the test CA they hold,
+    // without it both are named as not chaining.
+    let (out, _) = ok_with(&["ceremony", "verify", p(&dir), "--json"], &[attest_ca]);
+    let v = json_of(&out);
+    assert_eq!(v["ok"], true, "{v}");
+    let (code, out, err) = with(&["ceremony", "verify", p(&dir), "--json"], &[]);
+    assert_eq!(code, 3, "{out}{err}");
+    let problems = json_of(&out)["problems"].to_string();
+    for key in [&k.p256, &k.rsa] {
+        assert!(
+            problems.contains(&format!(
+                "the attestation of key {} does not hold",
+                key.keyid
+            )),
+            "{problems}"
+        );
+    }
+    assert!(!problems.contains(&soft[0].1), "{problems}");
+}
+
+// ---- what tufkey never does to a YubiKey ----------------------------------------------
+
+#[test]
+fn tufkey_never_deletes_a_yubikey_slot_and_never_generates_over_a_key() {
+    let Some(card) = card() else { return };
+    let k = keys(&card);
+    let tries = pin_tries();
+    for key in [&k.p256, &k.rsa] {
+        let (code, msg) = tk_fails(
+            &["key", "delete", &key.uri, "--yes"],
+            &[("TUFKEY_PIN", PIN)],
+        );
+        assert_eq!(code, 1, "{msg}");
+        assert!(
+            msg.contains("does not delete or reset YubiKey slots"),
+            "{msg}"
+        );
+
+        let (code, msg) = tk_fails(
+            &[
+                "key",
+                "generate",
+                &slot_uri(key.slot),
+                "--type",
+                "ecdsa-p256",
+            ],
+            &[("TUFKEY_PIN", PIN)],
+        );
+        assert_eq!(code, 1, "{msg}");
+        assert!(
+            msg.contains("already holds a key") && msg.contains("never overwrites"),
+            "{msg}"
+        );
+        let shown = json_of(&tk_ok(&["key", "show", &key.uri, "--json"], &[]).0);
+        assert_eq!(
+            shown["keyid"],
+            key.keyid.as_str(),
+            "the slot's key is unchanged"
+        );
+    }
+    assert_eq!(pin_tries(), tries, "the refusals spent no PIN try");
+}
+
+#[test]
+
+fn a_slot_holding_a_key_without_a_certificate_is_not_overwritten() {
+    let Some(_card) = card() else { return };
+    // Another tool made a key in the slot and stored no certificate with it.
+    let slot = free_slot(None);
+    let made = piv_tool(&["-s", slot, "-a", "generate", "-A", "ECCP256"]);
+    let public = &made[made
+        .find("-----BEGIN PUBLIC KEY-----")
+        .expect("a public key")..];
+    let public = &public[..public.find("-----END PUBLIC KEY-----").unwrap()];
+    assert!(shows_no_certificate(slot));
+
+    let (code, out, err) = tk(
+        &[
+            "key",
+            "generate",
+            &slot_uri(slot),
+            "--type",
+            "ecdsa-p256",
+            "--json",
+        ],
+        &[("TUFKEY_PIN", PIN)],
+    );
+    let replaced = code == 0
+        && !json_of(&out)["key"]["keyval"]["public"]
+            .as_str()
+            .unwrap()
+            .starts_with(public);
+    assert!(
+        !replaced && code == 1,
+        "tufkey generated over the key in slot {slot} (code {code}):\n{out}{err}"
+    );
+    assert!(err.contains("already holds a key"), "{err}");
+}
+
+#[test]
+
+fn key_list_shows_yubikey_keys_in_the_retired_slots_82_to_95_too() {
+    let Some(card) = card() else { return };
+    let k = keys(&card);
+    // One of the test keys in a retired slot, else a new one in the first free retired slot.
+    let key = match [&k.p256, &k.rsa]
+        .into_iter()
+        .find(|k| !SLOTS[..4].contains(&k.slot))
+    {
+        Some(key) => key.clone(),
+        None => {
+            {
+                let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+                taken.extend(&SLOTS[..4]);
+            }
+            generate_yk(None, "ecdsa-p256", &[])
+        }
+    };
+    assert!(!SLOTS[..4].contains(&key.slot));
+    let row =
+        listed_row(&key).unwrap_or_else(|| panic!("`key list yubikey:` does not list {}", key.uri));
+    assert_eq!(row["keyid"], key.keyid.as_str(), "{row}");
+}
