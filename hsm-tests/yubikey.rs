@@ -1096,7 +1096,10 @@ fn a_root_ceremony_with_two_yubikey_keys_and_two_softhsm_keys_is_signed_by_three
     let status = json_of(&out);
     assert_eq!(status["can_finalize"], true, "{status}");
     // Finalize re-checks the recorded attestations, so it needs the test CA too.
-    ok_with(&["ceremony", "finalize", p(&dir), "--out", p(&meta)], &[attest_ca]);
+    ok_with(
+        &["ceremony", "finalize", p(&dir), "--out", p(&meta)],
+        &[attest_ca],
+    );
     let root = meta.join("1.root.json");
     assert!(root.exists() && meta.join("root.json").exists());
 
