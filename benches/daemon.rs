@@ -1,0 +1,957 @@
+//! Signatures per second and latency through the signer daemon (`tufkey serve`)
+//! against the plain in-process PKCS#11 sign loop on the same SoftHSM key.
+//!
+//!     cargo bench --bench daemon
+//!
+//! One run makes a throwaway SoftHSM token with a P-256 and an Ed25519 key, a CA, a
+//! server and a client certificate (rcgen) and a signer.toml, and starts the real
+//! daemon as a child process (the `tufkey` binary cargo builds for benches). Then, for
+//! each key type and in each round, it times back to back:
+//!
+//! - **plain x1 / x2**: the plain cryptoki loop of benches/pkcs11_sign.rs (one session
+//!   per thread, SHA-256 + C_Sign for P-256, CKM_EDDSA for Ed25519), 1 and 2 threads,
+//!   over the canonical payload of the bench document;
+//! - **sign_checked x1**: in process, one thread, `tufkey::keys::sign_checked` on a
+//!   `Pkcs11Signer`: what one daemon worker does per request (sign, then verify the
+//!   signature in software), without HTTP, TLS, JSON or the audit log;
+//! - **daemon C=n**: n concurrent clients, each one keep-alive HTTPS connection with
+//!   mutual TLS (opened before the clock starts), each sending `POST /v1/sign` with a
+//!   small timestamp document in a loop and waiting for the answer. Each client has its
+//!   own repository name, so its versions only have to increase on its own connection.
+//!
+//! The order of the runs in a round alternates between rounds. The table gives per row
+//! the best rate, latency percentiles over all rounds' requests, the CPU each side
+//! used per signature, and the ratio daemon / plain x1: the median over rounds of the
+//! round's daemon rate divided by the same round's plain x1 rate. The target (issue 5)
+//! is a ratio of at least 0.60 for P-256 at 1 and at 16 clients.
+//!
+//! Environment: BENCH_SECONDS (per timed run, default 1.0), BENCH_ROUNDS (default 3),
+//! BENCH_CLIENTS (default "1,2,4,16,64"), BENCH_KEYS (default "p256,ed25519"),
+//! BENCH_WORKERS (the daemon's `workers`; default: the daemon's own default),
+//! BENCH_CLIENT_THREADS (tokio worker threads of the clients, default 2), TUFKEY_BIN
+//! (the daemon binary; default: the one cargo built). The defaults take about 55 s.
+//! The state, audit log and token live in a temp dir under target/ (a real disk, so
+//! the audit fsync costs what it costs in production). Run without `--bench` (as
+//! `cargo test --benches` does) it is a smoke run of a few seconds.
+//!
+//! Also printed, as cheap diagnostics: the median cost of one small append + fdatasync
+//! on the audit disk (a lower bound for the latency of one request at C=1, since an
+//! entry is durable before the signature is returned), the cost of the daemon's
+//! software self-check of one signature, the CPU time the bench process (clients) and
+//! the daemon used per signature, and whether every client kept its one connection.
+
+use std::fmt::Display;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cryptoki::context::Pkcs11;
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
+use cryptoki::session::UserType;
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use tufkey::keys::pkcs11::{self, Pkcs11Signer};
+use tufkey::keys::{KeyUri, PinPolicy, Pkcs11Uri, Signer};
+use tufkey::tuf::{KeyType, Metadata};
+
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+const TOKEN: &str = "bench";
+const PIN: &str = "1234";
+const CLIENT: &str = "bench-client";
+
+fn or_die<T, E: Display>(r: Result<T, E>, what: &str) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("daemon bench: {what}: {e}"),
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("daemon bench: {name}={v:?} is not a valid value")),
+        Err(_) => default,
+    }
+}
+
+fn env_list(name: &str, default: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    P256,
+    Ed25519,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::P256 => "P-256",
+            Kind::Ed25519 => "Ed25519",
+        }
+    }
+    fn object(self) -> &'static str {
+        match self {
+            Kind::P256 => "p256",
+            Kind::Ed25519 => "ed25519",
+        }
+    }
+    fn key_type(self) -> KeyType {
+        match self {
+            Kind::P256 => KeyType::EcdsaP256,
+            Kind::Ed25519 => KeyType::Ed25519,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- plain loop
+
+/// What the plain loop does per signature (as in benches/pkcs11_sign.rs).
+fn plain_sign(
+    kind: Kind,
+    session: &cryptoki::session::Session,
+    key: ObjectHandle,
+    msg: &[u8],
+) -> Vec<u8> {
+    let r = match kind {
+        Kind::P256 => {
+            let digest = Sha256::digest(msg);
+            session.sign(&Mechanism::Ecdsa, key, &digest)
+        }
+        Kind::Ed25519 => {
+            let m = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
+            session.sign(&m, key, msg)
+        }
+    };
+    or_die(r, "plain C_Sign")
+}
+
+fn find_slot(p: &Pkcs11) -> Slot {
+    for slot in or_die(p.get_slots_with_token(), "C_GetSlotList") {
+        let info = or_die(p.get_token_info(slot), "C_GetTokenInfo");
+        if info.label().trim_end() == TOKEN {
+            return slot;
+        }
+    }
+    panic!("daemon bench: no token labelled {TOKEN:?} after new-token.sh");
+}
+
+fn find_private_key(p: &Pkcs11, slot: Slot, object: &str) -> ObjectHandle {
+    let s = or_die(p.open_ro_session(slot), "C_OpenSession (plain)");
+    match s.login(UserType::User, Some(&AuthPin::from(PIN.to_string()))) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(e) => panic!("daemon bench: plain C_Login: {e}"),
+    }
+    let handles = or_die(
+        s.find_objects(&[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Label(object.as_bytes().to_vec()),
+        ]),
+        "C_FindObjects (plain)",
+    );
+    match handles.as_slice() {
+        [h] => *h,
+        other => panic!(
+            "daemon bench: expected one private key labelled {object:?}, found {}",
+            other.len()
+        ),
+    }
+}
+
+/// `threads` workers sign for `dur`; returns (signatures per second, latencies).
+fn measure_plain<S, I, W>(threads: usize, dur: Duration, init: I, work: W) -> (f64, Vec<u32>)
+where
+    I: Fn() -> S + Sync,
+    W: Fn(&S) + Sync,
+{
+    let barrier = Barrier::new(threads + 1);
+    let (total, elapsed, lat) = std::thread::scope(|sc| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                sc.spawn(|| {
+                    let state = init();
+                    let mut lat = Vec::with_capacity(65536);
+                    barrier.wait();
+                    let start = Instant::now();
+                    loop {
+                        let t = Instant::now();
+                        if t - start >= dur {
+                            break;
+                        }
+                        work(&state);
+                        lat.push(t.elapsed().as_micros() as u32);
+                    }
+                    (lat, start.elapsed())
+                })
+            })
+            .collect();
+        barrier.wait();
+        let mut all = Vec::new();
+        let mut longest = Duration::ZERO;
+        for w in workers {
+            let (l, e) = w.join().expect("a plain worker thread panicked");
+            all.extend(l);
+            longest = longest.max(e);
+        }
+        (all.len(), longest, all)
+    });
+    (total as f64 / elapsed.as_secs_f64(), lat)
+}
+
+// ---------------------------------------------------------------- certificates
+
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new(dir: &Path) -> Ca {
+        let mut p = or_die(CertificateParams::new(Vec::<String>::new()), "CA params");
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, "bench-ca");
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = or_die(KeyPair::generate(), "CA key");
+        let cert = or_die(p.self_signed(&key), "CA certificate");
+        or_die(std::fs::write(dir.join("ca.pem"), cert.pem()), "ca.pem");
+        Ca {
+            issuer: Issuer::new(p, key),
+        }
+    }
+
+    fn issue(&self, dir: &Path, file: &str, cn: &str, server: bool) {
+        let mut p = or_die(CertificateParams::new(Vec::<String>::new()), "params");
+        p.distinguished_name.push(DnType::CommonName, cn);
+        if server {
+            p.subject_alt_names = vec![
+                SanType::DnsName(or_die("localhost".try_into(), "SAN")),
+                SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])),
+            ];
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        } else {
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        let key = or_die(KeyPair::generate(), "leaf key");
+        let cert = or_die(p.signed_by(&key, &self.issuer), "leaf certificate");
+        or_die(
+            std::fs::write(dir.join(format!("{file}.pem")), cert.pem()),
+            "cert",
+        );
+        or_die(
+            std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem()),
+            "key",
+        );
+    }
+}
+
+fn client_tls(dir: &Path) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in or_die(CertificateDer::pem_file_iter(dir.join("ca.pem")), "ca.pem") {
+        or_die(roots.add(or_die(c, "ca.pem")), "adding the CA");
+    }
+    let certs: Vec<CertificateDer<'static>> = or_die(
+        CertificateDer::pem_file_iter(dir.join("client.pem")),
+        "client.pem",
+    )
+    .map(|c| or_die(c, "client.pem"))
+    .collect();
+    let key = or_die(
+        PrivateKeyDer::from_pem_file(dir.join("client.key")),
+        "client.key",
+    );
+    let cfg = or_die(
+        rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions(),
+        "TLS versions",
+    )
+    .with_root_certificates(roots);
+    let mut cfg = or_die(
+        cfg.with_client_auth_cert(certs, key),
+        "client certificate and key",
+    );
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+// ---------------------------------------------------------------- the daemon
+
+struct Daemon {
+    child: Child,
+    addr: std::net::SocketAddr,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(bin: &Path, dir: &Path, conf: &str) -> Daemon {
+        let ready = dir.join("ready");
+        let log = dir.join("daemon.log");
+        let child = or_die(
+            Command::new(bin)
+                .args(["serve", "--config"])
+                .arg(dir.join("signer.toml"))
+                .arg("--ready-file")
+                .arg(&ready)
+                .env("SOFTHSM2_CONF", conf)
+                .stdout(Stdio::null())
+                .stderr(or_die(std::fs::File::create(&log), "daemon.log"))
+                .spawn(),
+            &format!("starting {}", bin.display()),
+        );
+        let mut d = Daemon {
+            child,
+            addr: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+            log,
+        };
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(a) = std::fs::read_to_string(&ready) {
+                d.addr = or_die(a.trim().parse(), "the daemon's ready file");
+                return d;
+            }
+            if let Ok(Some(status)) = d.child.try_wait() {
+                panic!(
+                    "daemon bench: tufkey serve exited with {status}: {}",
+                    std::fs::read_to_string(&d.log).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < until, "tufkey serve did not become ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// utime + stime of a process, in seconds (from /proc/<pid>/stat).
+fn cpu_secs(pid: &str) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    // After the ")": state is field 0, utime 11, stime 12.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+// ---------------------------------------------------------------- the clients
+
+/// A small timestamp document, about the size of a real timestamp.json.
+fn timestamp_body(key_id: &str, repo: &str, version: u64, expires: &str) -> String {
+    format!(
+        r#"{{"repository":"{repo}","key_id":"{key_id}","role":"timestamp","metadata":{{"signed":{{"_type":"timestamp","spec_version":"1.0.31","version":{version},"expires":"{expires}","meta":{{"snapshot.json":{{"version":{version},"length":1514,"hashes":{{"sha256":"8f88e2ba48b412c3843e9bb26e1b6f8fc9e98aceb0fbaa97ba37b4c98717d7ab"}}}}}}}},"signatures":[]}}}}"#
+    )
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(
+    addr: std::net::SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    conns: Arc<AtomicU64>,
+) -> Sender {
+    let tcp = or_die(tokio::net::TcpStream::connect(addr).await, "connect");
+    or_die(tcp.set_nodelay(true), "TCP_NODELAY");
+    let name = ServerName::try_from("localhost").unwrap_or_else(|_| unreachable!());
+    let stream = or_die(
+        tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await,
+        "TLS handshake",
+    );
+    let (send, conn) = or_die(
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await,
+        "HTTP handshake",
+    );
+    conns.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    send
+}
+
+/// One request; panics unless the daemon signed (200).
+async fn sign_once(send: &mut Sender, body: String) -> Bytes {
+    or_die(send.ready().await, "connection not ready (closed?)");
+    let req = hyper::Request::post("/v1/sign")
+        .header(hyper::header::HOST, "localhost")
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)));
+    let resp = or_die(send.send_request(or_die(req, "request")).await, "request");
+    let status = resp.status();
+    let bytes = or_die(resp.into_body().collect().await, "response body").to_bytes();
+    if status != hyper::StatusCode::OK {
+        panic!(
+            "daemon bench: the daemon answered {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+    bytes
+}
+
+struct Shared {
+    addr: std::net::SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    /// Next version per client index (repository `bench-<i>`), across all runs.
+    versions: Vec<AtomicU64>,
+    /// TLS connections opened so far (one per client per run when keep-alive works).
+    conns: Arc<AtomicU64>,
+    expires: String,
+}
+
+/// `clients` keep-alive connections sign for `dur`; returns (rate, latencies in µs,
+/// requests).
+fn measure_daemon(
+    rt: &tokio::runtime::Runtime,
+    sh: &Arc<Shared>,
+    key_id: &Arc<str>,
+    clients: usize,
+    dur: Duration,
+) -> (f64, Vec<u32>) {
+    rt.block_on(async {
+        let mut senders = Vec::new();
+        for _ in 0..clients {
+            senders.push(connect(sh.addr, sh.tls.clone(), sh.conns.clone()).await);
+        }
+        let gate = Arc::new(tokio::sync::Barrier::new(clients + 1));
+        let mut tasks = Vec::new();
+        for (i, mut send) in senders.into_iter().enumerate() {
+            let (sh, key_id, gate) = (sh.clone(), key_id.clone(), gate.clone());
+            tasks.push(tokio::spawn(async move {
+                let repo = format!("bench-{i}");
+                let mut lat = Vec::with_capacity(16384);
+                gate.wait().await;
+                let start = Instant::now();
+                loop {
+                    let t = Instant::now();
+                    if t - start >= dur {
+                        break;
+                    }
+                    let v = sh.versions[i].fetch_add(1, Ordering::Relaxed);
+                    let body = timestamp_body(&key_id, &repo, v, &sh.expires);
+                    black_box(sign_once(&mut send, body).await);
+                    lat.push(t.elapsed().as_micros() as u32);
+                }
+                (lat, start.elapsed())
+            }));
+        }
+        gate.wait().await;
+        let mut all = Vec::new();
+        let mut longest = Duration::ZERO;
+        for t in tasks {
+            let (l, e) = or_die(t.await, "a client task");
+            all.extend(l);
+            longest = longest.max(e);
+        }
+        (all.len() as f64 / longest.as_secs_f64(), all)
+    })
+}
+
+// ---------------------------------------------------------------- statistics
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+fn best(v: &[f64]) -> f64 {
+    v.iter().copied().fold(0.0, f64::max)
+}
+
+/// p-th percentile (0..100) of microsecond latencies, in milliseconds.
+fn pct(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    f64::from(sorted[i.min(sorted.len() - 1)]) / 1000.0
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "n/a".into())
+}
+
+/// One table row: a side (plain xN or daemon C=N) of one key type.
+struct Row {
+    kind: Kind,
+    label: String,
+    rates: Vec<f64>,
+    lat: Vec<u32>,
+    /// CPU seconds (client/bench process, daemon) per signature, summed over rounds.
+    cpu: Option<(f64, f64, usize)>,
+}
+
+fn pkcs11_uri(object: &str) -> Pkcs11Uri {
+    let s = format!("pkcs11:token={TOKEN};object={object}?module-path={MODULE}&pin-value={PIN}");
+    match or_die(KeyUri::parse(&s), "parsing the bench key URI") {
+        KeyUri::Pkcs11(u) => *u,
+        _ => panic!("daemon bench: {s} did not parse as a PKCS#11 URI"),
+    }
+}
+
+fn daemon_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("TUFKEY_BIN") {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = option_env!("CARGO_BIN_EXE_tufkey") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/daemon-<hash> → target/<profile>/tufkey
+    let exe = or_die(std::env::current_exe(), "current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("tufkey"))
+        .unwrap_or_else(|| panic!("daemon bench: cannot find the tufkey binary; set TUFKEY_BIN"))
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let secs: f64 = env_or("BENCH_SECONDS", if full { 1.0 } else { 0.1 });
+    let rounds: usize = env_or("BENCH_ROUNDS", if full { 3 } else { 1 });
+    let client_threads: usize = env_or("BENCH_CLIENT_THREADS", 2);
+    let workers: Option<usize> = std::env::var("BENCH_WORKERS")
+        .ok()
+        .map(|w| or_die(w.trim().parse(), "BENCH_WORKERS"));
+    let clients_list: Vec<usize> = env_list("BENCH_CLIENTS", "1,2,4,16,64")
+        .iter()
+        .map(|c| or_die(c.parse(), "BENCH_CLIENTS"))
+        .collect();
+    let keys = env_list("BENCH_KEYS", "p256,ed25519");
+    let kinds: Vec<Kind> = [Kind::P256, Kind::Ed25519]
+        .into_iter()
+        .filter(|k| keys.iter().any(|x| x == k.object()))
+        .collect();
+    assert!(
+        secs > 0.0 && rounds > 0 && client_threads > 0,
+        "BENCH_SECONDS, BENCH_ROUNDS and BENCH_CLIENT_THREADS must be positive"
+    );
+    assert!(
+        !kinds.is_empty() && !clients_list.is_empty() && !clients_list.contains(&0),
+        "BENCH_KEYS selects no key type (p256, ed25519) or BENCH_CLIENTS is empty or has 0"
+    );
+    let dur = Duration::from_secs_f64(secs);
+    let warmup = Duration::from_millis(if full { 200 } else { 20 });
+    if !full {
+        println!("daemon: smoke run (no --bench argument); use `cargo bench` to measure");
+    }
+
+    // Token, certificates, state and audit log in a temp dir on the build disk.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let _ = std::fs::create_dir_all(&root);
+    let dir = or_die(
+        tempfile::Builder::new()
+            .prefix("bench-daemon-")
+            .tempdir_in(&root),
+        "creating a temp dir",
+    );
+    let d = dir.path();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-config/new-token.sh");
+    let out = or_die(
+        Command::new(&script)
+            .arg(d.join("hsm"))
+            .arg(TOKEN)
+            .arg(PIN)
+            .output(),
+        &format!("running {}", script.display()),
+    );
+    assert!(
+        out.status.success(),
+        "daemon bench: {} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conf = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .expect("new-token.sh printed no softhsm2.conf path");
+    // Nothing else runs yet, and the module is not loaded: set_var is sound here.
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    or_die(std::fs::write(d.join("pin"), PIN), "pin file");
+
+    let policy = PinPolicy::default();
+    let mut signers = Vec::new();
+    for &kind in &kinds {
+        let uri = pkcs11_uri(kind.object());
+        or_die(
+            pkcs11::generate(&uri, kind.key_type(), &policy),
+            &format!("generating the {} key", kind.object()),
+        );
+        let s = or_die(Pkcs11Signer::open(&uri, &policy), "Pkcs11Signer::open");
+        signers.push((kind, s));
+    }
+
+    let ca = Ca::new(d);
+    ca.issue(d, "server", "localhost", true);
+    ca.issue(d, "client", CLIENT, false);
+    let mut cfg = String::from(
+        "# written by benches/daemon.rs\nlisten = \"127.0.0.1:0\"\nstate = \"state.json\"\naudit = \"audit.jsonl\"\n",
+    );
+    if let Some(w) = workers {
+        cfg.push_str(&format!("workers = {w}\n"));
+    }
+    cfg.push_str("\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"ca.pem\"\n");
+    for (kind, _) in &signers {
+        cfg.push_str(&format!(
+            "\n[[keys]]\nuri = \"pkcs11:token={TOKEN};object={}?module-path={MODULE}&pin-source=file:{}\"\n",
+            kind.object(),
+            d.join("pin").display()
+        ));
+    }
+    let ids: Vec<String> = signers
+        .iter()
+        .map(|(_, s)| format!("\"{}\"", s.key_id()))
+        .collect();
+    cfg.push_str(&format!(
+        "\n[[clients]]\nidentity = \"{CLIENT}\"\nkeys = [{}]\nrepositories = [\"*\"]\nroles = [\"timestamp\"]\nmax_expiry = \"7d\"\nrate = \"1000000/s\"\n",
+        ids.join(", ")
+    ));
+    or_die(std::fs::write(d.join("signer.toml"), &cfg), "signer.toml");
+
+    let bin = daemon_binary();
+    let daemon = Daemon::start(&bin, d, &conf);
+    let dpid = daemon.child.id().to_string();
+    let me = std::process::id().to_string();
+    let rt = or_die(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(client_threads)
+            .enable_all()
+            .build(),
+        "client runtime",
+    );
+    let expires = tufkey::tuf::time::format_expires(chrono::Utc::now() + chrono::Duration::days(1));
+    let sh = Arc::new(Shared {
+        addr: daemon.addr,
+        tls: client_tls(d),
+        versions: (0..clients_list.iter().copied().max().unwrap_or(1))
+            .map(|_| AtomicU64::new(1))
+            .collect(),
+        conns: Arc::new(AtomicU64::new(0)),
+        expires,
+    });
+
+    let p11 = or_die(pkcs11::module(Path::new(MODULE)), "loading SoftHSM");
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let workers_line = std::fs::read_to_string(&daemon.log)
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.contains("worker"))
+        .unwrap_or("")
+        .to_string();
+    println!("daemon: {} at https://{}", bin.display(), daemon.addr);
+    println!("  {workers_line}");
+    println!(
+        "{secs} s per timed run; {rounds} rounds; clients {clients_list:?}; client runtime {client_threads} threads; {cpus} CPUs; loadavg at start {}",
+        loadavg()
+    );
+
+    // What one audit commit costs at least on this disk: append a line, fdatasync.
+    let fsync_us = {
+        use std::io::Write;
+        let p = d.join("fsync-probe");
+        let mut f = or_die(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&p),
+            "fsync probe",
+        );
+        let line = [b'x'; 400];
+        let mut v: Vec<f64> = (0..if full { 300 } else { 30 })
+            .map(|_| {
+                let t = Instant::now();
+                or_die(f.write_all(&line), "fsync probe write");
+                or_die(f.sync_data(), "fsync probe fdatasync");
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        let _ = std::fs::remove_file(&p);
+        v.sort_by(|a, b| a.total_cmp(b));
+        median(&v)
+    };
+    println!(
+        "audit disk: a 400-byte append + fdatasync takes {fsync_us:.0} us (median); one commit per request bounds C=1 at {:.0}/s",
+        1e6 / fsync_us
+    );
+
+    let mut rows: Vec<Row> = Vec::new();
+    for (kind, signer) in &signers {
+        let kind = *kind;
+        let key_id: Arc<str> = Arc::from(signer.key_id());
+        let slot = find_slot(&p11);
+        let handle = find_private_key(&p11, slot, kind.object());
+        let open_session = || or_die(p11.open_ro_session(slot), "C_OpenSession (plain worker)");
+
+        // Self-check outside the clock: a daemon signature over the document's
+        // canonical form verifies with the key's public key, and so does a plain one.
+        let public = signer.public_key();
+        let check_repo = format!("check-{}", kind.object());
+        let body = timestamp_body(&key_id, &check_repo, 1, &sh.expires);
+        let answer = rt.block_on(async {
+            let mut s = connect(sh.addr, sh.tls.clone(), Arc::new(AtomicU64::new(0))).await;
+            sign_once(&mut s, body.clone()).await
+        });
+        let answer: Value = or_die(serde_json::from_slice(&answer), "daemon answer");
+        let doc: Value = or_die(serde_json::from_str(&body), "request body");
+        let md = or_die(
+            Metadata::from_value(doc["metadata"].clone()),
+            "bench document",
+        );
+        let payload = md.payload();
+        or_die(
+            public.verify_hex(&payload, answer["sig"].as_str().unwrap_or("")),
+            "the daemon's signature does not verify",
+        );
+        let raw = plain_sign(kind, &open_session(), handle, &payload);
+        let plain_sig = match kind {
+            Kind::P256 => or_die(
+                p256::ecdsa::Signature::from_slice(&raw),
+                "plain ECDSA output",
+            )
+            .to_der()
+            .as_bytes()
+            .to_vec(),
+            Kind::Ed25519 => raw,
+        };
+        or_die(
+            public.verify_hex(&payload, &hex::encode(&plain_sig)),
+            "the plain signature does not verify",
+        );
+        println!(
+            "\n{} (key {}...): daemon and plain signatures verify; document {} bytes, payload {} bytes",
+            kind.name(),
+            &key_id[..16],
+            body.len(),
+            payload.len()
+        );
+
+        // The plain loop signs the same canonical payload the daemon signs.
+        let plain_run = |threads: usize, d: Duration| {
+            measure_plain(threads, d, open_session, |s| {
+                black_box(plain_sign(kind, s, handle, black_box(&payload)));
+            })
+        };
+        // What one daemon worker does per request, in process: tufkey's signer plus
+        // the self-check (`keys::sign_checked` verifies every signature in software).
+        let checked_run = |d: Duration| {
+            measure_plain(
+                1,
+                d,
+                || (),
+                |_| {
+                    black_box(or_die(
+                        tufkey::keys::sign_checked(signer, black_box(&payload)),
+                        "sign_checked",
+                    ));
+                },
+            )
+        };
+        let sig_hex = answer["sig"].as_str().unwrap_or("").to_string();
+        let mut verify_us: Vec<f64> = (0..if full { 300 } else { 30 })
+            .map(|_| {
+                let t = Instant::now();
+                or_die(public.verify_hex(&payload, &sig_hex), "verify");
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        verify_us.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "  the daemon's self-check (PublicKey::verify_hex, software) takes {:.0} us per signature (median)",
+            median(&verify_us)
+        );
+        // Sides of a round: plain x1, plain x2, then the daemon per client count.
+        let mut sides: Vec<Row> = [1usize, 2]
+            .iter()
+            .map(|t| Row {
+                kind,
+                label: format!("plain x{t}"),
+                rates: Vec::new(),
+                lat: Vec::new(),
+                cpu: None,
+            })
+            .chain(std::iter::once(Row {
+                kind,
+                label: "sign_checked x1".into(),
+                rates: Vec::new(),
+                lat: Vec::new(),
+                cpu: None,
+            }))
+            .chain(clients_list.iter().map(|c| Row {
+                kind,
+                label: format!("daemon C={c}"),
+                rates: Vec::new(),
+                lat: Vec::new(),
+                cpu: Some((0.0, 0.0, 0)),
+            }))
+            .collect();
+        // Warm-up, untimed.
+        plain_run(1, warmup);
+        plain_run(2, warmup);
+        checked_run(warmup);
+        for &c in &clients_list {
+            measure_daemon(&rt, &sh, &key_id, c, warmup);
+        }
+        for r in 0..rounds {
+            let mut order: Vec<usize> = (0..sides.len()).collect();
+            if r % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                let (rate, lat) = if i < 2 {
+                    plain_run(i + 1, dur)
+                } else if i == 2 {
+                    checked_run(dur)
+                } else {
+                    let c = clients_list[i - 3];
+                    let (me0, d0) = (cpu_secs(&me), cpu_secs(&dpid));
+                    let (rate, lat) = measure_daemon(&rt, &sh, &key_id, c, dur);
+                    let (me1, d1) = (cpu_secs(&me), cpu_secs(&dpid));
+                    if let Some((a, b, n)) = &mut sides[i].cpu {
+                        *a += me1 - me0;
+                        *b += d1 - d0;
+                        *n += lat.len();
+                    }
+                    (rate, lat)
+                };
+                sides[i].rates.push(rate);
+                sides[i].lat.extend(lat);
+            }
+        }
+        for s in &sides {
+            println!(
+                "  {:<12} [{}] /s",
+                s.label,
+                s.rates
+                    .iter()
+                    .map(|x| format!("{x:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        rows.extend(sides);
+    }
+    let conns = sh.conns.load(Ordering::Relaxed);
+    let log_lines = std::fs::read_to_string(d.join("audit.jsonl"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0);
+    daemon.stop();
+
+    println!("\nloadavg at end {}", loadavg());
+    let expected = (kinds.len() * (rounds + 1) * clients_list.iter().sum::<usize>()) as u64;
+    println!(
+        "TLS connections opened by the timed and warm-up runs: {conns} (one per client per run would be {expected}: {}); audit log {log_lines} entries",
+        if conns == expected {
+            "keep-alive held"
+        } else {
+            "CONNECTIONS WERE REOPENED"
+        }
+    );
+    println!(
+        "\nSignatures per second (best of {rounds} rounds of {secs} s), latency over all rounds' requests;\nratio = median over rounds of rate / the same round's plain x1 rate; CPU = ms of CPU per 1000 signatures:\n"
+    );
+    println!("| Key | Side | best /s | p50 ms | p90 ms | p99 ms | / plain x1 | CPU client | CPU daemon |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut verdicts = Vec::new();
+    for kind in &kinds {
+        let of: Vec<&mut Row> = rows.iter_mut().filter(|r| r.kind == *kind).collect();
+        let plain1 = of[0].rates.clone();
+        for row in of {
+            row.lat.sort_unstable();
+            let ratios: Vec<f64> = row.rates.iter().zip(&plain1).map(|(a, p)| a / p).collect();
+            let ratio = median(&ratios);
+            let (cc, cd) = match row.cpu {
+                Some((a, b, n)) if n > 0 => (
+                    format!("{:.0}", a * 1e6 / n as f64),
+                    format!("{:.0}", b * 1e6 / n as f64),
+                ),
+                _ => ("-".into(), "-".into()),
+            };
+            println!(
+                "| {} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {cc} | {cd} |",
+                kind.name(),
+                row.label,
+                best(&row.rates),
+                pct(&row.lat, 50.0),
+                pct(&row.lat, 90.0),
+                pct(&row.lat, 99.0),
+                ratio
+            );
+            if row.label == "daemon C=1" || row.label == "daemon C=16" {
+                verdicts.push((kind.name(), row.label.clone(), ratio));
+            }
+        }
+    }
+    println!("\nTarget (issue 5): daemon >= 0.60 x plain x1 for P-256 at C=1 and C=16:");
+    for (k, l, r) in &verdicts {
+        let judged = *k == "P-256";
+        println!(
+            "  {k:<8} {l:<12} {r:.3}  {}",
+            match (full, judged, *r >= 0.60) {
+                (false, _, _) => "n/a (smoke run)",
+                (true, false, true) => "(>= 0.60; not part of the target)",
+                (true, false, false) => "(< 0.60; not part of the target)",
+                (true, true, true) => "met",
+                (true, true, false) => "MISSED",
+            }
+        );
+    }
+    drop(dir);
+}
