@@ -31,6 +31,8 @@ dpkg -s vsmartcard-vpcd >/dev/null 2>&1 || missing+=(vsmartcard-vpcd)
 dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 command -v yubico-piv-tool >/dev/null 2>&1 || missing+=(yubico-piv-tool)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+# The replica tests start their own throwaway PostgreSQL server (never the system cluster).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq

@@ -87,7 +87,8 @@ pub struct Verified {
     pub head: String,
 }
 
-fn line_hash(line: &[u8]) -> String {
+/// SHA-256 of one line's bytes (without the newline): the next entry's `prev`.
+pub(crate) fn line_hash(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line))
 }
 
@@ -107,7 +108,9 @@ pub fn verify(path: &Path) -> Result<Verified, AuditError> {
     verify_bytes(path, &text)
 }
 
-fn verify_bytes(path: &Path, text: &[u8]) -> Result<Verified, AuditError> {
+/// Checks a log given as its JSON-lines bytes; `path` only names it in errors (the
+/// PostgreSQL store passes its redacted URL, so both stores share one verifier).
+pub fn verify_bytes(path: &Path, text: &[u8]) -> Result<Verified, AuditError> {
     let bad = |line: usize, reason: String| AuditError::Broken {
         path: path.into(),
         line,
@@ -167,8 +170,9 @@ fn verify_bytes(path: &Path, text: &[u8]) -> Result<Verified, AuditError> {
     Ok(out)
 }
 
-/// Encodes `event` as the line with sequence number `seq` after `prev`.
-fn encode(event: &Event, seq: u64, prev: &str) -> Result<Vec<u8>, AuditError> {
+/// Encodes `event` as the line with sequence number `seq` after `prev`. Shared with
+/// the PostgreSQL store so that both write byte-identical lines.
+pub(crate) fn encode(event: &Event, seq: u64, prev: &str) -> Result<Vec<u8>, AuditError> {
     let Value::Object(mut obj) =
         serde_json::to_value(event).map_err(|e| AuditError::Encode(e.to_string()))?
     else {

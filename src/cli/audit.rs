@@ -1,12 +1,16 @@
-//! `tufkey audit verify`: check an audit log's hash chain.
+//! `tufkey audit verify` / `tufkey audit export`: check an audit log's hash chain,
+//! in a JSON-lines file or in the PostgreSQL store that signer replicas share.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use tufkey::audit::{self, AuditError};
+use tufkey::audit::{self, AuditError, Verified};
+use tufkey::server::pg;
+use tufkey::server::store::StoreError;
 
 use super::output::print_json;
 use super::{Ctx, EXIT_NOT_VERIFIED};
@@ -15,24 +19,72 @@ use super::{Ctx, EXIT_NOT_VERIFIED};
 pub enum AuditCmd {
     /// Check that no entry of an audit log was edited, removed or reordered.
     Verify(VerifyArgs),
+    /// Write the audit log held in PostgreSQL as JSON lines (byte-identical to a
+    /// file log), for archiving or for `tufkey audit verify FILE` elsewhere.
+    Export(ExportArgs),
 }
 
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// The audit log (JSON lines, as `tufkey serve` writes it).
-    log: PathBuf,
+    /// The audit log: a JSON-lines file as `tufkey serve` writes it, or the
+    /// replicas' `postgres://user@host:port/db` (its head row is checked too).
+    log: String,
     /// The head hash noted earlier (from /healthz or the daemon's stop message): also
     /// proves that no trailing entry was removed since.
     #[arg(long, value_name = "SHA256")]
     head: Option<String>,
 }
 
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The replicas' store: `postgres://user@host:port/db`.
+    url: String,
+    /// Write here (atomically) instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
 pub fn run(cmd: AuditCmd, ctx: &Ctx) -> Result<ExitCode> {
-    let AuditCmd::Verify(args) = cmd;
-    // The library treats a missing log as empty (a daemon's first start); here it is a
-    // mistake in the path.
-    std::fs::metadata(&args.log).with_context(|| format!("cannot read {}", args.log.display()))?;
-    let verdict = audit::verify(&args.log);
+    match cmd {
+        AuditCmd::Verify(args) => verify(args, ctx),
+        AuditCmd::Export(args) => export(args),
+    }
+}
+
+fn export(args: ExportArgs) -> Result<ExitCode> {
+    if !pg::is_postgres_url(&args.url) {
+        anyhow::bail!("`tufkey audit export` reads the PostgreSQL store: give a postgres:// URL (a file log is already in this form)");
+    }
+    let (bytes, _, _) = pg::export_blocking(&args.url)?.ok_or_else(|| pg::no_tables(&args.url))?;
+    match &args.output {
+        Some(p) => tufkey::fsutil::write_atomic(p, &bytes)
+            .with_context(|| format!("cannot write {}", p.display()))?,
+        None => std::io::stdout()
+            .write_all(&bytes)
+            .context("cannot write to standard output")?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(args: VerifyArgs, ctx: &Ctx) -> Result<ExitCode> {
+    let name = if pg::is_postgres_url(&args.log) {
+        pg::redact_url(&args.log)
+    } else {
+        args.log.clone()
+    };
+    let verdict: Result<Verified, AuditError> = if pg::is_postgres_url(&args.log) {
+        match pg::verify_blocking(&args.log, false) {
+            Ok(v) => Ok(v),
+            Err(StoreError::Audit(e)) => Err(e),
+            Err(e) => return Err(anyhow::anyhow!("{e}")),
+        }
+    } else {
+        // The library treats a missing log as empty (a daemon's first start); here it
+        // is a mistake in the path.
+        let path = Path::new(&args.log);
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        audit::verify(path)
+    };
     let (ok, report) = match &verdict {
         Ok(v) => {
             let head_ok = args
@@ -41,27 +93,25 @@ pub fn run(cmd: AuditCmd, ctx: &Ctx) -> Result<ExitCode> {
                 .is_none_or(|h| v.head.eq_ignore_ascii_case(h.trim()));
             let msg = if head_ok {
                 format!(
-                    "{}: {} entries, chain intact, head {}",
-                    args.log.display(),
+                    "{name}: {} entries, chain intact, head {}",
                     v.entries.len(),
                     v.head
                 )
             } else {
                 format!(
-                    "{}: the chain is intact but its head {} is not the expected {}: entries were removed from the end, or the log was replaced",
-                    args.log.display(),
+                    "{name}: the chain is intact but its head {} is not the expected {}: entries were removed from the end, or the log was replaced",
                     v.head,
                     args.head.as_deref().unwrap_or_default()
                 )
             };
             (
                 head_ok,
-                json!({"file": args.log, "ok": head_ok, "entries": v.entries.len(), "head": v.head, "message": msg}),
+                json!({"file": name, "ok": head_ok, "entries": v.entries.len(), "head": v.head, "message": msg}),
             )
         }
         Err(AuditError::Broken { line, reason, .. }) => (
             false,
-            json!({"file": args.log, "ok": false, "line": line, "message": format!("{}, line {line}: {reason}", args.log.display())}),
+            json!({"file": name, "ok": false, "line": line, "message": format!("{name}, line {line}: {reason}")}),
         ),
         Err(e) => return Err(anyhow::anyhow!("{e}")),
     };

@@ -25,7 +25,14 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let cfg = Config::load(&args.config)?;
     if args.check {
         server::tls::server_config(&cfg.tls)?;
-        tufkey::audit::verify(&cfg.audit)?;
+        match &cfg.state {
+            server::config::StateConfig::Files { audit, .. } => {
+                tufkey::audit::verify(audit)?;
+            }
+            server::config::StateConfig::Postgres { url } => {
+                server::pg::verify_blocking(url, true)?;
+            }
+        }
         let keys = server::open_keys(&cfg)?;
         println!(
             "{}: ok ({} key(s), {} client(s))",

@@ -19,9 +19,9 @@ use sha2::{Digest, Sha256};
 
 use super::config::{ClientPolicy, Config};
 use super::metrics::Metrics;
-use super::state::{RateLimiter, VersionStore};
+use super::store::{ReserveError, Store, StoreError};
 use super::ServedKey;
-use crate::audit::{AuditError, AuditLog, Event};
+use crate::audit::Event;
 use crate::keys::KeyError;
 use crate::tuf::Metadata;
 
@@ -32,10 +32,9 @@ const TOP_LEVEL: &[&str] = &["root", "targets", "snapshot", "timestamp"];
 pub struct App {
     pub cfg: Config,
     pub keys: BTreeMap<String, ServedKey>,
-    pub versions: VersionStore,
-    pub rate: RateLimiter,
+    /// Versions, rate buckets and the audit log: local files or PostgreSQL.
+    pub store: Box<dyn Store>,
     pub metrics: Metrics,
-    pub audit: AuditLog,
     /// Bounds concurrent HSM calls: one permit per worker, one PKCS#11 session each.
     pub workers: tokio::sync::Semaphore,
     /// (entries, head hash) of the audit log after the last commit.
@@ -69,6 +68,15 @@ fn refuse(status: StatusCode, code: &'static str, message: impl Into<String>) ->
 
 fn forbidden(code: &'static str, message: impl Into<String>) -> Refusal {
     refuse(StatusCode::FORBIDDEN, code, message)
+}
+
+/// The store (PostgreSQL) did not answer: nothing is signed without it.
+fn state_unavailable(e: StoreError) -> Refusal {
+    refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "state-unavailable",
+        format!("the signer's state store is unavailable, so nothing is signed: {e}"),
+    )
 }
 
 fn bad_request(code: &'static str, message: impl Into<String>) -> Refusal {
@@ -179,8 +187,8 @@ impl App {
     }
 
     /// Appends an audit entry and waits until it is durable.
-    pub async fn record(&self, event: Event) -> Result<(), AuditError> {
-        let c = self.audit.append(event).await?;
+    pub async fn record(&self, event: Event) -> Result<(), StoreError> {
+        let c = self.store.append(event).await?;
         let mut h = self.head.lock().unwrap_or_else(|e| e.into_inner());
         if c.seq > h.0 {
             *h = (c.seq, c.hash);
@@ -367,11 +375,13 @@ impl App {
     }
 
     /// Policy and rate limit, the checks every signing request starts with.
-    fn admit(&self, conn: &ConnInfo) -> Result<&ClientPolicy, Refusal> {
+    async fn admit(&self, conn: &ConnInfo) -> Result<&ClientPolicy, Refusal> {
         let policy = self.authorized(conn)?;
         if let Some(rate) = policy.rate {
-            self.rate
-                .take(&policy.identity, rate)
+            self.store
+                .take_token(&policy.identity, rate)
+                .await
+                .map_err(state_unavailable)?
                 .map_err(|secs| Refusal {
                     retry_after: Some(secs),
                     ..refuse(
@@ -406,7 +416,7 @@ impl App {
         conn: &ConnInfo,
         ev: &mut Event,
     ) -> Result<Value, Refusal> {
-        let policy = self.admit(conn)?;
+        let policy = self.admit(conn).await?;
         let body = self.read_body(req).await?;
         let r: SignRequest = serde_json::from_slice(&body).map_err(|e| {
             bad_request(
@@ -515,22 +525,27 @@ impl App {
             ));
         }
         let prev = self
-            .versions
+            .store
             .reserve(&repository, &role, version)
-            .map_err(|n| {
-                forbidden(
+            .await
+            .map_err(|e| match e {
+                ReserveError::NotIncreasing { last } => forbidden(
                     "version-not-increasing",
                     format!(
-                        "version {version} of {repository}/{role} is not above {}, the last version this signer signed: a rollback or replay",
-                        n.last
+                        "version {version} of {repository}/{role} is not above {last}, the last version this signer signed: a rollback or replay"
                     ),
-                )
+                ),
+                ReserveError::OutOfRange(_) => bad_request("malformed-metadata", e.to_string()),
+                ReserveError::Store(e) => state_unavailable(e),
             })?;
         let signed = self.sign_on_worker(key, payload).await;
         let sig = match signed {
             Ok(s) => s,
             Err(r) => {
-                self.versions.release(&repository, &role, version, prev);
+                if let Err(e) = self.store.release(&repository, &role, version, prev).await {
+                    // The version stays claimed: safe (no replay), the client bumps it.
+                    eprintln!("tufkey serve: cannot release {repository}/{role} v{version}: {e}");
+                }
                 return Err(r);
             }
         };
@@ -560,7 +575,7 @@ impl App {
         conn: &ConnInfo,
         ev: &mut Event,
     ) -> Result<Value, Refusal> {
-        let policy = self.admit(conn)?;
+        let policy = self.admit(conn).await?;
         let body = self.read_body(req).await?;
         let r: RawSignRequest = serde_json::from_slice(&body).map_err(|e| {
             bad_request(

@@ -29,13 +29,33 @@ pub struct Config {
     pub path: PathBuf,
     pub listen: SocketAddr,
     pub tls: TlsConfig,
-    pub state: PathBuf,
-    pub audit: PathBuf,
+    /// Where the last signed versions, rate counters and the audit log live.
+    pub state: StateConfig,
     /// Concurrent HSM calls (each on its own PKCS#11 session).
     pub workers: usize,
     pub limits: Limits,
     pub keys: Vec<KeyConfig>,
     pub clients: Vec<ClientPolicy>,
+}
+
+/// The daemon's store: files for one daemon, PostgreSQL for several replicas.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateConfig {
+    /// `state = "state.json"` and `audit = "audit.jsonl"`: the embedded store.
+    Files { state: PathBuf, audit: PathBuf },
+    /// `state = "postgres://user@host:port/db"`: versions, rate buckets and the one
+    /// audit chain in PostgreSQL, shared by every replica; no `audit` file then.
+    Postgres { url: String },
+}
+
+impl StateConfig {
+    /// Where the audit log is, for messages (a PostgreSQL URL without its password).
+    pub fn audit_display(&self) -> String {
+        match self {
+            StateConfig::Files { audit, .. } => audit.display().to_string(),
+            StateConfig::Postgres { url } => super::pg::redact_url(url),
+        }
+    }
 }
 
 /// Server certificate and key, and the CA that client certificates must chain to.
@@ -137,7 +157,8 @@ struct RawConfig {
     listen: Spanned<String>,
     tls: Spanned<RawTls>,
     state: Spanned<String>,
-    audit: Spanned<String>,
+    #[serde(default)]
+    audit: Option<Spanned<String>>,
     #[serde(default)]
     workers: Option<Spanned<i64>>,
     #[serde(default)]
@@ -244,25 +265,46 @@ impl Config {
             key: existing(&tls.key, "server key")?,
             client_ca: existing(&tls.client_ca, "client CA")?,
         };
-        let state = file(&raw.state)?;
-        let audit = file(&raw.audit)?;
-        for (s, p) in [(&raw.state, &state), (&raw.audit, &audit)] {
-            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
-            if let Some(d) = dir {
-                if !d.is_dir() {
-                    return Err(err(
-                        s.span().start,
-                        format!("folder {} does not exist", d.display()),
-                    ));
+        let state = if super::pg::is_postgres_url(raw.state.get_ref()) {
+            super::pg::parse_url(raw.state.get_ref())
+                .map_err(|reason| err(raw.state.span().start, reason))?;
+            if let Some(a) = &raw.audit {
+                return Err(err(
+                    a.span().start,
+                    "with state = \"postgres://…\" the audit log is kept in PostgreSQL too (one chain for every replica); remove `audit`".into(),
+                ));
+            }
+            StateConfig::Postgres {
+                url: raw.state.get_ref().clone(),
+            }
+        } else {
+            let Some(raw_audit) = &raw.audit else {
+                return Err(err(
+                    raw.state.span().start,
+                    "missing `audit`: give the audit log's file (or a postgres:// URL as `state` for replicas)".into(),
+                ));
+            };
+            let state = file(&raw.state)?;
+            let audit = file(raw_audit)?;
+            for (s, p) in [(&raw.state, &state), (raw_audit, &audit)] {
+                let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+                if let Some(d) = dir {
+                    if !d.is_dir() {
+                        return Err(err(
+                            s.span().start,
+                            format!("folder {} does not exist", d.display()),
+                        ));
+                    }
                 }
             }
-        }
-        if state == audit {
-            return Err(err(
-                raw.audit.span().start,
-                "state and audit must be different files".into(),
-            ));
-        }
+            if state == audit {
+                return Err(err(
+                    raw_audit.span().start,
+                    "state and audit must be different files".into(),
+                ));
+            }
+            StateConfig::Files { state, audit }
+        };
         let workers = match &raw.workers {
             None => std::thread::available_parallelism()
                 .map(|n| n.get().max(2))
@@ -422,7 +464,6 @@ impl Config {
             listen,
             tls,
             state,
-            audit,
             workers,
             limits,
             keys,
@@ -558,6 +599,38 @@ rate = "60/min"
             assert_eq!(e.line, line, "{e}");
             assert!(e.to_string().contains(word), "{e}");
         }
+    }
+
+    #[test]
+    fn state_is_files_or_one_postgres_url() {
+        let (_d, p) = setup();
+        let c = Config::parse(&p, GOOD).unwrap();
+        assert!(matches!(c.state, StateConfig::Files { .. }));
+        let pg = GOOD.replace(
+            "state = \"state.json\"\naudit = \"audit.jsonl\"",
+            "state = \"postgres://tufkey:pw@127.0.0.1:5432/signer\"",
+        );
+        let c = Config::parse(&p, &pg).unwrap();
+        assert_eq!(
+            c.state,
+            StateConfig::Postgres {
+                url: "postgres://tufkey:pw@127.0.0.1:5432/signer".into()
+            }
+        );
+        assert_eq!(
+            c.state.audit_display(),
+            "postgres://tufkey:***@127.0.0.1:5432/signer"
+        );
+        // An audit file next to PostgreSQL would be a second, diverging log.
+        let both = GOOD.replace("state.json", "postgres://u@127.0.0.1/signer");
+        let e = Config::parse(&p, &both).unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.to_string().contains("remove `audit`"), "{e}");
+        let e = Config::parse(&p, &GOOD.replace("audit = \"audit.jsonl\"\n", "")).unwrap_err();
+        assert!(e.to_string().contains("missing `audit`"), "{e}");
+        let e = Config::parse(&p, &pg.replace(":5432", ":port")).unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(!e.to_string().contains("pw@"), "{e}");
     }
 
     #[test]

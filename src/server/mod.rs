@@ -10,7 +10,9 @@
 mod api;
 pub mod config;
 pub mod metrics;
+pub mod pg;
 pub mod state;
+pub mod store;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -23,7 +25,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::audit::{AuditError, AuditLog, Event};
+use crate::audit::{AuditError, Event};
 use crate::keys::{KeyError, PinPolicy, Signer};
 pub use config::{Config, ConfigError};
 
@@ -38,6 +40,8 @@ pub enum ServerError {
     State(String),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
     #[error("{}:{line}: cannot open key {uri}: {err}", config.display())]
     Key {
         config: PathBuf,
@@ -130,34 +134,30 @@ pub fn open_keys(cfg: &Config) -> Result<BTreeMap<String, ServedKey>, ServerErro
 /// before the first connection is accepted.
 pub fn run(cfg: Config, opts: Options) -> Result<(), ServerError> {
     let tls = tls::server_config(&cfg.tls)?;
-    let (audit, history) = AuditLog::open(&cfg.audit)?;
-    let versions = state::VersionStore::load(&cfg.state, &history.entries)?;
-    versions.save()?;
-    let keys = open_keys(&cfg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(cfg.workers + 4)
         .thread_name("tufkey-serve")
         .build()
         .map_err(|e| ServerError::Runtime(format!("cannot start the runtime: {e}")))?;
+    // The store first (a broken audit chain stops the daemon before keys are opened);
+    // inside the runtime, which the PostgreSQL store's connections run on.
+    let (store, opened) = rt.block_on(store::open(&cfg.state, cfg.workers))?;
+    let keys = open_keys(&cfg)?;
     let metrics = metrics::Metrics::default();
-    metrics.set_audit_entries(history.entries.len() as u64);
+    metrics.set_audit_entries(opened.entries);
     let app = Arc::new(api::App {
         workers: tokio::sync::Semaphore::new(cfg.workers),
         cfg,
         keys,
-        versions,
-        rate: state::RateLimiter::default(),
+        store,
         metrics,
-        audit,
-        head: std::sync::Mutex::new((history.entries.len() as u64, history.head)),
+        head: std::sync::Mutex::new((opened.entries, opened.head)),
     });
     let result = rt.block_on(serve(app.clone(), tls, opts));
     rt.shutdown_timeout(Duration::from_secs(5));
-    match Arc::try_unwrap(app) {
-        Ok(app) => app.audit.close(),
-        Err(app) => drop(app),
-    }
+    // Dropping the store commits what is queued and stops the local audit writer.
+    drop(app);
     result
 }
 
@@ -202,7 +202,7 @@ async fn serve(
         app.keys.len(),
         app.cfg.clients.len(),
         app.cfg.workers,
-        app.cfg.audit.display()
+        app.cfg.state.audit_display()
     );
 
     let snapshots = {
@@ -212,7 +212,7 @@ async fn serve(
             loop {
                 tick.tick().await;
                 let app = app.clone();
-                let saved = tokio::task::spawn_blocking(move || app.versions.save()).await;
+                let saved = tokio::task::spawn_blocking(move || app.store.snapshot()).await;
                 if let Ok(Err(e)) = saved {
                     eprintln!("tufkey serve: cannot write the state snapshot: {e}");
                 }
@@ -287,7 +287,7 @@ async fn serve(
     snapshots.abort();
     let saved = {
         let app = app.clone();
-        tokio::task::spawn_blocking(move || app.versions.save())
+        tokio::task::spawn_blocking(move || app.store.snapshot())
             .await
             .map_err(|e| ServerError::Runtime(e.to_string()))?
     };
@@ -303,7 +303,7 @@ async fn serve(
     let head = app.head();
     eprintln!(
         "tufkey serve: stopped; audit log {} has {} entries, head {}",
-        app.cfg.audit.display(),
+        app.cfg.state.audit_display(),
         head.0,
         head.1
     );
