@@ -14,11 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
+use harness::daemon::{expires_in, Ca, Daemon};
 use harness::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use rcgen::KeyPair;
 use serde_json::{json, Value};
 use tufkey::keys::remote::{Client, ClientTls};
 
@@ -241,51 +239,6 @@ impl Drop for Postgres {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Certificates and daemons (as in hsm-tests/server.rs).
-
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(dir: &Path, name: &str) -> Ca {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(DnType::CommonName, name);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().unwrap();
-        let cert = p.self_signed(&key).unwrap();
-        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
-        Ca {
-            issuer: Issuer::new(p, key),
-        }
-    }
-
-    fn issue(&self, dir: &Path, file: &str, cn: &str, server: bool) -> (PathBuf, PathBuf) {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        if server {
-            p.subject_alt_names = vec![
-                SanType::DnsName("localhost".try_into().unwrap()),
-                SanType::IpAddress("127.0.0.1".parse().unwrap()),
-            ];
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        } else {
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        }
-        let key = KeyPair::generate().unwrap();
-        let cert = p.signed_by(&key, &self.issuer).unwrap();
-        let (c, k) = (
-            dir.join(format!("{file}.pem")),
-            dir.join(format!("{file}.key")),
-        );
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        (c, k)
-    }
-}
-
 /// One replica: its own SoftHSM folder with the shared key imported, its own config.
 struct Replica {
     hsm: SoftHsm,
@@ -309,7 +262,7 @@ fn setup(pg: &Postgres) -> Setup {
         .unwrap();
     let d = dir.path();
     let ca = Ca::new(d, "client-ca");
-    ca.issue(d, "server", "localhost", true);
+    ca.issue(d, "server", "localhost", true, false);
     // The online key, made in software once and imported into every replica's HSM.
     let key_file = d.join("online.p8.pem");
     std::fs::write(&key_file, KeyPair::generate().unwrap().serialize_pem()).unwrap();
@@ -379,7 +332,7 @@ rate = "3/min"
 
 impl Setup {
     fn client_tls(&self, name: &str) -> ClientTls {
-        let (c, k) = self.ca.issue(self.dir.path(), name, name, false);
+        let (c, k) = self.ca.issue(self.dir.path(), name, name, false, false);
         ClientTls {
             ca: self.dir.path().join("client-ca.pem"),
             identity: Some((c, k)),
@@ -389,88 +342,9 @@ impl Setup {
     fn start_all(&self) -> Vec<Daemon> {
         self.replicas
             .iter()
-            .map(|r| Daemon::start(self.dir.path(), r))
+            .map(|r| Daemon::start(self.dir.path(), &r.name, &r.hsm, &r.config))
             .collect()
     }
-}
-
-/// A running `tufkey serve`, stopped with SIGTERM (or killed when a test fails).
-struct Daemon {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(d: &Path, r: &Replica) -> Daemon {
-        let ready = d.join(format!("{}.ready", r.name));
-        let _ = std::fs::remove_file(&ready);
-        let log = d.join(format!("{}.log", r.name));
-        let mut c = tufkey(Some(&r.hsm));
-        c.args(["serve", "--config"])
-            .arg(&r.config)
-            .arg("--ready-file")
-            .arg(&ready)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        let mut child = c.spawn().expect("start tufkey serve");
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(addr) = std::fs::read_to_string(&ready) {
-                return Daemon { child, addr, log };
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "tufkey serve exited with {status}: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < until, "tufkey serve did not become ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn client(&self, tls: &ClientTls) -> Client {
-        Client::new(&format!("https://{}", self.addr), tls).unwrap()
-    }
-
-    /// SIGTERM; the exit status must be success.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "tufkey serve stopped with {status}: {}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-                return;
-            }
-            assert!(Instant::now() < until, "tufkey serve ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn expires_in(secs: i64) -> String {
-    (chrono::Utc::now() + chrono::Duration::seconds(secs))
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
 }
 
 fn timestamp_req(repo: &str, key_id: &str, version: u64) -> Value {
@@ -722,7 +596,7 @@ fn a_replica_checks_its_config_and_rides_out_a_database_outage() {
     assert!(out.contains("ok"), "{out}");
 
     // PostgreSQL goes away: nothing is signed (503), and signing resumes when it is back.
-    let d = Daemon::start(s.dir.path(), r);
+    let d = Daemon::start(s.dir.path(), &r.name, &r.hsm, &r.config);
     let c = d.client(&s.client_tls("ci-main"));
     let sign = |v: u64| {
         answer(

@@ -7,71 +7,12 @@ mod harness;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::daemon::{expires_in, Ca, Daemon};
 use harness::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
 use serde_json::{json, Value};
-use tufkey::keys::remote::{Client, ClientTls, RemoteError};
-
-/// A CA with its key, able to issue certificates into `dir`.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(dir: &Path, name: &str) -> Ca {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(DnType::CommonName, name);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().unwrap();
-        let cert = p.self_signed(&key).unwrap();
-        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
-        Ca {
-            issuer: Issuer::new(p, key),
-        }
-    }
-
-    /// Issues a certificate; returns (cert path, key path).
-    fn issue(
-        &self,
-        dir: &Path,
-        file: &str,
-        cn: &str,
-        server: bool,
-        expired: bool,
-    ) -> (PathBuf, PathBuf) {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        if server {
-            p.subject_alt_names = vec![
-                SanType::DnsName("localhost".try_into().unwrap()),
-                SanType::IpAddress("127.0.0.1".parse().unwrap()),
-            ];
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        } else {
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        }
-        if expired {
-            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        }
-        let key = KeyPair::generate().unwrap();
-        let cert = p.signed_by(&key, &self.issuer).unwrap();
-        let (c, k) = (
-            dir.join(format!("{file}.pem")),
-            dir.join(format!("{file}.key")),
-        );
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        (c, k)
-    }
-}
+use tufkey::keys::remote::{ClientTls, RemoteError};
 
 /// Everything one daemon needs: a token with two keys, certificates, a config.
 struct Setup {
@@ -191,96 +132,6 @@ impl Setup {
     }
 }
 
-/// A running `tufkey serve`, stopped with SIGTERM (or killed when a test fails).
-struct Daemon {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(s: &Setup) -> Daemon {
-        let ready = s.d().join("ready");
-        let _ = std::fs::remove_file(&ready);
-        let log = s.d().join("daemon.log");
-        let mut c = tufkey(Some(&s.hsm));
-        c.args(["serve", "--config"])
-            .arg(&s.config)
-            .arg("--ready-file")
-            .arg(&ready)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        let mut child = c.spawn().expect("start tufkey serve");
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(addr) = std::fs::read_to_string(&ready) {
-                return Daemon { child, addr, log };
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "tufkey serve exited with {status}: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < until, "tufkey serve did not become ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn base(&self) -> String {
-        format!("https://{}", self.addr)
-    }
-
-    fn client(&self, tls: &ClientTls) -> Client {
-        Client::new(&self.base(), tls).unwrap()
-    }
-
-    fn sigterm(&self) {
-        let pid = self.child.id().to_string();
-        let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(st.success());
-    }
-
-    /// SIGTERM, then the exit status must be success.
-    fn stop(self) {
-        self.sigterm();
-        self.wait_exit();
-    }
-
-    /// Waits for the daemon to exit, which must be a success.
-    fn wait_exit(mut self) {
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "tufkey serve stopped with {status}: {}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-                return;
-            }
-            assert!(Instant::now() < until, "tufkey serve ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// A TUF expiry `secs` from now.
-fn expires_in(secs: i64) -> String {
-    (chrono::Utc::now() + chrono::Duration::seconds(secs))
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
 fn timestamp_doc(version: u64, expires: &str) -> Value {
     json!({
         "signed": {
@@ -335,7 +186,7 @@ for path, keyid, keyjson in zip(sys.argv[1::3], sys.argv[2::3], sys.argv[3::3]):
 #[test]
 fn authorized_signatures_verify_with_python_tuf_and_every_refusal_is_audited() {
     let s = setup("8KiB");
-    let daemon = Daemon::start(&s);
+    let daemon = Daemon::start(s.d(), "daemon", &s.hsm, &s.config);
     let main = s.client_tls("ci-main");
     let c = daemon.client(&main);
 
@@ -683,13 +534,13 @@ fn last_signed_versions_survive_a_restart_even_without_the_state_file() {
             .unwrap()
             .status
     };
-    let d = Daemon::start(&s);
+    let d = Daemon::start(s.d(), "daemon", &s.hsm, &s.config);
     assert_eq!(sign(&d, 5), 200);
     d.stop();
     let state: Value = serde_json::from_slice(&std::fs::read(&s.state).unwrap()).unwrap();
     assert_eq!(state["versions"]["acme"]["targets"], 5);
 
-    let d = Daemon::start(&s);
+    let d = Daemon::start(s.d(), "daemon", &s.hsm, &s.config);
     assert_eq!(sign(&d, 5), 403, "replay after a restart");
     assert_eq!(sign(&d, 4), 403, "rollback after a restart");
     assert_eq!(sign(&d, 6), 200);
@@ -697,7 +548,7 @@ fn last_signed_versions_survive_a_restart_even_without_the_state_file() {
 
     // SIGTERM: a request in flight (head sent, body still coming) finishes and is
     // answered; new connections are refused; the daemon then exits cleanly.
-    let d = Daemon::start(&s);
+    let d = Daemon::start(s.d(), "daemon", &s.hsm, &s.config);
     let body = serde_json::to_vec(&sign_req(
         "acme",
         &s.p256.1,
@@ -741,7 +592,7 @@ fn last_signed_versions_survive_a_restart_even_without_the_state_file() {
 
     // The audit log alone carries the versions (the state file is only a snapshot).
     std::fs::remove_file(&s.state).unwrap();
-    let d = Daemon::start(&s);
+    let d = Daemon::start(s.d(), "daemon", &s.hsm, &s.config);
     assert_eq!(sign(&d, 8), 403, "replay with the state file gone");
     assert_eq!(sign(&d, 9), 200);
     d.stop();
@@ -751,7 +602,7 @@ fn last_signed_versions_survive_a_restart_even_without_the_state_file() {
 #[test]
 fn many_concurrent_clients_all_succeed_and_every_signature_is_audited() {
     let s = setup("64KiB");
-    let d = Daemon::start(&s);
+    let d = Daemon::start(s.d(), "daemon", &s.hsm, &s.config);
     let tls = s.client_tls("ci-main");
     let (clients, per_client) = (16u64, 12u64);
     let key = s.p256.1.clone();

@@ -1,0 +1,168 @@
+//! Signer-daemon test support shared by hsm-tests/server.rs and hsm-tests/replicas.rs:
+//! a test CA issuing rcgen certificates, a running `tufkey serve` guard, and TUF
+//! expiry strings.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use tufkey::keys::remote::{Client, ClientTls};
+
+use super::{tufkey, SoftHsm};
+
+/// A CA with its key, able to issue certificates into `dir`.
+pub struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Ca {
+    /// Makes a self-signed CA and writes its certificate to `dir/{name}.pem`.
+    pub fn new(dir: &Path, name: &str) -> Ca {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().unwrap();
+        let cert = p.self_signed(&key).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        Ca {
+            issuer: Issuer::new(p, key),
+        }
+    }
+
+    /// Issues a certificate (a server one for localhost/127.0.0.1, else a client one;
+    /// valid only in 2020 when `expired`); returns (cert path, key path).
+    pub fn issue(
+        &self,
+        dir: &Path,
+        file: &str,
+        cn: &str,
+        server: bool,
+        expired: bool,
+    ) -> (PathBuf, PathBuf) {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        if server {
+            p.subject_alt_names = vec![
+                SanType::DnsName("localhost".try_into().unwrap()),
+                SanType::IpAddress("127.0.0.1".parse().unwrap()),
+            ];
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        } else {
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        if expired {
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        let (c, k) = (
+            dir.join(format!("{file}.pem")),
+            dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+}
+
+/// A running `tufkey serve`, stopped with SIGTERM (or killed when a test fails).
+pub struct Daemon {
+    pub child: Child,
+    /// The address from the ready file.
+    pub addr: String,
+    /// The daemon's stderr.
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `tufkey serve --config config` on the tokens of `hsm`, with its ready file
+    /// `dir/{name}.ready` and its stderr in `dir/{name}.log`; waits until it is ready.
+    pub fn start(dir: &Path, name: &str, hsm: &SoftHsm, config: &Path) -> Daemon {
+        let ready = dir.join(format!("{name}.ready"));
+        let _ = std::fs::remove_file(&ready);
+        let log = dir.join(format!("{name}.log"));
+        let mut c = tufkey(Some(hsm));
+        c.args(["serve", "--config"])
+            .arg(config)
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let mut child = c.spawn().expect("start tufkey serve");
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(addr) = std::fs::read_to_string(&ready) {
+                return Daemon { child, addr, log };
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "tufkey serve exited with {status}: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < until, "tufkey serve did not become ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `https://{addr}`.
+    pub fn base(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    pub fn client(&self, tls: &ClientTls) -> Client {
+        Client::new(&self.base(), tls).unwrap()
+    }
+
+    pub fn sigterm(&self) {
+        let pid = self.child.id().to_string();
+        let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(st.success());
+    }
+
+    /// SIGTERM, then the exit status must be success.
+    pub fn stop(self) {
+        self.sigterm();
+        self.wait_exit();
+    }
+
+    /// Waits for the daemon to exit, which must be a success.
+    pub fn wait_exit(mut self) {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "tufkey serve stopped with {status}: {}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+                return;
+            }
+            assert!(Instant::now() < until, "tufkey serve ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A TUF expiry `secs` from now.
+pub fn expires_in(secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(secs))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
