@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine as on a developer's:
 #   1. installs what the tests need when it is missing (Debian packages softhsm2, opensc,
-#      keyutils, pcscd, vsmartcard-vpcd, libpcsclite-dev, libclang-dev, yubico-piv-tool;
+#      keyutils, pcscd, vsmartcard-vpcd, libpcsclite-dev, libclang-dev, yubico-piv-tool,
+#      postgresql (the replica tests start their own throwaway server);
 #      a Python venv in target/interop-venv with python-tuf from PyPI),
 #   2. checks formatting and clippy,
 #   3. starts a private pcscd with the virtual YubiKey (virtual-piv), runs every test:
