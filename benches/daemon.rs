@@ -40,7 +40,6 @@
 //! software self-check of one signature, the CPU time the bench process (clients) and
 //! the daemon used per signature, and whether every client kept its one connection.
 
-use std::fmt::Display;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -49,14 +48,9 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cryptoki::context::Pkcs11;
-use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
-use cryptoki::session::UserType;
-use cryptoki::slot::Slot;
-use cryptoki::types::AuthPin;
+use cryptoki::object::ObjectHandle;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rcgen::{
@@ -72,27 +66,11 @@ use tufkey::keys::pkcs11::{self, Pkcs11Signer};
 use tufkey::keys::{KeyUri, PinPolicy, Pkcs11Uri, Signer};
 use tufkey::tuf::{KeyType, Metadata};
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-const TOKEN: &str = "bench";
-const PIN: &str = "1234";
+#[path = "common/mod.rs"]
+mod common;
+use common::*;
+
 const CLIENT: &str = "bench-client";
-
-fn or_die<T, E: Display>(r: Result<T, E>, what: &str) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("daemon bench: {what}: {e}"),
-    }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("daemon bench: {name}={v:?} is not a valid value")),
-        Err(_) => default,
-    }
-}
 
 fn env_list(name: &str, default: &str) -> Vec<String> {
     std::env::var(name)
@@ -150,38 +128,6 @@ fn plain_sign(
         }
     };
     or_die(r, "plain C_Sign")
-}
-
-fn find_slot(p: &Pkcs11) -> Slot {
-    for slot in or_die(p.get_slots_with_token(), "C_GetSlotList") {
-        let info = or_die(p.get_token_info(slot), "C_GetTokenInfo");
-        if info.label().trim_end() == TOKEN {
-            return slot;
-        }
-    }
-    panic!("daemon bench: no token labelled {TOKEN:?} after new-token.sh");
-}
-
-fn find_private_key(p: &Pkcs11, slot: Slot, object: &str) -> ObjectHandle {
-    let s = or_die(p.open_ro_session(slot), "C_OpenSession (plain)");
-    match s.login(UserType::User, Some(&AuthPin::from(PIN.to_string()))) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-        Err(e) => panic!("daemon bench: plain C_Login: {e}"),
-    }
-    let handles = or_die(
-        s.find_objects(&[
-            Attribute::Class(ObjectClass::PRIVATE_KEY),
-            Attribute::Label(object.as_bytes().to_vec()),
-        ]),
-        "C_FindObjects (plain)",
-    );
-    match handles.as_slice() {
-        [h] => *h,
-        other => panic!(
-            "daemon bench: expected one private key labelled {object:?}, found {}",
-            other.len()
-        ),
-    }
 }
 
 /// `threads` workers sign for `dur`; returns (signatures per second, latencies).
@@ -493,24 +439,6 @@ fn measure_daemon(
 
 // ---------------------------------------------------------------- statistics
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
-fn best(v: &[f64]) -> f64 {
-    v.iter().copied().fold(0.0, f64::max)
-}
-
 /// p-th percentile (0..100) of microsecond latencies, in milliseconds.
 fn pct(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -518,12 +446,6 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
     }
     let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     f64::from(sorted[i.min(sorted.len() - 1)]) / 1000.0
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "n/a".into())
 }
 
 /// One table row: a side (plain xN or daemon C=N) of one key type.

@@ -19,50 +19,27 @@
 //! configuration is never touched. Run without `--bench` (as `cargo test --benches`
 //! does) it is a smoke run of a few seconds.
 
-use std::fmt::Display;
 use std::hint::black_box;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use cryptoki::context::Pkcs11;
-use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
-use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
-use cryptoki::session::UserType;
-use cryptoki::slot::Slot;
-use cryptoki::types::AuthPin;
+use cryptoki::object::ObjectHandle;
 use sha2::{Digest, Sha256};
 
 use tufkey::keys::pkcs11::{self, Pkcs11Signer};
 use tufkey::keys::{KeyUri, PinPolicy, Pkcs11Uri, Signer};
 use tufkey::tuf::KeyType;
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-const TOKEN: &str = "bench";
-const PIN: &str = "1234";
+#[path = "common/mod.rs"]
+mod common;
+use common::*;
+
 const MESSAGE_LEN: usize = 1024;
-
-/// Unwraps with a message that shows the error's Display (PKCS#11 return codes included).
-fn or_die<T, E: Display>(r: Result<T, E>, what: &str) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("pkcs11_sign bench: {what}: {e}"),
-    }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("pkcs11_sign bench: {name}={v:?} is not a valid value")),
-        Err(_) => default,
-    }
-}
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -133,41 +110,6 @@ fn key_uri(object: &str) -> Pkcs11Uri {
     }
 }
 
-fn find_slot(p: &Pkcs11) -> Slot {
-    for slot in or_die(p.get_slots_with_token(), "C_GetSlotList") {
-        let info = or_die(p.get_token_info(slot), "C_GetTokenInfo");
-        if info.label().trim_end() == TOKEN {
-            return slot;
-        }
-    }
-    panic!("pkcs11_sign bench: no token labelled {TOKEN:?} after new-token.sh");
-}
-
-fn find_private_key(p: &Pkcs11, slot: Slot, object: &str) -> ObjectHandle {
-    let s = or_die(p.open_ro_session(slot), "C_OpenSession (plain)");
-    // Login is per application: tufkey has logged in already, so this normally says
-    // CKR_USER_ALREADY_LOGGED_IN; either way the session can then see private objects.
-    match s.login(UserType::User, Some(&AuthPin::from(PIN.to_string()))) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-        Err(e) => panic!("pkcs11_sign bench: plain C_Login: {e}"),
-    }
-    let handles = or_die(
-        s.find_objects(&[
-            Attribute::Class(ObjectClass::PRIVATE_KEY),
-            Attribute::Label(object.as_bytes().to_vec()),
-        ]),
-        "C_FindObjects (plain)",
-    );
-    match handles.as_slice() {
-        [h] => *h,
-        other => panic!(
-            "pkcs11_sign bench: expected one private key labelled {object:?}, found {}",
-            other.len()
-        ),
-    }
-    // `s` closes here; tufkey's pooled sessions stay open, so the login survives.
-}
-
 /// Runs `threads` workers for `dur`, each calling `work` (which gets the worker's state
 /// from `init`, made before the clock starts) in a loop. Returns signatures per second.
 fn measure<S, I, W>(threads: usize, dur: Duration, init: I, work: W) -> f64
@@ -203,27 +145,6 @@ where
         (total, longest)
     });
     total as f64 / elapsed.as_secs_f64()
-}
-
-fn best(v: &[f64]) -> f64 {
-    v.iter().copied().fold(0.0, f64::max)
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "n/a".into())
 }
 
 struct Row {
