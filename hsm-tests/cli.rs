@@ -82,19 +82,7 @@ fn keys_of_every_type_are_made_on_the_token_and_sign_a_root_that_verifies() {
     let root = dir.path().join("root.json");
     write_unsigned(&root, root_body(&keys, 3));
     let before: Value = serde_json::from_slice(&std::fs::read(&root).unwrap()).unwrap();
-    ok(
-        Some(&hsm),
-        &[
-            "sign",
-            root.to_str().unwrap(),
-            "--key",
-            &keys[0].0,
-            "--key",
-            &keys[1].0,
-            "--key",
-            &keys[2].0,
-        ],
-    );
+    sign_with(Some(&hsm), &root, &[&keys[0].0, &keys[1].0, &keys[2].0]);
 
     let (code, v) = verify_json(Some(&hsm), &[root.to_str().unwrap()]);
     assert_eq!(code, 0, "{v}");
@@ -286,17 +274,7 @@ fn signing_again_with_the_same_key_replaces_its_signature_and_keeps_the_others()
     doc["signatures"] = json!([{"keyid": "00ff", "sig": "abcd", "x-extra": 1}]);
     std::fs::write(&root, serde_json::to_vec(&doc).unwrap()).unwrap();
 
-    ok(
-        Some(&hsm),
-        &[
-            "sign",
-            root.to_str().unwrap(),
-            "--key",
-            &keys[0].0,
-            "--key",
-            &keys[1].0,
-        ],
-    );
+    sign_with(Some(&hsm), &root, &[&keys[0].0, &keys[1].0]);
     let first: Value = serde_json::from_slice(&std::fs::read(&root).unwrap()).unwrap();
     ok(
         Some(&hsm),
@@ -441,17 +419,7 @@ fn a_root_update_needs_both_thresholds_and_exactly_the_next_version() {
     let dir = tempfile::tempdir().unwrap();
     let v1 = dir.path().join("1.root.json");
     write_unsigned(&v1, root_body(&keys[..2], 2));
-    ok(
-        Some(&hsm),
-        &[
-            "sign",
-            v1.to_str().unwrap(),
-            "--key",
-            &keys[0].0,
-            "--key",
-            &keys[1].0,
-        ],
-    );
+    sign_with(Some(&hsm), &v1, &[&keys[0].0, &keys[1].0]);
 
     // v2 rotates key 0 out and key 2 in; threshold 2 of {1, 2}.
     let mut body = root_body(&keys[1..], 2);
@@ -459,17 +427,7 @@ fn a_root_update_needs_both_thresholds_and_exactly_the_next_version() {
     let v2 = dir.path().join("2.root.json");
     write_unsigned(&v2, body.clone());
     // Signed by the new keys only: v1's threshold (keys 0, 1) is not met.
-    ok(
-        Some(&hsm),
-        &[
-            "sign",
-            v2.to_str().unwrap(),
-            "--key",
-            &keys[1].0,
-            "--key",
-            &keys[2].0,
-        ],
-    );
+    sign_with(Some(&hsm), &v2, &[&keys[1].0, &keys[2].0]);
     let (code, v) = verify_json(
         None,
         &[v2.to_str().unwrap(), "--root", v1.to_str().unwrap()],
@@ -495,19 +453,7 @@ fn a_root_update_needs_both_thresholds_and_exactly_the_next_version() {
     body["version"] = json!(3);
     let v3 = dir.path().join("3.root.json");
     write_unsigned(&v3, body);
-    ok(
-        Some(&hsm),
-        &[
-            "sign",
-            v3.to_str().unwrap(),
-            "--key",
-            &keys[0].0,
-            "--key",
-            &keys[1].0,
-            "--key",
-            &keys[2].0,
-        ],
-    );
+    sign_with(Some(&hsm), &v3, &[&keys[0].0, &keys[1].0, &keys[2].0]);
     let (code, v) = verify_json(
         None,
         &[v3.to_str().unwrap(), "--root", v1.to_str().unwrap()],

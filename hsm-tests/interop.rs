@@ -59,30 +59,8 @@ fn python_tuf_verifies_what_tufkey_signed_on_softhsm_with_all_three_key_types() 
             "targets": {"file.txt": {"length": 3, "hashes": {"sha256": "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"}, "custom": {"x": [1, 2]}}}
         }),
     );
-    ok(
-        Some(&hsm),
-        &[
-            "sign",
-            root.to_str().unwrap(),
-            "--key",
-            &keys[0].0,
-            "--key",
-            &keys[1].0,
-            "--key",
-            &keys[2].0,
-        ],
-    );
-    ok(
-        Some(&hsm),
-        &[
-            "sign",
-            targets.to_str().unwrap(),
-            "--key",
-            &keys[1].0,
-            "--key",
-            &keys[2].0,
-        ],
-    );
+    sign_with(Some(&hsm), &root, &[&keys[0].0, &keys[1].0, &keys[2].0]);
+    sign_with(Some(&hsm), &targets, &[&keys[1].0, &keys[2].0]);
 
     let out: Value = serde_json::from_str(&python_tuf(
         PY_VERIFY,

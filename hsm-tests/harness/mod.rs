@@ -172,6 +172,15 @@ pub fn ok(hsm: Option<&SoftHsm>, args: &[&str]) -> String {
     out
 }
 
+/// `tufkey sign FILE --key URI…` with every URI given; requires success.
+pub fn sign_with(hsm: Option<&SoftHsm>, file: &Path, uris: &[&str]) -> String {
+    let mut args = vec!["sign", file.to_str().expect("UTF-8 path")];
+    for u in uris {
+        args.extend(["--key", u]);
+    }
+    ok(hsm, &args)
+}
+
 /// Runs `tufkey ARGS`, requires failure, and returns (exit code, stderr + stdout).
 pub fn fails(hsm: Option<&SoftHsm>, args: &[&str]) -> (i32, String) {
     let mut c = tufkey(hsm);
