@@ -201,6 +201,41 @@ impl Postgres {
         }
     }
 
+    /// Restarts the server with TLS on (this certificate and key) and only TLS
+    /// connections allowed over TCP (`hostssl`); the unix socket stays open for psql.
+    fn require_tls(&mut self, cert: &Path, key: &Path) {
+        self.stop();
+        let data = self.dir.path().join("data");
+        std::fs::copy(cert, data.join("server.crt")).unwrap();
+        std::fs::copy(key, data.join("server.key")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        if self.root {
+            for f in ["server.crt", "server.key"] {
+                let st = Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(data.join(f))
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+            }
+        }
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text).unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .unwrap();
+        self.spawn();
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
     }
@@ -613,4 +648,92 @@ fn a_replica_checks_its_config_and_rides_out_a_database_outage() {
     d.stop();
     let out = ok(None, &["audit", "verify", &pg.url()]);
     assert!(out.contains("chain intact"), "{out}");
+}
+
+/// `state = "postgres://…?sslmode=verify-full&sslrootcert=…"`: the replica talks to a
+/// TLS-only PostgreSQL and authenticates it by its certificate; a plain connection, a
+/// server certificate from another CA, or one for another name is refused before the
+/// daemon starts, with the reason.
+#[test]
+fn a_replica_reaches_postgres_over_verified_tls_only() {
+    let Some(mut pg) = Postgres::start() else {
+        return;
+    };
+    let s = setup(&pg);
+    let d = s.dir.path();
+    let db_ca = Ca::new(d, "db-ca");
+    let (cert, key) = db_ca.issue_named(d, "db", "db.internal", &["localhost"], false);
+    pg.require_tls(&cert, &key);
+    let other_ca = Ca::new(d, "other-ca");
+
+    let r = &s.replicas[0];
+    let text = std::fs::read_to_string(&r.config).unwrap();
+    let plain = pg.url();
+    let port = pg.port;
+    let check = |url: &str| {
+        std::fs::write(&r.config, text.replace(&plain, url)).unwrap();
+        let mut c = tufkey(Some(&r.hsm));
+        c.args(["serve", "--config", r.config.to_str().unwrap(), "--check"]);
+        run(c)
+    };
+    let ca_file = |name: &str| d.join(format!("{name}.pem")).to_str().unwrap().to_string();
+
+    // No TLS: the server's pg_hba refuses it, and the daemon does not start.
+    let (code, _, err) = check(&plain);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("no encryption") || err.contains("pg_hba"),
+        "{err}"
+    );
+
+    // The server's certificate comes from a CA we do not trust.
+    let url = format!(
+        "postgres://tufkey@localhost:{port}/signer?sslmode=verify-full&sslrootcert={}",
+        ca_file("other-ca")
+    );
+    let (code, _, err) = check(&url);
+    assert_ne!(code, 0);
+    assert!(err.contains("certificate"), "{err}");
+    assert!(err.contains(&format!("localhost:{port}")), "{err}");
+
+    // The right CA, but the certificate names `localhost`, not 127.0.0.1: verify-full
+    // refuses, verify-ca (chain only) accepts.
+    let by_ip = |mode: &str| {
+        format!(
+            "postgres://tufkey@127.0.0.1:{port}/signer?sslmode={mode}&sslrootcert={}",
+            ca_file("db-ca")
+        )
+    };
+    let (code, _, err) = check(&by_ip("verify-full"));
+    assert_ne!(code, 0);
+    assert!(err.contains("certificate"), "{err}");
+    let (code, out, err) = check(&by_ip("verify-ca"));
+    assert_eq!(code, 0, "{out}{err}");
+
+    // `require` without a root certificate is refused by tufkey itself.
+    let (code, _, err) = check(&format!(
+        "postgres://tufkey@localhost:{port}/signer?sslmode=require"
+    ));
+    assert_ne!(code, 0);
+    assert!(err.contains("needs sslrootcert"), "{err}");
+    drop(other_ca);
+
+    // verify-full by name: the daemon signs, and its audit chain verifies over TLS.
+    let url = format!(
+        "postgres://tufkey@localhost:{port}/signer?sslmode=verify-full&sslrootcert={}",
+        ca_file("db-ca")
+    );
+    let (code, out, err) = check(&url);
+    assert_eq!(code, 0, "{out}{err}");
+    let daemon = Daemon::start(d, &r.name, &r.hsm, &r.config);
+    let c = daemon.client(&s.client_tls("ci-main"));
+    let (status, _) = answer(
+        &c.post_json("/v1/sign", &timestamp_req("acme", &s.key_id, 1))
+            .unwrap(),
+    );
+    assert_eq!(status, 200);
+    daemon.stop();
+    let out = ok(None, &["audit", "verify", &url]);
+    assert!(out.contains("chain intact"), "{out}");
+    // (pg_hba rejects every TCP connection without TLS, so these were all TLS.)
 }

@@ -45,13 +45,34 @@ impl Ca {
         server: bool,
         expired: bool,
     ) -> (PathBuf, PathBuf) {
+        let names: &[&str] = if server {
+            &["localhost", "127.0.0.1"]
+        } else {
+            &[]
+        };
+        self.issue_named(dir, file, cn, names, expired)
+    }
+
+    /// As [`Ca::issue`], for a server known by exactly `names` (DNS names or IP
+    /// addresses); no names makes a client certificate.
+    pub fn issue_named(
+        &self,
+        dir: &Path,
+        file: &str,
+        cn: &str,
+        names: &[&str],
+        expired: bool,
+    ) -> (PathBuf, PathBuf) {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.distinguished_name.push(DnType::CommonName, cn);
-        if server {
-            p.subject_alt_names = vec![
-                SanType::DnsName("localhost".try_into().unwrap()),
-                SanType::IpAddress("127.0.0.1".parse().unwrap()),
-            ];
+        if !names.is_empty() {
+            p.subject_alt_names = names
+                .iter()
+                .map(|n| match n.parse() {
+                    Ok(ip) => SanType::IpAddress(ip),
+                    Err(_) => SanType::DnsName((*n).try_into().unwrap()),
+                })
+                .collect();
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         } else {
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];

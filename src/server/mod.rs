@@ -11,6 +11,7 @@ mod api;
 pub mod config;
 pub mod metrics;
 pub mod pg;
+pub mod pg_tls;
 pub mod state;
 pub mod store;
 pub mod tls;

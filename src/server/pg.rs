@@ -19,8 +19,9 @@
 //!   An entry is acknowledged only after COMMIT, i.e. after PostgreSQL flushed its WAL
 //!   (`synchronous_commit` must stay on).
 //!
-//! The connection has no TLS: use loopback or a unix socket (`host=/run/postgresql`),
-//! or a TLS-terminating proxy; see docs/signer.md.
+//! The connection uses TLS when the URL asks for it the libpq way
+//! (`?sslmode=verify-full&sslrootcert=ca.pem`, see [`super::pg_tls`]); without it,
+//! use loopback or a unix socket (`host=/run/postgresql`); see docs/signer.md.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,6 +30,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_postgres::{Client, NoTls};
 
 use super::config::Rate;
+use super::pg_tls;
 use super::store::{Opened, ReserveError, Store, StoreError, StoreFuture};
 use super::ServerError;
 use crate::audit::{self, Committed, Event, Verified, GENESIS};
@@ -66,9 +68,16 @@ pub fn is_postgres_url(s: &str) -> bool {
 }
 
 /// Parses a connection URL; the error never repeats a password.
+/// TLS settings (`sslmode=verify-full&sslrootcert=…`) are checked here too, files
+/// included, so a bad one stops the daemon at start (see [`super::pg_tls`]).
 pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
-    let mut config = tokio_postgres::Config::from_str(url)
-        .map_err(|e| format!("{} is not a PostgreSQL URL: {e}", redact_url(url)))?;
+    let shown = redact_url(url);
+    let split = pg_tls::split_url(url).map_err(|e| format!("{shown}: {e}"))?;
+    if let Some(tls) = &split.tls {
+        pg_tls::client_config(tls).map_err(|e| format!("{shown}: {e}"))?;
+    }
+    let mut config = tokio_postgres::Config::from_str(&split.driver_url)
+        .map_err(|e| format!("{shown} is not a PostgreSQL URL: {e}"))?;
     // An unreachable database must turn into a 503, not a request that hangs until
     // the client gives up; `?connect_timeout=N` in the URL overrides this.
     if config.get_connect_timeout().is_none() {
@@ -123,15 +132,38 @@ fn db_err(url: &str, e: &tokio_postgres::Error) -> StoreError {
 }
 
 /// Connects and drives the connection on the current runtime.
+/// Connects and drives the connection on the current runtime: over TLS when `url`
+/// (the redacted URL, which keeps its query) asks for it.
 async fn connect(config: &tokio_postgres::Config, url: &str) -> Result<Client, StoreError> {
-    let (client, conn) = config.connect(NoTls).await.map_err(|e| db_err(url, &e))?;
+    let tls = pg_tls::split_url(url).map_err(|e| pg_err(url, e))?.tls;
     let url = url.to_string();
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            eprintln!("tufkey serve: PostgreSQL connection to {url} ended: {e}");
+    let report = |e: tokio_postgres::Error, url: String| {
+        eprintln!("tufkey serve: PostgreSQL connection to {url} ended: {e}");
+    };
+    match tls {
+        Some(params) => {
+            let rustls = pg_tls::client_config(&params).map_err(|e| pg_err(&url, e))?;
+            let (client, conn) = config
+                .connect(pg_tls::RustlsConnect(rustls))
+                .await
+                .map_err(|e| db_err(&url, &e))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    report(e, url);
+                }
+            });
+            Ok(client)
         }
-    });
-    Ok(client)
+        None => {
+            let (client, conn) = config.connect(NoTls).await.map_err(|e| db_err(&url, &e))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    report(e, url);
+                }
+            });
+            Ok(client)
+        }
+    }
 }
 
 type Reply = oneshot::Sender<Result<Committed, String>>;
