@@ -1245,3 +1245,238 @@ fn key_list_shows_yubikey_keys_in_the_retired_slots_82_to_95_too() {
         listed_row(&key).unwrap_or_else(|| panic!("`key list yubikey:` does not list {}", key.uri));
     assert_eq!(row["keyid"], key.keyid.as_str(), "{row}");
 }
+
+// ---- management keys: the 3DES default, and a firmware 5.7 YubiKey (AES-192) ----------
+
+/// The second virtual card: a YubiKey with firmware 5.7.1 (factory AES-192 management key).
+const AES_SERIAL: &str = "5437252";
+/// A 48-hex-digit AES-192 management key the tests set on it.
+const AES_KEY: &str = "00112233445566778899aabbccddeeff0011223344556677";
+
+/// A second virtual card started by the test itself, in the same pcscd: vpcd's reader
+/// (configured by hsm-tests/piv/start.sh on port P) has a second slot listening on
+/// P+1. It has firmware 5.7.1, serial 5437252 and a fresh state folder; it is stopped
+/// by its PID on drop, and the drop waits until tufkey no longer sees it, so the other
+/// tests (which name no serial) find one YubiKey again. Hold the [`Card`] while it runs.
+struct AesCard {
+    child: std::process::Child,
+    state: tempfile::TempDir,
+}
+
+impl AesCard {
+    fn start(_card: &Card, extra: &[&str]) -> AesCard {
+        let bin = std::env::var_os("VIRTUAL_PIV_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_BIN_EXE_tufkey")).with_file_name("virtual-piv")
+            });
+        assert!(
+            bin.is_file(),
+            "{} is missing: build the virtual card with `cargo build -p virtual-piv` (hsm-tests/run.sh does)",
+            bin.display()
+        );
+        let port: u16 = std::env::var("VIRTUAL_PIV_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(35963)
+            + 1;
+        let state = tempfile::Builder::new()
+            .prefix("tufkey-piv-aes-")
+            .tempdir()
+            .unwrap();
+        let log = std::fs::File::create(state.path().join("virtual-piv.log")).unwrap();
+        let mut c = Command::new(&bin);
+        c.args(["--port", &port.to_string(), "--serial", AES_SERIAL])
+            .args(["--firmware", "5.7.1", "--connect-timeout", "10"])
+            .arg("--state")
+            .arg(state.path().join("card"))
+            .arg("--ca-out")
+            .arg(state.path().join("ca.pem"))
+            .args(extra)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let child = c.spawn().expect("start virtual-piv");
+        let mut card = AesCard { child, state };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !card.present() {
+            if let Ok(Some(status)) = card.child.try_wait() {
+                panic!("the 5.7 virtual card exited ({status}): {}", card.log());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the 5.7 virtual card did not show up in pcscd on port {port} within 30 s: {}",
+                card.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        card
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.state.path().join("virtual-piv.log")).unwrap_or_default()
+    }
+
+    /// Whether tufkey sees YubiKey 5437252.
+    fn present(&self) -> bool {
+        let (_, out, err) = tk(&["key", "show", &aes_uri("9c")], &[]);
+        !format!("{out}{err}").contains("is not inserted")
+    }
+}
+
+impl Drop for AesCard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.present() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+fn aes_uri(slot: &str) -> String {
+    format!("yubikey:serial={AES_SERIAL};slot={slot}")
+}
+
+/// `key generate` on the 5.7 card (JSON), with the PIN and `envs`.
+fn aes_generate(slot: &str, envs: &[(&str, &str)]) -> (i32, String, String) {
+    let uri = aes_uri(slot);
+    let mut all = vec![("TUFKEY_PIN", PIN)];
+    all.extend_from_slice(envs);
+    tk(
+        &["key", "generate", &uri, "--type", "ecdsa-p256", "--json"],
+        &all,
+    )
+}
+
+/// The slot of the 5.7 card holds no key: no certificate for tufkey, and a generate
+/// there would be refused if the card held a key without one (tufkey reads the slot's
+/// metadata first), so callers generate into it afterwards to prove it was empty.
+fn aes_slot_shows_empty(slot: &str) -> bool {
+    let (code, out, err) = tk(&["key", "show", &aes_uri(slot)], &[]);
+    code != 0 && format!("{out}{err}").contains("holds no certificate")
+}
+
+#[test]
+fn the_3des_card_warns_that_its_management_key_is_still_the_factory_default() {
+    let Some(card) = card() else { return };
+    let k = keys(&card);
+    assert!(
+        k.p256
+            .generate_stderr
+            .contains("still uses the factory-default management key (3DES)"),
+        "{}",
+        k.p256.generate_stderr
+    );
+}
+
+#[test]
+fn a_firmware_5_7_yubikey_makes_keys_with_its_factory_aes192_management_key_and_says_it_is_the_default(
+) {
+    let Some(card) = card() else { return };
+    let aes = AesCard::start(&card, &[]);
+    let (code, out, err) = aes_generate("9c", &[]);
+    assert_eq!(
+        code,
+        0,
+        "generate on the 5.7 card failed:\n{out}{err}\ncard log:\n{}",
+        aes.log()
+    );
+    assert!(
+        err.contains("YubiKey 5437252 still uses the factory-default management key (AES-192)")
+            && err.contains("change-management-key"),
+        "{err}"
+    );
+    let made = json_of(&out);
+    assert_eq!(made["uri"], aes_uri("9c"));
+    // The certificate tufkey wrote needs the management key too: the key reads back.
+    let shown = json_of(&tk_ok(&["key", "show", &aes_uri("9c"), "--json"], &[]).0);
+    assert_eq!(shown["keyid"], made["keyid"], "{shown}");
+    // And it signs (PIN before the signature, slot 9c), verified by tufkey.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.json");
+    let keyid = made["keyid"].as_str().unwrap();
+    write_unsigned(&root, root_body(&[(keyid, &made["key"])], 1));
+    tk_ok(
+        &["sign", p(&root), "--key", &aes_uri("9c")],
+        &[("TUFKEY_PIN", PIN)],
+    );
+    let (code, report) = verify_json(&root);
+    assert_eq!(code, 0, "{report}");
+}
+
+#[test]
+fn an_explicit_aes_management_key_is_used_and_a_wrong_or_misfit_one_is_refused_leaving_the_slot_empty(
+) {
+    let Some(card) = card() else { return };
+    // The card's key was changed from the factory default (as with ykman).
+    let aes = AesCard::start(&card, &["--mgm-alg", "aes192", "--mgm-key", AES_KEY]);
+
+    // No key given: the default is not even tried, since the metadata says it was changed.
+    let (code, out, err) = aes_generate("9a", &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("management key (AES-192) is neither the factory default nor PIN-protected")
+            && err.contains("TUFKEY_YUBIKEY_MGM_KEY (48 hex digits)"),
+        "{err}"
+    );
+
+    // A wrong key of the right length: refused, named by its source, never echoed.
+    let wrong = "ffeeddccbbaa99887766554433221100ffeeddccbbaa9988";
+    let (code, out, err) = aes_generate("9a", &[("TUFKEY_YUBIKEY_MGM_KEY", wrong)]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("refused the management key given in TUFKEY_YUBIKEY_MGM_KEY (AES-192")
+            && err.contains("Nothing was changed"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(wrong) && !err.contains(AES_KEY),
+        "key material in: {err}"
+    );
+    assert!(aes_slot_shows_empty("9a"));
+
+    // A key whose length does not fit the card's algorithm: refused before any try.
+    let short = &AES_KEY[..32];
+    let (code, out, err) = aes_generate("9a", &[("TUFKEY_YUBIKEY_MGM_KEY", short)]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("TUFKEY_YUBIKEY_MGM_KEY has 32 hex digits")
+            && err.contains("AES-192, which takes 48 hex digits"),
+        "{err}"
+    );
+    assert!(!err.contains(short), "key material in: {err}");
+    assert!(aes_slot_shows_empty("9a"));
+
+    // The right key: the slot (still empty, so no key hid there) gets its key, no warning.
+    let (code, out, err) = aes_generate("9a", &[("TUFKEY_YUBIKEY_MGM_KEY", AES_KEY)]);
+    assert_eq!(code, 0, "{out}{err}\ncard log:\n{}", aes.log());
+    assert!(!err.contains("factory-default management key"), "{err}");
+    let made = json_of(&out);
+    let shown = json_of(&tk_ok(&["key", "show", &aes_uri("9a"), "--json"], &[]).0);
+    assert_eq!(shown["keyid"], made["keyid"]);
+}
+
+#[test]
+fn a_pin_protected_aes_management_key_is_read_after_the_pin_and_used() {
+    let Some(card) = card() else { return };
+    let aes = AesCard::start(
+        &card,
+        &[
+            "--mgm-alg",
+            "aes192",
+            "--mgm-key",
+            AES_KEY,
+            "--mgm-protected",
+        ],
+    );
+    let (code, out, err) = aes_generate("9d", &[]);
+    assert_eq!(code, 0, "{out}{err}\ncard log:\n{}", aes.log());
+    assert!(!err.contains("factory-default management key"), "{err}");
+    // An explicit key still comes first: a wrong one is refused, not replaced by the stored one.
+    let wrong = "ffeeddccbbaa99887766554433221100ffeeddccbbaa9988";
+    let (code, out, err) = aes_generate("9e", &[("TUFKEY_YUBIKEY_MGM_KEY", wrong)]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("given in TUFKEY_YUBIKEY_MGM_KEY"), "{err}");
+    assert!(aes_slot_shows_empty("9e"));
+}

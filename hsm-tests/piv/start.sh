@@ -14,6 +14,15 @@
 #   VIRTUAL_PIV_SERIAL  serial number the card reports (default 5437251)
 #   VIRTUAL_PIV_PORT    vpcd TCP port (default 35963)
 #   VIRTUAL_PIV_TIMEOUT seconds to wait for each step (default 30)
+#   VIRTUAL_PIV_FIRMWARE, VIRTUAL_PIV_MGM_ALG, VIRTUAL_PIV_MGM_KEY,
+#   VIRTUAL_PIV_MGM_PROTECTED
+#                       read by the card itself (see `virtual-piv --help`), e.g.
+#                       VIRTUAL_PIV_FIRMWARE=5.7.1 for a YubiKey 5.7 with an AES-192
+#                       default management key (default: 5.4.3, 3DES)
+#
+# The vpcd reader has a second slot ("... 00 01") listening on port+1: a second card
+# (e.g. `virtual-piv --port 35964 --serial 5437252 --firmware 5.7.1`, as
+# hsm-tests/yubikey.rs starts one) plugs into the same pcscd.
 #
 # pcscd listens on the fixed socket /run/pcscd/pcscd.comm, so only one pcscd
 # can run at a time: this script refuses to start if another one is alive

@@ -14,6 +14,8 @@ pub mod software;
 pub mod uri;
 #[cfg(feature = "yubikey")]
 pub mod yubikey;
+#[cfg(feature = "yubikey")]
+mod yubikey_mgm;
 
 pub use error::KeyError;
 pub use pin::{PinPolicy, Secret};

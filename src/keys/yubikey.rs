@@ -28,6 +28,7 @@ use super::pin::{self, PinOrigin, PinPolicy, PinRequest, Secret};
 use super::pin_cache;
 use super::piv_attest::{self, Attestation};
 use super::uri::YubiKeyUri;
+use super::yubikey_mgm::{self as mgm, SideChannel};
 use super::Signer;
 use super::{PivPinPolicy, PivTouchPolicy};
 use crate::tuf::{Key, KeyType, PublicKey};
@@ -278,33 +279,191 @@ fn verify_pin(
     }
 }
 
-/// Authenticates with the management key: TUFKEY_YUBIKEY_MGM_KEY (48 hex digits), else a
-/// PIN-protected management key, else the 3DES factory default.
+/// Where the management key tried came from, to say which one was refused.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MgmSource {
+    Env,
+    Protected,
+    FactoryDefault,
+}
+
+/// The management key's algorithm and state, from GET METADATA on firmware 5.3+ (over
+/// a second connection, see yubikey_mgm). `None` on older firmware, or when the card
+/// does not answer it: the key is then 3DES, as yubico-piv-tool and ykman assume.
+fn mgm_metadata(
+    yk: &YubiKey,
+    uri: &YubiKeyUri,
+    side: &mut Option<SideChannel>,
+) -> Result<Option<mgm::Metadata>, KeyError> {
+    let v = yk.version();
+    if v.major < 5 || (v.major == 5 && v.minor < 3) {
+        return Ok(None);
+    }
+    let ch = side_channel(yk, uri, side)?;
+    ch.transaction(mgm::read_metadata)
+        .map_err(|e| pcsc_explain(uri, e))?
+        .map_err(|r| err(uri, format!("reading the management key's metadata: {r}")))
+}
+
+fn side_channel<'a>(
+    yk: &YubiKey,
+    uri: &YubiKeyUri,
+    side: &'a mut Option<SideChannel>,
+) -> Result<&'a mut SideChannel, KeyError> {
+    if side.is_none() {
+        *side = Some(SideChannel::open(yk.name()).map_err(|e| pcsc_explain(uri, e))?);
+    }
+    side.as_mut()
+        .ok_or_else(|| err(uri, "the second smart-card connection is gone"))
+}
+
+fn pcsc_explain(uri: &YubiKeyUri, e: pcsc::Error) -> KeyError {
+    explain(uri, yubikey::Error::PcscError { inner: Some(e) })
+}
+
+/// The key of the PIN-protected management key object (5FC109), if the YubiKey has one.
+/// Reading it needs the PIN verified.
+fn protected_mgm_key(yk: &mut YubiKey) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    let object = yk.fetch_object(mgm::PROTECTED_OBJECT).ok()?;
+    mgm::parse_protected(&object)
+}
+
+/// Authenticates with the management key (the PIN must be verified first). The key is,
+/// in this order: TUFKEY_YUBIKEY_MGM_KEY (hex, its length fitting the card's algorithm),
+/// the PIN-protected management key, or the factory default (3DES before firmware 5.7,
+/// AES-192 from 5.7; tried only when the metadata says it is still set, or on firmware
+/// that cannot say). A wrong key is never retried with another source. AES keys are
+/// used over a second connection (the `yubikey` crate 0.8 knows only 3DES).
 fn authenticate(yk: &mut YubiKey, uri: &YubiKeyUri) -> Result<(), KeyError> {
-    if let Ok(hexkey) = std::env::var("TUFKEY_YUBIKEY_MGM_KEY") {
-        let bytes = Secret::new(hexkey);
-        let raw = zeroize::Zeroizing::new(
-            hex::decode(bytes.expose().trim())
-                .map_err(|_| err(uri, "TUFKEY_YUBIKEY_MGM_KEY must be hex"))?,
-        );
-        let key = MgmKey::from_bytes(&raw[..]).map_err(|_| {
+    let serial = yk.serial().0;
+    let mut side: Option<SideChannel> = None;
+    let meta = mgm_metadata(yk, uri, &mut side)?;
+    let alg = meta
+        .as_ref()
+        .map(|m| m.algorithm)
+        .unwrap_or(mgm::Algorithm::Tdes);
+    let (key, source) = if let Ok(hexkey) = std::env::var("TUFKEY_YUBIKEY_MGM_KEY") {
+        let hexkey = Secret::new(hexkey);
+        let key = mgm::MgmKey::from_hex(hexkey.expose(), alg, "TUFKEY_YUBIKEY_MGM_KEY")
+            .map_err(|r| err(uri, r))?;
+        (key, MgmSource::Env)
+    } else if let Some(raw) = protected_mgm_key(yk) {
+        let key = mgm::MgmKey::new(alg, &raw).ok_or_else(|| {
             err(
                 uri,
-                "TUFKEY_YUBIKEY_MGM_KEY must be a 24-byte 3DES key (48 hex digits)",
+                format!(
+                    "the PIN-protected management key (object 5FC109) has {} bytes, but YubiKey {serial}'s management key is {alg} ({} bytes): the stored copy is stale. Store it again (`ykman piv access change-management-key --generate --protect -a {}`), or give the key in TUFKEY_YUBIKEY_MGM_KEY",
+                    raw.len(),
+                    alg.key_len(),
+                    ykman_alg(alg)
+                ),
             )
         })?;
-        return yk.authenticate(key).map_err(|e| explain(uri, e));
+        (key, MgmSource::Protected)
+    } else {
+        if let Some(m) = meta.as_ref().filter(|m| !m.is_default) {
+            return Err(err(
+                uri,
+                format!(
+                    "YubiKey {serial}'s management key ({}) is neither the factory default nor PIN-protected; give it in TUFKEY_YUBIKEY_MGM_KEY ({} hex digits), or make it PIN-protected (`ykman piv access change-management-key --generate --protect`)",
+                    m.algorithm,
+                    m.algorithm.key_len() * 2
+                ),
+            ));
+        }
+        let key = mgm::MgmKey::default_for(alg).ok_or_else(|| {
+            err(
+                uri,
+                format!("YubiKey {serial} reports a default {alg} management key, which does not exist; give the key in TUFKEY_YUBIKEY_MGM_KEY"),
+            )
+        })?;
+        (key, MgmSource::FactoryDefault)
+    };
+    if meta.as_ref().is_some_and(mgm::Metadata::wants_touch) {
+        eprintln!("Touch your YubiKey when it blinks (its management key wants a touch)");
     }
-    if let Ok(key) = MgmKey::get_protected(yk) {
-        return yk.authenticate(key).map_err(|e| explain(uri, e));
+    let outcome = if alg == mgm::Algorithm::Tdes {
+        let crate_key = MgmKey::from_bytes(key.bytes()).map_err(|_| {
+            err(
+                uri,
+                "the 3DES management key is a weak DES key, which a YubiKey does not accept",
+            )
+        })?;
+        match yk.authenticate(crate_key) {
+            Ok(()) => Ok(()),
+            Err(yubikey::Error::AuthenticationError) => Err(None),
+            Err(e) => return Err(explain(uri, e)),
+        }
+    } else {
+        let ch = side_channel(yk, uri, &mut side)?;
+        match ch
+            .transaction(|t| mgm::mutual_auth(t, &key))
+            .map_err(|e| pcsc_explain(uri, e))?
+        {
+            Ok(()) => Ok(()),
+            Err(mgm::AuthError::Transport(e)) => {
+                return Err(err(
+                    uri,
+                    format!("management key authentication: smart card error: {e}"),
+                ))
+            }
+            Err(e) => Err(Some(e)),
+        }
+    };
+    drop(side);
+    match outcome {
+        Ok(()) => {
+            if source == MgmSource::FactoryDefault || meta.as_ref().is_some_and(|m| m.is_default) {
+                eprintln!("warning: YubiKey {serial} still uses the factory-default management key ({alg}); anyone holding it can replace keys and certificates. Change it (`ykman piv access change-management-key --generate --protect`) before a ceremony");
+            }
+            Ok(())
+        }
+        Err(detail) => {
+            let detail = detail.map(|d| format!("; {d}")).unwrap_or_default();
+            let digits = alg.key_len() * 2;
+            let reason = match source {
+                MgmSource::Env => format!(
+                    "YubiKey {serial} refused the management key given in TUFKEY_YUBIKEY_MGM_KEY ({alg}){detail}; check it (`ykman piv info` shows the algorithm), or unset TUFKEY_YUBIKEY_MGM_KEY to use a PIN-protected or the factory-default key. Nothing was changed on the YubiKey"
+                ),
+                MgmSource::Protected => format!(
+                    "YubiKey {serial} refused its own PIN-protected management key (object 5FC109, {alg}){detail}: the stored copy is stale. Store it again (`ykman piv access change-management-key --generate --protect`), or give the key in TUFKEY_YUBIKEY_MGM_KEY ({digits} hex digits). Nothing was changed on the YubiKey"
+                ),
+                MgmSource::FactoryDefault => format!(
+                    "YubiKey {serial} refused the factory-default management key ({alg}){detail}: it was changed. Give it in TUFKEY_YUBIKEY_MGM_KEY ({digits} hex digits), or make it PIN-protected (`ykman piv access change-management-key --generate --protect`). Nothing was changed on the YubiKey"
+                ),
+            };
+            Err(err(uri, reason))
+        }
     }
-    match yk.authenticate(MgmKey::default()) {
+}
+
+/// ykman's name for an algorithm (`-a`).
+fn ykman_alg(alg: mgm::Algorithm) -> &'static str {
+    match alg {
+        mgm::Algorithm::Tdes => "TDES",
+        mgm::Algorithm::Aes128 => "AES128",
+        mgm::Algorithm::Aes192 => "AES192",
+        mgm::Algorithm::Aes256 => "AES256",
+    }
+}
+
+/// Verifies a PIN that this session verified moments ago, without reading the retry
+/// counter first: the `yubikey` crate reads it by re-selecting the PIV application,
+/// which on a YubiKey resets the application's security state, and the management-key
+/// authentication must survive until the certificate is written.
+fn reverify_pin(yk: &mut YubiKey, uri: &YubiKeyUri, pin: &Secret) -> Result<(), KeyError> {
+    match yk.verify_pin(pin.expose().as_bytes()) {
         Ok(()) => Ok(()),
-        Err(yubikey::Error::AuthenticationError) if yk.version().major > 5 || (yk.version().major == 5 && yk.version().minor >= 7) => Err(err(
-            uri,
-            "firmware 5.7+ ships an AES-192 management key, which this build cannot use; set a 3DES management key (ykman piv access change-management-key -a TDES) or give it in TUFKEY_YUBIKEY_MGM_KEY",
-        )),
-        Err(yubikey::Error::AuthenticationError) => Err(err(uri, "the management key is not the factory default; give it in TUFKEY_YUBIKEY_MGM_KEY (48 hex digits) or make it PIN-protected")),
+        Err(yubikey::Error::WrongPin { tries }) => Err(KeyError::PinIncorrect {
+            token: format!("YubiKey {}", yk.serial().0),
+            origin: "the PIN verified moments before (was it changed meanwhile?)".into(),
+            after: format!("; {tries} tries left"),
+        }),
+        Err(yubikey::Error::PinLocked) => Err(KeyError::PinLocked {
+            token: format!("YubiKey {}", yk.serial().0),
+            uri: uri.to_string(),
+            unlock: "unblock it with the PUK (`ykman piv access unblock-pin`)",
+        }),
         Err(e) => Err(explain(uri, e)),
     }
 }
@@ -427,8 +586,9 @@ pub fn generate(
     if touch != PivTouchPolicy::Never {
         eprintln!("Touch your YubiKey when it blinks (it signs the new key's certificate)");
     }
-    // The self-signed certificate is a signature: slots with PIN policy "always" want the PIN again.
-    verify_pin(&mut yk, &full, policy, Some(&pin))?;
+    // The self-signed certificate is a signature: slots with PIN policy "always" want the
+    // PIN again. Without a re-SELECT: the certificate write needs the management key.
+    reverify_pin(&mut yk, &full, &pin)?;
     let mut serial = [0u8; 16];
     rand_core::OsRng.fill_bytes(&mut serial);
     serial[0] &= 0x7f;

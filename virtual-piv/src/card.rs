@@ -13,7 +13,9 @@
 //! * GET METADATA (F7) is answered here for slots whose key was generated
 //!   through this runner, and for the PIN (retries);
 //! * the key history object 5FC10C reads as absent, as on a YubiKey;
-//! * re-selecting PIV clears the PIN verification, as on a YubiKey.
+//! * re-selecting PIV clears the PIN verification, as on a YubiKey;
+//! * the management key (9B) is the runner's (see mgm.rs): 3DES or AES-128/192/256
+//!   with GENERAL AUTHENTICATE (mutual and single), SET MANAGEMENT KEY and metadata.
 
 use std::{
     collections::BTreeMap,
@@ -26,7 +28,7 @@ use iso7816::command::CommandView;
 use piv_authenticator::Authenticator;
 use spki::{AlgorithmIdentifierOwned, ObjectIdentifier, SubjectPublicKeyInfoOwned};
 
-use crate::{pki::Pki, tlv};
+use crate::{mgm, pki::Pki, tlv};
 
 /// Full PIV AID (NIST SP 800-73-4): RID A000000308, PIX 00001000 0100.
 const PIV_AID: [u8; 11] = [
@@ -47,6 +49,9 @@ const SW_REF_NOT_FOUND: u16 = 0x6A88;
 const SW_INS_NOT_SUPPORTED: u16 = 0x6D00;
 const SW_CLA_NOT_SUPPORTED: u16 = 0x6E00;
 const SW_CHAINING_ERROR: u16 = 0x6883;
+const SW_SECURITY_STATUS: u16 = 0x6982;
+const SW_CONDITIONS_OF_USE: u16 = 0x6985;
+const SW_INCORRECT_P1P2: u16 = 0x6A86;
 
 const RESPONSE_CAPACITY: usize = 8192;
 
@@ -146,6 +151,7 @@ pub struct Shared {
     pub config: Config,
     pub pki: Pki,
     pub slots: Slots,
+    pub mgm: mgm::MgmKey,
     chain: Option<Chain>,
     response: Vec<u8>,
     response_offset: usize,
@@ -157,11 +163,12 @@ struct Chain {
 }
 
 impl Shared {
-    pub fn new(config: Config, pki: Pki, slots: Slots) -> Self {
+    pub fn new(config: Config, pki: Pki, slots: Slots, mgm: mgm::MgmKey) -> Self {
         Self {
             config,
             pki,
             slots,
+            mgm,
             chain: None,
             response: Vec::new(),
             response_offset: 0,
@@ -177,6 +184,18 @@ pub struct Card<'s, T> {
     pub reset_requested: bool,
     used: bool,
     reply: heapless::Vec<u8, RESPONSE_CAPACITY>,
+    /// Management-key authentication in progress (cleared by a power cycle).
+    mgm_pending: Option<Pending>,
+    /// The management key was authenticated since the last power cycle.
+    admin: bool,
+}
+
+/// The first half of a management-key authentication.
+enum Pending {
+    /// Mutual: the plaintext witness the card sent encrypted.
+    Witness(Vec<u8>),
+    /// Single (external authenticate): the challenge the card sent in the clear.
+    Challenge(Vec<u8>),
 }
 
 impl<'s, T: piv_authenticator::Client> Card<'s, T> {
@@ -187,6 +206,8 @@ impl<'s, T: piv_authenticator::Client> Card<'s, T> {
             reset_requested: false,
             used: false,
             reply: heapless::Vec::new(),
+            mgm_pending: None,
+            admin: false,
         }
     }
 
@@ -318,13 +339,34 @@ impl<'s, T: piv_authenticator::Client> Card<'s, T> {
             // ATTEST
             (0xF9, slot, _) => self.attest(slot),
             // GET METADATA
+            (0xF7, _, 0x9B) => self.mgm_metadata(),
             (0xF7, _, slot) => self.metadata(slot),
+            // GENERAL AUTHENTICATE with the management key
+            (0x87, alg, 0x9B) => self.mgm_authenticate(alg, data),
+            // SET MANAGEMENT KEY (Yubico): P2 FF = no touch, FE = touch
+            (0xFF, 0xFF, p2 @ (0xFF | 0xFE)) => self.set_mgm_key(p2, data),
             // GET DATA
             (0xCB, 0x3F, 0xFF) => match tlv::find(data, 0x5C) {
                 Some([0x5F, 0xFF, 0x01]) => self.attestation_object(),
                 // PIV's optional key history object; piv-authenticator creates one
                 // that the yubikey crate's Key::list takes for a certificate.
                 Some([0x5F, 0xC1, 0x0C]) => (Vec::new(), SW_FILE_NOT_FOUND),
+                // The PIN-protected object (printed information), kept by the runner.
+                Some([0x5F, 0xC1, 0x09]) => self.protected_object(),
+                _ => self.forward(cla, ins, p1, p2, data),
+            },
+            // PUT DATA of the PIN-protected object: needs the management key.
+            (0xDB, 0x3F, 0xFF) => match tlv::find(data, 0x5C) {
+                Some([0x5F, 0xC1, 0x09]) => {
+                    if !self.admin {
+                        return (Vec::new(), SW_SECURITY_STATUS);
+                    }
+                    let value = tlv::find(data, 0x53).unwrap_or(&[]);
+                    self.shared
+                        .mgm
+                        .set_protected((!value.is_empty()).then(|| value.to_vec()));
+                    (Vec::new(), SW_OK)
+                }
                 _ => self.forward(cla, ins, p1, p2, data),
             },
             // GENERATE ASYMMETRIC KEY PAIR: learn the public key.
@@ -359,11 +401,164 @@ impl<'s, T: piv_authenticator::Client> Card<'s, T> {
                 let (body, sw) = self.forward(cla, ins, p1, p2, data);
                 if sw == SW_OK {
                     self.shared.slots.clear();
+                    let factory = mgm::factory_alg(self.shared.config.firmware);
+                    self.shared.mgm.set(factory, &mgm::DEFAULT_KEY, 1);
+                    self.shared.mgm.set_protected(None);
+                    self.admin = false;
                 }
                 (body, sw)
             }
             _ => self.forward(cla, ins, p1, p2, data),
         }
+    }
+
+    /// GET DATA 5FC109: readable once the PIN is verified.
+    fn protected_object(&mut self) -> (Vec<u8>, u16) {
+        let (_, sw) = self.forward(0x00, 0x20, 0x00, 0x80, &[]);
+        if sw != SW_OK {
+            return (Vec::new(), SW_SECURITY_STATUS);
+        }
+        match &self.shared.mgm.protected {
+            Some(v) => {
+                let mut out = Vec::new();
+                tlv::put(&mut out, 0x53, v);
+                (out, SW_OK)
+            }
+            None => (Vec::new(), SW_FILE_NOT_FOUND),
+        }
+    }
+
+    /// GET METADATA 9B (firmware 5.3+): algorithm, touch policy, default flag.
+    fn mgm_metadata(&mut self) -> (Vec<u8>, u16) {
+        let fw = self.shared.config.firmware;
+        if (fw[0], fw[1]) < (5, 3) {
+            return (Vec::new(), SW_INS_NOT_SUPPORTED);
+        }
+        let m = &self.shared.mgm;
+        let mut out = Vec::new();
+        tlv::put(&mut out, 0x01, &[m.alg]);
+        tlv::put(&mut out, 0x02, &[0x00, m.touch]);
+        tlv::put(&mut out, 0x05, &[u8::from(m.is_default())]);
+        (out, SW_OK)
+    }
+
+    /// GENERAL AUTHENTICATE 9B: witness (7C 02 80 00) then witness + challenge
+    /// (mutual), or challenge (7C 02 81 00) then response (single).
+    fn mgm_authenticate(&mut self, alg: u8, data: &[u8]) -> (Vec<u8>, u16) {
+        let (key_alg, key) = (self.shared.mgm.alg, self.shared.mgm.key.clone());
+        if alg != key_alg {
+            // A YubiKey answers a request for another algorithm with 6A86.
+            self.mgm_pending = None;
+            return (Vec::new(), SW_INCORRECT_P1P2);
+        }
+        let n = mgm::block_len(alg);
+        let Some(template) = tlv::find(data, 0x7C) else {
+            return (Vec::new(), SW_WRONG_DATA);
+        };
+        let witness = tlv::find(template, 0x80);
+        let challenge = tlv::find(template, 0x81);
+        let response = tlv::find(template, 0x82);
+        let reply = |tag: u32, value: &[u8]| {
+            let mut inner = Vec::new();
+            tlv::put(&mut inner, tag, value);
+            let mut out = Vec::new();
+            tlv::put(&mut out, 0x7C, &inner);
+            out
+        };
+        let random = || {
+            let mut r = vec![0u8; n];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut r);
+            r
+        };
+        match (witness, challenge, response) {
+            (Some([]), None, None) => {
+                let w = random();
+                let Some(enc) = mgm::crypt(alg, &key, &w, true) else {
+                    return (Vec::new(), 0x6F00);
+                };
+                self.mgm_pending = Some(Pending::Witness(w));
+                (reply(0x80, &enc), SW_OK)
+            }
+            (None, Some([]), None) => {
+                let c = random();
+                self.mgm_pending = Some(Pending::Challenge(c.clone()));
+                (reply(0x81, &c), SW_OK)
+            }
+            (Some(w), Some(c), None) => {
+                let Some(Pending::Witness(expected)) = self.mgm_pending.take() else {
+                    return (Vec::new(), SW_CONDITIONS_OF_USE);
+                };
+                if w.len() != n || c.len() != n {
+                    return (Vec::new(), SW_WRONG_DATA);
+                }
+                if w != expected.as_slice() {
+                    log::info!("management key authentication failed (wrong witness)");
+                    return (Vec::new(), SW_SECURITY_STATUS);
+                }
+                let Some(enc) = mgm::crypt(alg, &key, c, true) else {
+                    return (Vec::new(), 0x6F00);
+                };
+                self.mgm_authenticated();
+                (reply(0x82, &enc), SW_OK)
+            }
+            (None, None, Some(r)) => {
+                let Some(Pending::Challenge(c)) = self.mgm_pending.take() else {
+                    return (Vec::new(), SW_CONDITIONS_OF_USE);
+                };
+                if mgm::crypt(alg, &key, &c, true).as_deref() != Some(r) {
+                    log::info!("management key authentication failed (wrong response)");
+                    return (Vec::new(), SW_SECURITY_STATUS);
+                }
+                self.mgm_authenticated();
+                (Vec::new(), SW_OK)
+            }
+            _ => (Vec::new(), SW_WRONG_DATA),
+        }
+    }
+
+    /// The host proved the management key: let piv-authenticator know, by
+    /// authenticating to it with its own (never changed) 3DES default key.
+    fn mgm_authenticated(&mut self) {
+        self.admin = true;
+        let (body, sw) = self.forward(0x00, 0x87, mgm::TDES, 0x9B, &[0x7C, 0x02, 0x80, 0x00]);
+        let witness = tlv::find(&body, 0x7C).and_then(|t| tlv::find(t, 0x80));
+        let plain = witness.and_then(|w| mgm::crypt(mgm::TDES, &mgm::DEFAULT_KEY, w, false));
+        let Some(plain) = plain.filter(|_| sw == SW_OK) else {
+            log::error!("inner management key authentication failed at step 1 ({sw:04x})");
+            return;
+        };
+        let mut inner = Vec::new();
+        tlv::put(&mut inner, 0x80, &plain);
+        tlv::put(&mut inner, 0x81, &[0x42; 8]);
+        let mut data = Vec::new();
+        tlv::put(&mut data, 0x7C, &inner);
+        let (_, sw) = self.forward(0x00, 0x87, mgm::TDES, 0x9B, &data);
+        if sw != SW_OK {
+            log::error!("inner management key authentication failed at step 2 ({sw:04x})");
+        } else {
+            log::debug!("management key authenticated");
+        }
+    }
+
+    /// SET MANAGEMENT KEY: `alg 9B len key`; needs the management key authenticated.
+    fn set_mgm_key(&mut self, p2: u8, data: &[u8]) -> (Vec<u8>, u16) {
+        if !self.admin {
+            return (Vec::new(), SW_SECURITY_STATUS);
+        }
+        let [alg, 0x9B, len, key @ ..] = data else {
+            return (Vec::new(), SW_WRONG_DATA);
+        };
+        let fw = self.shared.config.firmware;
+        let aes_ok = (fw[0], fw[1]) >= (5, 4);
+        match mgm::key_len(*alg) {
+            Some(l)
+                if l == usize::from(*len) && l == key.len() && (*alg == mgm::TDES || aes_ok) => {}
+            _ => return (Vec::new(), SW_WRONG_DATA),
+        }
+        let touch = if p2 == 0xFE { 2 } else { 1 };
+        self.shared.mgm.set(*alg, key, touch);
+        log::info!("management key set (algorithm {alg:02x})");
+        (Vec::new(), SW_OK)
     }
 
     fn learn_generated(&mut self, slot: u8, request: &[u8], response: &[u8]) {

@@ -5,6 +5,7 @@
 
 mod card;
 mod dispatch;
+mod mgm;
 mod pki;
 mod storage;
 mod tlv;
@@ -27,6 +28,7 @@ use trussed_core::types::Location;
 const USAGE: &str = "\
 usage: virtual-piv [--port N] [--host ADDR] [--state DIR] [--serial N] [--ca-out PATH]
                    [--connect-timeout SECS] [--deterministic]
+                   [--firmware X.Y.Z] [--mgm-alg ALG] [--mgm-key HEX] [--mgm-protected]
 
   --port N              vpcd port (default 35963)
   --host ADDR           vpcd host (default 127.0.0.1)
@@ -37,6 +39,20 @@ usage: virtual-piv [--port N] [--host ADDR] [--state DIR] [--serial N] [--ca-out
   --connect-timeout S   keep retrying to reach vpcd this long (default 30)
   --deterministic       do not seed the card's RNG from the OS on first start
                         (keys are then the same on every fresh card)
+  --firmware X.Y.Z      version GET VERSION and attestations report (default 5.4.3);
+                        5.3+ answers GET METADATA for the management key, 5.4+ takes
+                        AES management keys, 5.7+ ships an AES-192 default key
+  --mgm-alg ALG         set the management key's algorithm: tdes, aes128, aes192, aes256
+                        (with the default key unless --mgm-key; replaces a stored key)
+  --mgm-key HEX         set the management key (with --mgm-alg, or the firmware's
+                        default algorithm); replaces a stored key
+  --mgm-protected       store the management key in the PIN-protected object 5FC109
+                        (88 { 89 key }), as `ykman ... change-management-key --protect`
+  Without --mgm-alg/--mgm-key the key stored in the state dir is kept, and a fresh
+  card has the factory default: 3DES before 5.7, AES-192 from 5.7, both
+  010203040506070801020304050607080102030405060708.
+  Environment: VIRTUAL_PIV_FIRMWARE, VIRTUAL_PIV_MGM_ALG, VIRTUAL_PIV_MGM_KEY,
+  VIRTUAL_PIV_MGM_PROTECTED=1 are read when the flag is not given.
 Logging: RUST_LOG=virtual_piv=debug (APDU summaries), piv_authenticator=info.";
 
 struct Args {
@@ -47,6 +63,24 @@ struct Args {
     ca_out: Option<PathBuf>,
     connect_timeout: Duration,
     deterministic: bool,
+    firmware: [u8; 3],
+    mgm_alg: Option<u8>,
+    mgm_key: Option<Vec<u8>>,
+    mgm_protected: bool,
+}
+
+fn parse_firmware(v: &str) -> Result<[u8; 3], String> {
+    let parts: Vec<u8> = v
+        .split('.')
+        .map(|p| p.parse::<u8>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("--firmware {v}: {e}"))?;
+    match parts[..] {
+        [a, b, c] if a == 4 || a == 5 => Ok([a, b, c]),
+        _ => Err(format!(
+            "--firmware {v}: want X.Y.Z with X 4 or 5 (the yubikey crate accepts no other)"
+        )),
+    }
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -58,7 +92,25 @@ fn parse_args() -> Result<Args, String> {
         ca_out: None,
         connect_timeout: Duration::from_secs(30),
         deterministic: false,
+        firmware: [5, 4, 3],
+        mgm_alg: None,
+        mgm_key: None,
+        mgm_protected: false,
     };
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(v) = env("VIRTUAL_PIV_FIRMWARE") {
+        a.firmware = parse_firmware(&v)?;
+    }
+    if let Some(v) = env("VIRTUAL_PIV_MGM_ALG") {
+        a.mgm_alg =
+            Some(mgm::parse_alg(&v).ok_or(format!("VIRTUAL_PIV_MGM_ALG={v}: unknown algorithm"))?);
+    }
+    if env("VIRTUAL_PIV_MGM_PROTECTED").is_some_and(|v| v != "0") {
+        a.mgm_protected = true;
+    }
+    if let Some(v) = env("VIRTUAL_PIV_MGM_KEY") {
+        a.mgm_key = Some(mgm::hex_decode(&v).ok_or("VIRTUAL_PIV_MGM_KEY is not hex")?);
+    }
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let (name, inline) = match flag.split_once('=') {
@@ -84,11 +136,35 @@ fn parse_args() -> Result<Args, String> {
                 a.connect_timeout = Duration::from_secs_f64(s);
             }
             "--deterministic" => a.deterministic = true,
+            "--firmware" => a.firmware = parse_firmware(&value()?)?,
+            "--mgm-alg" => {
+                let v = value()?;
+                a.mgm_alg = Some(mgm::parse_alg(&v).ok_or(format!(
+                    "--mgm-alg {v}: unknown algorithm (tdes, aes128, aes192, aes256)"
+                ))?);
+            }
+            "--mgm-protected" => a.mgm_protected = true,
+            "--mgm-key" => {
+                a.mgm_key = Some(mgm::hex_decode(&value()?).ok_or("--mgm-key is not hex")?)
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    if a.mgm_alg.is_some() || a.mgm_key.is_some() {
+        let alg = a.mgm_alg.unwrap_or(mgm::factory_alg(a.firmware));
+        let len = mgm::key_len(alg).unwrap_or(0);
+        let key_len = a.mgm_key.as_ref().map_or(len, Vec::len);
+        if key_len != len {
+            return Err(format!(
+                "--mgm-key has {key_len} bytes; algorithm {alg:02x} takes {len}"
+            ));
+        }
+        if alg != mgm::TDES && (a.firmware[0], a.firmware[1]) < (5, 4) {
+            return Err("AES management keys need --firmware 5.4.0 or later".into());
         }
     }
     Ok(a)
@@ -133,7 +209,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     };
     std::fs::create_dir_all(&state)?;
 
-    let firmware = [5, 4, 3];
+    let firmware = args.firmware;
     let pki = pki::Pki::load_or_create(&state, args.serial, firmware)?;
     if let Some(path) = &args.ca_out {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -142,6 +218,19 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         std::fs::write(path, pki.ca_pem()?)?;
     }
     let slots = card::Slots::load(&state);
+    let forced = (args.mgm_alg.is_some() || args.mgm_key.is_some()).then(|| {
+        let alg = args.mgm_alg.unwrap_or(mgm::factory_alg(firmware));
+        (
+            alg,
+            args.mgm_key
+                .clone()
+                .unwrap_or_else(|| mgm::DEFAULT_KEY.to_vec()),
+        )
+    });
+    let mut mgm_key = mgm::MgmKey::load(&state, mgm::factory_alg(firmware), forced);
+    if args.mgm_protected {
+        mgm_key.protect();
+    }
     let mut shared = card::Shared::new(
         card::Config {
             serial: args.serial,
@@ -150,16 +239,23 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         },
         pki,
         slots,
+        mgm_key,
     );
 
     let addr = format!("{}:{}", args.host, args.port);
     let mut conn = connect(&addr, args.connect_timeout)?;
     log::info!(
-        "card inserted: serial {}, firmware {}.{}.{}, state {}",
+        "card inserted: serial {}, firmware {}.{}.{}, management key algorithm {:02x}{}, state {}",
         args.serial,
         firmware[0],
         firmware[1],
         firmware[2],
+        shared.mgm.alg,
+        if shared.mgm.is_default() {
+            " (default)"
+        } else {
+            ""
+        },
         state.display()
     );
 
