@@ -4,6 +4,10 @@
 #[path = "harness/mod.rs"]
 mod harness;
 
+/// `--audit-log`: the CLI's audit entries, next to a running daemon and in PostgreSQL.
+#[path = "audit.rs"]
+mod audit;
+
 use std::path::Path;
 
 use harness::*;

@@ -7,13 +7,24 @@
 //! any change except the removal of trailing lines, which only an externally noted
 //! head hash can show (the daemon reports its head in `/healthz` and on stop).
 //!
-//! Entries are durable (written and fsynced) before [`AuditLog::append`] returns. A
+//! Entries are durable (written and fdatasynced) before [`AuditLog::append`] returns. A
 //! writer thread takes every entry queued while the previous fsync ran and commits them
 //! with one write and one fsync (group commit), so concurrent signers share the cost
 //! of the disk flush instead of queueing behind one fsync each.
+//!
+//! Several processes may append to one file — a running `tufkey serve` and any number
+//! of CLI commands (`tufkey sign --audit-log …`). Each batch is committed under an
+//! exclusive advisory lock on the log (`flock`): the writer takes the lock, reads
+//! whatever other writers appended since its own last write (and checks that those
+//! lines continue the chain), chains its batch onto the real tail, writes, fdatasyncs
+//! and only then unlocks. So the writers' entries interleave into ONE chain. Only one
+//! *daemon* may use a log at a time ([`AuditLog::open`] holds `<log>.serve.lock` for
+//! the daemon's lifetime): its replay protection is rebuilt from the log and its own
+//! state file, which a second daemon would not share.
 
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -29,6 +40,11 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// Most entries committed by one write + fsync.
 const MAX_BATCH: usize = 1024;
 
+/// How long a CLI command waits for the log's lock before it gives up. A commit holds
+/// the lock for one write and one fdatasync; waiting this long means something holds
+/// it for good (a hung writer, or a tufkey serve from before the lock was per batch).
+const SHARED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What can go wrong with an audit log.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -40,12 +56,19 @@ pub enum AuditError {
         line: usize,
         reason: String,
     },
-    #[error("audit log {path} is in use by another process (it is locked); two writers would fork the chain")]
-    Locked { path: PathBuf },
+    #[error("audit log {path} is in use by another `tufkey serve` ({lock} is locked); one daemon per audit log (replicas share a PostgreSQL store instead), while CLI commands may append to it at any time")]
+    Locked { path: PathBuf, lock: PathBuf },
+    #[error("audit log {path}: {reason}; nothing more is appended to it: run `tufkey audit verify {path}` to find where the chain breaks")]
+    Tail { path: PathBuf, reason: String },
+    #[error("audit log {path}: another process has held its lock for over {secs} s (a hung writer, or a `tufkey serve` older than this tufkey, which locks the log for its whole run: upgrade it)")]
+    Busy { path: PathBuf, secs: u64 },
     #[error("audit log {path}: the writer has stopped; entries can no longer be made durable")]
     Stopped { path: PathBuf },
     #[error("audit entry cannot be encoded: {0}")]
     Encode(String),
+    /// The writer thread's report of a failed commit (it names the log).
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// One event: who did what, with which result. Optional fields are left out of the
@@ -53,9 +76,12 @@ pub enum AuditError {
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Event {
     /// The client identity (certificate CN or SAN that matched the policy), the CLI's
-    /// actor, or `-` when the peer never authenticated.
+    /// actor (`--audit-actor`, else `user@host`), or `-` when the peer never
+    /// authenticated.
     pub who: String,
     /// What was asked: `sign`, `sign-raw`, `list-keys`, `connect`, `start`, `stop`, …
+    /// from the daemon; the command as typed (`sign`, `key generate`, `ceremony
+    /// sign`, `delegation rotate`, …) from the CLI.
     pub action: String,
     /// `signed`, `refused`, `error` or `ok`.
     pub result: String,
@@ -76,6 +102,27 @@ pub struct Event {
     pub key_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_sha256: Option<String>,
+    /// `cli` for entries of CLI commands; absent for the daemon's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// CLI: the operating-system user (name) that ran the command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// CLI: that user's numeric id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// CLI: the machine's host name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// CLI: the file (metadata, ceremony folder, key file) the command changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// CLI: the key's URI (any `pin-value` redacted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_uri: Option<String>,
+    /// CLI: what changed, in words (`added key … to role root`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// A verified log: its entries and the hash of its last line.
@@ -93,81 +140,113 @@ pub(crate) fn line_hash(line: &[u8]) -> String {
 }
 
 /// Reads and checks a whole log. Any edit, removal or reordering is an error naming
-/// the first line where the chain breaks. A missing file is an empty log.
+/// the first line where the chain breaks. A missing file is an empty log. The file is
+/// read under a shared lock, so a batch another process is appending right now is
+/// seen whole or not at all.
 pub fn verify(path: &Path) -> Result<Verified, AuditError> {
-    let text = match std::fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(err) => {
-            return Err(AuditError::Io {
-                path: path.into(),
-                err,
-            })
-        }
+    let io = |err| AuditError::Io {
+        path: path.into(),
+        err,
     };
-    verify_bytes(path, &text)
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return verify_bytes(path, b""),
+        Err(err) => return Err(io(err)),
+    };
+    // Best effort: a file system without flock still gets verified (a batch being
+    // written at that very moment may then show as an incomplete last line).
+    let locked = file.lock_shared().is_ok();
+    let text = read_range(&file, path, 0, None);
+    if locked {
+        let _ = file.unlock();
+    }
+    verify_bytes(path, &text?)
 }
 
 /// Checks a log given as its JSON-lines bytes; `path` only names it in errors (the
 /// PostgreSQL store passes its redacted URL, so both stores share one verifier).
 pub fn verify_bytes(path: &Path, text: &[u8]) -> Result<Verified, AuditError> {
-    let bad = |line: usize, reason: String| AuditError::Broken {
-        path: path.into(),
-        line,
-        reason,
-    };
-    let mut out = Verified {
-        entries: Vec::new(),
-        head: GENESIS.into(),
-    };
-    if text.is_empty() {
-        return Ok(out);
-    }
-    if !text.ends_with(b"\n") {
+    let mut chain = Chain::new();
+    let mut entries = Vec::new();
+    if !text.is_empty() && !text.ends_with(b"\n") {
         let n = text.split(|b| *b == b'\n').count();
-        return Err(bad(
-            n,
-            "the last line is incomplete (a write was cut off, or the file was truncated)".into(),
-        ));
+        return Err(AuditError::Broken {
+            path: path.into(),
+            line: n,
+            reason: "the last line is incomplete (a write was cut off, or the file was truncated)"
+                .into(),
+        });
     }
-    for (i, line) in text[..text.len() - 1].split(|b| *b == b'\n').enumerate() {
-        let n = i + 1;
-        let value: Value = serde_json::from_slice(line)
-            .map_err(|e| bad(n, format!("not a JSON audit entry: {e}")))?;
-        let Value::Object(obj) = value else {
-            return Err(bad(n, "not a JSON object".into()));
+    if !text.is_empty() {
+        for line in text[..text.len() - 1].split(|b| *b == b'\n') {
+            entries.push(chain.push(path, line)?);
+        }
+    }
+    Ok(Verified {
+        entries,
+        head: chain.head,
+    })
+}
+
+/// The position of a chain: the last `seq` and the hash of its line.
+#[derive(Debug, Clone, PartialEq)]
+struct Chain {
+    seq: u64,
+    head: String,
+}
+
+impl Chain {
+    fn new() -> Chain {
+        Chain {
+            seq: 0,
+            head: GENESIS.into(),
+        }
+    }
+
+    /// Checks that `line` is the next entry (canonical, `seq` + 1, `prev` = head) and
+    /// moves onto it. In a file log an entry's `seq` is its line number.
+    fn push(&mut self, path: &Path, line: &[u8]) -> Result<Map<String, Value>, AuditError> {
+        let n = self.seq + 1;
+        let bad = |reason: String| AuditError::Broken {
+            path: path.into(),
+            line: usize::try_from(n).unwrap_or(usize::MAX),
+            reason,
         };
-        let canonical = to_canonical(&Value::Object(obj.clone()))
-            .map_err(|e| bad(n, format!("not canonical JSON: {e}")))?;
-        if canonical != line {
-            return Err(bad(
-                n,
-                "the line was edited (it is not in the canonical form tufkey writes)".into(),
-            ));
+        let (obj, seq) = parse_line(line).map_err(bad)?;
+        if seq != n {
+            return Err(bad(format!(
+                "sequence number {seq} where {n} was expected: an entry was removed or moved"
+            )));
         }
-        match obj.get("seq").and_then(Value::as_u64) {
-            Some(s) if s == n as u64 => {}
-            Some(s) => {
-                return Err(bad(
-                    n,
-                    format!(
-                        "sequence number {s} where {n} was expected: an entry was removed or moved"
-                    ),
-                ))
-            }
-            None => return Err(bad(n, "no sequence number".into())),
-        }
-        if obj.get("prev").and_then(Value::as_str) != Some(out.head.as_str()) {
+        if obj.get("prev").and_then(Value::as_str) != Some(self.head.as_str()) {
             return Err(bad(
-                n,
                 "the hash of the previous entry does not match: an earlier entry was changed, removed or moved"
                     .into(),
             ));
         }
-        out.head = line_hash(line);
-        out.entries.push(obj);
+        self.seq = n;
+        self.head = line_hash(line);
+        Ok(obj)
     }
-    Ok(out)
+}
+
+/// One line as an entry: a JSON object in exactly its canonical form, with a `seq`.
+fn parse_line(line: &[u8]) -> Result<(Map<String, Value>, u64), String> {
+    let value: Value =
+        serde_json::from_slice(line).map_err(|e| format!("not a JSON audit entry: {e}"))?;
+    let Value::Object(obj) = value else {
+        return Err("not a JSON object".into());
+    };
+    let canonical = to_canonical(&Value::Object(obj.clone()))
+        .map_err(|e| format!("not canonical JSON: {e}"))?;
+    if canonical != line {
+        return Err("the line was edited (it is not in the canonical form tufkey writes)".into());
+    }
+    let seq = obj
+        .get("seq")
+        .and_then(Value::as_u64)
+        .ok_or("no sequence number")?;
+    Ok((obj, seq))
 }
 
 /// Encodes `event` as the line with sequence number `seq` after `prev`. Shared with
@@ -197,57 +276,109 @@ pub struct Committed {
 
 type Reply = tokio::sync::oneshot::Sender<Result<Committed, String>>;
 
+/// The file a daemon holds locked for its lifetime: `<log>.serve.lock`.
+pub fn serve_lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".serve.lock");
+    path.with_file_name(name)
+}
+
 /// An open audit log with its writer thread. Dropping it (or [`AuditLog::close`])
 /// commits what is queued and stops the writer.
 pub struct AuditLog {
     path: PathBuf,
     tx: Option<mpsc::Sender<(Event, Reply)>>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// The daemon's `<log>.serve.lock`, locked while this log is open.
+    _owner: Option<File>,
 }
 
 impl AuditLog {
-    /// Opens (or creates) the log, verifies its whole chain and takes an exclusive
-    /// lock on it, so that a second daemon on the same file fails instead of forking
-    /// the chain. Returns the log and what it held.
+    /// For the daemon: opens (or creates) the log, verifies its whole chain and takes
+    /// `<log>.serve.lock` for as long as the log stays open, so that a second daemon on
+    /// the same file fails to start. CLI commands ([`AuditLog::open_shared`]) may
+    /// still append meanwhile. Returns the log and what it held.
     pub fn open(path: &Path) -> Result<(AuditLog, Verified), AuditError> {
-        let io = |err| AuditError::Io {
-            path: path.into(),
-            err,
-        };
-        let file = std::fs::OpenOptions::new()
+        let lock = serve_lock_path(path);
+        let owner = std::fs::OpenOptions::new()
             .create(true)
-            .append(true)
-            .read(true)
-            .open(path)
-            .map_err(io)?;
-        match file.try_lock() {
+            .truncate(false)
+            .write(true)
+            .open(&lock)
+            .map_err(|err| AuditError::Io {
+                path: lock.clone(),
+                err,
+            })?;
+        match owner.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(AuditError::Locked { path: path.into() })
+                return Err(AuditError::Locked {
+                    path: path.into(),
+                    lock,
+                })
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+            Err(std::fs::TryLockError::Error(err)) => {
+                return Err(AuditError::Io { path: lock, err })
+            }
         }
-        let verified = verify(path)?;
-        let (tx, rx) = mpsc::channel::<(Event, Reply)>();
-        let mut state = WriterState {
+        let file = open_append(path)?;
+        let (verified, len) = {
+            let _locked = FileLock::take(&file, path, None)?;
+            let text = read_range(&file, path, 0, None)?;
+            (verify_bytes(path, &text)?, text.len() as u64)
+        };
+        let state = WriterState {
             file,
             path: path.to_path_buf(),
-            seq: verified.entries.len() as u64,
-            head: verified.head.clone(),
+            chain: Chain {
+                seq: verified.entries.len() as u64,
+                head: verified.head.clone(),
+            },
+            len,
+            lock_wait: None,
             failed: None,
         };
+        Ok((Self::start(state, Some(owner))?, verified))
+    }
+
+    /// For CLI commands: opens (or creates) the log to append to it next to a running
+    /// daemon or other commands. Reads only the last line (under the lock) to learn
+    /// the chain's position, so a log that cannot be appended to (unwritable, its last
+    /// line cut off or edited) is reported here, before the command changes anything.
+    /// It does not verify the whole chain: `tufkey audit verify` does.
+    pub fn open_shared(path: &Path) -> Result<AuditLog, AuditError> {
+        let file = open_append(path)?;
+        let (chain, len) = {
+            let _locked = FileLock::take(&file, path, Some(SHARED_LOCK_WAIT))?;
+            read_tail(&file, path)?
+        };
+        let state = WriterState {
+            file,
+            path: path.to_path_buf(),
+            chain,
+            len,
+            lock_wait: Some(SHARED_LOCK_WAIT),
+            failed: None,
+        };
+        Self::start(state, None)
+    }
+
+    fn start(mut state: WriterState, owner: Option<File>) -> Result<AuditLog, AuditError> {
+        let path = state.path.clone();
+        let (tx, rx) = mpsc::channel::<(Event, Reply)>();
         let writer = std::thread::Builder::new()
             .name("tufkey-audit".into())
             .spawn(move || state.run(rx))
-            .map_err(io)?;
-        Ok((
-            AuditLog {
-                path: path.to_path_buf(),
-                tx: Some(tx),
-                writer: Some(writer),
-            },
-            verified,
-        ))
+            .map_err(|err| AuditError::Io {
+                path: path.clone(),
+                err,
+            })?;
+        Ok(AuditLog {
+            path,
+            tx: Some(tx),
+            writer: Some(writer),
+            _owner: owner,
+        })
     }
 
     /// The log's path.
@@ -275,10 +406,7 @@ impl AuditLog {
     ) -> Result<Committed, AuditError> {
         match r {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(reason)) => Err(AuditError::Io {
-                path: self.path.clone(),
-                err: std::io::Error::other(reason),
-            }),
+            Ok(Err(reason)) => Err(AuditError::Failed(reason)),
             Err(_) => Err(AuditError::Stopped {
                 path: self.path.clone(),
             }),
@@ -317,11 +445,146 @@ impl Drop for AuditLog {
     }
 }
 
+fn open_append(path: &Path) -> Result<File, AuditError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)
+        .map_err(|err| AuditError::Io {
+            path: path.into(),
+            err,
+        })
+}
+
+/// The exclusive advisory lock on the log, released when dropped (and by the kernel
+/// if the process dies).
+struct FileLock<'a>(&'a File);
+
+impl<'a> FileLock<'a> {
+    /// Waits for the lock: for good (`None`, the daemon), or up to `wait`.
+    fn take(
+        file: &'a File,
+        path: &Path,
+        wait: Option<std::time::Duration>,
+    ) -> Result<FileLock<'a>, AuditError> {
+        let failed = |err: std::io::Error| AuditError::Io {
+            path: path.into(),
+            err: std::io::Error::new(err.kind(), format!("cannot lock it for appending: {err}")),
+        };
+        let Some(wait) = wait else {
+            file.lock().map_err(failed)?;
+            return Ok(FileLock(file));
+        };
+        let until = std::time::Instant::now() + wait;
+        let mut pause = std::time::Duration::from_millis(1);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(FileLock(file)),
+                Err(std::fs::TryLockError::Error(err)) => return Err(failed(err)),
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(20));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(AuditError::Busy {
+                        path: path.into(),
+                        secs: wait.as_secs(),
+                    })
+                }
+            }
+        }
+    }
+}
+
+impl Drop for FileLock<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+/// The bytes from `start` to `end` (the end of the file when `None`).
+fn read_range(
+    file: &File,
+    path: &Path,
+    start: u64,
+    end: Option<u64>,
+) -> Result<Vec<u8>, AuditError> {
+    let io = |err| AuditError::Io {
+        path: path.into(),
+        err,
+    };
+    let end = match end {
+        Some(e) => e,
+        None => file.metadata().map_err(io)?.len(),
+    };
+    let len = usize::try_from(end.saturating_sub(start))
+        .map_err(|_| io(std::io::Error::other("too large to read")))?;
+    let mut buf = vec![0; len];
+    file.read_exact_at(&mut buf, start).map_err(io)?;
+    Ok(buf)
+}
+
+/// The chain's position from the log's last line, and the file's length. Call with
+/// the lock held.
+fn read_tail(file: &File, path: &Path) -> Result<(Chain, u64), AuditError> {
+    let len = file
+        .metadata()
+        .map_err(|err| AuditError::Io {
+            path: path.into(),
+            err,
+        })?
+        .len();
+    if len == 0 {
+        return Ok((Chain::new(), 0));
+    }
+    let tail = |reason: String| AuditError::Tail {
+        path: path.into(),
+        reason,
+    };
+    // Read backwards in growing steps until the line before the last one ends.
+    let mut start = len;
+    let mut buf: Vec<u8> = Vec::new();
+    let line_start = loop {
+        let step = (buf.len() as u64).clamp(4096, 1 << 20);
+        let from = start.saturating_sub(step);
+        let mut chunk = read_range(file, path, from, Some(start))?;
+        chunk.extend_from_slice(&buf);
+        buf = chunk;
+        start = from;
+        if buf.last() != Some(&b'\n') {
+            return Err(tail(
+                "its last line is incomplete (a write was cut off, or the file was truncated)"
+                    .into(),
+            ));
+        }
+        if let Some(i) = buf[..buf.len() - 1].iter().rposition(|b| *b == b'\n') {
+            break i + 1;
+        }
+        if start == 0 {
+            break 0;
+        }
+    };
+    let line = &buf[line_start..buf.len() - 1];
+    let (_, seq) = parse_line(line).map_err(|r| tail(format!("its last line: {r}")))?;
+    Ok((
+        Chain {
+            seq,
+            head: line_hash(line),
+        },
+        len,
+    ))
+}
+
 struct WriterState {
     file: File,
     path: PathBuf,
-    seq: u64,
-    head: String,
+    /// Where the chain stood after this writer's last commit (or the last one it saw).
+    chain: Chain,
+    /// The file's length at that point: if it has grown, another process appended.
+    len: u64,
+    /// How long to wait for the lock (`None`: as long as it takes).
+    lock_wait: Option<std::time::Duration>,
     /// Set after a failed write or fsync: the file's tail is then unknown, so every
     /// later entry is refused rather than chained onto something that may be lost.
     failed: Option<String>,
@@ -341,28 +604,80 @@ impl WriterState {
         }
     }
 
+    /// With the lock held: moves onto the entries other processes appended since this
+    /// writer's last commit, checking that they continue the chain.
+    fn catch_up(&mut self) -> Result<(), AuditError> {
+        let now = self
+            .file
+            .metadata()
+            .map_err(|err| AuditError::Io {
+                path: self.path.clone(),
+                err,
+            })?
+            .len();
+        if now == self.len {
+            return Ok(());
+        }
+        if now < self.len {
+            return Err(AuditError::Tail {
+                path: self.path.clone(),
+                reason: format!(
+                    "it is {now} bytes long, shorter than the {} bytes it had after this process's last entry: it was truncated or replaced",
+                    self.len
+                ),
+            });
+        }
+        let text = read_range(&self.file, &self.path, self.len, Some(now))?;
+        if !text.ends_with(b"\n") {
+            return Err(AuditError::Tail {
+                path: self.path.clone(),
+                reason: "another writer left an incomplete last line (a write was cut off)".into(),
+            });
+        }
+        let mut chain = self.chain.clone();
+        for line in text[..text.len() - 1].split(|b| *b == b'\n') {
+            chain.push(&self.path, line)?;
+        }
+        self.chain = chain;
+        self.len = now;
+        Ok(())
+    }
+
     fn commit(&mut self, batch: Vec<(Event, Reply)>) {
-        if let Some(reason) = &self.failed {
+        let refuse_all = |batch: Vec<(Event, Reply)>, reason: String| {
             for (_, reply) in batch {
                 let _ = reply.send(Err(reason.clone()));
             }
-            return;
+        };
+        if let Some(reason) = &self.failed {
+            return refuse_all(batch, reason.clone());
         }
-        let (mut seq, mut head) = (self.seq, self.head.clone());
+        let file = match self.file.try_clone() {
+            Ok(f) => f,
+            Err(e) => return refuse_all(batch, format!("audit log {}: {e}", self.path.display())),
+        };
+        let locked = match FileLock::take(&file, &self.path, self.lock_wait) {
+            Ok(l) => l,
+            Err(e) => return refuse_all(batch, e.to_string()),
+        };
+        if let Err(e) = self.catch_up() {
+            return refuse_all(batch, e.to_string());
+        }
+        let mut chain = self.chain.clone();
         let mut bytes = Vec::new();
         let mut done = Vec::with_capacity(batch.len());
         for (event, reply) in batch {
-            match encode(&event, seq + 1, &head) {
+            match encode(&event, chain.seq + 1, &chain.head) {
                 Ok(line) => {
-                    seq += 1;
-                    head = line_hash(&line);
+                    chain.seq += 1;
+                    chain.head = line_hash(&line);
                     bytes.extend_from_slice(&line);
                     bytes.push(b'\n');
                     done.push((
                         reply,
                         Committed {
-                            seq,
-                            hash: head.clone(),
+                            seq: chain.seq,
+                            hash: chain.head.clone(),
                         },
                     ));
                 }
@@ -371,20 +686,22 @@ impl WriterState {
                 }
             }
         }
+        // Durable before the lock is released and before anyone is told.
         let written = self
             .file
             .write_all(&bytes)
             .and_then(|()| self.file.sync_data());
+        drop(locked);
         match written {
             Ok(()) => {
-                self.seq = seq;
-                self.head = head;
+                self.chain = chain;
+                self.len += bytes.len() as u64;
                 for (reply, c) in done {
                     let _ = reply.send(Ok(c));
                 }
             }
             Err(e) => {
-                let reason = format!("{}: {e}", self.path.display());
+                let reason = format!("audit log {}: {e}", self.path.display());
                 self.failed = Some(reason.clone());
                 for (reply, _) in done {
                     let _ = reply.send(Err(reason.clone()));
@@ -445,11 +762,17 @@ mod tests {
     }
 
     #[test]
-    fn a_second_writer_is_refused() {
+    fn a_second_daemon_is_refused_but_shared_writers_are_not() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("audit.jsonl");
         let (_log, _) = AuditLog::open(&p).unwrap();
-        assert!(matches!(AuditLog::open(&p), Err(AuditError::Locked { .. })));
+        let err = AuditLog::open(&p)
+            .err()
+            .expect("a second daemon must be refused");
+        assert!(matches!(err, AuditError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("audit.jsonl.serve.lock"), "{err}");
+        let cli = AuditLog::open_shared(&p).unwrap();
+        assert_eq!(cli.append_blocking(ev(1)).unwrap().seq, 1);
     }
 
     #[test]
@@ -473,5 +796,170 @@ mod tests {
         }
         drop(log);
         assert_eq!(verify(&p).unwrap().entries.len(), 400);
+    }
+
+    /// Separate opens of one file lock against each other exactly as separate
+    /// processes do (flock locks belong to the open file description).
+    #[test]
+    fn a_daemon_and_shared_writers_interleave_into_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        let (daemon, _) = AuditLog::open(&p).unwrap();
+        let cli = AuditLog::open_shared(&p).unwrap();
+        // Strictly alternating: every commit must first read the other's entry.
+        for i in 0..10 {
+            assert_eq!(daemon.append_blocking(ev(i)).unwrap().seq, 2 * i + 1);
+            assert_eq!(cli.append_blocking(ev(100 + i)).unwrap().seq, 2 * i + 2);
+        }
+        // And concurrently, from several shared writers and the daemon at once.
+        let daemon = std::sync::Arc::new(daemon);
+        let mut threads = Vec::new();
+        for t in 0..4u64 {
+            let p = p.clone();
+            let daemon = daemon.clone();
+            threads.push(std::thread::spawn(move || {
+                let mine = AuditLog::open_shared(&p).unwrap();
+                for i in 0..25 {
+                    mine.append_blocking(ev((t + 1) * 1000 + i)).unwrap();
+                    daemon
+                        .append_blocking(ev((t + 1) * 1000 + 500 + i))
+                        .unwrap();
+                }
+            }));
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        drop(daemon);
+        drop(cli);
+        let v = verify(&p).unwrap();
+        assert_eq!(v.entries.len(), 20 + 4 * 50);
+        let mut versions: Vec<u64> = v
+            .entries
+            .iter()
+            .map(|e| e["version"].as_u64().unwrap())
+            .collect();
+        versions.sort();
+        versions.dedup();
+        assert_eq!(versions.len(), 20 + 4 * 50, "an entry was lost or doubled");
+    }
+
+    /// The lock-and-reread path, step by step: while another "process" holds the lock
+    /// the writer waits; what that process appended is read and chained onto.
+    #[test]
+    fn a_commit_waits_for_the_lock_and_chains_onto_what_was_appended_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        let (log, _) = AuditLog::open(&p).unwrap();
+        let first = log.append_blocking(ev(1)).unwrap();
+        let other = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        other.lock().unwrap();
+        let log = std::sync::Arc::new(log);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let l2 = log.clone();
+        let waiter = std::thread::spawn(move || tx.send(l2.append_blocking(ev(3))).unwrap());
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "the writer committed while another process held the lock"
+        );
+        let line = encode(&ev(2), 2, &first.hash).unwrap();
+        (&other).write_all(&line).unwrap();
+        (&other).write_all(b"\n").unwrap();
+        other.unlock().unwrap();
+        let c = rx.recv().unwrap().unwrap();
+        waiter.join().unwrap();
+        assert_eq!(c.seq, 3);
+        drop(log);
+        let v = verify(&p).unwrap();
+        assert_eq!(v.entries.len(), 3);
+        assert_eq!(v.entries[1]["version"], 2);
+        assert_eq!(v.head, c.hash);
+    }
+
+    #[test]
+    fn a_broken_foreign_append_or_a_truncation_stops_appends_and_leaves_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        let (log, _) = AuditLog::open(&p).unwrap();
+        log.append_blocking(ev(1)).unwrap();
+        log.append_blocking(ev(2)).unwrap();
+        let good = std::fs::read(&p).unwrap();
+        // Someone appends a line that does not continue the chain.
+        let forged = encode(&ev(9), 3, GENESIS).unwrap();
+        let mut bad = good.clone();
+        bad.extend_from_slice(&forged);
+        bad.push(b'\n');
+        std::fs::write(&p, &bad).unwrap();
+        let err = log.append_blocking(ev(3)).unwrap_err().to_string();
+        assert!(
+            err.contains("line 3") && err.contains("previous entry"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            bad,
+            "nothing may be chained onto it"
+        );
+        // A shared writer refuses it at open: its last line is canonical with a seq,
+        // so it opens, but a cut-off line is refused before any command runs.
+        std::fs::write(&p, &bad[..bad.len() - 5]).unwrap();
+        let err = AuditLog::open_shared(&p).err().unwrap().to_string();
+        assert!(err.contains("incomplete"), "{err}");
+        // Truncation below what this writer last wrote.
+        std::fs::write(&p, &good[..good.len() / 2]).unwrap();
+        let err = log.append_blocking(ev(3)).unwrap_err().to_string();
+        assert!(err.contains("truncated or replaced"), "{err}");
+    }
+
+    #[test]
+    fn a_shared_writer_continues_a_long_log_from_its_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        let (log, _) = AuditLog::open(&p).unwrap();
+        // Long lines, so the tail is found across several backward reads.
+        for i in 0..40 {
+            let mut e = ev(i);
+            e.reason = Some("x".repeat(3000));
+            log.append_blocking(e).unwrap();
+        }
+        drop(log);
+        let cli = AuditLog::open_shared(&p).unwrap();
+        assert_eq!(cli.append_blocking(ev(99)).unwrap().seq, 41);
+        drop(cli);
+        assert_eq!(verify(&p).unwrap().entries.len(), 41);
+        // A log of one long line has no newline before it.
+        let q = dir.path().join("one.jsonl");
+        let cli = AuditLog::open_shared(&q).unwrap();
+        let mut e = ev(1);
+        e.reason = Some("y".repeat(10_000));
+        cli.append_blocking(e).unwrap();
+        drop(cli);
+        let cli = AuditLog::open_shared(&q).unwrap();
+        assert_eq!(cli.append_blocking(ev(2)).unwrap().seq, 2);
+        drop(cli);
+        assert_eq!(verify(&q).unwrap().entries.len(), 2);
+    }
+
+    #[test]
+    fn a_lock_held_for_good_is_reported_after_the_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        let holder = open_append(&p).unwrap();
+        holder.lock().unwrap();
+        let mine = open_append(&p).unwrap();
+        let wait = std::time::Duration::from_millis(100);
+        let err = FileLock::take(&mine, &p, Some(wait)).err().unwrap();
+        assert!(matches!(err, AuditError::Busy { .. }), "{err}");
+        holder.unlock().unwrap();
+        assert!(FileLock::take(&mine, &p, Some(wait)).is_ok());
+    }
+
+    #[test]
+    fn an_unwritable_log_fails_at_open_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("no-such-dir").join("audit.jsonl");
+        let err = AuditLog::open_shared(&p).err().unwrap().to_string();
+        assert!(err.contains(&p.display().to_string()), "{err}");
     }
 }

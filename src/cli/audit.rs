@@ -87,19 +87,26 @@ fn verify(args: VerifyArgs, ctx: &Ctx) -> Result<ExitCode> {
     };
     let (ok, report) = match &verdict {
         Ok(v) => {
-            let head_ok = args
-                .head
-                .as_ref()
-                .is_none_or(|h| v.head.eq_ignore_ascii_case(h.trim()));
+            // The noted head must be in the chain: the log's head, or (the daemon and
+            // CLI commands kept appending since it was noted) an earlier entry's.
+            let at = args.head.as_ref().map(|h| noted_at(v, h.trim()));
+            let head_ok = at.is_none_or(|n| n.is_some());
+            let later = match at {
+                Some(Some(n)) if n < v.entries.len() => format!(
+                    "; the noted head is entry {n}, the {} after it were appended since",
+                    v.entries.len() - n
+                ),
+                _ => String::new(),
+            };
             let msg = if head_ok {
                 format!(
-                    "{name}: {} entries, chain intact, head {}",
+                    "{name}: {} entries, chain intact, head {}{later}",
                     v.entries.len(),
                     v.head
                 )
             } else {
                 format!(
-                    "{name}: the chain is intact but its head {} is not the expected {}: entries were removed from the end, or the log was replaced",
+                    "{name}: the chain is intact but the noted head {1} is not in it (its head is {0}): entries were removed from the end, or the log was replaced",
                     v.head,
                     args.head.as_deref().unwrap_or_default()
                 )
@@ -126,5 +133,19 @@ fn verify(args: VerifyArgs, ctx: &Ctx) -> Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_NOT_VERIFIED)
+    })
+}
+
+/// Which entry's line hashes to `head` (1-based; 0 for the empty log's genesis), if any.
+fn noted_at(v: &Verified, head: &str) -> Option<usize> {
+    if v.head.eq_ignore_ascii_case(head) {
+        return Some(v.entries.len());
+    }
+    // Entry n+1's `prev` is the hash of entry n.
+    v.entries.iter().enumerate().find_map(|(i, e)| {
+        e.get("prev")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|p| p.eq_ignore_ascii_case(head))
+            .then_some(i)
     })
 }

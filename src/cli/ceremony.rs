@@ -15,8 +15,63 @@ use tufkey::keys::{self, pkcs11, KeyUri};
 use tufkey::tuf::time::{format_expires, parse_expiry_spec};
 use tufkey::tuf::Key;
 
+use super::auditor::{is_audit_failure, shown_path, Audited};
 use super::output::{confirm, print_json, short};
 use super::{Ctx, EXIT_NOT_VERIFIED};
+
+/// The ceremony commands that sign or change the proposed root (or write it out) are
+/// audited; review, status and verify only read.
+pub fn audited(cmd: &CeremonyCmd) -> Option<Audited> {
+    let (action, dir) = match cmd {
+        CeremonyCmd::Init { dir, .. } => ("ceremony init", dir),
+        CeremonyCmd::AddKey(a) => ("ceremony add-key", &a.dir),
+        CeremonyCmd::RemoveKey { dir, .. } => ("ceremony remove-key", dir),
+        CeremonyCmd::Threshold { dir, .. } => ("ceremony threshold", dir),
+        CeremonyCmd::Expires { dir, .. } => ("ceremony expires", dir),
+        CeremonyCmd::Sign { dir, .. } => ("ceremony sign", dir),
+        CeremonyCmd::Merge { dir, .. } => ("ceremony merge", dir),
+        CeremonyCmd::Finalize { dir, .. } => ("ceremony finalize", dir),
+        CeremonyCmd::Run { dir, .. } => ("ceremony run", dir),
+        CeremonyCmd::Review { .. } | CeremonyCmd::Status { .. } | CeremonyCmd::Verify { .. } => {
+            return None
+        }
+    };
+    Some(Audited::new(action, Some(dir)))
+}
+
+/// What an audit entry of a ceremony change says beyond the ceremony itself.
+#[derive(Default)]
+struct Change<'a> {
+    role: Option<&'a str>,
+    key_id: Option<&'a str>,
+    key_uri: Option<&'a str>,
+}
+
+/// Records a change just made to the ceremony in `dir` (result `ok`). If the entry
+/// cannot be written the command fails, saying the change itself was made.
+fn audit_change(
+    ctx: &Ctx,
+    action: &str,
+    dir: &Path,
+    c: &Ceremony,
+    detail: &str,
+    x: Change,
+) -> Result<()> {
+    let mut ev = ctx.audit.event(action, "ok");
+    ev.file = Some(shown_path(dir));
+    ev.role = x.role.map(str::to_string);
+    ev.version = c.proposed.version();
+    ev.key_id = x.key_id.map(str::to_string);
+    ev.key_uri = x.key_uri.map(keys::uri::redact);
+    ev.payload_sha256 = Some(c.proposed.payload_sha256());
+    ev.detail = Some(detail.to_string());
+    ctx.audit.record(ev).map(|_| ()).with_context(|| {
+        format!(
+            "`tufkey {action}` changed {} (\"{detail}\"), but the change is not in the audit log",
+            dir.display()
+        )
+    })
+}
 
 #[derive(Subcommand)]
 pub enum CeremonyCmd {
@@ -128,7 +183,8 @@ pub struct KeyArgs {
 }
 
 pub fn run(cmd: CeremonyCmd, ctx: &Ctx) -> Result<ExitCode> {
-    let actor = default_actor();
+    // One name for the transcript and the audit log: --audit-actor / TUFKEY_ACTOR.
+    let actor = ctx.actor.clone().unwrap_or_else(default_actor);
     match cmd {
         CeremonyCmd::Init {
             dir,
@@ -138,6 +194,21 @@ pub fn run(cmd: CeremonyCmd, ctx: &Ctx) -> Result<ExitCode> {
         } => {
             let when = expiry(&expires)?;
             let c = Ceremony::init(&dir, trusted.as_deref(), &when, require_attestation, &actor)?;
+            audit_change(
+                ctx,
+                "ceremony init",
+                &dir,
+                &c,
+                &format!(
+                    "started a ceremony for root version {}{}",
+                    c.proposed.version().unwrap_or(0),
+                    match &trusted {
+                        Some(t) => format!(" from trusted root {}", shown_path(t)),
+                        None => String::new(),
+                    }
+                ),
+                Change::default(),
+            )?;
             if ctx.json {
                 print_json(
                     &json!({"dir": dir, "version": c.proposed.version(), "payload_sha256": c.proposed.payload_sha256()}),
@@ -169,11 +240,20 @@ pub fn run(cmd: CeremonyCmd, ctx: &Ctx) -> Result<ExitCode> {
                     &actor,
                 )
                 .with_context(|| format!("adding key {} to role {}", from.uri, a.role))?;
-            report_change(
+            let what = format!("added key {keyid} ({}) to role {}", key.scheme, a.role);
+            audit_change(
                 ctx,
+                "ceremony add-key",
+                &a.dir,
                 &c,
-                &format!("added key {keyid} ({}) to role {}", key.scheme, a.role),
-            );
+                &what,
+                Change {
+                    role: Some(&a.role),
+                    key_id: Some(&keyid),
+                    key_uri: Some(&from.uri),
+                },
+            )?;
+            report_change(ctx, &c, &what);
         }
         CeremonyCmd::RemoveKey {
             dir,
@@ -188,7 +268,20 @@ pub fn run(cmd: CeremonyCmd, ctx: &Ctx) -> Result<ExitCode> {
             };
             let mut c = Ceremony::open(&dir)?;
             c.remove_key(&role, &keyid, &actor)?;
-            report_change(ctx, &c, &format!("removed key {keyid} from role {role}"));
+            let what = format!("removed key {keyid} from role {role}");
+            audit_change(
+                ctx,
+                "ceremony remove-key",
+                &dir,
+                &c,
+                &what,
+                Change {
+                    role: Some(&role),
+                    key_id: Some(&keyid),
+                    key_uri: None,
+                },
+            )?;
+            report_change(ctx, &c, &what);
         }
         CeremonyCmd::Threshold {
             dir,
@@ -197,11 +290,19 @@ pub fn run(cmd: CeremonyCmd, ctx: &Ctx) -> Result<ExitCode> {
         } => {
             let mut c = Ceremony::open(&dir)?;
             c.set_threshold(&role, threshold, &actor)?;
-            report_change(
+            let what = format!("role {role} now needs {threshold} signature(s)");
+            audit_change(
                 ctx,
+                "ceremony threshold",
+                &dir,
                 &c,
-                &format!("role {role} now needs {threshold} signature(s)"),
-            );
+                &what,
+                Change {
+                    role: Some(&role),
+                    ..Default::default()
+                },
+            )?;
+            report_change(ctx, &c, &what);
         }
         CeremonyCmd::Expires { dir, role, when } => {
             if role != "root" {
@@ -210,7 +311,19 @@ pub fn run(cmd: CeremonyCmd, ctx: &Ctx) -> Result<ExitCode> {
             let when = expiry(&when)?;
             let mut c = Ceremony::open(&dir)?;
             c.set_expires(&when, &actor)?;
-            report_change(ctx, &c, &format!("the new root expires at {when}"));
+            let what = format!("the new root expires at {when}");
+            audit_change(
+                ctx,
+                "ceremony expires",
+                &dir,
+                &c,
+                &what,
+                Change {
+                    role: Some("root"),
+                    ..Default::default()
+                },
+            )?;
+            report_change(ctx, &c, &what);
         }
         CeremonyCmd::Review { dir } => {
             let c = Ceremony::read(&dir)?;
@@ -221,7 +334,7 @@ pub fn run(cmd: CeremonyCmd, ctx: &Ctx) -> Result<ExitCode> {
                 print!("{}", r.render());
             }
         }
-        CeremonyCmd::Sign { dir, key, yes } => sign(&dir, &key, yes, ctx, &actor)?,
+        CeremonyCmd::Sign { dir, key, yes } => sign(&dir, &key, yes, ctx, &actor, None)?,
         CeremonyCmd::Status { dir } => {
             let c = Ceremony::read(&dir)?;
             let s = c.status(Utc::now())?;
@@ -230,6 +343,26 @@ pub fn run(cmd: CeremonyCmd, ctx: &Ctx) -> Result<ExitCode> {
         CeremonyCmd::Merge { dir, other } => {
             let mut c = Ceremony::open(&dir)?;
             let taken = c.merge(&other, &actor)?;
+            audit_change(
+                ctx,
+                "ceremony merge",
+                &dir,
+                &c,
+                &format!(
+                    "took {} signature(s) from {}{}",
+                    taken.len(),
+                    shown_path(&other),
+                    if taken.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", taken.join(" "))
+                    }
+                ),
+                Change {
+                    role: Some("root"),
+                    ..Default::default()
+                },
+            )?;
             if ctx.json {
                 print_json(&json!({"merged": taken}));
             } else if taken.is_empty() {
@@ -257,6 +390,7 @@ pub fn run(cmd: CeremonyCmd, ctx: &Ctx) -> Result<ExitCode> {
             let files = c.finalize(&out, &actor, Utc::now(), &|r, k| {
                 piv::check_recorded(r, k, &extra)
             })?;
+            audit_finalized(ctx, "ceremony finalize", &dir, &c, &files)?;
             if ctx.json {
                 print_json(&json!({"files": files, "transcript_head": c.transcript.head}));
             } else {
@@ -309,6 +443,35 @@ fn read_key(uri: &str, ctx: &Ctx) -> Result<(Key, Provenance)> {
     Ok((public.to_tuf_key(), from))
 }
 
+fn audit_finalized(
+    ctx: &Ctx,
+    action: &str,
+    dir: &Path,
+    c: &Ceremony,
+    files: &[PathBuf],
+) -> Result<()> {
+    audit_change(
+        ctx,
+        action,
+        dir,
+        c,
+        &format!(
+            "finalized root version {}: wrote {}; transcript head {}",
+            c.proposed.version().unwrap_or(0),
+            files
+                .iter()
+                .map(|f| shown_path(f))
+                .collect::<Vec<_>>()
+                .join(", "),
+            c.transcript.head
+        ),
+        Change {
+            role: Some("root"),
+            ..Default::default()
+        },
+    )
+}
+
 fn report_change(ctx: &Ctx, c: &Ceremony, what: &str) {
     if ctx.json {
         print_json(&json!({"done": what, "payload_sha256": c.proposed.payload_sha256()}));
@@ -318,7 +481,16 @@ fn report_change(ctx: &Ctx, c: &Ceremony, what: &str) {
     }
 }
 
-fn sign(dir: &Path, uri: &str, yes: bool, ctx: &Ctx, actor: &str) -> Result<()> {
+/// Signs the proposed root with one key. `step` names the command it is a step of
+/// (`ceremony run`), for the audit entry.
+fn sign(
+    dir: &Path,
+    uri: &str,
+    yes: bool,
+    ctx: &Ctx,
+    actor: &str,
+    step: Option<&str>,
+) -> Result<()> {
     let snapshot = Ceremony::read(dir)?;
     snapshot.check_untouched()?;
     let review = snapshot.review()?;
@@ -335,6 +507,16 @@ fn sign(dir: &Path, uri: &str, yes: bool, ctx: &Ctx, actor: &str) -> Result<()> 
     }
     let signer = keys::open_signer(uri, &ctx.pins)?;
     let sig = keys::sign_checked(signer.as_ref(), &snapshot.proposed.payload())?;
+    // Audit first: the signature joins the ceremony only once its entry committed.
+    let mut ev = ctx.audit.event("ceremony sign", "signed");
+    ev.file = Some(shown_path(dir));
+    ev.role = Some("root".into());
+    ev.version = snapshot.proposed.version();
+    ev.key_id = Some(sig.keyid.clone());
+    ev.key_uri = Some(keys::uri::redact(&from.uri));
+    ev.payload_sha256 = Some(payload_hash.clone());
+    ev.detail = step.map(|s| format!("a step of `tufkey {s}`"));
+    ctx.audit.record(ev)?;
     let mut c = Ceremony::open(dir)?;
     c.add_signature(sig, &from.uri, &payload_hash, actor)?;
     let s = c.status(Utc::now())?;
@@ -480,11 +662,14 @@ fn run_interactive(
                 .allow_empty(true)
                 .interact_text()?;
         }
-        if let Err(e) = sign(dir, &uri, yes, ctx, actor) {
+        if let Err(e) = sign(dir, &uri, yes, ctx, actor, Some("ceremony run")) {
             eprintln!("error: {e:#}");
-            if !interactive {
+            if !interactive || is_audit_failure(&e) {
                 return Err(e);
             }
+            // The command goes on, so this step's failure is recorded here.
+            ctx.audit
+                .record_failure(&Audited::new("ceremony sign", Some(dir)), &e)?;
             println!("that key did not sign; continue with the next keyholder");
         }
     }
@@ -492,9 +677,11 @@ fn run_interactive(
         if confirm(&format!("Finalize into {}?", out.display()), yes)? {
             let mut c = Ceremony::open(dir)?;
             let extra = read_ca(attestation_ca)?;
-            for f in c.finalize(&out, actor, Utc::now(), &|r, k| {
+            let files = c.finalize(&out, actor, Utc::now(), &|r, k| {
                 piv::check_recorded(r, k, &extra)
-            })? {
+            })?;
+            audit_finalized(ctx, "ceremony finalize", dir, &c, &files)?;
+            for f in files {
                 println!("wrote {}", f.display());
             }
             println!(

@@ -14,9 +14,23 @@ use tufkey::tuf::edit::{self, Holder};
 use tufkey::tuf::time::{format_expires, parse_expiry_spec};
 use tufkey::tuf::{Delegator, Key, Metadata};
 
+use super::auditor::Audited;
 use super::output::{print_json, short};
-use super::sign::load;
+use super::sign::{load, signature_event};
 use super::Ctx;
+
+/// Every delegation command changes trust: audited, named as typed.
+pub fn audited(cmd: &DelegationCmd) -> Audited {
+    let (action, c) = match cmd {
+        DelegationCmd::Add { common, .. } => ("delegation add", common),
+        DelegationCmd::Remove { common } => ("delegation remove", common),
+        DelegationCmd::AddKey { common, .. } => ("delegation add-key", common),
+        DelegationCmd::RemoveKey { common, .. } => ("delegation remove-key", common),
+        DelegationCmd::Threshold { common, .. } => ("delegation threshold", common),
+        DelegationCmd::Rotate { common, .. } => ("delegation rotate", common),
+    };
+    Audited::new(action, Some(c.out.as_ref().unwrap_or(&c.file)))
+}
 
 #[derive(Subcommand)]
 pub enum DelegationCmd {
@@ -127,6 +141,7 @@ fn key_id_of(spec: &str, ctx: &Ctx) -> Result<String> {
 type Change = Box<dyn FnOnce(&mut serde_json::Value) -> Result<(), tufkey::tuf::TufError>>;
 
 pub fn run(cmd: DelegationCmd, ctx: &Ctx) -> Result<ExitCode> {
+    let action = audited(&cmd).action;
     let (common, what, change): (Common, String, Change) = match cmd {
         DelegationCmd::Add {
             common,
@@ -216,10 +231,10 @@ pub fn run(cmd: DelegationCmd, ctx: &Ctx) -> Result<ExitCode> {
             )
         }
     };
-    apply(common, &what, change, ctx)
+    apply(common, &action, &what, change, ctx)
 }
 
-fn apply(c: Common, what: &str, change: Change, ctx: &Ctx) -> Result<ExitCode> {
+fn apply(c: Common, action: &str, what: &str, change: Change, ctx: &Ctx) -> Result<ExitCode> {
     let mut md = load(&c.file)?;
     if md.role_type() != "targets" {
         bail!(
@@ -252,11 +267,13 @@ fn apply(c: Common, what: &str, change: Change, ctx: &Ctx) -> Result<ExitCode> {
         .with_context(|| format!("the edited {} would not be valid", c.file.display()))?;
     let payload = md.payload();
     let mut signed_by = Vec::new();
+    let mut uris = Vec::new();
     for uri in &c.keys {
         let signer = keys::open_signer(uri, &ctx.pins)?;
         let sig = keys::sign_checked(signer.as_ref(), &payload)
             .with_context(|| format!("signing with {}", signer.uri()))?;
         signed_by.push(sig.keyid.clone());
+        uris.push(signer.uri().to_string());
         md.set_signature(sig);
     }
     let verdict = match &c.delegator {
@@ -264,6 +281,24 @@ fn apply(c: Common, what: &str, change: Change, ctx: &Ctx) -> Result<ExitCode> {
         None => None,
     };
     let out = c.out.as_ref().unwrap_or(&c.file);
+    // Audit first (one entry per signature, or one for an unsigned edit): nothing is
+    // written unless its entries committed.
+    let detail = format!("{what} (delegated role `{}`)", c.role);
+    if signed_by.is_empty() {
+        let mut ev = ctx.audit.event(action, "ok");
+        ev.file = Some(super::auditor::shown_path(out));
+        ev.role = Some(md.role_type().to_string());
+        ev.version = md.version();
+        ev.payload_sha256 = Some(md.payload_sha256());
+        ev.detail = Some(detail);
+        ctx.audit.record(ev)?;
+    } else {
+        for (keyid, uri) in signed_by.iter().zip(&uris) {
+            let mut ev = signature_event(ctx, action, "signed", &md, out, keyid, Some(uri));
+            ev.detail = Some(detail.clone());
+            ctx.audit.record(ev)?;
+        }
+    }
     fsutil::write_atomic(out, &md.to_pretty_bytes())
         .with_context(|| format!("writing {}", out.display()))?;
     if ctx.json {

@@ -10,8 +10,50 @@ use tufkey::fsutil;
 use tufkey::keys::{self, pkcs11, software, KeyUri, PivPinPolicy, PivTouchPolicy, Pkcs11Uri};
 use tufkey::tuf::{KeyType, PublicKey};
 
+use super::auditor::{shown_path, Audited};
 use super::output::{confirm, print_json, short};
 use super::Ctx;
+
+/// The key commands that change key material are audited.
+pub fn audited(cmd: &KeyCmd) -> Option<Audited> {
+    match cmd {
+        KeyCmd::Generate { uri, .. } => Some(Audited::new("key generate", file_of(uri).as_deref())),
+        KeyCmd::Import { file, .. } => Some(Audited::new("key import", Some(file))),
+        KeyCmd::Delete { uri, .. } => Some(Audited::new("key delete", file_of(uri).as_deref())),
+        KeyCmd::Attest { .. } | KeyCmd::List { .. } | KeyCmd::Show { .. } => None,
+    }
+}
+
+/// The key file a file: URI names.
+fn file_of(uri: &str) -> Option<PathBuf> {
+    match KeyUri::parse(uri) {
+        Ok(KeyUri::File(f)) => Some(f.path),
+        _ => None,
+    }
+}
+
+/// Records a change of key material that has just happened. If the entry cannot be
+/// written the command fails, saying that the change itself was made.
+fn audit_key(
+    ctx: &Ctx,
+    action: &str,
+    uri: &str,
+    key_id: Option<String>,
+    file: Option<&Path>,
+    detail: String,
+) -> Result<()> {
+    let mut ev = ctx.audit.event(action, "ok");
+    ev.key_uri = Some(keys::uri::redact(uri));
+    ev.key_id = key_id;
+    ev.file = file.map(shown_path);
+    ev.detail = Some(detail);
+    ctx.audit.record(ev).map(|_| ()).with_context(|| {
+        format!(
+            "`tufkey {action}` on {} was done, but it is not in the audit log",
+            keys::uri::redact(uri)
+        )
+    })
+}
 
 #[derive(Subcommand)]
 pub enum KeyCmd {
@@ -124,6 +166,7 @@ fn generate(
     match KeyUri::parse(uri)? {
         KeyUri::YubiKey(y) => {
             let (new_uri, public) = yk::generate(&y, key_type, piv, ctx)?;
+            audit_generated(ctx, &new_uri, &public, None)?;
             report_key(
                 "generated in the YubiKey slot a non-extractable",
                 &new_uri,
@@ -136,6 +179,7 @@ fn generate(
         }
         KeyUri::Pkcs11(u) => {
             let (new_uri, public) = pkcs11::generate(&u, key_type, &ctx.pins)?;
+            audit_generated(ctx, &new_uri.to_string(), &public, None)?;
             report_key(
                 "generated on the token a non-extractable",
                 &new_uri.to_string(),
@@ -161,10 +205,22 @@ fn generate(
                 let _ = std::fs::remove_file(&f.path);
                 return Err(e).with_context(|| format!("writing {}", pub_path.display()));
             }
+            audit_generated(ctx, &f.to_string(), &public, Some(&f.path))?;
             report_key("generated an encrypted", &f.to_string(), &public, ctx);
         }
     }
     Ok(())
+}
+
+fn audit_generated(ctx: &Ctx, uri: &str, public: &PublicKey, file: Option<&Path>) -> Result<()> {
+    audit_key(
+        ctx,
+        "key generate",
+        uri,
+        Some(public.to_tuf_key().key_id()),
+        file,
+        format!("generated a key of type {}", public.algorithm()),
+    )
 }
 
 struct Listed {
@@ -306,6 +362,18 @@ fn import(file: &Path, uri: &str, ctx: &Ctx) -> Result<()> {
     let key = software::read_key_file(file, &ctx.pins)?;
     let (new_uri, public) = pkcs11::import(&u, &key, &ctx.pins)
         .with_context(|| format!("importing {} into {}", file.display(), u))?;
+    audit_key(
+        ctx,
+        "key import",
+        &new_uri.to_string(),
+        Some(public.to_tuf_key().key_id()),
+        Some(file),
+        format!(
+            "imported a key of type {} from {}",
+            public.algorithm(),
+            file.display()
+        ),
+    )?;
     report_key(
         "imported as a non-extractable",
         &new_uri.to_string(),
@@ -336,9 +404,20 @@ fn delete(uri: &str, yes: bool, ctx: &Ctx) -> Result<()> {
             )? {
                 bail!("not deleted");
             }
+            let key_id = keys::public_key(uri, &Default::default())
+                .ok()
+                .map(|p| p.to_tuf_key().key_id());
             std::fs::remove_file(&f.path)
                 .with_context(|| format!("deleting {}", f.path.display()))?;
             let _ = std::fs::remove_file(&pub_path);
+            audit_key(
+                ctx,
+                "key delete",
+                uri,
+                key_id,
+                Some(&f.path),
+                format!("deleted key file {}", f.path.display()),
+            )?;
             if !ctx.json {
                 println!("deleted {}", f.path.display());
             } else {
@@ -375,8 +454,25 @@ fn delete_pkcs11(u: &Pkcs11Uri, yes: bool, ctx: &Ctx) -> Result<()> {
     )? {
         bail!("not deleted");
     }
+    // The key id for the audit entry, read from the public half while it still exists.
+    let key_id = keys::public_key(&u.to_string(), &ctx.pins)
+        .ok()
+        .map(|p| p.to_tuf_key().key_id());
     let handles: Vec<_> = objects.iter().map(|(h, _)| *h).collect();
     token.destroy(&handles)?;
+    audit_key(
+        ctx,
+        "key delete",
+        &u.to_string(),
+        key_id,
+        None,
+        format!(
+            "destroyed on token \"{}\" (serial {}): {}",
+            token.label,
+            token.serial,
+            names.join(", ")
+        ),
+    )?;
     if ctx.json {
         print_json(&json!({"deleted": names}));
     } else {

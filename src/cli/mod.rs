@@ -2,6 +2,7 @@
 //! context (file, URI, key id) here, at the edge.
 
 mod audit;
+mod auditor;
 mod ceremony;
 mod delegation;
 mod demo;
@@ -76,6 +77,22 @@ pub struct Cli {
         hide_env_values = true
     )]
     remote_ca: Option<std::path::PathBuf>,
+    /// Append an entry for every command that signs or changes keys or trust to this
+    /// hash-chained audit log: a JSON-lines file (shared safely with a running
+    /// `tufkey serve` and other commands) or the replicas' `postgres://…` store. Not
+    /// set: no audit entries. A failed entry fails the command (see docs/audit.md).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE|postgres://…",
+        env = "TUFKEY_AUDIT_LOG",
+        hide_env_values = true
+    )]
+    audit_log: Option<String>,
+    /// Who to name in audit entries and ceremony transcripts (e.g. "alice, root
+    /// keyholder 2"); the OS user, uid and host are recorded beside it. Default: user@host.
+    #[arg(long, global = true, value_name = "NAME", env = "TUFKEY_ACTOR")]
+    audit_actor: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -123,6 +140,23 @@ enum Command {
 pub struct Ctx {
     pub json: bool,
     pub pins: PinPolicy,
+    /// The audit log (`--audit-log`); a no-op when none is named.
+    pub audit: auditor::Auditor,
+    /// `--audit-actor` / `TUFKEY_ACTOR`.
+    pub actor: Option<String>,
+}
+
+/// The audited commands (they sign, or change key material or trust), with the
+/// file they work on; `None` for everything else.
+fn audited(cmd: &Command) -> Option<auditor::Audited> {
+    match cmd {
+        Command::Sign(a) => Some(sign::audited_sign(a)),
+        Command::AddSignature(a) => Some(sign::audited_add(a)),
+        Command::Key(c) => key::audited(c),
+        Command::Ceremony(c) => ceremony::audited(c),
+        Command::Delegation(c) => Some(delegation::audited(c)),
+        _ => None,
+    }
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -142,7 +176,18 @@ pub fn run() -> ExitCode {
     let ctx = Ctx {
         json: cli.json,
         pins: PinPolicy::from_flags(cli.force, cli.remember_pin, cli.no_prompt),
+        audit: auditor::Auditor::new(cli.audit_log.as_deref(), cli.audit_actor.as_deref()),
+        actor: cli.audit_actor.clone(),
     };
+    let audited = audited(&cli.command);
+    // The log is opened before an audited command changes anything: an unwritable
+    // log stops it here, with nothing done.
+    if audited.is_some() {
+        if let Err(e) = ctx.audit.open() {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Key(c) => key::run(c, &ctx),
         Command::Token(c) => token::run(c, &ctx),
@@ -165,6 +210,11 @@ pub fn run() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(what) = &audited {
+                if let Err(ae) = ctx.audit.record_failure(what, &e) {
+                    eprintln!("error: and this failure could not be audited: {ae}");
+                }
+            }
             ExitCode::FAILURE
         }
     }

@@ -11,8 +11,40 @@ use tufkey::fsutil;
 use tufkey::keys::{self, KeyError};
 use tufkey::tuf::{Delegator, Metadata, Signature};
 
+use super::auditor::{shown_path, Audited};
 use super::output::{print_json, short};
 use super::Ctx;
+
+/// `sign`'s failure entries name the file it signs.
+pub fn audited_sign(a: &SignArgs) -> Audited {
+    Audited::new("sign", Some(a.out.as_ref().unwrap_or(&a.file)))
+}
+
+/// `add-signature`'s failure entries name the file.
+pub fn audited_add(a: &AddSignatureArgs) -> Audited {
+    Audited::new("add-signature", Some(&a.file))
+}
+
+/// The audit entry for one signature `action` made (or, `result` "ok", added) over
+/// `md`'s payload, stored in `file`.
+pub fn signature_event(
+    ctx: &Ctx,
+    action: &str,
+    result: &str,
+    md: &Metadata,
+    file: &Path,
+    keyid: &str,
+    uri: Option<&str>,
+) -> tufkey::audit::Event {
+    let mut ev = ctx.audit.event(action, result);
+    ev.file = Some(shown_path(file));
+    ev.role = Some(md.role_type().to_string());
+    ev.version = md.version();
+    ev.key_id = Some(keyid.to_string());
+    ev.key_uri = uri.map(keys::uri::redact);
+    ev.payload_sha256 = Some(md.payload_sha256());
+    ev
+}
 
 /// Reads and parses a metadata file; errors name the file.
 pub fn load(path: &Path) -> Result<Metadata> {
@@ -47,6 +79,18 @@ pub fn sign(args: SignArgs, ctx: &Ctx) -> Result<ExitCode> {
         md.set_signature(sig);
     }
     let out = args.out.as_ref().unwrap_or(&args.file);
+    // Audit first: a signature whose entry did not commit is never written.
+    for (uri, keyid, _) in &done {
+        ctx.audit.record(signature_event(
+            ctx,
+            "sign",
+            "signed",
+            &md,
+            out,
+            keyid,
+            Some(uri),
+        ))?;
+    }
     fsutil::write_atomic(out, &md.to_pretty_bytes())
         .with_context(|| format!("writing {}", out.display()))?;
     let known = known_keyids(&md);
@@ -168,6 +212,15 @@ Check that it was made over `tufkey payload {}`",
         extra: Default::default(),
     };
     md.set_signature(sig);
+    ctx.audit.record(signature_event(
+        ctx,
+        "add-signature",
+        "ok",
+        &md,
+        &args.file,
+        &args.keyid,
+        None,
+    ))?;
     fsutil::write_atomic(&args.file, &md.to_pretty_bytes())
         .with_context(|| format!("writing {}", args.file.display()))?;
     if ctx.json {

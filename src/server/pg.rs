@@ -509,6 +509,63 @@ pub fn no_tables(url: &str) -> StoreError {
     )
 }
 
+/// Appends audit entries to the PostgreSQL-held chain from outside a daemon (CLI
+/// commands run with `--audit-log postgres://…`), through the same transaction the
+/// replicas' writers use ([`commit`]): the entries join the replicas' ONE chain.
+/// Blocking (its own small runtime).
+pub struct AuditAppender {
+    // Dropped before the runtime that drives its connection.
+    client: Client,
+    url: String,
+    rt: tokio::runtime::Runtime,
+}
+
+impl AuditAppender {
+    /// Connects (TLS as the URL asks) and creates the tufkey tables if missing, as a
+    /// replica does at start. Errors name the redacted URL, never a password.
+    pub fn open_blocking(url: &str) -> Result<AuditAppender, StoreError> {
+        let shown = redact_url(url);
+        let config = parse_url(url).map_err(|reason| StoreError::Postgres {
+            url: shown.clone(),
+            reason,
+        })?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| pg_err(&shown, e))?;
+        let client = rt.block_on(async {
+            let mut client = connect(&config, &shown).await?;
+            ensure_schema(&mut client, &shown).await?;
+            Ok::<_, StoreError>(client)
+        })?;
+        Ok(AuditAppender {
+            client,
+            url: shown,
+            rt,
+        })
+    }
+
+    /// Appends one entry; returns once its transaction committed.
+    pub fn append_blocking(&mut self, event: Event) -> Result<Committed, StoreError> {
+        let (reply, _unused) = oneshot::channel();
+        let batch = [(event, reply)];
+        let done = self
+            .rt
+            .block_on(commit(&mut self.client, &batch))
+            .map_err(|reason| pg_err(&self.url, reason))?;
+        match done.into_iter().next() {
+            Some(Ok(c)) => Ok(c),
+            Some(Err(reason)) => Err(pg_err(&self.url, reason)),
+            None => Err(pg_err(&self.url, "the entry was not committed")),
+        }
+    }
+
+    /// The redacted URL, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
 /// The audit writer: one per replica, on its own connection.
 async fn writer(
     config: tokio_postgres::Config,
