@@ -306,9 +306,12 @@ impl Config {
             StateConfig::Files { state, audit }
         };
         let workers = match &raw.workers {
+            // Twice the CPUs (at least 4): an HSM call spends much of its time off the
+            // CPU (the module's file checks and locks, a network HSM's round trip), so
+            // one worker per CPU leaves CPUs idle (docs/performance.md measured ×1.2).
             None => std::thread::available_parallelism()
-                .map(|n| n.get().max(2))
-                .unwrap_or(2),
+                .map(|n| (2 * n.get()).max(4))
+                .unwrap_or(4),
             Some(w) => match *w.get_ref() {
                 n @ 1..=256 => n as usize,
                 n => {
