@@ -709,3 +709,148 @@ fn a_config_error_names_the_line_and_the_daemon_does_not_start() {
     assert!(err.contains("no [[keys]] entry serves"), "{err}");
     assert!(!s.audit.exists() || s.audit_entries().is_empty());
 }
+
+/// Issue 5: the HSM token disappears under a running daemon and comes back. SoftHSM
+/// 2.6 keeps failing every call on a token whose folder was moved away, even after it
+/// is moved back, until the module is re-initialised: tufkey must do that by itself.
+#[test]
+fn an_hsm_that_disappears_gives_503_and_recovers_when_it_returns() {
+    let s = setup("64KiB");
+    let d = Daemon::start(s.d(), "daemon", &s.hsm, &s.config);
+    let c = d.client(&s.client_tls("ci-main"));
+    let sign = |v: u64| {
+        let doc = timestamp_doc(v, &expires_in(3600));
+        let r = c
+            .post_json("/v1/sign", &sign_req("acme", &s.p256.1, doc.clone()))
+            .unwrap();
+        (r, doc)
+    };
+    let (r, _) = sign(1);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(c.get("/healthz").unwrap().status, 200);
+
+    // The token goes away.
+    let folder = s.hsm.token_file("online").parent().unwrap().to_path_buf();
+    let away = s.hsm.dir.path().join("online-away");
+    std::fs::rename(&folder, &away).unwrap();
+
+    let t = Instant::now();
+    let (r, _) = sign(2);
+    eprintln!(
+        "first request after the token went away answered in {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        status(&r),
+        (503, "hsm-unavailable".into()),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let message = r.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("token \"online\"") && message.contains("object=ts"),
+        "{message}"
+    );
+    assert!(message.contains("no restart is needed"), "{message}");
+    eprintln!("503 message: {message}");
+    assert!(!message.contains("4321"), "the PIN leaked: {message}");
+    let entry = s.wait_audit("the unavailable HSM", |e| {
+        e["status"] == 503 && e["version"] == 2
+    });
+    assert_eq!(entry["result"], "error");
+    assert!(
+        entry["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("hsm-unavailable: "),
+        "{entry}"
+    );
+
+    // Health says which key cannot sign, and why.
+    let h = c.get("/healthz").unwrap();
+    assert_eq!(h.status, 503, "{}", String::from_utf8_lossy(&h.body));
+    let h = h.json();
+    assert_eq!(h["status"], "degraded");
+    eprintln!("healthz: {h}");
+    let down: Vec<&str> = h["unavailable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["keyid"].as_str().unwrap())
+        .collect();
+    // Both keys live on the one token.
+    assert_eq!(down.len(), 2, "{h}");
+    assert!(down.contains(&s.p256.1.as_str()), "{h}");
+    assert!(
+        h["unavailable"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("online"),
+        "{h}"
+    );
+
+    // Requests while it is away are answered at once, and each counts as an HSM error.
+    let t = Instant::now();
+    for v in 3..6 {
+        assert_eq!(status(&sign(v).0), (503, "hsm-unavailable".into()));
+    }
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let m = String::from_utf8(c.get("/metrics").unwrap().body).unwrap();
+    for want in [
+        "tufkey_hsm_errors_total 4",
+        "tufkey_refusals_total{reason=\"hsm-unavailable\"} 4",
+    ] {
+        assert!(m.contains(want), "metrics lack {want}:\n{m}");
+    }
+
+    // It comes back: within a bounded time a request signs again, with no restart.
+    std::fs::rename(&away, &folder).unwrap();
+    let back = Instant::now();
+    let mut v = 6;
+    let (doc, sig) = loop {
+        let (r, doc) = sign(v);
+        if r.status == 200 {
+            break (doc, r.json());
+        }
+        assert_eq!(
+            status(&r),
+            (503, "hsm-unavailable".into()),
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "no signature within 10 s after the token came back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        v += 1;
+    };
+    let took = back.elapsed();
+    eprintln!("signed again {took:?} after the token came back (version {v})");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    let mut signed_doc = doc;
+    signed_doc["signatures"] = json!([{"keyid": sig["keyid"], "sig": sig["sig"]}]);
+    let file = s.d().join("timestamp.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&signed_doc).unwrap()).unwrap();
+    python_tuf(
+        PY_VERIFY_SIGS,
+        &[file.to_str().unwrap(), &s.p256.1, &s.p256.2.to_string()],
+    );
+    // The other key on the token signs too (it shares the recovered token's login).
+    let oc = d.client(&s.client_tls("ci-other.example"));
+    let raw = json!({"key_id": s.ed.1, "message_hex": hex::encode(b"after")});
+    let v2 = oc
+        .expect_ok(oc.post_json("/v1/sign-raw", &raw).unwrap())
+        .unwrap();
+    tufkey::tuf::Key::from_value(&s.ed.1, &s.ed.2)
+        .unwrap()
+        .verify_hex(b"after", v2["sig"].as_str().unwrap())
+        .unwrap();
+    let h = c.get("/healthz").unwrap();
+    assert_eq!(h.status, 200, "{}", String::from_utf8_lossy(&h.body));
+    assert_eq!(h.json()["status"], "ok");
+
+    d.stop();
+    let out = ok(None, &["audit", "verify", s.audit.to_str().unwrap()]);
+    assert!(out.contains("chain intact"), "{out}");
+}

@@ -66,6 +66,19 @@ pub enum KeyError {
     PinSource { source_name: String, reason: String },
     #[error("cannot read the PIN from the terminal: {0}")]
     Prompt(String),
+    #[error("the HSM token \"{token}\" (serial {serial}) that holds {uri} is unavailable: {reason}. Nothing is signed with it until it is back; tufkey looks for it again on the next use (re-initialising the PKCS#11 module at most once a second), so no restart is needed once the device is connected and reachable again")]
+    DeviceUnavailable {
+        uri: String,
+        token: String,
+        serial: String,
+        reason: String,
+    },
+    #[error("token \"{token}\" refused the PIN when tufkey logged in again by itself ({reason}); tufkey will not try a PIN on it again in this process: check the token and the PIN source of {uri}, then restart tufkey")]
+    ReloginRefused {
+        token: String,
+        uri: String,
+        reason: String,
+    },
     #[error("{op} failed for {uri}: {err}")]
     Pkcs11 {
         op: &'static str,

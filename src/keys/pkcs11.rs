@@ -1,14 +1,28 @@
 //! PKCS#11 keys through the real module (SoftHSM in tests, any HSM in production).
 //!
-//! One initialised `Pkcs11` per module path per process, one [`Token`] per slot with a
-//! pool of sessions so that several threads sign at once, and a login that is shared
-//! by all sessions of the application as PKCS#11 defines. Before a login the token's
-//! PIN flags are read: a locked PIN is not tried, a final try is spent only with
-//! `--force`, and a wrong PIN is never retried.
+//! One initialised `Pkcs11` per module path per process, one [`Token`] per token
+//! (known by label and serial) with a pool of sessions so that several threads sign at
+//! once, and a login that is shared by all sessions of the application as PKCS#11
+//! defines. Before a login the token's PIN flags are read: a locked PIN is not tried, a
+//! final try is spent only with `--force`, and a wrong PIN is never retried.
+//!
+//! A token can go away under a running process. A signature that fails in a way that
+//! may mean so makes tufkey ask the token for its info: if it answers, the sessions,
+//! login and key handle are renewed and the signature is tried once more; if not, the
+//! token is marked unavailable and the caller gets [`KeyError::DeviceUnavailable`] at
+//! once. Later uses look for the token again by label and serial, and re-initialise the
+//! module (C_Finalize + C_Initialize; SoftHSM needs that to see a token folder that came
+//! back) at most once per [`REINIT_INTERVAL`]. Every call runs under a read lock of its
+//! module and a re-initialisation under the write lock, and sessions, logins, slots and
+//! handles carry the module generation they belong to, so nothing of an older
+//! generation is used again. Logging in again uses the PIN the process logged in with;
+//! a wrong-PIN answer to it stops all further logins to that token.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -24,7 +38,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::error::KeyError;
-use super::pin::{self, PinOrigin, PinPolicy, PinRequest};
+use super::pin::{self, PinOrigin, PinPolicy, PinRequest, Secret};
 use super::pin_cache;
 use super::software::SoftKey;
 use super::uri::Pkcs11Uri;
@@ -66,8 +80,130 @@ pub fn module_path(uri: &Pkcs11Uri) -> Result<PathBuf, KeyError> {
         })
 }
 
-fn modules() -> &'static Mutex<HashMap<PathBuf, Pkcs11>> {
-    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+/// At most one re-initialisation of a module (C_Finalize + C_Initialize) per this
+/// interval, so that a dead HSM does not turn into a busy loop.
+pub const REINIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A loaded PKCS#11 module, one per path per process.
+///
+/// Every call tufkey makes into the module runs under a read lock of `state` and for
+/// its generation. Re-initialising (after a device went away, see
+/// [`Pkcs11Signer::sign`]) takes the write lock, so it waits for the calls in flight and
+/// no call runs between C_Finalize and C_Initialize; it then bumps the generation, and
+/// sessions, logins, slot ids and object handles of an older generation are never used
+/// again (they are dropped without a call: C_Finalize closed them).
+struct Module {
+    path: PathBuf,
+    pkcs11: Pkcs11,
+    state: RwLock<ModState>,
+    /// When the last re-initialisation started (the rate limit).
+    last_reinit: Mutex<Option<Instant>>,
+}
+
+struct ModState {
+    generation: u64,
+    /// False when C_Initialize failed during a re-initialisation: nothing may call the
+    /// module until a later re-initialisation succeeds.
+    live: bool,
+    /// Why it is not live.
+    why: String,
+}
+
+/// The module is initialised, at one generation, for as long as this lives.
+struct Live<'a> {
+    module: &'a Module,
+    guard: RwLockReadGuard<'a, ModState>,
+}
+
+impl Live<'_> {
+    fn p11(&self) -> &Pkcs11 {
+        &self.module.pkcs11
+    }
+
+    fn generation(&self) -> u64 {
+        self.guard.generation
+    }
+}
+
+/// What a re-initialisation request did.
+enum Reinit {
+    /// The module was re-initialised (by this call or, meanwhile, by another thread).
+    Done,
+    /// The last one was too recent; the next one is allowed after this long.
+    NotYet(Duration),
+    /// C_Initialize failed; the module stays unusable until a later attempt.
+    Failed(String),
+}
+
+impl Module {
+    fn enter(&self) -> Result<Live<'_>, String> {
+        let guard = self.state.read().unwrap_or_else(|e| e.into_inner());
+        if guard.live {
+            Ok(Live {
+                module: self,
+                guard,
+            })
+        } else {
+            Err(guard.why.clone())
+        }
+    }
+
+    /// The current generation: how many times the module was re-initialised.
+    fn generation(&self) -> u64 {
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .generation
+    }
+
+    /// Finalizes and initialises the module again, unless another thread already did
+    /// since the caller saw generation `seen`, or the last attempt was less than
+    /// [`REINIT_INTERVAL`] ago.
+    fn reinit(&self, seen: u64) -> Reinit {
+        // Held for the whole re-initialisation: attempts queue here, then see the new
+        // generation. Order: `last_reinit`, then `state`; nothing takes them the other way.
+        let mut last = lock(&self.last_reinit);
+        if self.generation() != seen {
+            return Reinit::Done;
+        }
+        if let Some(t) = *last {
+            let since = t.elapsed();
+            if since < REINIT_INTERVAL {
+                return Reinit::NotYet(REINIT_INTERVAL - since);
+            }
+        }
+        *last = Some(Instant::now());
+        // Waits until every call in flight has finished.
+        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let finalized = self.pkcs11.clone().finalize();
+        st.generation += 1;
+        match self
+            .pkcs11
+            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {
+                st.live = true;
+                st.why.clear();
+                Reinit::Done
+            }
+            Err(e) => {
+                st.live = false;
+                st.why = format!(
+                    "PKCS#11 module {} could not be initialised again (C_Finalize: {}; C_Initialize: {e})",
+                    self.path.display(),
+                    match finalized {
+                        Ok(()) => "ok".to_string(),
+                        Err(f) => f.to_string(),
+                    }
+                );
+                Reinit::Failed(st.why.clone())
+            }
+        }
+    }
+}
+
+fn modules() -> &'static Mutex<HashMap<PathBuf, Arc<Module>>> {
+    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Arc<Module>>>> = OnceLock::new();
     MODULES.get_or_init(Default::default)
 }
 
@@ -76,11 +212,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The initialised module for `path`, loading and initialising it on first use.
-pub fn module(path: &Path) -> Result<Pkcs11, KeyError> {
+/// The loaded module for `path`, loading and initialising it on first use.
+fn load(path: &Path) -> Result<Arc<Module>, KeyError> {
     let mut map = lock(modules());
-    if let Some(p) = map.get(path) {
-        return Ok(p.clone());
+    if let Some(m) = map.get(path) {
+        return Ok(m.clone());
     }
     let err = |reason: String| KeyError::Module {
         path: path.into(),
@@ -94,8 +230,32 @@ pub fn module(path: &Path) -> Result<Pkcs11, KeyError> {
         Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
         Err(e) => return Err(err(e.to_string())),
     }
-    map.insert(path.to_path_buf(), p.clone());
-    Ok(p)
+    let m = Arc::new(Module {
+        path: path.to_path_buf(),
+        pkcs11: p,
+        state: RwLock::new(ModState {
+            generation: 0,
+            live: true,
+            why: String::new(),
+        }),
+        last_reinit: Mutex::new(None),
+    });
+    map.insert(path.to_path_buf(), m.clone());
+    Ok(m)
+}
+
+/// The initialised module for `path`, loading and initialising it on first use, for
+/// callers that make their own PKCS#11 calls (benchmarks, tests). Such calls are not
+/// ordered against a re-initialisation that a [`Pkcs11Signer`] of this process makes
+/// after a device went away; tufkey's own calls are.
+pub fn module(path: &Path) -> Result<Pkcs11, KeyError> {
+    Ok(load(path)?.pkcs11.clone())
+}
+
+/// How many times this process re-initialised the module at `path` (None: not loaded).
+pub fn module_generation(path: &Path) -> Option<u64> {
+    let m = lock(modules()).get(path).cloned();
+    m.map(|m| m.generation())
 }
 
 /// How a locked PKCS#11 user PIN is unlocked.
@@ -180,7 +340,12 @@ pub struct TokenSummary {
 
 /// Every initialised token of the module at `path`.
 pub fn list_tokens(path: &Path) -> Result<Vec<TokenSummary>, KeyError> {
-    let p = module(path)?;
+    let m = load(path)?;
+    let live = m.enter().map_err(|reason| KeyError::Module {
+        path: path.into(),
+        reason,
+    })?;
+    let p = live.p11();
     let ck = |op| {
         move |source| KeyError::Pkcs11 {
             op,
@@ -213,21 +378,46 @@ pub fn list_tokens(path: &Path) -> Result<Vec<TokenSummary>, KeyError> {
     Ok(out)
 }
 
-/// One token (a slot of a module), shared by every key on it in this process.
+/// One token of a module, shared by every key on it in this process: its sessions, its
+/// login and its state. It is known by label and serial; its slot is looked up again
+/// after the module is re-initialised (slot ids can change).
 pub struct Token {
-    pkcs11: Pkcs11,
-    slot: Slot,
+    module: Arc<Module>,
     module_path: PathBuf,
     pub label: String,
     pub serial: String,
-    idle: Mutex<Vec<Session>>,
-    login: Mutex<bool>,
+    /// The slot as of a module generation.
+    slot: Mutex<Option<(u64, Slot)>>,
+    /// Idle sessions with the module generation they were opened in. They are opened
+    /// without close-on-drop: one of an older generation is simply dropped (C_Finalize
+    /// closed it, and its handle number may belong to a newer session by now).
+    idle: Mutex<Vec<(u64, Session)>>,
+    login: Mutex<LoginState>,
+    /// Why the token is unavailable, from the failure that showed it; `None` when fine.
+    down: Mutex<Option<String>>,
+    /// The module generation of the handles [`Token::key_objects`] returned last.
+    listed: AtomicU64,
+}
+
+#[derive(Default)]
+struct LoginState {
+    /// The module generation in which this process is logged in to the token.
+    generation: Option<u64>,
+    /// The PIN that logged in last, kept (zeroized on drop, never shown) to log in again
+    /// after the device comes back or the module is re-initialised.
+    pin: Option<Secret>,
+    /// Set when the token refused a PIN that tufkey tried by itself: none is tried again.
+    refused: Option<String>,
 }
 
 /// A session borrowed from a token's pool; it goes back when dropped.
 pub struct PooledSession<'a> {
     token: &'a Token,
+    generation: u64,
     session: Option<Session>,
+    /// The module lock, when this session owns it (from [`Token::session`]); dropped
+    /// after the session went back to the pool.
+    _live: Option<Live<'a>>,
 }
 
 impl std::ops::Deref for PooledSession<'_> {
@@ -243,13 +433,14 @@ impl std::ops::Deref for PooledSession<'_> {
 impl Drop for PooledSession<'_> {
     fn drop(&mut self) {
         if let Some(s) = self.session.take() {
-            lock(&self.token.idle).push(s);
+            lock(&self.token.idle).push((self.generation, s));
         }
     }
 }
 
-/// Open tokens by (module path, slot id): keys on one token share its sessions and login.
-type TokenMap = Mutex<HashMap<(PathBuf, u64), Arc<Token>>>;
+/// Open tokens by (module path, label, serial): keys on one token share its sessions
+/// and login.
+type TokenMap = Mutex<HashMap<(PathBuf, String, String), Arc<Token>>>;
 
 fn tokens() -> &'static TokenMap {
     static TOKENS: OnceLock<TokenMap> = OnceLock::new();
@@ -266,13 +457,61 @@ fn matches_token(uri: &Pkcs11Uri, slot: Slot, info: &cryptoki::slot::TokenInfo) 
         && uri.slot_id.is_none_or(|s| s == slot.id())
 }
 
+/// A short form of an error for "why is the token unavailable" messages.
+fn brief(e: &KeyError) -> String {
+    match e {
+        KeyError::Pkcs11 {
+            op,
+            err: CkError::Pkcs11(rv, _),
+            ..
+        } => format!("{op} answered {}", rv_name(*rv)),
+        KeyError::DeviceUnavailable { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `CKR_GENERAL_ERROR` style names for the return values that mean a device problem.
+fn rv_name(rv: RvError) -> String {
+    let known = match rv {
+        RvError::GeneralError => "CKR_GENERAL_ERROR",
+        RvError::FunctionFailed => "CKR_FUNCTION_FAILED",
+        RvError::DeviceError => "CKR_DEVICE_ERROR",
+        RvError::DeviceMemory => "CKR_DEVICE_MEMORY",
+        RvError::DeviceRemoved => "CKR_DEVICE_REMOVED",
+        RvError::TokenNotPresent => "CKR_TOKEN_NOT_PRESENT",
+        RvError::TokenNotRecognized => "CKR_TOKEN_NOT_RECOGNIZED",
+        RvError::SlotIdInvalid => "CKR_SLOT_ID_INVALID",
+        RvError::SessionHandleInvalid => "CKR_SESSION_HANDLE_INVALID",
+        RvError::SessionClosed => "CKR_SESSION_CLOSED",
+        RvError::ObjectHandleInvalid => "CKR_OBJECT_HANDLE_INVALID",
+        RvError::KeyHandleInvalid => "CKR_KEY_HANDLE_INVALID",
+        RvError::UserNotLoggedIn => "CKR_USER_NOT_LOGGED_IN",
+        RvError::CryptokiNotInitialized => "CKR_CRYPTOKI_NOT_INITIALIZED",
+        _ => "",
+    };
+    if known.is_empty() {
+        format!("{rv:?}")
+    } else {
+        known.to_string()
+    }
+}
+
 impl Token {
     /// The one token the URI's token attributes select. No token, or several, is an
     /// error that lists what is there.
     pub fn open(uri: &Pkcs11Uri) -> Result<Arc<Token>, KeyError> {
         let path = module_path(uri)?;
-        let p = module(&path)?;
+        let module = load(&path)?;
         let shown = uri.to_string();
+        let live = module
+            .enter()
+            .map_err(|reason| KeyError::DeviceUnavailable {
+                uri: shown.clone(),
+                token: uri.token.clone().unwrap_or_else(|| "?".into()),
+                serial: uri.serial.clone().unwrap_or_else(|| "?".into()),
+                reason,
+            })?;
+        let p = live.p11();
         let ck = |op| {
             move |source| KeyError::Pkcs11 {
                 op,
@@ -283,7 +522,19 @@ impl Token {
         let mut found = Vec::new();
         let mut present = Vec::new();
         for slot in p.get_slots_with_token().map_err(ck("C_GetSlotList"))? {
-            let info = p.get_token_info(slot).map_err(ck("C_GetTokenInfo"))?;
+            // A token that does not answer (e.g. one that went away) is not the only
+            // one: list it and look at the others.
+            let info = match p.get_token_info(slot) {
+                Ok(info) => info,
+                Err(e) => {
+                    present.push(format!(
+                        "slot {} ({})",
+                        slot.id(),
+                        brief(&ck("C_GetTokenInfo")(e))
+                    ));
+                    continue;
+                }
+            };
             if !info.token_initialized() {
                 continue;
             }
@@ -307,21 +558,26 @@ impl Token {
             }),
             1 => {
                 let (slot, info) = found.remove(0);
+                let label = info.label().trim_end().to_string();
+                let serial = info.serial_number().trim_end().to_string();
                 let mut map = lock(tokens());
                 let token = map
-                    .entry((path.clone(), slot.id()))
+                    .entry((path.clone(), label.clone(), serial.clone()))
                     .or_insert_with(|| {
                         Arc::new(Token {
-                            pkcs11: p.clone(),
-                            slot,
+                            module: module.clone(),
                             module_path: path.clone(),
-                            label: info.label().trim_end().to_string(),
-                            serial: info.serial_number().trim_end().to_string(),
+                            label,
+                            serial,
+                            slot: Mutex::new(None),
                             idle: Mutex::new(Vec::new()),
-                            login: Mutex::new(false),
+                            login: Mutex::new(LoginState::default()),
+                            down: Mutex::new(None),
+                            listed: AtomicU64::new(u64::MAX),
                         })
                     })
                     .clone();
+                *lock(&token.slot) = Some((live.generation(), slot));
                 Ok(token)
             }
             n => Err(KeyError::AmbiguousToken {
@@ -361,26 +617,123 @@ impl Token {
         }
     }
 
-    /// A read-only session from the pool (opened when none is idle).
-    pub fn session(&self) -> Result<PooledSession<'_>, KeyError> {
-        let idle = lock(&self.idle).pop();
-        let session = match idle {
-            Some(s) => s,
-            None => self
-                .pkcs11
-                .open_ro_session(self.slot)
-                .map_err(self.ck("C_OpenSession"))?,
+    /// The error for this token being unavailable, naming `uri`.
+    fn unavailable(&self, uri: &str, reason: String) -> KeyError {
+        KeyError::DeviceUnavailable {
+            uri: uri.to_string(),
+            token: self.label.clone(),
+            serial: self.serial.clone(),
+            reason,
+        }
+    }
+
+    /// The module, initialised, for the duration of a sequence of calls.
+    fn enter(&self) -> Result<Live<'_>, KeyError> {
+        self.module
+            .enter()
+            .map_err(|why| self.unavailable(&self.uri().to_string(), why))
+    }
+
+    /// This token's slot in the module's current generation, found again by label and
+    /// serial after a re-initialisation.
+    fn slot_in(&self, live: &Live<'_>) -> Result<Slot, KeyError> {
+        let generation = live.generation();
+        if let Some((g, slot)) = *lock(&self.slot) {
+            if g == generation {
+                return Ok(slot);
+            }
+        }
+        let p = live.p11();
+        let slots = p.get_slots_with_token().map_err(|e| {
+            self.unavailable(&self.uri().to_string(), format!("C_GetSlotList: {e}"))
+        })?;
+        let mut present = Vec::new();
+        for slot in slots {
+            match p.get_token_info(slot) {
+                Ok(info) if info.token_initialized() => {
+                    let (l, s) = (info.label().trim_end(), info.serial_number().trim_end());
+                    if l == self.label && s == self.serial {
+                        *lock(&self.slot) = Some((generation, slot));
+                        return Ok(slot);
+                    }
+                    present.push(format!("\"{l}\" (serial {s})"));
+                }
+                Ok(_) => {}
+                Err(e) => present.push(format!(
+                    "slot {} ({})",
+                    slot.id(),
+                    brief(&self.ck("C_GetTokenInfo")(e))
+                )),
+            }
+        }
+        Err(self.unavailable(
+            &self.uri().to_string(),
+            format!(
+                "the module lists no token with this label and serial (tokens present: {})",
+                if present.is_empty() {
+                    "none".to_string()
+                } else {
+                    present.join(", ")
+                }
+            ),
+        ))
+    }
+
+    /// A session of the current generation from the pool, or a new one.
+    fn take_session(&self, live: &Live<'_>) -> Result<Session, KeyError> {
+        let generation = live.generation();
+        let reuse = {
+            let mut idle = lock(&self.idle);
+            // Older generations' sessions were closed by C_Finalize: drop them, no call.
+            idle.retain(|(g, _)| *g == generation);
+            idle.pop()
         };
+        match reuse {
+            Some((_, s)) => Ok(s),
+            None => {
+                let slot = self.slot_in(live)?;
+                live.p11()
+                    .open_ro_session_no_drop(slot)
+                    .map_err(self.ck("C_OpenSession"))
+            }
+        }
+    }
+
+    fn session_in<'a>(&'a self, live: &'a Live<'a>) -> Result<PooledSession<'a>, KeyError> {
         Ok(PooledSession {
             token: self,
-            session: Some(session),
+            generation: live.generation(),
+            session: Some(self.take_session(live)?),
+            _live: None,
         })
     }
 
-    /// Forgets sessions and login after the device went away; the next use opens fresh ones.
+    /// A read-only session from the pool (opened when none is idle). It holds the
+    /// module's lock: a re-initialisation waits until it is dropped.
+    pub fn session(&self) -> Result<PooledSession<'_>, KeyError> {
+        let live = self.enter()?;
+        let session = self.take_session(&live)?;
+        Ok(PooledSession {
+            token: self,
+            generation: live.generation(),
+            session: Some(session),
+            _live: Some(live),
+        })
+    }
+
+    /// Forgets sessions and login after the device went away; the next use opens fresh
+    /// ones and logs in again.
     pub fn reset(&self) {
-        lock(&self.idle).clear();
-        *lock(&self.login) = false;
+        let idle = std::mem::take(&mut *lock(&self.idle));
+        if let Ok(live) = self.module.enter() {
+            for (g, s) in idle {
+                if g == live.generation() {
+                    // The device may have forgotten it already; either way it is gone.
+                    let _ = s.close();
+                }
+            }
+        }
+        lock(&self.login).generation = None;
     }
 
     /// How many idle sessions the pool holds (as many as were ever used at once).
@@ -388,18 +741,16 @@ impl Token {
         lock(&self.idle).len()
     }
 
-    /// A read-write session for creating and destroying objects.
-    pub fn rw_session(&self) -> Result<Session, KeyError> {
-        self.pkcs11
-            .open_rw_session(self.slot)
-            .map_err(self.ck("C_OpenSession"))
-    }
-
     /// The token's PIN state, read now.
     pub fn pin_state(&self) -> Result<PinState, KeyError> {
-        let info = self
-            .pkcs11
-            .get_token_info(self.slot)
+        let live = self.enter()?;
+        self.pin_state_in(&live)
+    }
+
+    fn pin_state_in(&self, live: &Live<'_>) -> Result<PinState, KeyError> {
+        let info = live
+            .p11()
+            .get_token_info(self.slot_in(live)?)
             .map_err(self.ck("C_GetTokenInfo"))?;
         Ok(PinState::from_info(&info))
     }
@@ -417,50 +768,95 @@ impl Token {
     /// Logs the user in once for the whole application. `uri` supplies pin-value and
     /// pin-source. Exactly one C_Login is made per call that needs one.
     pub fn login(&self, uri: &Pkcs11Uri, policy: &PinPolicy) -> Result<(), KeyError> {
-        let mut done = lock(&self.login);
-        if *done {
+        let live = self.enter()?;
+        self.login_in(&live, uri, policy, false)
+    }
+
+    /// Logs in unless this process is logged in to the token in the module's current
+    /// generation. The PIN that logged in before is tried first (it is what a signer
+    /// holds for logging in again after the device came back), else the URI's and the
+    /// environment's. PIN rules apply to every attempt: a locked PIN is not tried, a
+    /// final try needs `force`. A wrong answer to a PIN tufkey tried by itself (`automatic`,
+    /// or the remembered one) stops all further logins to this token in this process.
+    fn login_in(
+        &self,
+        live: &Live<'_>,
+        uri: &Pkcs11Uri,
+        policy: &PinPolicy,
+        automatic: bool,
+    ) -> Result<(), KeyError> {
+        let generation = live.generation();
+        let mut st = lock(&self.login);
+        if st.generation == Some(generation) {
             return Ok(());
         }
-        let session = self.session()?;
+        let shown = uri.to_string();
+        if let Some(reason) = &st.refused {
+            return Err(KeyError::ReloginRefused {
+                token: self.label.clone(),
+                uri: shown,
+                reason: reason.clone(),
+            });
+        }
+        let session = self.session_in(live)?;
         let state = session
             .get_session_info()
             .map_err(self.ck("C_GetSessionInfo"))?
             .session_state();
         if matches!(state, SessionState::RoUser | SessionState::RwUser) {
-            *done = true;
+            st.generation = Some(generation);
             return Ok(());
         }
-        let shown = uri.to_string();
-        check_pin_state(self.pin_state()?, policy.force, &self.label, &shown)?;
-        let req = PinRequest {
-            what: format!("user PIN for token \"{}\"", self.label),
-            uri_value: uri.pin_value.as_ref(),
-            uri_source: uri.pin_source.as_deref(),
-            env: vec![pin::token_env_var(&self.label), "TUFKEY_PIN".into()],
-            cache_key: Some(self.cache_key()),
+        check_pin_state(self.pin_state_in(live)?, policy.force, &self.label, &shown)?;
+        let (secret, origin) = match st.pin.clone() {
+            Some(pin) => (pin, None),
+            None => {
+                let req = PinRequest {
+                    what: format!("user PIN for token \"{}\"", self.label),
+                    uri_value: uri.pin_value.as_ref(),
+                    uri_source: uri.pin_source.as_deref(),
+                    env: vec![pin::token_env_var(&self.label), "TUFKEY_PIN".into()],
+                    cache_key: Some(self.cache_key()),
+                };
+                let (secret, origin) = pin::obtain(&req, policy)?;
+                (secret, Some(origin))
+            }
         };
-        let (secret, origin) = pin::obtain(&req, policy)?;
+        let origin_text = match &origin {
+            Some(o) => o.to_string(),
+            None => "the PIN this process logged in with before".to_string(),
+        };
         let auth = AuthPin::from(secret.expose().to_owned());
         match session.login(UserType::User, Some(&auth)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
-                if policy.remember && origin != PinOrigin::Cache {
+                if policy.remember && origin.as_ref().is_some_and(|o| *o != PinOrigin::Cache) {
                     pin_cache::store(&self.cache_key(), &secret);
                 }
-                *done = true;
+                st.generation = Some(generation);
+                st.pin = Some(secret);
                 Ok(())
             }
             Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
-                if origin == PinOrigin::Cache {
+                if origin == Some(PinOrigin::Cache) {
                     let _ = pin_cache::forget(&self.cache_key());
                 }
-                let after = match self.pin_state() {
+                let mut after = match self.pin_state_in(live) {
                     Ok(PinState::FinalTry) => "; the token now has ONE try left".to_string(),
                     Ok(PinState::Locked) => "; the token is now LOCKED".to_string(),
                     _ => String::new(),
                 };
+                if automatic || origin.is_none() {
+                    st.pin = None;
+                    st.refused = Some(format!(
+                        "it answered CKR_PIN_INCORRECT to {origin_text}{after}"
+                    ));
+                    after.push_str(
+                        "; tufkey was logging in again by itself (the device had gone away or forgotten the login) and will not try another PIN on this token: check the token and the PIN, then restart tufkey",
+                    );
+                }
                 Err(KeyError::PinIncorrect {
                     token: self.label.clone(),
-                    origin: origin.to_string(),
+                    origin: origin_text,
                     after,
                 })
             }
@@ -473,10 +869,115 @@ impl Token {
         }
     }
 
+    /// Whether the token answers now, as the same token (label and serial), in the
+    /// module's current generation. Errors name `uri`.
+    fn probe(&self, uri: &str) -> Result<(), KeyError> {
+        let live = self
+            .module
+            .enter()
+            .map_err(|why| self.unavailable(uri, why))?;
+        let slot = self
+            .slot_in(&live)
+            .map_err(|e| self.unavailable(uri, brief(&e)))?;
+        let info = live
+            .p11()
+            .get_token_info(slot)
+            .map_err(|e| self.unavailable(uri, brief(&self.ck("C_GetTokenInfo")(e))))?;
+        let (l, s) = (info.label().trim_end(), info.serial_number().trim_end());
+        if l == self.label && s == self.serial {
+            Ok(())
+        } else {
+            Err(self.unavailable(
+                uri,
+                format!("slot {} now holds token \"{l}\" (serial {s})", slot.id()),
+            ))
+        }
+    }
+
+    /// Whether a failure marked this token unavailable.
+    pub fn is_down(&self) -> bool {
+        lock(&self.down).is_some()
+    }
+
+    /// Marks the token unavailable and returns the error to report.
+    fn mark_down(&self, uri: &str, reason: String) -> KeyError {
+        *lock(&self.down) = Some(reason.clone());
+        self.unavailable(uri, reason)
+    }
+
+    fn mark_up(&self) {
+        *lock(&self.down) = None;
+    }
+
+    /// Tries to get an unavailable token back: first looks for it as the module is now
+    /// (a device that came back in its slot, or a re-initialisation another thread made),
+    /// then re-initialises the module, at most once per [`REINIT_INTERVAL`]. Never logs
+    /// in: the next signature does that, from the PIN it logged in with before.
+    fn recover(&self, uri: &str) -> Result<(), KeyError> {
+        let seen = self.module.generation();
+        if self.probe(uri).is_ok() {
+            self.mark_up();
+            return Ok(());
+        }
+        let was = lock(&self.down).clone().unwrap_or_default();
+        match self.module.reinit(seen) {
+            Reinit::Done => match self.probe(uri) {
+                Ok(()) => {
+                    self.mark_up();
+                    Ok(())
+                }
+                Err(e) => {
+                    let why = brief(&e);
+                    Err(self.mark_down(
+                        uri,
+                        format!("still absent after re-initialising the PKCS#11 module: {why}"),
+                    ))
+                }
+            },
+            Reinit::NotYet(wait) => {
+                // Another thread may have just re-initialised it: look once more.
+                if self.module.generation() != seen && self.probe(uri).is_ok() {
+                    self.mark_up();
+                    return Ok(());
+                }
+                Err(self.unavailable(
+                    uri,
+                    format!(
+                        "{was} (next re-initialisation of the module allowed in {} ms)",
+                        wait.as_millis()
+                    ),
+                ))
+            }
+            Reinit::Failed(why) => Err(self.mark_down(uri, why)),
+        }
+    }
+
+    /// Whether the token can be used now, for health checks: an unavailable token is
+    /// looked for again (see [`Token::recover`], rate-limited); an available one is asked
+    /// for its token info. Spends no PIN try.
+    pub fn check(&self) -> Result<(), KeyError> {
+        let uri = self.uri().to_string();
+        if let Some(reason) = lock(&self.login).refused.clone() {
+            return Err(KeyError::ReloginRefused {
+                token: self.label.clone(),
+                uri,
+                reason,
+            });
+        }
+        if self.is_down() {
+            return self.recover(&uri);
+        }
+        self.probe(&uri).map_err(|e| {
+            let why = brief(&e);
+            self.mark_down(&uri, why)
+        })
+    }
+
     /// Key pairs on the token whose public object matches the URI's object attributes.
     /// Public objects are readable without a login.
     pub fn public_keys(&self, uri: &Pkcs11Uri) -> Result<Vec<KeyObject>, KeyError> {
-        let session = self.session()?;
+        let live = self.enter()?;
+        let session = self.session_in(&live)?;
         let mut template = vec![Attribute::Class(ObjectClass::PUBLIC_KEY)];
         add_selectors(&mut template, uri);
         let handles = session
@@ -564,8 +1065,12 @@ impl Token {
 
     /// The single private key the URI selects. Needs a login on tokens whose private
     /// objects are private (all of them, for keys tufkey makes).
-    fn private_key(&self, uri: &Pkcs11Uri) -> Result<(ObjectHandle, CkKeyType), KeyError> {
-        let session = self.session()?;
+    fn private_key_in(
+        &self,
+        live: &Live<'_>,
+        uri: &Pkcs11Uri,
+    ) -> Result<(ObjectHandle, CkKeyType), KeyError> {
+        let session = self.session_in(live)?;
         let mut template = vec![Attribute::Class(ObjectClass::PRIVATE_KEY)];
         add_selectors(&mut template, uri);
         let handles = session
@@ -645,8 +1150,12 @@ impl Token {
     }
 
     /// Every key object (public and private) the URI selects, for deletion. Needs a login.
+    /// The handles are valid until the module is re-initialised ([`Token::destroy`]
+    /// refuses them after that).
     pub fn key_objects(&self, uri: &Pkcs11Uri) -> Result<Vec<(ObjectHandle, String)>, KeyError> {
-        let session = self.session()?;
+        let live = self.enter()?;
+        self.listed.store(live.generation(), Ordering::SeqCst);
+        let session = self.session_in(&live)?;
         let mut out = Vec::new();
         for (class, name) in [
             (ObjectClass::PRIVATE_KEY, "private key"),
@@ -669,11 +1178,26 @@ impl Token {
 
     /// Destroys objects found by [`Token::key_objects`].
     pub fn destroy(&self, handles: &[ObjectHandle]) -> Result<(), KeyError> {
-        let s = self.rw_session()?;
+        let live = self.enter()?;
+        if self.listed.load(Ordering::SeqCst) != live.generation() {
+            return Err(KeyError::Unsupported {
+                uri: self.uri().to_string(),
+                reason: "the PKCS#11 module was re-initialised after the keys were listed, so their handles are stale; nothing was deleted: run the command again".into(),
+            });
+        }
+        let s = self.rw_session_in(&live)?;
         for h in handles {
             s.destroy_object(*h).map_err(self.ck("C_DestroyObject"))?;
         }
         Ok(())
+    }
+
+    /// A read-write session for creating and destroying objects, closed when dropped;
+    /// it must not outlive `live`.
+    fn rw_session_in(&self, live: &Live<'_>) -> Result<Session, KeyError> {
+        live.p11()
+            .open_rw_session(self.slot_in(live)?)
+            .map_err(self.ck("C_OpenSession"))
     }
 
     /// Refuses when any object already has this label or id, so a URI stays unambiguous.
@@ -786,8 +1310,11 @@ enum Mech {
 /// A signer whose private key stays on the token.
 pub struct Pkcs11Signer {
     token: Arc<Token>,
-    /// Re-found after the token comes back: handles do not survive a reinsertion.
-    handle: Mutex<ObjectHandle>,
+    /// The key's handle with the module generation it was found in; found again after
+    /// the module is re-initialised or the device came back (handles do not survive).
+    handle: Mutex<Option<(u64, ObjectHandle)>>,
+    /// The private key's type, checked when the key is found again.
+    key_type: CkKeyType,
     mech: Mech,
     uri: String,
     /// What `open` was given, to log in again and find the key after a device outage.
@@ -797,26 +1324,34 @@ pub struct Pkcs11Signer {
     keyid: String,
 }
 
-/// Errors after which the session, the login or the object handle may be stale because
-/// the device went away and came back: worth one fresh attempt.
-fn device_went_away(e: &KeyError) -> bool {
-    matches!(
-        e,
+/// Errors that may mean the device went away, or came back and forgot the sessions,
+/// the login or the object handles: the token is then probed, and either gets one fresh
+/// attempt (it still answers) or is reported unavailable.
+fn device_trouble(e: &KeyError) -> bool {
+    match e {
+        KeyError::DeviceUnavailable { .. } | KeyError::NoToken { .. } => true,
         KeyError::Pkcs11 {
-            err: CkError::Pkcs11(
-                RvError::ObjectHandleInvalid
-                    | RvError::KeyHandleInvalid
-                    | RvError::SessionHandleInvalid
-                    | RvError::SessionClosed
-                    | RvError::DeviceRemoved
-                    | RvError::DeviceError
-                    | RvError::TokenNotPresent
-                    | RvError::UserNotLoggedIn,
-                _
-            ),
+            err: CkError::Pkcs11(rv, _),
             ..
-        }
-    )
+        } => matches!(
+            rv,
+            RvError::ObjectHandleInvalid
+                | RvError::KeyHandleInvalid
+                | RvError::SessionHandleInvalid
+                | RvError::SessionClosed
+                | RvError::DeviceRemoved
+                | RvError::DeviceError
+                | RvError::DeviceMemory
+                | RvError::TokenNotPresent
+                | RvError::TokenNotRecognized
+                | RvError::SlotIdInvalid
+                | RvError::UserNotLoggedIn
+                | RvError::CryptokiNotInitialized
+                | RvError::GeneralError
+                | RvError::FunctionFailed
+        ),
+        _ => false,
+    }
 }
 
 impl Pkcs11Signer {
@@ -838,8 +1373,12 @@ impl Pkcs11Signer {
                     .join(", "),
             });
         }
-        token.login(uri, policy)?;
-        let (handle, kt) = token.private_key(uri)?;
+        let (generation, handle, kt) = {
+            let live = token.enter()?;
+            token.login_in(&live, uri, policy, false)?;
+            let (handle, kt) = token.private_key_in(&live, uri)?;
+            (live.generation(), handle, kt)
+        };
         let public = match publics.into_iter().next() {
             Some(k) => k.public.map_err(|reason| KeyError::Unsupported { uri: shown.clone(), reason })?,
             None => {
@@ -864,7 +1403,8 @@ impl Pkcs11Signer {
         let keyid = tuf_key.key_id();
         Ok(Pkcs11Signer {
             token,
-            handle: Mutex::new(handle),
+            handle: Mutex::new(Some((generation, handle))),
+            key_type: kt,
             mech,
             uri: shown,
             source: uri.clone(),
@@ -893,17 +1433,40 @@ impl Signer for Pkcs11Signer {
     fn key_id(&self) -> &str {
         &self.keyid
     }
+    /// Signs in the token. When the device went away the answer is at once a
+    /// [`KeyError::DeviceUnavailable`]; later calls look for the token again (see
+    /// [`Token::recover`]: re-found by label and serial, the module re-initialised at most
+    /// once a second), log in again with the PIN this process logged in with (never a
+    /// prompt; a wrong-PIN answer stops all further tries), find the key again and sign.
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        if self.token.is_down() {
+            self.token.recover(&self.uri)?;
+        }
         match self.sign_once(message) {
-            Err(e) if device_went_away(&e) => {
-                // The token was removed (and maybe reinserted): fresh sessions, a new login
-                // from the same PIN source (never a prompt), the key found again, one retry.
-                self.token.reset();
-                self.token.login(&self.source, &self.policy)?;
-                let (handle, _) = self.token.private_key(&self.source)?;
-                *lock(&self.handle) = handle;
-                self.sign_once(message)
-            }
+            Err(e) if device_trouble(&e) => match self.token.probe(&self.uri) {
+                Ok(()) => {
+                    // The token answers: the sessions, the login or the handle are stale
+                    // (an HSM that restarted, a login that was dropped). Fresh sessions,
+                    // a new login from the PIN this process holds, the key found again,
+                    // one retry.
+                    self.token.reset();
+                    *lock(&self.handle) = None;
+                    match self.sign_once(message) {
+                        Err(e2) if device_trouble(&e2) => Err(self.token.mark_down(
+                            &self.uri,
+                            format!(
+                                "{}, and again with fresh sessions: {}",
+                                brief(&e),
+                                brief(&e2)
+                            ),
+                        )),
+                        other => other,
+                    }
+                }
+                Err(gone) => Err(self
+                    .token
+                    .mark_down(&self.uri, format!("{}; then {}", brief(&e), brief(&gone)))),
+            },
             other => other,
         }
     }
@@ -911,8 +1474,29 @@ impl Signer for Pkcs11Signer {
 
 impl Pkcs11Signer {
     fn sign_once(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let session = self.token.session()?;
-        let handle = *lock(&self.handle);
+        let live = self.token.enter()?;
+        let generation = live.generation();
+        self.token
+            .login_in(&live, &self.source, &self.policy, true)?;
+        let known = *lock(&self.handle);
+        let handle = match known {
+            Some((g, h)) if g == generation => h,
+            _ => {
+                let (h, kt) = self.token.private_key_in(&live, &self.source)?;
+                if kt != self.key_type {
+                    return Err(KeyError::Unsupported {
+                        uri: self.uri.clone(),
+                        reason: format!(
+                            "after the token came back the key has type {kt:?}, not {:?}; is it the same token?",
+                            self.key_type
+                        ),
+                    });
+                }
+                *lock(&self.handle) = Some((generation, h));
+                h
+            }
+        };
+        let session = self.token.session_in(&live)?;
         let ck = |source| KeyError::Pkcs11 {
             op: "C_Sign",
             uri: self.uri.clone(),
@@ -993,39 +1577,37 @@ fn public_template(label: &[u8], id: &[u8]) -> Vec<Attribute> {
     ]
 }
 
-/// What creating a key on a token starts with: the token logged in, a read-write
-/// session, a label and id that no object uses yet, and the attribute templates.
-struct NewKey {
-    token: Arc<Token>,
-    session: Session,
-    id: Vec<u8>,
-    pub_t: Vec<Attribute>,
-    priv_t: Vec<Attribute>,
-}
-
-impl NewKey {
-    fn prepare(uri: &Pkcs11Uri, policy: &PinPolicy) -> Result<NewKey, KeyError> {
-        let label = uri
-            .object
-            .clone()
-            .ok_or_else(|| KeyError::NeedsObjectName {
-                uri: uri.to_string(),
-            })?;
-        let token = Token::open(uri)?;
-        token.login(uri, policy)?;
-        let session = token.rw_session()?;
+/// Creates a key on the token the URI names: logs in, opens a read-write session,
+/// checks that no object uses the label or id yet, and hands `make` the session and the
+/// public and private templates (label, id and the key-pair attributes). Returns a URI
+/// naming the new key and its public key, read back from the token.
+fn new_key(
+    uri: &Pkcs11Uri,
+    policy: &PinPolicy,
+    make: impl FnOnce(&Session, Vec<Attribute>, Vec<Attribute>) -> Result<(), KeyError>,
+) -> Result<(Pkcs11Uri, PublicKey), KeyError> {
+    let label = uri
+        .object
+        .clone()
+        .ok_or_else(|| KeyError::NeedsObjectName {
+            uri: uri.to_string(),
+        })?;
+    let token = Token::open(uri)?;
+    token.login(uri, policy)?;
+    let id = uri.id.clone().unwrap_or_else(fresh_id);
+    {
+        let live = token.enter()?;
+        let session = token.rw_session_in(&live)?;
         token.ensure_free(&session, uri)?;
-        let id = uri.id.clone().unwrap_or_else(fresh_id);
-        let pub_t = public_template(label.as_bytes(), &id);
-        let priv_t = private_template(label.as_bytes(), &id);
-        Ok(NewKey {
-            token,
-            session,
-            id,
-            pub_t,
-            priv_t,
-        })
+        make(
+            &session,
+            public_template(label.as_bytes(), &id),
+            private_template(label.as_bytes(), &id),
+        )?;
     }
+    let new_uri = object_uri(&token, uri, id);
+    let key = read_back(&token, &new_uri)?;
+    Ok((new_uri, key))
 }
 
 /// Generates a key pair on the token: the private key is Sensitive and not
@@ -1035,43 +1617,36 @@ pub fn generate(
     key_type: KeyType,
     policy: &PinPolicy,
 ) -> Result<(Pkcs11Uri, PublicKey), KeyError> {
-    let NewKey {
-        token,
-        session,
-        id,
-        mut pub_t,
-        priv_t,
-    } = NewKey::prepare(uri, policy)?;
-    let mech = match key_type {
-        KeyType::EcdsaP256 => {
-            pub_t.push(Attribute::EcParams(P256_PARAMS.to_vec()));
-            Mechanism::EccKeyPairGen
-        }
-        KeyType::Ed25519 => {
-            pub_t.push(Attribute::EcParams(ED25519_OID_PARAMS.to_vec()));
-            Mechanism::EccEdwardsKeyPairGen
-        }
-        KeyType::Rsa3072 | KeyType::Rsa2048 => {
-            let bits: u64 = if key_type == KeyType::Rsa3072 {
-                3072
-            } else {
-                2048
-            };
-            pub_t.push(Attribute::ModulusBits(bits.into()));
-            pub_t.push(Attribute::PublicExponent(vec![1, 0, 1]));
-            Mechanism::RsaPkcsKeyPairGen
-        }
-    };
-    session
-        .generate_key_pair(&mech, &pub_t, &priv_t)
-        .map_err(|source| KeyError::Pkcs11 {
-            op: "C_GenerateKeyPair",
-            uri: uri.to_string(),
-            err: source,
-        })?;
-    let new_uri = object_uri(&token, uri, id);
-    let key = read_back(&token, &new_uri)?;
-    Ok((new_uri, key))
+    new_key(uri, policy, |session, mut pub_t, priv_t| {
+        let mech = match key_type {
+            KeyType::EcdsaP256 => {
+                pub_t.push(Attribute::EcParams(P256_PARAMS.to_vec()));
+                Mechanism::EccKeyPairGen
+            }
+            KeyType::Ed25519 => {
+                pub_t.push(Attribute::EcParams(ED25519_OID_PARAMS.to_vec()));
+                Mechanism::EccEdwardsKeyPairGen
+            }
+            KeyType::Rsa3072 | KeyType::Rsa2048 => {
+                let bits: u64 = if key_type == KeyType::Rsa3072 {
+                    3072
+                } else {
+                    2048
+                };
+                pub_t.push(Attribute::ModulusBits(bits.into()));
+                pub_t.push(Attribute::PublicExponent(vec![1, 0, 1]));
+                Mechanism::RsaPkcsKeyPairGen
+            }
+        };
+        session
+            .generate_key_pair(&mech, &pub_t, &priv_t)
+            .map(|_| ())
+            .map_err(|source| KeyError::Pkcs11 {
+                op: "C_GenerateKeyPair",
+                uri: uri.to_string(),
+                err: source,
+            })
+    })
 }
 
 fn read_back(token: &Token, uri: &Pkcs11Uri) -> Result<PublicKey, KeyError> {
@@ -1096,96 +1671,110 @@ pub fn import(
     policy: &PinPolicy,
 ) -> Result<(Pkcs11Uri, PublicKey), KeyError> {
     use rsa::traits::{PrivateKeyParts, PublicKeyParts};
-    let NewKey {
-        token,
-        session,
-        id,
-        mut pub_t,
-        mut priv_t,
-    } = NewKey::prepare(uri, policy)?;
-    pub_t.push(Attribute::Class(ObjectClass::PUBLIC_KEY));
-    priv_t.push(Attribute::Class(ObjectClass::PRIVATE_KEY));
-    let octet = |p: &[u8]| {
-        let mut v = vec![0x04, p.len() as u8];
-        v.extend_from_slice(p);
-        v
-    };
-    match key {
-        SoftKey::EcdsaP256(k) => {
-            let point = k.verifying_key().to_encoded_point(false);
-            pub_t.extend([
-                Attribute::KeyType(CkKeyType::EC),
-                Attribute::EcParams(P256_PARAMS.to_vec()),
-                Attribute::EcPoint(octet(point.as_bytes())),
-            ]);
-            priv_t.extend([
-                Attribute::KeyType(CkKeyType::EC),
-                Attribute::EcParams(P256_PARAMS.to_vec()),
-                Attribute::Value(k.to_bytes().to_vec()),
-            ]);
-        }
-        SoftKey::Ed25519(k) => {
-            pub_t.extend([
-                Attribute::KeyType(CkKeyType::EC_EDWARDS),
-                Attribute::EcParams(ED25519_OID_PARAMS.to_vec()),
-                Attribute::EcPoint(octet(k.verifying_key().as_bytes())),
-            ]);
-            priv_t.extend([
-                Attribute::KeyType(CkKeyType::EC_EDWARDS),
-                Attribute::EcParams(ED25519_OID_PARAMS.to_vec()),
-                Attribute::Value(k.to_bytes().to_vec()),
-            ]);
-        }
-        SoftKey::Rsa(k) => {
-            let mut k = (**k).clone();
-            k.precompute().map_err(|e| KeyError::Unsupported {
-                uri: uri.to_string(),
-                reason: e.to_string(),
-            })?;
-            let primes = k.primes();
-            if primes.len() != 2 {
-                return Err(KeyError::Unsupported {
-                    uri: uri.to_string(),
-                    reason: "multi-prime RSA keys cannot be imported".into(),
-                });
+    new_key(uri, policy, |session, mut pub_t, mut priv_t| {
+        pub_t.push(Attribute::Class(ObjectClass::PUBLIC_KEY));
+        priv_t.push(Attribute::Class(ObjectClass::PRIVATE_KEY));
+        let octet = |p: &[u8]| {
+            let mut v = vec![0x04, p.len() as u8];
+            v.extend_from_slice(p);
+            v
+        };
+        match key {
+            SoftKey::EcdsaP256(k) => {
+                let point = k.verifying_key().to_encoded_point(false);
+                pub_t.extend([
+                    Attribute::KeyType(CkKeyType::EC),
+                    Attribute::EcParams(P256_PARAMS.to_vec()),
+                    Attribute::EcPoint(octet(point.as_bytes())),
+                ]);
+                priv_t.extend([
+                    Attribute::KeyType(CkKeyType::EC),
+                    Attribute::EcParams(P256_PARAMS.to_vec()),
+                    Attribute::Value(k.to_bytes().to_vec()),
+                ]);
             }
-            let missing = || KeyError::Unsupported {
-                uri: uri.to_string(),
-                reason: "RSA CRT values missing".into(),
-            };
-            let n = k.n().to_bytes_be();
-            let e = k.e().to_bytes_be();
-            pub_t.extend([
-                Attribute::KeyType(CkKeyType::RSA),
-                Attribute::Modulus(n.clone()),
-                Attribute::PublicExponent(e.clone()),
-            ]);
-            priv_t.extend([
-                Attribute::KeyType(CkKeyType::RSA),
-                Attribute::Modulus(n),
-                Attribute::PublicExponent(e),
-                Attribute::PrivateExponent(k.d().to_bytes_be()),
-                Attribute::Prime1(primes[0].to_bytes_be()),
-                Attribute::Prime2(primes[1].to_bytes_be()),
-                Attribute::Exponent1(k.dp().ok_or_else(missing)?.to_bytes_be()),
-                Attribute::Exponent2(k.dq().ok_or_else(missing)?.to_bytes_be()),
-                Attribute::Coefficient(k.crt_coefficient().ok_or_else(missing)?.to_bytes_be()),
-            ]);
+            SoftKey::Ed25519(k) => {
+                pub_t.extend([
+                    Attribute::KeyType(CkKeyType::EC_EDWARDS),
+                    Attribute::EcParams(ED25519_OID_PARAMS.to_vec()),
+                    Attribute::EcPoint(octet(k.verifying_key().as_bytes())),
+                ]);
+                priv_t.extend([
+                    Attribute::KeyType(CkKeyType::EC_EDWARDS),
+                    Attribute::EcParams(ED25519_OID_PARAMS.to_vec()),
+                    Attribute::Value(k.to_bytes().to_vec()),
+                ]);
+            }
+            SoftKey::Rsa(k) => {
+                let mut k = (**k).clone();
+                k.precompute().map_err(|e| KeyError::Unsupported {
+                    uri: uri.to_string(),
+                    reason: e.to_string(),
+                })?;
+                let primes = k.primes();
+                if primes.len() != 2 {
+                    return Err(KeyError::Unsupported {
+                        uri: uri.to_string(),
+                        reason: "multi-prime RSA keys cannot be imported".into(),
+                    });
+                }
+                let missing = || KeyError::Unsupported {
+                    uri: uri.to_string(),
+                    reason: "RSA CRT values missing".into(),
+                };
+                let n = k.n().to_bytes_be();
+                let e = k.e().to_bytes_be();
+                pub_t.extend([
+                    Attribute::KeyType(CkKeyType::RSA),
+                    Attribute::Modulus(n.clone()),
+                    Attribute::PublicExponent(e.clone()),
+                ]);
+                priv_t.extend([
+                    Attribute::KeyType(CkKeyType::RSA),
+                    Attribute::Modulus(n),
+                    Attribute::PublicExponent(e),
+                    Attribute::PrivateExponent(k.d().to_bytes_be()),
+                    Attribute::Prime1(primes[0].to_bytes_be()),
+                    Attribute::Prime2(primes[1].to_bytes_be()),
+                    Attribute::Exponent1(k.dp().ok_or_else(missing)?.to_bytes_be()),
+                    Attribute::Exponent2(k.dq().ok_or_else(missing)?.to_bytes_be()),
+                    Attribute::Coefficient(k.crt_coefficient().ok_or_else(missing)?.to_bytes_be()),
+                ]);
+            }
         }
+        let ck = |source| KeyError::Pkcs11 {
+            op: "C_CreateObject",
+            uri: uri.to_string(),
+            err: source,
+        };
+        let priv_h = session.create_object(&priv_t).map_err(ck)?;
+        if let Err(e) = session.create_object(&pub_t) {
+            let _ = session.destroy_object(priv_h);
+            return Err(ck(e));
+        }
+        Ok(())
+    })
+}
+
+/// Health of the token a key URI names, for the daemon's `/healthz`: the token this
+/// process already opened for it (else it is opened now) is checked with
+/// [`Token::check`], which also tries to get an unavailable token back (rate-limited).
+/// Spends no PIN try.
+pub fn check_token(uri: &Pkcs11Uri) -> Result<(), KeyError> {
+    let path = module_path(uri)?;
+    let known: Vec<Arc<Token>> = lock(tokens())
+        .values()
+        .filter(|t| {
+            t.module_path == path
+                && uri.token.as_deref().is_none_or(|l| l == t.label)
+                && uri.serial.as_deref().is_none_or(|s| s == t.serial)
+        })
+        .cloned()
+        .collect();
+    match known.as_slice() {
+        [token] => token.check(),
+        _ => Token::open(uri)?.check(),
     }
-    let ck = |source| KeyError::Pkcs11 {
-        op: "C_CreateObject",
-        uri: uri.to_string(),
-        err: source,
-    };
-    let priv_h = session.create_object(&priv_t).map_err(ck)?;
-    if let Err(e) = session.create_object(&pub_t) {
-        let _ = session.destroy_object(priv_h);
-        return Err(ck(e));
-    }
-    let new_uri = object_uri(&token, uri, id);
-    let key = read_back(&token, &new_uri)?;
-    Ok((new_uri, key))
 }
 
 /// Public keys on every token of a module (no login needed), optionally narrowed by URI.

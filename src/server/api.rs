@@ -25,6 +25,9 @@ use crate::audit::Event;
 use crate::keys::KeyError;
 use crate::tuf::Metadata;
 
+/// How long `/healthz` waits for one HSM token to answer.
+const HEALTH_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Top-level role names; anything else is a delegated targets role.
 const TOP_LEVEL: &[&str] = &["root", "targets", "snapshot", "timestamp"];
 
@@ -135,7 +138,7 @@ impl App {
         let path = req.uri().path().to_string();
         let method = req.method().clone();
         match (method, path.as_str()) {
-            (Method::GET, "/healthz") => ("/healthz", self.health()),
+            (Method::GET, "/healthz") => ("/healthz", self.health().await),
             (Method::GET, "/metrics") => {
                 let mut r = Response::new(Full::new(Bytes::from(self.metrics.render())));
                 r.headers_mut().insert(
@@ -168,17 +171,47 @@ impl App {
         }
     }
 
-    fn health(&self) -> Response<Full<Bytes>> {
+    /// `ok` (200) when every HSM key's token answers, else `degraded` (503) with the keys
+    /// that cannot sign and why. Checking an unavailable token also tries to get it back
+    /// (rate-limited in the PKCS#11 backend), so a load balancer that stops sending
+    /// requests to a degraded replica does not keep it degraded.
+    async fn health(&self) -> Response<Full<Bytes>> {
+        let mut unavailable = Vec::new();
+        for (id, k) in &self.keys {
+            let Ok(crate::keys::KeyUri::Pkcs11(u)) = crate::keys::KeyUri::parse(&k.config.uri)
+            else {
+                continue;
+            };
+            let check = tokio::task::spawn_blocking(move || crate::keys::pkcs11::check_token(&u));
+            let problem = match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, check).await {
+                Ok(Ok(Ok(()))) => continue,
+                Ok(Ok(Err(e))) => e.to_string(),
+                Ok(Err(e)) => format!("the check failed: {e}"),
+                Err(_) => format!(
+                    "the HSM did not answer within {}s",
+                    HEALTH_CHECK_TIMEOUT.as_secs()
+                ),
+            };
+            // The reason names the token (label, serial, module), not the key URI with
+            // its pin-source: any client of the CA may ask for health.
+            unavailable.push(json!({"keyid": id, "reason": problem}));
+        }
         let (entries, head) = self.head();
-        json_response(
-            StatusCode::OK,
-            &json!({
-                "status": "ok",
-                "keys": self.keys.len(),
-                "audit_entries": entries,
-                "audit_head": head,
-            }),
-        )
+        let (status, word) = if unavailable.is_empty() {
+            (StatusCode::OK, "ok")
+        } else {
+            (StatusCode::SERVICE_UNAVAILABLE, "degraded")
+        };
+        let mut body = json!({
+            "status": word,
+            "keys": self.keys.len(),
+            "audit_entries": entries,
+            "audit_head": head,
+        });
+        if !unavailable.is_empty() {
+            body["unavailable"] = Value::Array(unavailable);
+        }
+        json_response(status, &body)
     }
 
     /// (entries, head hash) of the audit log after the last commit.
@@ -641,13 +674,30 @@ impl App {
             Ok(Ok(sig)) => Ok(sig),
             Ok(Err(e)) => {
                 self.metrics.hsm_error();
-                let status = match e {
+                match e {
+                    // The token went away: nothing to fix in the request; the backend
+                    // looks for the token again on the next request.
+                    KeyError::DeviceUnavailable { .. } => Err(Refusal {
+                        retry_after: Some(1),
+                        ..refuse(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "hsm-unavailable",
+                            e.to_string(),
+                        )
+                    }),
                     KeyError::Pkcs11 { .. }
                     | KeyError::Module { .. }
-                    | KeyError::NoToken { .. } => StatusCode::SERVICE_UNAVAILABLE,
-                    _ => StatusCode::INTERNAL_SERVER_ERROR,
-                };
-                Err(refuse(status, "hsm-error", e.to_string()))
+                    | KeyError::NoToken { .. } => Err(refuse(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "hsm-error",
+                        e.to_string(),
+                    )),
+                    _ => Err(refuse(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "hsm-error",
+                        e.to_string(),
+                    )),
+                }
             }
             Err(e) => {
                 self.metrics.hsm_error();
