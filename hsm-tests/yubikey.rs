@@ -8,6 +8,10 @@
 //! holds a key: each run picks free slots and creates two keys (up to four with --ignored).
 //! When the card is full, restart it with a fresh state folder (hsm-tests/piv/stop.sh,
 //! then start.sh).
+//!
+//! The virtual card counts the resets pcscd sends it (`<card state>/power.txt`, see
+//! virtual-piv/README.md), so the tests see which commands reset the YubiKey: reading
+//! never does, a command that gave it a PIN or management key does once, at the end.
 
 #[path = "harness/mod.rs"]
 mod harness;
@@ -41,6 +45,8 @@ static CARD_LOCK: Mutex<()> = Mutex::new(());
 struct Card {
     /// The test attestation root CA (PEM) the virtual card's attestations chain to.
     ca: PathBuf,
+    /// The card's state folder (start.sh's STATEDIR/card, next to the CA).
+    state: PathBuf,
     _turn: MutexGuard<'static, ()>,
 }
 
@@ -55,7 +61,12 @@ fn card() -> Option<Card> {
                 "TUFKEY_TEST_PIV_CA={} is not a file; is the virtual PIV card running? (hsm-tests/run.sh starts it)",
                 ca.display()
             );
-            Some(Card { ca, _turn: turn })
+            let state = ca.parent().unwrap().join("card");
+            Some(Card {
+                ca,
+                state,
+                _turn: turn,
+            })
         }
         None if std::env::var("CI").as_deref() == Ok("true") => panic!(
             "the virtual PIV card did not start in CI: TUFKEY_TEST_PIV_CA is unset (hsm-tests/run.sh exports it once pcscd and virtual-piv run; see its log above)"
@@ -67,6 +78,34 @@ fn card() -> Option<Card> {
             None
         }
     }
+}
+
+/// How many times pcscd reset the card in `state` since it started: warm resets, which
+/// is what a PC/SC disconnect (or reconnect) with "reset card" sends. Power-offs pcscd
+/// makes on its own (an idle card is powered down after a few seconds) are not counted.
+fn resets(state: &Path) -> u64 {
+    let path = state.join("power.txt");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; the virtual card writes it since it counts resets: rebuild and restart it (cargo build -p virtual-piv; hsm-tests/run.sh does)",
+            path.display()
+        )
+    });
+    text.lines()
+        .find_map(|l| l.strip_prefix("resets "))
+        .unwrap_or_else(|| panic!("no resets line in {}: {text}", path.display()))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Runs `f` and returns what it returned and how many resets the card in `state` got
+/// meanwhile. pcscd forwards a reset to the card (and the card counts it) before the
+/// client's disconnect returns, so a finished tufkey's resets are already counted.
+fn counting_resets<R>(state: &Path, f: impl FnOnce() -> R) -> (R, u64) {
+    let before = resets(state);
+    let out = f();
+    (out, resets(state) - before)
 }
 
 fn p(path: &Path) -> &str {
@@ -157,20 +196,32 @@ struct YkKey {
     /// All of `key generate --json`'s output, and what it said on stderr.
     generated: Value,
     generate_stderr: String,
+    /// How many times `key generate` reset the card.
+    generate_resets: u64,
 }
 
 /// `tufkey key generate yubikey:slot=… --type T EXTRA --json` into a free slot (the
 /// preferred one if free). A slot that turns out to hold a key without a certificate
 /// (tufkey refuses it) is skipped.
-fn generate_yk(preferred: Option<&'static str>, key_type: &str, extra: &[&str]) -> YkKey {
+fn generate_yk(
+    card: &Card,
+    preferred: Option<&'static str>,
+    key_type: &str,
+    extra: &[&str],
+) -> YkKey {
     let mut preferred = preferred;
     loop {
         let slot = free_slot(preferred.take());
         let uri = slot_uri(slot);
         let mut args = vec!["key", "generate", &uri, "--type", key_type, "--json"];
         args.extend_from_slice(extra);
-        let (code, out, err) = tk(&args, &[("TUFKEY_PIN", PIN)]);
+        let ((code, out, err), generate_resets) =
+            counting_resets(&card.state, || tk(&args, &[("TUFKEY_PIN", PIN)]));
         if code != 0 && err.contains("already holds a key") {
+            assert_eq!(
+                generate_resets, 0,
+                "a refused generate (no PIN sent) reset the card"
+            );
             continue;
         }
         assert_eq!(code, 0, "tufkey {args:?} failed:\n{out}{err}");
@@ -182,6 +233,7 @@ fn generate_yk(preferred: Option<&'static str>, key_type: &str, extra: &[&str]) 
             key: v["key"].clone(),
             generated: v,
             generate_stderr: err,
+            generate_resets,
         };
     }
 }
@@ -196,10 +248,11 @@ struct Keys {
 
 static KEYS: OnceLock<Keys> = OnceLock::new();
 
-fn keys(_card: &Card) -> &'static Keys {
+fn keys(card: &Card) -> &'static Keys {
     KEYS.get_or_init(|| Keys {
-        p256: generate_yk(Some("9c"), "ecdsa-p256", &["--pin-policy", "always"]),
+        p256: generate_yk(card, Some("9c"), "ecdsa-p256", &["--pin-policy", "always"]),
         rsa: generate_yk(
+            card,
             None,
             "rsa-2048",
             &["--pin-policy", "once", "--touch-policy", "cached"],
@@ -1237,7 +1290,7 @@ fn key_list_shows_yubikey_keys_in_the_retired_slots_82_to_95_too() {
                 let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
                 taken.extend(&SLOTS[..4]);
             }
-            generate_yk(None, "ecdsa-p256", &[])
+            generate_yk(&card, None, "ecdsa-p256", &[])
         }
     };
     assert!(!SLOTS[..4].contains(&key.slot));
@@ -1479,4 +1532,132 @@ fn a_pin_protected_aes_management_key_is_read_after_the_pin_and_used() {
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("given in TUFKEY_YUBIKEY_MGM_KEY"), "{err}");
     assert!(aes_slot_shows_empty("9e"));
+}
+
+// ---- resets: a card tufkey only read is left as it is ----------------------------------
+
+#[test]
+fn reading_a_yubikey_never_resets_it_and_a_pin_or_management_key_makes_one_reset_at_the_end() {
+    let Some(card) = card() else { return };
+    let k = keys(&card);
+    let ca = p(&card.ca);
+    let state = card.state.as_path();
+
+    // Making a key (PIN and management key) reset the card exactly once.
+    for key in [&k.p256, &k.rsa] {
+        assert_eq!(key.generate_resets, 1, "key generate of {}", key.uri);
+    }
+
+    // Reading, by every command that only reads, resets nothing: the key list, the
+    // public key (short and full URI, and an empty slot), the attestation.
+    let empty = free_slot(None);
+    let (_, n) = counting_resets(state, || {
+        tk_ok(&["key", "list", "yubikey:", "--json"], &[]);
+        for uri in [slot_uri(k.p256.slot), k.rsa.uri.clone()] {
+            tk_ok(&["key", "show", &uri, "--json"], &[]);
+        }
+        assert!(shows_no_certificate(empty));
+        for key in [&k.p256, &k.rsa] {
+            tk_ok(&["key", "attest", &key.uri, "--ca", ca, "--json"], &[]);
+        }
+    });
+    assert_eq!(n, 0, "key list/show/attest reset the card {n} times");
+
+    // Refusals before any secret reaches the card reset nothing either: generate over a
+    // key, a PIN of the wrong length.
+    let (_, n) = counting_resets(state, || {
+        tk_fails(
+            &["key", "generate", &k.p256.uri, "--type", "ecdsa-p256"],
+            &[("TUFKEY_PIN", PIN)],
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root.json");
+        write_unsigned(&root, root_body(&[(k.p256.keyid.as_str(), &k.p256.key)], 1));
+        let (_, msg) = tk_fails(
+            &["sign", p(&root), "--key", &k.p256.uri],
+            &[("TUFKEY_PIN", "12345")],
+        );
+        assert!(msg.contains("no try was spent"), "{msg}");
+    });
+    assert_eq!(n, 0, "refusals before any PIN reset the card {n} times");
+
+    // Signing verifies the PIN: one reset, when tufkey lets go of the card. Two keys of
+    // the same card in one command: one reset each, after both signed.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.json");
+    write_unsigned(
+        &root,
+        root_body(
+            &[
+                (k.p256.keyid.as_str(), &k.p256.key),
+                (k.rsa.keyid.as_str(), &k.rsa.key),
+            ],
+            1,
+        ),
+    );
+    let (_, n) = counting_resets(state, || {
+        tk_ok(
+            &["sign", p(&root), "--key", &k.p256.uri],
+            &[("TUFKEY_PIN", PIN)],
+        )
+    });
+    assert_eq!(n, 1, "sign with one YubiKey key");
+    let (_, n) = counting_resets(state, || {
+        tk_ok(
+            &["sign", p(&root), "--key", &k.p256.uri, "--key", &k.rsa.uri],
+            &[("TUFKEY_PIN", PIN)],
+        )
+    });
+    assert_eq!(n, 2, "sign with two keys of one YubiKey");
+    assert_eq!(verify_json(&root).0, 0);
+}
+
+#[test]
+fn with_two_yubikeys_present_the_one_not_named_is_never_reset() {
+    let Some(card) = card() else { return };
+    let k = keys(&card);
+    let aes = AesCard::start(&card, &[]);
+    let aes_state = aes.state.path().join("card");
+    let both = |f: &dyn Fn()| {
+        let ((), a) = counting_resets(&aes_state, || {
+            let ((), m) = counting_resets(&card.state, f);
+            assert_eq!(m, 0, "the 5437251 card was reset {m} times");
+        });
+        assert_eq!(a, 0, "the 5437252 card was reset {a} times");
+    };
+
+    // tufkey opens every card to read its serial: the ones it did not want, and the one
+    // it only read, are left as they are.
+    both(&|| {
+        let shown = json_of(&tk_ok(&["key", "show", &k.p256.uri, "--json"], &[]).0);
+        assert_eq!(shown["keyid"], k.p256.keyid.as_str());
+        assert!(aes_slot_shows_empty("9c"));
+        let (_, msg) = tk_fails(&["key", "show", &slot_uri(k.p256.slot)], &[]);
+        assert!(msg.contains("2 YubiKeys are present"), "{msg}");
+        tk_ok(&["key", "list", "yubikey:", "--json"], &[]);
+    });
+
+    // Signing with the first card resets it once, and not the second.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.json");
+    write_unsigned(&root, root_body(&[(k.p256.keyid.as_str(), &k.p256.key)], 1));
+    let ((), a) = counting_resets(&aes_state, || {
+        let (_, m) = counting_resets(&card.state, || {
+            tk_ok(
+                &["sign", p(&root), "--key", &k.p256.uri],
+                &[("TUFKEY_PIN", PIN)],
+            )
+        });
+        assert_eq!(m, 1, "the signing card");
+    });
+    assert_eq!(a, 0, "the other card");
+
+    // Making a key on the second card (AES-192 management key over a second connection,
+    // which leaves the card) resets it once, and not the first.
+    let (_, m) = counting_resets(&card.state, || {
+        let ((code, out, err), a) = counting_resets(&aes_state, || aes_generate("9c", &[]));
+        assert_eq!(code, 0, "{out}{err}\ncard log:\n{}", aes.log());
+        assert_eq!(a, 1, "the card the key was made on");
+    });
+    assert_eq!(m, 0, "the other card");
 }

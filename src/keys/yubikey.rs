@@ -5,14 +5,21 @@
 //! spending a try, never retries a wrong PIN, explains a sharing violation, warns about
 //! a factory-default PIN, and never resets or overwrites a key it did not make.
 //!
+//! Never resets a card it only read: every open YubiKey is a [`Held`], which disconnects
+//! with "leave card" unless tufkey gave the card a PIN or a management key, and then
+//! resets it so the verified PIN and the management-key authentication do not outlive
+//! tufkey's use (see docs/yubikey.md).
+//!
 //! Algorithms: ECDSA P-256 (TUF `ecdsa-sha2-nistp256`; the card returns DER) and
 //! RSA-2048 with `rsassa-pss-sha256` (EMSA-PSS encoded here, raw RSA on the card).
 //! Ed25519 and RSA-3072 need firmware 5.7 and a newer crate; they are refused.
 
 use std::io::IsTerminal;
+use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use pcsc::Disposition;
 use rand_core::RngCore;
 use sha2::{Digest, Sha256};
 use spki::{DecodePublicKey, EncodePublicKey};
@@ -76,6 +83,86 @@ fn explain(uri: &YubiKeyUri, e: yubikey::Error) -> KeyError {
     err(uri, reason)
 }
 
+/// An open YubiKey, released on drop with a disposition chosen by what tufkey did with
+/// it. The `yubikey` crate (through pcsc) disconnects a dropped `YubiKey` with "reset
+/// card", which logs every program out of every application on that card; tufkey never
+/// drops a bare `YubiKey`, only a `Held`:
+///
+/// - a card tufkey only read (opened to find a serial, listed, a certificate, metadata
+///   or an attestation read) is left as it is (`LeaveCard`);
+/// - a card tufkey gave a PIN or a management key is reset (`ResetCard`) when released,
+///   so the verified PIN and the management-key authentication do not stay on the card
+///   for other local programs to use. [`Held::reset_on_release`] marks it, right before
+///   the secret is sent (a PIN refused before it reaches the card changes nothing).
+struct Held {
+    yk: Option<YubiKey>,
+    after: Disposition,
+}
+
+impl Held {
+    fn new(yk: YubiKey) -> Held {
+        Held {
+            yk: Some(yk),
+            after: Disposition::LeaveCard,
+        }
+    }
+
+    /// The card is about to receive a PIN or management key: reset it when released.
+    fn reset_on_release(&mut self) {
+        self.after = Disposition::ResetCard;
+    }
+}
+
+impl Deref for Held {
+    type Target = YubiKey;
+    fn deref(&self) -> &YubiKey {
+        self.yk
+            .as_ref()
+            .expect("a Held YubiKey is only taken on drop")
+    }
+}
+
+impl DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut YubiKey {
+        self.yk
+            .as_mut()
+            .expect("a Held YubiKey is only taken on drop")
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let Some(yk) = self.yk.take() else { return };
+        let serial = yk.serial().0;
+        if let Err((yk, e)) = yk.disconnect(self.after) {
+            let gone = matches!(
+                e,
+                yubikey::Error::PcscError {
+                    inner: Some(
+                        pcsc::Error::RemovedCard
+                            | pcsc::Error::NoSmartcard
+                            | pcsc::Error::ResetCard
+                            | pcsc::Error::InvalidHandle
+                            | pcsc::Error::NoService
+                            | pcsc::Error::ServiceStopped
+                    )
+                }
+            );
+            if self.after == Disposition::LeaveCard {
+                // Dropping it would reset the card after all: keep the handle until the
+                // process ends (pcscd then releases it without a reset).
+                std::mem::forget(yk);
+            } else {
+                if !gone {
+                    eprintln!("warning: YubiKey {serial} could not be reset after use ({e}); unplug it to clear its PIN verification");
+                }
+                // The crate's own drop tries the reset once more.
+                drop(yk);
+            }
+        }
+    }
+}
+
 /// One present YubiKey.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Device {
@@ -93,7 +180,7 @@ pub fn list_devices() -> Result<Vec<Device>, KeyError> {
     let mut ctx = yubikey::reader::Context::open().map_err(|e| explain(&any, e))?;
     let mut out = Vec::new();
     for reader in ctx.iter().map_err(|e| explain(&any, e))? {
-        if let Ok(yk) = reader.open() {
+        if let Ok(yk) = reader.open().map(Held::new) {
             out.push(Device {
                 serial: yk.serial().0,
                 version: yk.version().to_string(),
@@ -118,16 +205,17 @@ fn wait_budget() -> Duration {
 }
 
 /// Opens the YubiKey the URI names, waiting (with a message) for it to be inserted.
-fn open_device(uri: &YubiKeyUri) -> Result<YubiKey, KeyError> {
+/// Every card opened and not returned is left as it was (only its serial was read).
+fn open_device(uri: &YubiKeyUri) -> Result<Held, KeyError> {
     let deadline = Instant::now() + wait_budget();
     let mut told = false;
     loop {
         let mut ctx = yubikey::reader::Context::open().map_err(|e| explain(uri, e))?;
-        let mut found: Vec<YubiKey> = Vec::new();
+        let mut found: Vec<Held> = Vec::new();
         let mut sharing = false;
         for reader in ctx.iter().map_err(|e| explain(uri, e))? {
             match reader.open() {
-                Ok(yk) => found.push(yk),
+                Ok(yk) => found.push(Held::new(yk)),
                 Err(yubikey::Error::PcscError {
                     inner: Some(pcsc::Error::SharingViolation),
                 }) => sharing = true,
@@ -200,7 +288,7 @@ fn open_device(uri: &YubiKeyUri) -> Result<YubiKey, KeyError> {
 /// Verifies the PIN once: reads the retry counter first, refuses a locked PIN and a
 /// final try without `--force`, checks the length before spending a try, never retries.
 fn verify_pin(
-    yk: &mut YubiKey,
+    yk: &mut Held,
     uri: &YubiKeyUri,
     policy: &PinPolicy,
     known: Option<&Secret>,
@@ -245,6 +333,7 @@ fn verify_pin(
             ),
         ));
     }
+    yk.reset_on_release();
     match yk.verify_pin(secret.expose().as_bytes()) {
         Ok(()) => {
             if secret.expose() == DEFAULT_PIN && known.is_none() {
@@ -334,7 +423,7 @@ fn protected_mgm_key(yk: &mut YubiKey) -> Option<zeroize::Zeroizing<Vec<u8>>> {
 /// AES-192 from 5.7; tried only when the metadata says it is still set, or on firmware
 /// that cannot say). A wrong key is never retried with another source. AES keys are
 /// used over a second connection (the `yubikey` crate 0.8 knows only 3DES).
-fn authenticate(yk: &mut YubiKey, uri: &YubiKeyUri) -> Result<(), KeyError> {
+fn authenticate(yk: &mut Held, uri: &YubiKeyUri) -> Result<(), KeyError> {
     let serial = yk.serial().0;
     let mut side: Option<SideChannel> = None;
     let meta = mgm_metadata(yk, uri, &mut side)?;
@@ -382,6 +471,9 @@ fn authenticate(yk: &mut YubiKey, uri: &YubiKeyUri) -> Result<(), KeyError> {
     if meta.as_ref().is_some_and(mgm::Metadata::wants_touch) {
         eprintln!("Touch your YubiKey when it blinks (its management key wants a touch)");
     }
+    // The PIN was verified before, so this is already set; the management key alone
+    // would call for the reset too.
+    yk.reset_on_release();
     let outcome = if alg == mgm::Algorithm::Tdes {
         let crate_key = MgmKey::from_bytes(key.bytes()).map_err(|_| {
             err(
@@ -451,7 +543,8 @@ fn ykman_alg(alg: mgm::Algorithm) -> &'static str {
 /// counter first: the `yubikey` crate reads it by re-selecting the PIV application,
 /// which on a YubiKey resets the application's security state, and the management-key
 /// authentication must survive until the certificate is written.
-fn reverify_pin(yk: &mut YubiKey, uri: &YubiKeyUri, pin: &Secret) -> Result<(), KeyError> {
+fn reverify_pin(yk: &mut Held, uri: &YubiKeyUri, pin: &Secret) -> Result<(), KeyError> {
+    yk.reset_on_release();
     match yk.verify_pin(pin.expose().as_bytes()) {
         Ok(()) => Ok(()),
         Err(yubikey::Error::WrongPin { tries }) => Err(KeyError::PinIncorrect {
@@ -667,7 +760,8 @@ fn emsa_pss_encode(message: &[u8], mod_bits: usize) -> Vec<u8> {
 
 /// A signer whose key stays in a YubiKey PIV slot.
 pub struct YubiKeySigner {
-    yk: Mutex<YubiKey>,
+    /// Reset when the signer is dropped: the PIN was verified when it was opened.
+    yk: Mutex<Held>,
     uri: YubiKeyUri,
     shown: String,
     slot: SlotId,

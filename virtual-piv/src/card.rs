@@ -28,7 +28,7 @@ use iso7816::command::CommandView;
 use piv_authenticator::Authenticator;
 use spki::{AlgorithmIdentifierOwned, ObjectIdentifier, SubjectPublicKeyInfoOwned};
 
-use crate::{mgm, pki::Pki, tlv};
+use crate::{mgm, pki::Pki, power::PowerLog, tlv};
 
 /// Full PIV AID (NIST SP 800-73-4): RID A000000308, PIX 00001000 0100.
 const PIV_AID: [u8; 11] = [
@@ -152,6 +152,8 @@ pub struct Shared {
     pub pki: Pki,
     pub slots: Slots,
     pub mgm: mgm::MgmKey,
+    /// Resets and power cycles pcscd asked for, counted in `<state>/power.txt`.
+    pub power: PowerLog,
     chain: Option<Chain>,
     response: Vec<u8>,
     response_offset: usize,
@@ -163,12 +165,13 @@ struct Chain {
 }
 
 impl Shared {
-    pub fn new(config: Config, pki: Pki, slots: Slots, mgm: mgm::MgmKey) -> Self {
+    pub fn new(config: Config, pki: Pki, slots: Slots, mgm: mgm::MgmKey, power: PowerLog) -> Self {
         Self {
             config,
             pki,
             slots,
             mgm,
+            power,
             chain: None,
             response: Vec::new(),
             response_offset: 0,
@@ -669,22 +672,34 @@ impl<'s, T: piv_authenticator::Client> Card<'s, T> {
     }
 }
 
-impl<T: piv_authenticator::Client> vpicc::VSmartCard for Card<'_, T> {
-    fn atr(&self) -> &[u8] {
-        &YUBIKEY_ATR
-    }
-
-    fn power_on(&mut self) {}
-
-    fn power_off(&mut self) {
+impl<T: piv_authenticator::Client> Card<'_, T> {
+    /// A reset or power cycle: the caller rebuilds the card (if it was used), which
+    /// clears the PIN and management-key authentication.
+    fn clear_state(&mut self) {
         self.shared.chain = None;
         if self.used {
             self.reset_requested = true;
         }
     }
+}
+
+impl<T: piv_authenticator::Client> vpicc::VSmartCard for Card<'_, T> {
+    fn atr(&self) -> &[u8] {
+        &YUBIKEY_ATR
+    }
+
+    fn power_on(&mut self) {
+        self.shared.power.power_on();
+    }
+
+    fn power_off(&mut self) {
+        self.shared.power.power_off();
+        self.clear_state();
+    }
 
     fn reset(&mut self) {
-        self.power_off();
+        self.shared.power.reset();
+        self.clear_state();
     }
 
     fn execute(&mut self, apdu: &[u8]) -> Vec<u8> {

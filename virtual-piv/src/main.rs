@@ -7,6 +7,7 @@ mod card;
 mod dispatch;
 mod mgm;
 mod pki;
+mod power;
 mod storage;
 mod tlv;
 
@@ -33,7 +34,9 @@ usage: virtual-piv [--port N] [--host ADDR] [--state DIR] [--serial N] [--ca-out
   --port N              vpcd port (default 35963)
   --host ADDR           vpcd host (default 127.0.0.1)
   --state DIR           card filesystem, slot keys and attestation CA persist here
-                        (default: a fresh directory under /tmp, removed on exit)
+                        (default: a fresh directory under /tmp, removed on exit);
+                        DIR/power.txt counts the resets, power-offs and power-ons
+                        pcscd sent since this start (tests read it)
   --serial N            serial number reported by GET SERIAL (default 5437251)
   --ca-out PATH         write the attestation root CA certificate (PEM) here
   --connect-timeout S   keep retrying to reach vpcd this long (default 30)
@@ -240,6 +243,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         pki,
         slots,
         mgm_key,
+        power::PowerLog::new(&state),
     );
 
     let addr = format!("{}:{}", args.host, args.port);
