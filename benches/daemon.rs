@@ -31,14 +31,16 @@
 //! BENCH_CLIENT_THREADS (tokio worker threads of the clients, default 2), TUFKEY_BIN
 //! (the daemon binary; default: the one cargo built). The defaults take about 55 s.
 //! The state, audit log and token live in a temp dir under target/ (a real disk, so
-//! the audit fsync costs what it costs in production). Run without `--bench` (as
+//! the audit fsync costs what it costs in production), or under BENCH_DIR. Run without `--bench` (as
 //! `cargo test --benches` does) it is a smoke run of a few seconds.
 //!
 //! Also printed, as cheap diagnostics: the median cost of one small append + fdatasync
 //! on the audit disk (a lower bound for the latency of one request at C=1, since an
 //! entry is durable before the signature is returned), the cost of the daemon's
-//! software self-check of one signature, the CPU time the bench process (clients) and
-//! the daemon used per signature, and whether every client kept its one connection.
+//! software self-check of one signature, the round trip of a request that needs
+//! neither (`GET /v1/keys`: the floor of one request at C=1), the CPU time the bench
+//! process (clients) and the daemon used per signature, and whether every client kept
+//! its one connection.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -379,6 +381,22 @@ async fn sign_once(send: &mut Sender, body: String) -> Bytes {
     bytes
 }
 
+/// One `GET /v1/keys`: TLS, HTTP, identity and policy, no HSM call, no audit entry.
+async fn keys_once(send: &mut Sender) {
+    or_die(send.ready().await, "connection not ready (closed?)");
+    let req = hyper::Request::get("/v1/keys")
+        .header(hyper::header::HOST, "localhost")
+        .body(Full::new(Bytes::new()));
+    let resp = or_die(send.send_request(or_die(req, "request")).await, "request");
+    let status = resp.status();
+    let bytes = or_die(resp.into_body().collect().await, "response body").to_bytes();
+    assert!(
+        status == hyper::StatusCode::OK,
+        "daemon bench: GET /v1/keys answered {status}: {}",
+        String::from_utf8_lossy(&bytes)
+    );
+}
+
 struct Shared {
     addr: std::net::SocketAddr,
     tls: Arc<rustls::ClientConfig>,
@@ -513,7 +531,11 @@ fn main() {
     }
 
     // Token, certificates, state and audit log in a temp dir on the build disk.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    // BENCH_DIR (e.g. a tmpfs) shows what the audit disk costs; the default is the
+    // build disk, where the fsync costs what it costs in production.
+    let root = std::env::var_os("BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
     let _ = std::fs::create_dir_all(&root);
     let dir = or_die(
         tempfile::Builder::new()
@@ -652,6 +674,24 @@ fn main() {
     println!(
         "audit disk: a 400-byte append + fdatasync takes {fsync_us:.0} us (median); one commit per request bounds C=1 at {:.0}/s",
         1e6 / fsync_us
+    );
+
+    // The floor at one client: a request the daemon answers without the HSM and
+    // without the audit log, over the same keep-alive mutual-TLS connection.
+    let floor_us = rt.block_on(async {
+        let mut s = connect(sh.addr, sh.tls.clone(), Arc::new(AtomicU64::new(0))).await;
+        let mut v = Vec::new();
+        for _ in 0..if full { 2000 } else { 50 } {
+            let t = Instant::now();
+            keys_once(&mut s).await;
+            v.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        median(&v)
+    });
+    println!(
+        "request floor: GET /v1/keys (no HSM, no audit) takes {floor_us:.0} us at one client (median); that alone bounds C=1 at {:.0}/s",
+        1e6 / floor_us
     );
 
     let mut rows: Vec<Row> = Vec::new();
