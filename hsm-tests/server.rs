@@ -247,6 +247,46 @@ fn authorized_signatures_verify_with_python_tuf_and_every_refusal_is_audited() {
         format!("{out}{err}").contains("TUFKEY_REMOTE_CA"),
         "{out}{err}"
     );
+    // Set up once instead: a client config file names the material (paths relative to
+    // the file) and the role for this signer; the other signer's entry is not used.
+    let name = |p: &std::path::Path| p.file_name().unwrap().to_str().unwrap().to_string();
+    let remote_toml = s.d().join("remote.toml");
+    std::fs::write(
+        &remote_toml,
+        format!(
+            "[[signer]]\nurl = \"https://elsewhere.example:7443\"\nca = \"/nonexistent.pem\"\n\n\
+[[signer]]\nurl = \"{}/\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nrole = \"team-a\"\n",
+            daemon.base(),
+            name(&other.ca),
+            name(&cert),
+            name(&key)
+        ),
+    )
+    .unwrap();
+    write_unsigned(&team, targets_doc(4, &expires_in(86400))["signed"].clone());
+    let mut cmd = tufkey(None);
+    cmd.args(["sign", team.to_str().unwrap(), "--key", &remote_uri])
+        .env("TUFKEY_REMOTE_CONFIG", &remote_toml);
+    let (code, out, err) = run(cmd);
+    assert_eq!(code, 0, "tufkey sign with a client config file: {out}{err}");
+    // A mistake in that file names it and the line, and nothing is signed.
+    let before = std::fs::read(&team).unwrap();
+    std::fs::write(
+        &remote_toml,
+        "[[signer]]\nurl = \"https://x\"\nclient_cert = \"c\"\n",
+    )
+    .unwrap();
+    let mut cmd = tufkey(None);
+    cmd.args(["sign", team.to_str().unwrap(), "--key", &remote_uri])
+        .env("TUFKEY_REMOTE_CONFIG", &remote_toml);
+    let (code, out, err) = run(cmd);
+    assert_ne!(code, 0);
+    let msg = format!("{out}{err}");
+    assert!(
+        msg.contains("remote.toml") && msg.contains("line 3") && msg.contains("client_cert"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read(&team).unwrap(), before);
 
     python_tuf(
         PY_VERIFY_SIGS,
@@ -389,11 +429,8 @@ fn authorized_signatures_verify_with_python_tuf_and_every_refusal_is_audited() {
         .verify_hex(b"arbitrary bytes", v["sig"].as_str().unwrap())
         .unwrap();
 
-    // ci-other's rate is 5 signing requests a minute; this is its 5th, then 429.
-    assert_eq!(
-        oc.post_json("/v1/sign-raw", &raw(&s.ed.1)).unwrap().status,
-        200
-    );
+    // ci-other's rate is 5 signing requests a minute: its two remote `tufkey sign`s,
+    // the two refused requests and the raw signature above used them up: now 429.
     let r = oc.post_json("/v1/sign-raw", &raw(&s.ed.1)).unwrap();
     assert_eq!(status(&r), (429, "rate-limited".into()));
     s.wait_audit("rate limit", |e| {
@@ -466,7 +503,7 @@ fn authorized_signatures_verify_with_python_tuf_and_every_refusal_is_audited() {
             s.p256.1
         ),
         format!(
-            "tufkey_signatures_total{{key_id=\"{}\",role=\"team-a\"}} 1",
+            "tufkey_signatures_total{{key_id=\"{}\",role=\"team-a\"}} 2",
             s.ed.1
         ),
         "tufkey_refusals_total{reason=\"version-not-increasing\"} 2".into(),

@@ -30,6 +30,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::error::KeyError;
+use super::remote_config::{self, SignerEntry};
 use super::uri::RemoteUri;
 use super::Signer;
 use crate::tuf::cjson::to_canonical;
@@ -80,24 +81,53 @@ pub struct ClientTls {
 }
 
 impl ClientTls {
-    /// `TUFKEY_REMOTE_CA`, `TUFKEY_REMOTE_CERT` and `TUFKEY_REMOTE_KEY`.
+    /// `TUFKEY_REMOTE_CA`, `TUFKEY_REMOTE_CERT` and `TUFKEY_REMOTE_KEY` (the CLI's
+    /// `--remote-*` flags set them).
     pub fn from_env() -> Result<ClientTls, RemoteError> {
+        Self::resolve(&SignerEntry::default(), None)
+    }
+
+    /// The settings for the signer at `base`: each from the flags/environment, else
+    /// from the client config file's entry for that signer (see [`remote_config`]).
+    pub fn for_signer(base: &str) -> Result<(ClientTls, SignerEntry), RemoteError> {
+        let found = remote_config::lookup(base).map_err(RemoteError::Setup)?;
+        let (path, entry) = match found {
+            Some((p, e)) => (Some(p), e),
+            None => (None, SignerEntry::default()),
+        };
+        let tls = Self::resolve(&entry, path.as_deref())?;
+        Ok((tls, entry))
+    }
+
+    fn resolve(
+        file: &SignerEntry,
+        path: Option<&std::path::Path>,
+    ) -> Result<ClientTls, RemoteError> {
         let var = |n: &str| {
             std::env::var_os(n)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         };
-        let ca = var(ENV_CA).ok_or_else(|| {
+        let hint = match path {
+            Some(p) => format!(" (or in {})", p.display()),
+            None => format!(
+                " (or in a [[signer]] entry of ~/.config/tufkey/remote.toml or the file {} names)",
+                remote_config::ENV_CONFIG
+            ),
+        };
+        let ca = var(ENV_CA).or_else(|| file.ca.clone()).ok_or_else(|| {
             RemoteError::Setup(format!(
-                "set {ENV_CA} to the PEM file of the CA that issued the signer's certificate, \
-and {ENV_CERT} / {ENV_KEY} to this client's certificate and key"
+                "set {ENV_CA} (--remote-ca) to the PEM file of the CA that issued the signer's certificate, \
+and {ENV_CERT} / {ENV_KEY} to this client's certificate and key{hint}"
             ))
         })?;
-        let identity = match (var(ENV_CERT), var(ENV_KEY)) {
+        let cert = var(ENV_CERT).or_else(|| file.cert.clone());
+        let key = var(ENV_KEY).or_else(|| file.key.clone());
+        let identity = match (cert, key) {
             (Some(c), Some(k)) => Some((c, k)),
             _ => {
                 return Err(RemoteError::Setup(format!(
-                    "set {ENV_CERT} and {ENV_KEY} to this client's certificate and private key (PEM); the signer requires mutual TLS"
+                    "set {ENV_CERT} and {ENV_KEY} (--remote-cert, --remote-key) to this client's certificate and private key (PEM){hint}; the signer requires mutual TLS"
                 )))
             }
         };
@@ -351,7 +381,7 @@ impl RemoteSigner {
     /// Connects to the signer and fetches the key's public half (`GET /v1/keys/<id>`);
     /// the key id it computes must be the one in the URI.
     pub fn open(uri: &RemoteUri) -> Result<RemoteSigner, KeyError> {
-        let tls = ClientTls::from_env().map_err(|e| key_err(uri, e))?;
+        let (tls, defaults) = ClientTls::for_signer(&uri.base).map_err(|e| key_err(uri, e))?;
         let client = Client::new(&uri.base, &tls).map_err(|e| key_err(uri, e))?;
         let r = client
             .get(&format!("/v1/keys/{}", uri.keyid))
@@ -379,8 +409,8 @@ impl RemoteSigner {
             public,
             keyid,
             client,
-            repository: env(ENV_REPOSITORY),
-            role: env(ENV_ROLE),
+            repository: env(ENV_REPOSITORY).or(defaults.repository),
+            role: env(ENV_ROLE).or(defaults.role),
         })
     }
 }

@@ -1,0 +1,185 @@
+//! The client's config file for remote keys: which CA, client certificate and key
+//! (and default repository and role) to use for which signer, so a pipeline or a
+//! keyholder's machine can be set up once instead of exporting variables in every
+//! shell — what Notary users kept in `~/.notary/config.json`.
+//!
+//! ```toml
+//! # ~/.config/tufkey/remote.toml (or the file TUFKEY_REMOTE_CONFIG names)
+//! [[signer]]
+//! url = "https://signer.example:7443"    # the https://host:port of the key URIs
+//! ca = "/etc/tufkey/signer-ca.pem"
+//! cert = "ci-main.pem"                   # relative paths: from this file's folder
+//! key = "ci-main.key"
+//! repository = "acme"                     # optional defaults for the sign requests
+//! role = "targets"
+//! ```
+//!
+//! Flags and environment variables (`TUFKEY_REMOTE_*`) win over the file, one
+//! setting at a time. The first `[[signer]]` whose `url` equals the key URI's
+//! `https://host:port` applies.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Names the config file instead of the per-user default.
+pub const ENV_CONFIG: &str = "TUFKEY_REMOTE_CONFIG";
+
+/// One signer's client settings, paths already made absolute.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignerEntry {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub repository: Option<String>,
+    pub role: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    signer: Vec<RawSigner>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSigner {
+    url: String,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    repository: Option<String>,
+    role: Option<String>,
+}
+
+/// The file to read: `TUFKEY_REMOTE_CONFIG`, else `$XDG_CONFIG_HOME/tufkey/remote.toml`,
+/// else `~/.config/tufkey/remote.toml`. The explicit one must exist; the default may not.
+fn config_path() -> Option<(PathBuf, bool)> {
+    let var = |n: &str| std::env::var_os(n).filter(|v| !v.is_empty());
+    if let Some(p) = var(ENV_CONFIG) {
+        return Some((PathBuf::from(p), true));
+    }
+    let base = var("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some((base.join("tufkey").join("remote.toml"), false))
+}
+
+/// `url` without a trailing slash and with the default port spelled out, so that
+/// `https://h`, `https://h/` and `https://h:443` name the same signer.
+fn normalise(url: &str) -> String {
+    let u = url.trim().trim_end_matches('/').to_ascii_lowercase();
+    match u.strip_prefix("https://") {
+        Some(rest) if !rest.contains(':') || rest.ends_with(']') => format!("https://{rest}:443"),
+        _ => u,
+    }
+}
+
+/// Parses a config file's text; `path` is for messages and relative paths.
+pub fn parse(path: &Path, text: &str, base: &str) -> Result<Option<SignerEntry>, String> {
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        // toml's message starts with "TOML parse error at line N, column M".
+        format!("{}: {}", path.display(), e.to_string().trim_end())
+    })?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let want = normalise(base);
+    for s in raw.signer {
+        if !s.url.starts_with("https://") {
+            return Err(format!(
+                "{}: signer url {:?} must start with https://",
+                path.display(),
+                s.url
+            ));
+        }
+        if normalise(&s.url) != want {
+            continue;
+        }
+        let abs = |p: Option<PathBuf>| p.map(|p| if p.is_absolute() { p } else { dir.join(p) });
+        return Ok(Some(SignerEntry {
+            ca: abs(s.ca),
+            cert: abs(s.cert),
+            key: abs(s.key),
+            repository: s.repository,
+            role: s.role,
+        }));
+    }
+    Ok(None)
+}
+
+/// The settings for the signer at `base` (`https://host:port`), if a config file has
+/// them. A config file that exists but cannot be read or parsed is an error.
+pub fn lookup(base: &str) -> Result<Option<(PathBuf, SignerEntry)>, String> {
+    let Some((path, explicit)) = config_path() else {
+        return Ok(None);
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(None),
+        Err(e) => return Err(format!("{}: {e} (named by {ENV_CONFIG})", path.display())),
+    };
+    Ok(parse(&path, &text, base)?.map(|e| (path, e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = r#"
+[[signer]]
+url = "https://other.example:7443"
+ca = "/nowhere/ca.pem"
+
+[[signer]]
+url = "https://Signer.example:7443/"
+ca = "ca.pem"
+cert = "/abs/ci.pem"
+key = "keys/ci.key"
+repository = "acme"
+"#;
+
+    #[test]
+    fn the_entry_for_the_uris_signer_applies_with_paths_from_the_files_folder() {
+        let e = parse(
+            Path::new("/etc/tufkey/remote.toml"),
+            TEXT,
+            "https://signer.example:7443",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(e.ca, Some(PathBuf::from("/etc/tufkey/ca.pem")));
+        assert_eq!(e.cert, Some(PathBuf::from("/abs/ci.pem")));
+        assert_eq!(e.key, Some(PathBuf::from("/etc/tufkey/keys/ci.key")));
+        assert_eq!(e.repository.as_deref(), Some("acme"));
+        assert_eq!(e.role, None);
+        let none = parse(Path::new("r.toml"), TEXT, "https://signer.example:7444").unwrap();
+        assert_eq!(none, None);
+    }
+
+    #[test]
+    fn default_ports_and_trailing_slashes_name_the_same_signer() {
+        let text = "[[signer]]\nurl = \"https://s.example/\"\nca = \"c\"\n";
+        assert!(parse(Path::new("r.toml"), text, "https://s.example:443")
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn mistakes_name_the_file_and_line() {
+        let e = parse(
+            Path::new("/x/remote.toml"),
+            "[[signer]]\nurl = \"https://s\"\ncert_file = \"c\"\n",
+            "https://s:443",
+        )
+        .unwrap_err();
+        assert!(e.starts_with("/x/remote.toml:"), "{e}");
+        assert!(e.contains("line 3") && e.contains("cert_file"), "{e}");
+        let e = parse(
+            Path::new("/x/remote.toml"),
+            "[[signer]]\nurl = \"http://s\"\n",
+            "https://s:443",
+        )
+        .unwrap_err();
+        assert!(e.contains("https://"), "{e}");
+    }
+}
