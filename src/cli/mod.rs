@@ -51,6 +51,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     no_prompt: bool,
     /// Remote keys (https://…/keys/<id>): client certificate (PEM) for mutual TLS.
+    /// These three can also live in ~/.config/tufkey/remote.toml (docs/signer.md).
     #[arg(
         long,
         global = true,
