@@ -11,7 +11,7 @@ use crate::harness::pg;
 use std::path::{Path, PathBuf};
 use std::sync::Barrier;
 
-use crate::harness::daemon::{expires_in, Ca, Daemon};
+use crate::harness::daemon::{client_policy, daemon_folder, expires_in, signer_toml, Ca, Daemon};
 use crate::harness::*;
 use serde_json::{json, Value};
 use tufkey::keys::remote::ClientTls;
@@ -275,39 +275,22 @@ fn served() -> Served {
     let hsm = SoftHsm::new();
     let token = hsm.token("online", "4321");
     let key = generate(Some(&hsm), &token.uri("ts"), "ecdsa-p256", &[]);
-    let dir = tempfile::Builder::new()
-        .prefix("tufkey-audit-")
-        .tempdir()
-        .unwrap();
-    let d = dir.path();
-    let ca = Ca::new(d, "client-ca");
-    ca.issue(d, "server", "localhost", true, false);
-    let config = d.join("signer.toml");
+    let (dir, ca) = daemon_folder("tufkey-audit-");
+    let config = dir.path().join("signer.toml");
     std::fs::write(
         &config,
-        format!(
-            r#"listen = "127.0.0.1:0"
-state = "state.json"
-audit = "audit.jsonl"
-workers = 4
-
-[tls]
-cert = "server.pem"
-key = "server.key"
-client_ca = "client-ca.pem"
-
-[[keys]]
-uri = "{uri}"
-
-[[clients]]
-identity = "ci-main"
-keys = ["{id}"]
-repositories = ["*"]
-roles = ["timestamp"]
-max_expiry = "7d"
-"#,
-            uri = key.0,
-            id = key.1
+        signer_toml(
+            "state = \"state.json\"\naudit = \"audit.jsonl\"",
+            "",
+            &[&key.0],
+            &[client_policy(
+                "ci-main",
+                &[&key.1],
+                &["*"],
+                &["timestamp"],
+                "7d",
+                "",
+            )],
         ),
     )
     .unwrap();

@@ -12,7 +12,7 @@ mod harness;
 use std::path::{Path, PathBuf};
 use std::sync::Barrier;
 
-use harness::daemon::{expires_in, Ca, Daemon};
+use harness::daemon::{client_policy, daemon_folder, expires_in, line_of, signer_toml, Ca, Daemon};
 use harness::pg::Postgres;
 use harness::*;
 use rcgen::KeyPair;
@@ -36,13 +36,8 @@ struct Setup {
 }
 
 fn setup(pg: &Postgres) -> Setup {
-    let dir = tempfile::Builder::new()
-        .prefix("tufkey-replicas-")
-        .tempdir()
-        .unwrap();
+    let (dir, ca) = daemon_folder("tufkey-replicas-");
     let d = dir.path();
-    let ca = Ca::new(d, "client-ca");
-    ca.issue(d, "server", "localhost", true, false);
     // The online key, made in software once and imported into every replica's HSM.
     let key_file = d.join("online.p8.pem");
     std::fs::write(&key_file, KeyPair::generate().unwrap().serialize_pem()).unwrap();
@@ -60,37 +55,29 @@ fn setup(pg: &Postgres) -> Setup {
         ids.push((imported["keyid"].as_str().unwrap().to_string(), uri));
         let name = format!("replica-{i}");
         let config = d.join(format!("{name}.toml"));
-        let text = format!(
-            r#"listen = "127.0.0.1:0"
-state = "{url}"
-workers = 4
-
-[tls]
-cert = "server.pem"
-key = "server.key"
-client_ca = "client-ca.pem"
-
-[[keys]]
-uri = "{uri}"
-
-[[clients]]
-identity = "ci-main"
-keys = ["{id}"]
-repositories = ["*"]
-roles = ["targets", "snapshot", "timestamp"]
-max_expiry = "7d"
-
-[[clients]]
-identity = "ci-slow"
-keys = ["{id}"]
-repositories = ["acme"]
-roles = ["timestamp"]
-max_expiry = "7d"
-rate = "3/min"
-"#,
-            url = pg.url(),
-            uri = ids[i].1,
-            id = ids[i].0,
+        let id = ids[i].0.as_str();
+        let text = signer_toml(
+            &format!("state = \"{}\"", pg.url()),
+            "",
+            &[&ids[i].1],
+            &[
+                client_policy(
+                    "ci-main",
+                    &[id],
+                    &["*"],
+                    &["targets", "snapshot", "timestamp"],
+                    "7d",
+                    "",
+                ),
+                client_policy(
+                    "ci-slow",
+                    &[id],
+                    &["acme"],
+                    &["timestamp"],
+                    "7d",
+                    "rate = \"3/min\"\n",
+                ),
+            ],
         );
         std::fs::write(&config, text).unwrap();
         replicas.push(Replica { hsm, config, name });
@@ -364,7 +351,10 @@ fn a_replica_checks_its_config_and_rides_out_a_database_outage() {
     let (code, _, err) = run(c);
     assert_ne!(code, 0);
     assert!(
-        err.contains("replica-0.toml:3:") && err.contains("remove `audit`"),
+        err.contains(&format!(
+            "replica-0.toml:{}:",
+            line_of(&text, "workers = 4")
+        )) && err.contains("remove `audit`"),
         "{err}"
     );
     // `--check` on the good config reaches PostgreSQL and verifies its chain.

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use harness::daemon::{expires_in, Ca, Daemon};
+use harness::daemon::{client_policy, daemon_folder, expires_in, line_of, signer_toml, Ca, Daemon};
 use harness::*;
 use serde_json::{json, Value};
 use tufkey::keys::remote::{ClientTls, RemoteError};
@@ -32,62 +32,37 @@ fn setup(max_body: &str) -> Setup {
     let token = hsm.token("online", "4321");
     let p256 = generate(Some(&hsm), &token.uri("ts"), "ecdsa-p256", &[]);
     let ed = generate(Some(&hsm), &token.uri("tg"), "ed25519", &[]);
-    let dir = tempfile::Builder::new()
-        .prefix("tufkey-serve-")
-        .tempdir()
-        .unwrap();
-    let d = dir.path();
-    let ca = Ca::new(d, "client-ca");
-    ca.issue(d, "server", "localhost", true, false);
-    let config = d.join("signer.toml");
-    let text = format!(
-        r#"# signer daemon for the tests
-listen = "127.0.0.1:0"
-state = "state.json"
-audit = "audit.jsonl"
-workers = 4
-
-[tls]
-cert = "server.pem"
-key = "server.key"
-client_ca = "client-ca.pem"
-
-[limits]
-max_body = "{max_body}"
-header_timeout = "5s"
-body_timeout = "5s"
-
-[[keys]]
-uri = "{p256_uri}"
-
-[[keys]]
-uri = "{ed_uri}"
-
-[[clients]]
-identity = "ci-main"
-keys = ["{p256_id}"]
-repositories = ["*"]
-roles = ["targets", "snapshot", "timestamp"]
-max_expiry = "7d"
-
-[[clients]]
-identity = "ci-other.example"
-keys = ["{ed_id}"]
-repositories = ["acme"]
-roles = ["snapshot", "team-a"]
-max_expiry = "30d"
-raw = true
-rate = "5/min"
-"#,
-        p256_uri = p256.0,
-        ed_uri = ed.0,
-        p256_id = p256.1,
-        ed_id = ed.1,
+    let (dir, ca) = daemon_folder("tufkey-serve-");
+    let config = dir.path().join("signer.toml");
+    let text = signer_toml(
+        "state = \"state.json\"\naudit = \"audit.jsonl\"",
+        &format!(
+            "[limits]\nmax_body = \"{max_body}\"\nheader_timeout = \"5s\"\nbody_timeout = \"5s\"\n\n"
+        ),
+        &[&p256.0, &ed.0],
+        &[
+            client_policy(
+                "ci-main",
+                &[&p256.1],
+                &["*"],
+                &["targets", "snapshot", "timestamp"],
+                "7d",
+                "",
+            ),
+            client_policy(
+                "ci-other.example",
+                &[&ed.1],
+                &["acme"],
+                &["snapshot", "team-a"],
+                "30d",
+                "raw = true\nrate = \"5/min\"\n",
+            ),
+        ],
     );
     std::fs::write(&config, text).unwrap();
     Setup {
-        audit: d.join("audit.jsonl"),
-        state: d.join("state.json"),
+        audit: dir.path().join("audit.jsonl"),
+        state: dir.path().join("state.json"),
         hsm,
         dir,
         ca,
@@ -714,7 +689,7 @@ fn a_config_error_names_the_line_and_the_daemon_does_not_start() {
     for (bad, line, word) in [
         (
             text.replace("max_expiry = \"7d\"", "max_expiry = \"a week\""),
-            28,
+            line_of(&text, "max_expiry = \"7d\""),
             "max_expiry",
         ),
         (
@@ -722,10 +697,14 @@ fn a_config_error_names_the_line_and_the_daemon_does_not_start() {
                 &format!("pin-source=file:{}", pin_file.display()),
                 "pin-value=4321",
             ),
-            18,
+            line_of(&text, "pin-source=file:"),
             "pin-value",
         ),
-        (text.replace("workers = 4", "workers = 0"), 5, "workers"),
+        (
+            text.replace("workers = 4", "workers = 0"),
+            line_of(&text, "workers = 4"),
+            "workers",
+        ),
     ] {
         std::fs::write(&s.config, bad).unwrap();
         let mut c = tufkey(Some(&s.hsm));

@@ -187,3 +187,57 @@ pub fn expires_in(secs: i64) -> String {
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
 }
+
+/// A folder for a daemon: a client CA (`client-ca.pem`) and a server certificate for
+/// localhost and 127.0.0.1 (`server.pem`, `server.key`).
+pub fn daemon_folder(prefix: &str) -> (tempfile::TempDir, Ca) {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "client-ca");
+    ca.issue(dir.path(), "server", "localhost", true, false);
+    (dir, ca)
+}
+
+/// A signer.toml for the files [`daemon_folder`] writes: a free loopback port, the
+/// `store` lines (`state = …`, `audit = …`), 4 workers, the TLS files, `extra` as is
+/// (a `[limits]` table, say), one `[[keys]]` per URI, then the `clients` tables.
+pub fn signer_toml(store: &str, extra: &str, key_uris: &[&str], clients: &[String]) -> String {
+    let mut t = format!(
+        "listen = \"127.0.0.1:0\"\n{store}\nworkers = 4\n\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"client-ca.pem\"\n\n{extra}"
+    );
+    for u in key_uris {
+        t.push_str(&format!("[[keys]]\nuri = \"{u}\"\n\n"));
+    }
+    t.push_str(&clients.join("\n"));
+    t
+}
+
+/// One `[[clients]]` policy table; `more` adds lines (`rate = …`, `raw = true`).
+pub fn client_policy(
+    identity: &str,
+    keys: &[&str],
+    repositories: &[&str],
+    roles: &[&str],
+    max_expiry: &str,
+    more: &str,
+) -> String {
+    let list = |v: &[&str]| {
+        v.iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "[[clients]]\nidentity = \"{identity}\"\nkeys = [{}]\nrepositories = [{}]\nroles = [{}]\nmax_expiry = \"{max_expiry}\"\n{more}",
+        list(keys),
+        list(repositories),
+        list(roles)
+    )
+}
+
+/// The 1-based number of the first line of `text` that contains `needle`.
+pub fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} is not in the config"))
+        + 1
+}
