@@ -466,11 +466,11 @@ fn check_chain(url: &str, bytes: &[u8], head: &HeadRow) -> Result<Verified, Stor
     Ok(v)
 }
 
-/// What `tufkey audit verify postgres://…` and `tufkey audit export` read: the
-/// audit log in its JSON-lines form (byte-identical to a file store's log), and the
-/// head row; `None` for a database without tufkey tables. Blocking (its own small
-/// runtime): for the CLI.
-pub fn export_blocking(url: &str) -> Result<Option<(Vec<u8>, u64, String)>, StoreError> {
+/// For the CLI's blocking calls: the redacted URL, the parsed config and a small
+/// runtime of its own to drive the connection on.
+fn blocking_setup(
+    url: &str,
+) -> Result<(String, tokio_postgres::Config, tokio::runtime::Runtime), StoreError> {
     let shown = redact_url(url);
     let config = parse_url(url).map_err(|reason| StoreError::Postgres {
         url: shown.clone(),
@@ -480,6 +480,15 @@ pub fn export_blocking(url: &str) -> Result<Option<(Vec<u8>, u64, String)>, Stor
         .enable_all()
         .build()
         .map_err(|e| pg_err(&shown, e))?;
+    Ok((shown, config, rt))
+}
+
+/// What `tufkey audit verify postgres://…` and `tufkey audit export` read: the
+/// audit log in its JSON-lines form (byte-identical to a file store's log), and the
+/// head row; `None` for a database without tufkey tables. Blocking (its own small
+/// runtime): for the CLI.
+pub fn export_blocking(url: &str) -> Result<Option<(Vec<u8>, u64, String)>, StoreError> {
+    let (shown, config, rt) = blocking_setup(url)?;
     rt.block_on(async {
         let client = connect(&config, &shown).await?;
         let chain = read_chain(&client, &shown).await?;
@@ -524,15 +533,7 @@ impl AuditAppender {
     /// Connects (TLS as the URL asks) and creates the tufkey tables if missing, as a
     /// replica does at start. Errors name the redacted URL, never a password.
     pub fn open_blocking(url: &str) -> Result<AuditAppender, StoreError> {
-        let shown = redact_url(url);
-        let config = parse_url(url).map_err(|reason| StoreError::Postgres {
-            url: shown.clone(),
-            reason,
-        })?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| pg_err(&shown, e))?;
+        let (shown, config, rt) = blocking_setup(url)?;
         let client = rt.block_on(async {
             let mut client = connect(&config, &shown).await?;
             ensure_schema(&mut client, &shown).await?;
