@@ -453,13 +453,17 @@ fn a_replica_reaches_postgres_over_verified_tls_only() {
     assert!(err.contains("needs sslrootcert"), "{err}");
     drop(other_ca);
 
-    // verify-full by name: the daemon signs, and its audit chain verifies over TLS.
+    // verify-full by name, the CA named relative to the config file (as every path in
+    // it is, whatever the daemon's working directory): the daemon signs, and its
+    // audit chain verifies over TLS.
+    let (code, out, err) = check(&format!(
+        "postgres://tufkey@localhost:{port}/signer?sslmode=verify-full&sslrootcert=db-ca.pem"
+    ));
+    assert_eq!(code, 0, "{out}{err}");
     let url = format!(
         "postgres://tufkey@localhost:{port}/signer?sslmode=verify-full&sslrootcert={}",
         ca_file("db-ca")
     );
-    let (code, out, err) = check(&url);
-    assert_eq!(code, 0, "{out}{err}");
     let daemon = Daemon::start(d, &r.name, &r.hsm, &r.config);
     let c = daemon.client(&s.client_tls("ci-main"));
     let (status, _) = answer(

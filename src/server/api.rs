@@ -27,6 +27,8 @@ use crate::tuf::Metadata;
 
 /// How long `/healthz` waits for one HSM token to answer.
 const HEALTH_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long one health result is reused.
+const HEALTH_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Top-level role names; anything else is a delegated targets role.
 const TOP_LEVEL: &[&str] = &["root", "targets", "snapshot", "timestamp"];
@@ -42,6 +44,13 @@ pub struct App {
     pub workers: tokio::sync::Semaphore,
     /// (entries, head hash) of the audit log after the last commit.
     pub head: Mutex<(u64, String)>,
+    /// Why the last audit append failed, until one succeeds: every signature is
+    /// withheld meanwhile, so health must say so.
+    pub audit_failure: Mutex<Option<String>>,
+    /// The last HSM health result and when it was taken. One check runs at a time and
+    /// later callers within [`HEALTH_CACHE`] reuse it, so health polls cannot pile up
+    /// blocking HSM calls (which signing needs) behind an HSM that does not answer.
+    pub health: tokio::sync::Mutex<Option<(std::time::Instant, Vec<Value>)>>,
 }
 
 /// Who is on the other end of a connection.
@@ -176,28 +185,14 @@ impl App {
     /// (rate-limited in the PKCS#11 backend), so a load balancer that stops sending
     /// requests to a degraded replica does not keep it degraded.
     async fn health(&self) -> Response<Full<Bytes>> {
-        let mut unavailable = Vec::new();
-        for (id, k) in &self.keys {
-            let Ok(crate::keys::KeyUri::Pkcs11(u)) = crate::keys::KeyUri::parse(&k.config.uri)
-            else {
-                continue;
-            };
-            let check = tokio::task::spawn_blocking(move || crate::keys::pkcs11::check_token(&u));
-            let problem = match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, check).await {
-                Ok(Ok(Ok(()))) => continue,
-                Ok(Ok(Err(e))) => e.to_string(),
-                Ok(Err(e)) => format!("the check failed: {e}"),
-                Err(_) => format!(
-                    "the HSM did not answer within {}s",
-                    HEALTH_CHECK_TIMEOUT.as_secs()
-                ),
-            };
-            // The reason names the token (label, serial, module), not the key URI with
-            // its pin-source: any client of the CA may ask for health.
-            unavailable.push(json!({"keyid": id, "reason": problem}));
-        }
+        let unavailable = self.hsm_health().await;
+        let audit_failure = self
+            .audit_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let (entries, head) = self.head();
-        let (status, word) = if unavailable.is_empty() {
+        let (status, word) = if unavailable.is_empty() && audit_failure.is_none() {
             (StatusCode::OK, "ok")
         } else {
             (StatusCode::SERVICE_UNAVAILABLE, "degraded")
@@ -211,7 +206,48 @@ impl App {
         if !unavailable.is_empty() {
             body["unavailable"] = Value::Array(unavailable);
         }
+        if let Some(why) = audit_failure {
+            body["audit_failure"] = Value::String(why);
+        }
         json_response(status, &body)
+    }
+
+    /// The HSM keys that cannot sign now, and why: every token checked at once on the
+    /// blocking pool, at most one round in flight, reused for [`HEALTH_CACHE`].
+    async fn hsm_health(&self) -> Vec<Value> {
+        let mut cached = self.health.lock().await;
+        if let Some((at, result)) = cached.as_ref() {
+            if at.elapsed() < HEALTH_CACHE {
+                return result.clone();
+            }
+        }
+        let mut checks = Vec::new();
+        for (id, k) in &self.keys {
+            let Ok(crate::keys::KeyUri::Pkcs11(u)) = crate::keys::KeyUri::parse(&k.config.uri)
+            else {
+                continue;
+            };
+            let check = tokio::task::spawn_blocking(move || crate::keys::pkcs11::check_token(&u));
+            checks.push((id.clone(), check));
+        }
+        let deadline = tokio::time::Instant::now() + HEALTH_CHECK_TIMEOUT;
+        let mut unavailable = Vec::new();
+        for (id, check) in checks {
+            let problem = match tokio::time::timeout_at(deadline, check).await {
+                Ok(Ok(Ok(()))) => continue,
+                Ok(Ok(Err(e))) => e.to_string(),
+                Ok(Err(e)) => format!("the check failed: {e}"),
+                Err(_) => format!(
+                    "the HSM did not answer within {}s",
+                    HEALTH_CHECK_TIMEOUT.as_secs()
+                ),
+            };
+            // The reason names the token (label, serial, module), not the key URI with
+            // its pin-source: any client of the CA may ask for health.
+            unavailable.push(json!({"keyid": id, "reason": problem}));
+        }
+        *cached = Some((std::time::Instant::now(), unavailable.clone()));
+        unavailable
     }
 
     /// (entries, head hash) of the audit log after the last commit.
@@ -221,7 +257,10 @@ impl App {
 
     /// Appends an audit entry and waits until it is durable.
     pub async fn record(&self, event: Event) -> Result<(), StoreError> {
-        let c = self.store.append(event).await?;
+        let appended = self.store.append(event).await;
+        *self.audit_failure.lock().unwrap_or_else(|e| e.into_inner()) =
+            appended.as_ref().err().map(|e| e.to_string());
+        let c = appended?;
         let mut h = self.head.lock().unwrap_or_else(|e| e.into_inner());
         if c.seq > h.0 {
             *h = (c.seq, c.hash);
@@ -674,6 +713,11 @@ impl App {
             Ok(Ok(sig)) => Ok(sig),
             Ok(Err(e)) => {
                 self.metrics.hsm_error();
+                // A cached "ok" would hide what this request just found (a check in
+                // flight makes a fresh result anyway).
+                if let Ok(mut cached) = self.health.try_lock() {
+                    *cached = None;
+                }
                 match e {
                     // The token went away: nothing to fix in the request; the backend
                     // looks for the token again on the next request.
@@ -701,6 +745,11 @@ impl App {
             }
             Err(e) => {
                 self.metrics.hsm_error();
+                // A cached "ok" would hide what this request just found (a check in
+                // flight makes a fresh result anyway).
+                if let Ok(mut cached) = self.health.try_lock() {
+                    *cached = None;
+                }
                 Err(refuse(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "hsm-error",

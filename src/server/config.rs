@@ -266,17 +266,16 @@ impl Config {
             client_ca: existing(&tls.client_ca, "client CA")?,
         };
         let state = if super::pg::is_postgres_url(raw.state.get_ref()) {
-            super::pg::parse_url(raw.state.get_ref())
-                .map_err(|reason| err(raw.state.span().start, reason))?;
+            // Certificate paths in the URL are relative to this file, like every path here.
+            let url = super::pg_tls::anchor_paths(raw.state.get_ref(), base);
+            super::pg::parse_url(&url).map_err(|reason| err(raw.state.span().start, reason))?;
             if let Some(a) = &raw.audit {
                 return Err(err(
                     a.span().start,
                     "with state = \"postgres://…\" the audit log is kept in PostgreSQL too (one chain for every replica); remove `audit`".into(),
                 ));
             }
-            StateConfig::Postgres {
-                url: raw.state.get_ref().clone(),
-            }
+            StateConfig::Postgres { url }
         } else {
             let Some(raw_audit) = &raw.audit else {
                 return Err(err(

@@ -154,6 +154,8 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), ServerError> {
         store,
         metrics,
         head: std::sync::Mutex::new((opened.entries, opened.head)),
+        audit_failure: std::sync::Mutex::new(None),
+        health: tokio::sync::Mutex::new(None),
     });
     let result = rt.block_on(serve(app.clone(), tls, opts));
     rt.shutdown_timeout(Duration::from_secs(5));

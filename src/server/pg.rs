@@ -72,12 +72,18 @@ pub fn is_postgres_url(s: &str) -> bool {
 /// included, so a bad one stops the daemon at start (see [`super::pg_tls`]).
 pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
     let shown = redact_url(url);
+    check_userinfo(url).map_err(|e| format!("{shown}: {e}"))?;
     let split = pg_tls::split_url(url).map_err(|e| format!("{shown}: {e}"))?;
     if let Some(tls) = &split.tls {
         pg_tls::client_config(tls).map_err(|e| format!("{shown}: {e}"))?;
     }
     let mut config = tokio_postgres::Config::from_str(&split.driver_url)
         .map_err(|e| format!("{shown} is not a PostgreSQL URL: {e}"))?;
+    if split.tls.is_some() {
+        // Set here, not only through the rewritten URL: a verifying mode must never
+        // end as "prefer", which falls back to plain text when the server says no.
+        config.ssl_mode(tokio_postgres::config::SslMode::Require);
+    }
     // An unreachable database must turn into a 503, not a request that hangs until
     // the client gives up; `?connect_timeout=N` in the URL overrides this.
     if config.get_connect_timeout().is_none() {
@@ -86,24 +92,55 @@ pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
     Ok(config)
 }
 
-/// The URL with any password replaced by `***`, for messages and logs.
+/// The URL with any password replaced by `***`, for messages and logs. The user info
+/// is found as tokio-postgres finds it (up to the first `@` anywhere after `://`), so
+/// what the driver takes for a password is what is hidden; a `password=` query
+/// parameter is hidden too.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_string();
     };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    let (head, rest) = url.split_at(scheme_end);
+    let (mut out, after) = match rest.find('@') {
         Some(at) => match rest[..at].find(':') {
-            Some(colon) => format!(
-                "{}{}:***{}",
-                &url[..scheme_end],
-                &rest[..colon],
-                &rest[at..]
+            Some(colon) => (
+                format!("{head}{}:***{}", &rest[..colon], &rest[at..]),
+                scheme_end + colon + 4,
             ),
-            None => url.to_string(),
+            None => (url.to_string(), scheme_end + at),
         },
-        None => url.to_string(),
+        None => (url.to_string(), scheme_end),
+    };
+    if let Some(q) = out[after..].find('?').map(|q| after + q + 1) {
+        let query = out[q..]
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some(("password", _)) => "password=***".to_string(),
+                _ => pair.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        out.truncate(q);
+        out.push_str(&query);
+    }
+    out
+}
+
+/// tokio-postgres takes everything up to the first `@` for the user info, a browser
+/// or libpq only what comes before the host; where the two readings differ (a raw
+/// `/`, `?` or `#` in a password, or an `@` in the query), the URL means different
+/// things to different tools, so it is refused.
+fn check_userinfo(url: &str) -> Result<(), String> {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return Ok(());
+    };
+    let rest = &url[scheme_end..];
+    match rest.find('@') {
+        Some(at) if rest[..at].contains(['/', '?', '#']) => Err(
+            "a user name or password with a raw '/', '?' or '#', or an '@' after the host: percent-encode them (%2F, %3F, %23, %40)"
+                .into(),
+        ),
+        _ => Ok(()),
     }
 }
 
@@ -384,6 +421,21 @@ impl Store for PgStore {
 
 async fn ensure_schema(client: &mut Client, url: &str) -> Result<(), StoreError> {
     let e = |e: tokio_postgres::Error| db_err(url, &e);
+    // Tables that exist need no DDL, so an account without CREATE on the schema (the
+    // grants docs/signer.md lists) can still use them.
+    let present: bool = client
+        .query_one(
+            "SELECT to_regclass('tufkey_versions') IS NOT NULL AND to_regclass('tufkey_rate') IS NOT NULL \
+             AND to_regclass('tufkey_audit') IS NOT NULL AND to_regclass('tufkey_audit_head') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(e)?
+        .try_get(0)
+        .map_err(e)?;
+    if present {
+        return Ok(());
+    }
     let tx = client.transaction().await.map_err(e)?;
     // Replicas starting together would otherwise race on CREATE TABLE's catalog rows.
     tx.execute("SELECT pg_advisory_xact_lock(7472657566)", &[])
@@ -525,6 +577,7 @@ pub fn no_tables(url: &str) -> StoreError {
 pub struct AuditAppender {
     // Dropped before the runtime that drives its connection.
     client: Client,
+    config: tokio_postgres::Config,
     url: String,
     rt: tokio::runtime::Runtime,
 }
@@ -541,6 +594,7 @@ impl AuditAppender {
         })?;
         Ok(AuditAppender {
             client,
+            config,
             url: shown,
             rt,
         })
@@ -548,6 +602,10 @@ impl AuditAppender {
 
     /// Appends one entry; returns once its transaction committed.
     pub fn append_blocking(&mut self, event: Event) -> Result<Committed, StoreError> {
+        // A long interactive command (a ceremony) may outlive an idle connection.
+        if self.client.is_closed() {
+            self.client = self.rt.block_on(connect(&self.config, &self.url))?;
+        }
         let (reply, _unused) = oneshot::channel();
         let batch = [(event, reply)];
         let done = self
@@ -672,5 +730,32 @@ mod tests {
         assert!(parse_url("postgres://u@127.0.0.1:5432/db").is_ok());
         let e = parse_url("postgres://u:secret@127.0.0.1:notaport/db").unwrap_err();
         assert!(!e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn passwords_are_hidden_where_the_driver_finds_them() {
+        // tokio-postgres reads "ab/cd" as the password (up to the first '@').
+        let shown = redact_url("postgres://tufkey:ab/cd@db/signer");
+        assert!(
+            !shown.contains("ab/cd") && !shown.contains("cd@"),
+            "{shown}"
+        );
+        assert_eq!(
+            redact_url("postgres://u@h/db?connect_timeout=3&password=secret&x=1"),
+            "postgres://u@h/db?connect_timeout=3&password=***&x=1"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p@h/db?password=q"),
+            "postgres://u:***@h/db?password=***"
+        );
+        // Such a URL means different things to different tools: refused, and the
+        // message does not repeat the password.
+        let e = parse_url("postgres://tufkey:ab/cd@db/signer").unwrap_err();
+        assert!(e.contains("percent-encode") && !e.contains("ab/cd"), "{e}");
+        let e =
+            parse_url("postgres://?x=a@db.internal/signer&sslmode=verify-full&sslrootcert=/ca.pem")
+                .unwrap_err();
+        assert!(e.contains("percent-encode"), "{e}");
+        assert!(parse_url("postgres://u:ab%2Fcd@db/signer").is_ok());
     }
 }

@@ -161,6 +161,44 @@ pub fn split_url(url: &str) -> Result<SplitUrl, String> {
     Ok(SplitUrl { driver_url, tls })
 }
 
+fn percent_encode_path(p: &str) -> String {
+    let mut out = String::with_capacity(p.len());
+    for b in p.bytes() {
+        match b {
+            b'%' | b'&' | b'#' | b'?' | b'=' | b'+' | b' ' | 0x80.. => {
+                out.push_str(&format!("%{b:02X}"))
+            }
+            _ => out.push(b as char),
+        }
+    }
+    out
+}
+
+/// The URL with relative `sslrootcert`, `sslcert` and `sslkey` paths made absolute
+/// against `base` (a config file's folder), so a daemon started from any working
+/// directory reads the files `--check` read. Other parameters are left as written.
+pub fn anchor_paths(url: &str, base: &Path) -> String {
+    let Some((head, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if matches!(k, "sslrootcert" | "sslcert" | "sslkey") => {
+                match percent_decode(v) {
+                    Ok(path) if Path::new(&path).is_relative() => {
+                        let abs = base.join(path);
+                        format!("{k}={}", percent_encode_path(&abs.to_string_lossy()))
+                    }
+                    _ => pair.to_string(),
+                }
+            }
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{head}?{}", pairs.join("&"))
+}
+
 /// Accepts a certificate that chains to the roots whatever name it carries: libpq's
 /// `verify-ca`. Every other check (chain, validity, key usage, signatures) stays.
 #[derive(Debug)]
@@ -370,6 +408,31 @@ mod tests {
         assert_eq!(
             tls.client_cert,
             Some((PathBuf::from("c"), PathBuf::from("k")))
+        );
+    }
+
+    #[test]
+    fn relative_certificate_paths_are_anchored_to_the_config_folder() {
+        let url = anchor_paths(
+            "postgres://h/db?sslmode=verify-full&sslrootcert=ca%20dir/ca.pem&sslcert=%2Fabs%2Fc.pem&sslkey=k.pem&x=y",
+            Path::new("/etc/tufkey"),
+        );
+        assert_eq!(
+            url,
+            "postgres://h/db?sslmode=verify-full&sslrootcert=/etc/tufkey/ca%20dir/ca.pem&sslcert=%2Fabs%2Fc.pem&sslkey=/etc/tufkey/k.pem&x=y"
+        );
+        let tls = split_url(&url).unwrap().tls.unwrap();
+        assert_eq!(tls.root_cert, PathBuf::from("/etc/tufkey/ca dir/ca.pem"));
+        assert_eq!(
+            tls.client_cert,
+            Some((
+                PathBuf::from("/abs/c.pem"),
+                PathBuf::from("/etc/tufkey/k.pem")
+            ))
+        );
+        assert_eq!(
+            anchor_paths("postgres://h/db", Path::new("/x")),
+            "postgres://h/db"
         );
     }
 
