@@ -358,7 +358,7 @@ fn a_replica_checks_its_config_and_rides_out_a_database_outage() {
         "{err}"
     );
     // `--check` on the good config reaches PostgreSQL and verifies its chain.
-    std::fs::write(&r.config, text).unwrap();
+    std::fs::write(&r.config, &text).unwrap();
     let out = ok(
         Some(&r.hsm),
         &["serve", "--config", r.config.to_str().unwrap(), "--check"],
@@ -382,6 +382,29 @@ fn a_replica_checks_its_config_and_rides_out_a_database_outage() {
     assert_eq!(sign(2).0, 200);
     d.stop();
     let out = ok(None, &["audit", "verify", &pg.url()]);
+    assert!(out.contains("chain intact"), "{out}");
+
+    // Once the tables exist, a role with only the grants docs/signer.md lists runs a
+    // replica (no DDL), and cannot create or drop anything.
+    pg.psql(
+        "signer",
+        "CREATE ROLE tufkey_signer LOGIN; \
+         GRANT SELECT, INSERT, UPDATE ON tufkey_versions, tufkey_rate TO tufkey_signer; \
+         GRANT SELECT, INSERT ON tufkey_audit TO tufkey_signer; \
+         GRANT SELECT, UPDATE ON tufkey_audit_head TO tufkey_signer; \
+         REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+    );
+    let limited = pg.url().replace("tufkey@", "tufkey_signer@");
+    std::fs::write(&r.config, text.replace(&pg.url(), &limited)).unwrap();
+    let d = Daemon::start(s.dir.path(), &r.name, &r.hsm, &r.config);
+    let c = d.client(&s.client_tls("ci-main"));
+    let (status, body) = answer(
+        &c.post_json("/v1/sign", &timestamp_req("acme", &s.key_id, 3))
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{body}");
+    d.stop();
+    let out = ok(None, &["audit", "verify", &limited]);
     assert!(out.contains("chain intact"), "{out}");
 }
 
