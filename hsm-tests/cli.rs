@@ -936,3 +936,27 @@ fn the_readme_demo_runs_a_whole_ceremony_and_rotation_on_softhsm_and_on_files() 
         );
     }
 }
+
+/// A client config file that has no entry for the key's signer is named, with the urls
+/// it does have, instead of a generic "set it somewhere" hint; nothing is contacted.
+#[test]
+fn a_remote_config_without_the_keys_signer_says_which_signers_it_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("remote.toml");
+    std::fs::write(
+        &conf,
+        "[[signer]]\nurl = \"https://other.example:7443\"\nca = \"ca.pem\"\n\n[[signer]]\nurl = \"https://third.example\"\nca = \"ca.pem\"\n",
+    )
+    .unwrap();
+    let key = format!("https://signer.example:7443/keys/{}", "ab".repeat(32));
+    let mut c = tufkey(None);
+    c.args(["key", "show", &key])
+        .env("TUFKEY_REMOTE_CONFIG", &conf);
+    let (code, out, err) = run(c);
+    assert_ne!(code, 0, "{out}{err}");
+    let want = format!(
+        "no [[signer]] in {} has url https://signer.example:7443; it has: https://other.example:7443, https://third.example",
+        conf.display()
+    );
+    assert!(err.contains(&want), "{err}");
+}

@@ -23,6 +23,12 @@ struct Fixture {
     d: Token,
     /// The token whose PIN changes while it is away.
     e: Token,
+    /// The token that comes back with its PIN at the final try.
+    f: Token,
+    /// The token that goes away for long (back-off, a busy module).
+    g: Token,
+    /// The token whose signers hold the PIN.
+    h: Token,
 }
 
 /// Taken by tests that call the module directly (not through tufkey) and by the test
@@ -45,6 +51,9 @@ fn fixture() -> &'static Fixture {
         let c = hsm.token("pool-c", "3333");
         let d = hsm.token("pool-d", "4444");
         let e = hsm.token("pool-e", "5555");
+        let f_ = hsm.token("pool-f", "6666");
+        let g = hsm.token("pool-g", "7777");
+        let h = hsm.token("pool-h", "8888");
         // Edition 2021: set_var is safe; every test thread is waiting on this OnceLock.
         std::env::set_var("SOFTHSM2_CONF", &hsm.conf);
         for (t, pin) in [
@@ -63,7 +72,23 @@ fn fixture() -> &'static Fixture {
                     .expect("generate");
             }
         }
-        Fixture { hsm, a, b, c, d, e }
+        for (t, pin) in [(&f_, "6666"), (&g, "7777"), (&h, "8888")] {
+            for (label, kt) in [("p256", KeyType::EcdsaP256), ("ed", KeyType::Ed25519)] {
+                pkcs11::generate(&uri(t, label, Some(pin)), kt, &PinPolicy::default())
+                    .expect("generate");
+            }
+        }
+        Fixture {
+            hsm,
+            a,
+            b,
+            c,
+            d,
+            e,
+            f: f_,
+            g,
+            h,
+        }
     })
 }
 
@@ -381,4 +406,265 @@ fn a_wrong_pin_after_the_token_came_back_is_not_tried_again() {
             other => panic!("expected the refusal to stick: {other:?}"),
         }
     }
+}
+
+/// Waits until `signer` answers something other than "unavailable" (at most `within`).
+fn sign_when_back(signer: &Pkcs11Signer, within: Duration) -> Result<Vec<u8>, KeyError> {
+    let until = Instant::now() + within;
+    loop {
+        match signer.sign(b"after") {
+            Err(KeyError::DeviceUnavailable { .. }) if Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            other => break other,
+        }
+    }
+}
+
+/// The logged-out token: what an HSM restart looks like to a client that keeps its
+/// sessions. (A logout in any session logs the whole application out.)
+fn log_out(label: &str) {
+    let module = pkcs11::module(&softhsm_module()).unwrap();
+    let slot = module
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| module.get_token_info(*s).unwrap().label().trim_end() == label)
+        .unwrap();
+    module.open_ro_session(slot).unwrap().logout().unwrap();
+}
+
+/// A signer opened with --force logs in again by itself after the token came back, and
+/// the token now says "final try": tufkey does not spend it (a login it makes by itself
+/// never does), and says so on every request instead.
+#[test]
+fn an_automatic_login_again_never_spends_the_final_try_even_with_force() {
+    let f = fixture();
+    let force = PinPolicy {
+        force: true,
+        ..PinPolicy::default()
+    };
+    let signer = Pkcs11Signer::open(&uri(&f.f, "p256", Some("6666")), &force).unwrap();
+    signer.sign(b"before").unwrap();
+    let _raw = raw_module_lock();
+    // SoftHSM reads the flags when the module is initialised: set them, then let the
+    // token go away and come back, so the re-initialisation reads them.
+    f.hsm.set_token_flags("pool-f", CKF_USER_PIN_FINAL_TRY);
+    let folder = token_folder(f, "pool-f");
+    let away = f.hsm.dir.path().join("pool-f-away");
+    std::fs::rename(&folder, &away).unwrap();
+    match signer.sign(b"while away") {
+        Err(KeyError::DeviceUnavailable { .. }) => {}
+        other => panic!("expected unavailable: {other:?}"),
+    }
+    std::fs::rename(&away, &folder).unwrap();
+    match sign_when_back(&signer, Duration::from_secs(10)) {
+        Err(KeyError::PinFinalTry { .. }) => {}
+        other => panic!("expected the final try to be left alone: {other:?}"),
+    }
+    assert!(matches!(
+        signer.sign(b"again"),
+        Err(KeyError::PinFinalTry { .. })
+    ));
+}
+
+/// The PIN to log in again lives in the signers, not in the process-wide token: a
+/// signer opened on a logged-in token shares it with the one that logged in, and once
+/// the signers holding it are gone, nothing in the process has it any more.
+#[test]
+fn the_pin_for_logging_in_again_is_held_by_the_signers_only() {
+    let f = fixture();
+    let first =
+        Pkcs11Signer::open(&uri(&f.h, "p256", Some("8888")), &PinPolicy::default()).unwrap();
+    // No PIN in the URI: it shares the first signer's.
+    let second = Pkcs11Signer::open(&uri(&f.h, "ed", None), &PinPolicy::default()).unwrap();
+    drop(first);
+    let _raw = raw_module_lock();
+    log_out("pool-h");
+    second
+        .sign(b"x")
+        .expect("the second signer logs in again with the PIN it shares");
+    drop(second);
+
+    // A login that is not a signer's (as `key generate` or `key delete` make) keeps no
+    // PIN either: a signer opened on the logged-in token has none to log in again with.
+    let t = pkcs11::Token::open(&uri(&f.h, "p256", Some("8888"))).unwrap();
+    t.login(&uri(&f.h, "p256", Some("8888")), &PinPolicy::default())
+        .unwrap();
+    let third = Pkcs11Signer::open(&uri(&f.h, "p256", None), &PinPolicy::default()).unwrap();
+    log_out("pool-h");
+    match third.sign(b"y") {
+        Err(KeyError::NoPin { .. }) => {}
+        other => panic!("expected no PIN to be left in the process: {other:?}"),
+    }
+    // Put the login back for other users of the token.
+    t.login(&uri(&f.h, "p256", Some("8888")), &PinPolicy::default())
+        .unwrap();
+}
+
+/// A token that stays away: a re-initialisation never queues behind a slow call (other
+/// tokens keep signing), and the token asks for re-initialisations at doubling
+/// intervals, not every second; when it is back it signs again.
+#[test]
+fn a_token_that_stays_away_backs_off_and_never_stalls_the_module() {
+    let f = fixture();
+    let module = softhsm_module();
+    let gone = Pkcs11Signer::open(&uri(&f.g, "p256", Some("7777")), &PinPolicy::default()).unwrap();
+    let other =
+        Pkcs11Signer::open(&uri(&f.b, "p256", Some("2222")), &PinPolicy::default()).unwrap();
+    gone.sign(b"before").unwrap();
+    let _raw = raw_module_lock();
+    let folder = token_folder(f, "pool-g");
+    let away = f.hsm.dir.path().join("pool-g-away");
+    std::fs::rename(&folder, &away).unwrap();
+    match gone.sign(b"x") {
+        Err(KeyError::DeviceUnavailable { .. }) => {}
+        other => panic!("expected unavailable: {other:?}"),
+    }
+
+    // Past the module's once-a-second limit (another test may have just re-initialised).
+    std::thread::sleep(Duration::from_millis(1100));
+    // A slow call on another token holds the module (a session holds its read lock).
+    let gen0 = pkcs11::module_generation(&module).unwrap();
+    let a = pkcs11::Token::open(&uri(&f.a, "p256", None)).unwrap();
+    let held = a.session().unwrap();
+    let (gone_took, gone_said, other_took) = std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            let t = Instant::now();
+            let r = gone.sign(b"y");
+            (t.elapsed(), r)
+        });
+        std::thread::sleep(Duration::from_millis(10));
+        let t = Instant::now();
+        other.sign(b"z").expect("another token signs meanwhile");
+        let other_took = t.elapsed();
+        let (took, r) = h.join().unwrap();
+        (took, r, other_took)
+    });
+    drop(held);
+    eprintln!("while busy: the absent token answered in {gone_took:?}, another token signed in {other_took:?}");
+    match gone_said {
+        Err(e @ KeyError::DeviceUnavailable { .. }) => {
+            assert!(
+                e.to_string().contains("could not be re-initialised now"),
+                "{e}"
+            )
+        }
+        other => panic!("expected unavailable: {other:?}"),
+    }
+    assert!(gone_took < Duration::from_secs(1), "{gone_took:?}");
+    assert!(other_took < Duration::from_secs(1), "{other_took:?}");
+    assert_eq!(pkcs11::module_generation(&module).unwrap(), gen0);
+
+    // Away for 4.5 s with a request every 50 ms: re-initialisations at about 0, 1 and 3 s
+    // (not one a second).
+    let start = Instant::now();
+    let mut said_later = None;
+    while start.elapsed() < Duration::from_millis(4500) {
+        match gone.sign(b"w") {
+            Err(e @ KeyError::DeviceUnavailable { .. }) => {
+                let text = e.to_string();
+                if text.contains("the next one for it is in") {
+                    said_later = Some(text);
+                }
+            }
+            other => panic!("expected unavailable: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let reinits = pkcs11::module_generation(&module).unwrap() - gen0;
+    eprintln!("{reinits} re-initialisations in 4.5 s");
+    assert!(
+        (2..=3).contains(&reinits),
+        "{reinits} re-initialisations in 4.5 s"
+    );
+    assert!(
+        said_later.is_some(),
+        "no request said when the next look is"
+    );
+
+    std::fs::rename(&away, &folder).unwrap();
+    let back = Instant::now();
+    let sig = sign_when_back(&gone, Duration::from_secs(10)).expect("signs again once back");
+    eprintln!(
+        "signed again {:?} after the token came back",
+        back.elapsed()
+    );
+    gone.public_key()
+        .verify_hex(b"after", &hex::encode(sig))
+        .unwrap();
+}
+
+/// `key delete` confirms a list of objects and then destroys them by handle: a handle
+/// that no longer names what was listed (an HSM restart can give handle numbers out
+/// again) is not destroyed.
+#[test]
+fn objects_are_destroyed_only_while_their_handles_name_what_was_listed() {
+    let f = fixture();
+    // Handles stay valid only while no other test re-initialises the module.
+    let _raw = raw_module_lock();
+    let pin = Some("1111");
+    for label in ["del-1", "del-2"] {
+        pkcs11::generate(
+            &uri(&f.a, label, pin),
+            KeyType::EcdsaP256,
+            &PinPolicy::default(),
+        )
+        .unwrap();
+    }
+    let u1 = uri(&f.a, "del-1", pin);
+    let u2 = uri(&f.a, "del-2", pin);
+    let t = pkcs11::Token::open(&u1).unwrap();
+    t.login(&u1, &PinPolicy::default()).unwrap();
+    let first: Vec<_> = t
+        .key_objects(&u1)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.0)
+        .collect();
+    assert_eq!(first.len(), 2);
+    // Listing another key replaces what destroy accepts.
+    t.key_objects(&u2).unwrap();
+    let e = t.destroy(&first).unwrap_err().to_string();
+    assert!(e.contains("not one of the objects listed"), "{e}");
+    assert_eq!(t.public_keys(&uri(&f.a, "del-1", None)).unwrap().len(), 1);
+
+    // Listed, then the handle names something else (here: renamed behind tufkey's back).
+    let listed: Vec<_> = t
+        .key_objects(&u1)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.0)
+        .collect();
+    {
+        let module = pkcs11::module(&softhsm_module()).unwrap();
+        let slot = module
+            .get_slots_with_token()
+            .unwrap()
+            .into_iter()
+            .find(|s| module.get_token_info(*s).unwrap().label().trim_end() == "pool-a")
+            .unwrap();
+        let s = module.open_rw_session(slot).unwrap();
+        s.update_attributes(
+            listed[1],
+            &[cryptoki::object::Attribute::Label(b"other".to_vec())],
+        )
+        .unwrap();
+    }
+    let e = t.destroy(&listed).unwrap_err().to_string();
+    assert!(e.contains("now names") && e.contains("object=other"), "{e}");
+    // Nothing was destroyed (the check runs over all handles first): the private key
+    // is still there, and so is the renamed public key.
+    assert_eq!(t.key_objects(&u1).unwrap().len(), 1);
+    assert_eq!(t.public_keys(&uri(&f.a, "other", None)).unwrap().len(), 1);
+
+    // Listed and unchanged: destroyed.
+    let u2_objects: Vec<_> = t
+        .key_objects(&u2)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.0)
+        .collect();
+    t.destroy(&u2_objects).unwrap();
+    assert!(t.public_keys(&uri(&f.a, "del-2", None)).unwrap().is_empty());
 }

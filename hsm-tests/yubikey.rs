@@ -1661,3 +1661,115 @@ fn with_two_yubikeys_present_the_one_not_named_is_never_reset() {
     });
     assert_eq!(m, 0, "the other card");
 }
+
+// ---- a PIN changed under a running signer ------------------------------------------
+
+/// Changes the PIN back to the test PIN when dropped (also when the test fails half-way).
+struct ChangePinBackOnDrop(&'static str);
+
+impl Drop for ChangePinBackOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("yubico-piv-tool")
+            .args(["-a", "change-pin", "-P", self.0, "-N", PIN])
+            .output();
+        // The right PIN puts the retry counter back to 3.
+        let _ = Command::new("yubico-piv-tool")
+            .args(["-a", "verify-pin", "-P", PIN])
+            .output();
+    }
+}
+
+/// Changes the PIV PIN (CHANGE REFERENCE DATA) over a PC/SC connection of this test
+/// that leaves the card as it is: yubico-piv-tool resets the card when it disconnects,
+/// which would end every other connection's session, the running signer's too.
+fn change_pin_leaving_the_card(old: &str, new: &str) {
+    let ctx = pcsc::Context::establish(pcsc::Scope::User).expect("pcscd");
+    let mut buf = [0u8; 4096];
+    let readers: Vec<std::ffi::CString> = ctx
+        .list_readers(&mut buf)
+        .expect("list readers")
+        .map(|r| r.to_owned())
+        .collect();
+    let card = readers
+        .iter()
+        .find_map(|r| {
+            ctx.connect(r, pcsc::ShareMode::Shared, pcsc::Protocols::T1)
+                .ok()
+        })
+        .expect("a reader with the virtual card");
+    let send = |apdu: &[u8]| -> Vec<u8> {
+        let mut out = [0u8; 258];
+        card.transmit(apdu, &mut out).expect("transmit").to_vec()
+    };
+    let select = send(&[0x00, 0xa4, 0x04, 0x00, 0x05, 0xa0, 0x00, 0x00, 0x03, 0x08]);
+    assert!(
+        select.len() >= 2 && matches!(select[select.len() - 2], 0x90 | 0x61),
+        "SELECT PIV answered {select:02x?}"
+    );
+    let pad = |p: &str| {
+        let mut v = p.as_bytes().to_vec();
+        v.resize(8, 0xff);
+        v
+    };
+    let mut apdu = vec![0x00, 0x24, 0x00, 0x80, 0x10];
+    apdu.extend(pad(old));
+    apdu.extend(pad(new));
+    let answer = send(&apdu);
+    assert!(
+        answer.ends_with(&[0x90, 0x00]),
+        "CHANGE REFERENCE DATA answered {answer:02x?}"
+    );
+    card.disconnect(pcsc::Disposition::LeaveCard)
+        .map_err(|(_, e)| e)
+        .expect("disconnect leaving the card");
+}
+
+/// A signer verifies the PIN it holds before every signature. When someone changes the
+/// PIN under a running process (here: between two signatures, over another PC/SC
+/// connection), the next signature spends exactly one try, and every later one fails at
+/// once without sending the PIN again: the refusal sticks until the process restarts.
+#[test]
+fn a_pin_changed_under_a_running_signer_costs_one_try_and_is_never_sent_again() {
+    use tufkey::keys::{open_signer, KeyError, PinPolicy};
+    let Some(card) = card() else { return };
+    let k = keys(&card);
+    let _restore = RestorePinOnDrop;
+    let key = &k.p256;
+    assert_eq!(pin_tries(), 3);
+    let var = format!("TUFKEY_PIN_{SERIAL}");
+    // Edition 2021: set_var is safe; the other tests run tufkey with a clean environment.
+    std::env::set_var(&var, PIN);
+    let signer = open_signer(&key.uri, &PinPolicy::default());
+    std::env::remove_var(&var);
+    let signer = signer.expect("open the YubiKey signer");
+    let sig = signer.sign(b"before").expect("signs with the PIN it holds");
+    signer
+        .public_key()
+        .verify_hex(b"before", &hex::encode(sig))
+        .unwrap();
+
+    const NEW_PIN: &str = "24680135";
+    change_pin_leaving_the_card(PIN, NEW_PIN);
+    let _back = ChangePinBackOnDrop(NEW_PIN);
+
+    match signer.sign(b"after") {
+        Err(e @ KeyError::PinIncorrect { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("will not send that PIN again"), "{text}");
+            assert!(!text.contains(PIN) && !text.contains(NEW_PIN), "{text}");
+        }
+        other => panic!("expected one wrong-PIN answer: {other:?}"),
+    }
+    for _ in 0..3 {
+        match signer.sign(b"again") {
+            Err(e @ KeyError::ReloginRefused { .. }) => {
+                assert!(e.to_string().contains("restart tufkey"), "{e}")
+            }
+            other => panic!("expected the refusal to stick: {other:?}"),
+        }
+    }
+    drop(signer);
+    // Observed from outside (yubico-piv-tool resets the card, so only now): four
+    // signatures after the change, one try spent.
+    assert_eq!(pin_tries(), 2, "a refused PIN was sent again");
+}

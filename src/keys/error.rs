@@ -66,7 +66,7 @@ pub enum KeyError {
     PinSource { source_name: String, reason: String },
     #[error("cannot read the PIN from the terminal: {0}")]
     Prompt(String),
-    #[error("the HSM token \"{token}\" (serial {serial}) that holds {uri} is unavailable: {reason}. Nothing is signed with it until it is back; tufkey looks for it again on the next use (re-initialising the PKCS#11 module at most once a second), so no restart is needed once the device is connected and reachable again")]
+    #[error("the HSM token \"{token}\" (serial {serial}) that holds {uri} is unavailable: {reason}. Nothing is signed with it until it is back; tufkey looks for it again on later uses (re-initialising the PKCS#11 module after 1 s, then less often while it stays away, up to once a minute), so no restart is needed once the device is connected and reachable again")]
     DeviceUnavailable {
         uri: String,
         token: String,

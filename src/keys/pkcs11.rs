@@ -12,16 +12,19 @@
 //! token is marked unavailable and the caller gets [`KeyError::DeviceUnavailable`] at
 //! once. Later uses look for the token again by label and serial, and re-initialise the
 //! module (C_Finalize + C_Initialize; SoftHSM needs that to see a token folder that came
-//! back) at most once per [`REINIT_INTERVAL`]. Every call runs under a read lock of its
-//! module and a re-initialisation under the write lock, and sessions, logins, slots and
-//! handles carry the module generation they belong to, so nothing of an older
-//! generation is used again. Logging in again uses the PIN the process logged in with;
-//! a wrong-PIN answer to it stops all further logins to that token.
+//! back) at most once per [`REINIT_INTERVAL`], and for a token that stays away at
+//! doubling intervals up to [`REINIT_BACKOFF_MAX`]. Every call runs under a read lock of
+//! its module and a re-initialisation under the write lock (taken only if it is free
+//! within [`REINIT_LOCK_WAIT`]), and sessions, logins, slots and handles carry the module
+//! generation they belong to, so nothing of an older generation is used again. Logging
+//! in again uses the PIN the signers of the token logged in with (they hold it; it is
+//! zeroized when the last of them is dropped) and never spends a final try; any failure
+//! of that login other than a device that is plainly gone stops all further logins to
+//! that token, and a failed C_Login is never retried within a request.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, Weak};
 use std::time::{Duration, Instant};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -84,12 +87,25 @@ pub fn module_path(uri: &Pkcs11Uri) -> Result<PathBuf, KeyError> {
 /// interval, so that a dead HSM does not turn into a busy loop.
 pub const REINIT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// A token that is still absent after a re-initialisation asks for the next one only
+/// after a wait that starts at [`REINIT_INTERVAL`] and doubles after each re-initialisation
+/// that did not bring it back, up to this (every re-initialisation logs out every token
+/// of the module, so a token that is gone for good must not cause one every second).
+pub const REINIT_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// How long a re-initialisation waits for the calls in flight on the module (the write
+/// lock) before it gives up for now. It never queues for the lock: std's RwLock lets a
+/// queued writer block every new reader, so one slow call plus a queued re-initialisation
+/// would stall every other token of the module and `/healthz`.
+pub const REINIT_LOCK_WAIT: Duration = Duration::from_millis(50);
+
 /// A loaded PKCS#11 module, one per path per process.
 ///
 /// Every call tufkey makes into the module runs under a read lock of `state` and for
 /// its generation. Re-initialising (after a device went away, see
-/// [`Pkcs11Signer::sign`]) takes the write lock, so it waits for the calls in flight and
-/// no call runs between C_Finalize and C_Initialize; it then bumps the generation, and
+/// [`Pkcs11Signer::sign`]) takes the write lock when it is free within
+/// [`REINIT_LOCK_WAIT`] (else it gives up for now), so no call runs between C_Finalize
+/// and C_Initialize; it then bumps the generation, and
 /// sessions, logins, slot ids and object handles of an older generation are never used
 /// again (they are dropped without a call: C_Finalize closed them).
 struct Module {
@@ -131,6 +147,9 @@ enum Reinit {
     Done,
     /// The last one was too recent; the next one is allowed after this long.
     NotYet(Duration),
+    /// Calls in flight held the module for longer than [`REINIT_LOCK_WAIT`]: not done,
+    /// a later request tries again.
+    Busy,
     /// C_Initialize failed; the module stays unusable until a later attempt.
     Failed(String),
 }
@@ -172,9 +191,25 @@ impl Module {
                 return Reinit::NotYet(REINIT_INTERVAL - since);
             }
         }
+        let before = *last;
         *last = Some(Instant::now());
-        // Waits until every call in flight has finished.
-        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        // Waits a little for the calls in flight to finish, without queueing for the lock
+        // (a queued writer would block every new reader of the module meanwhile).
+        let started = Instant::now();
+        let mut st = loop {
+            match self.state.try_write() {
+                Ok(g) => break g,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    if started.elapsed() >= REINIT_LOCK_WAIT {
+                        // Not done: the rate limit does not count this attempt.
+                        *last = before;
+                        return Reinit::Busy;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        };
         let finalized = self.pkcs11.clone().finalize();
         st.generation += 1;
         match self
@@ -395,18 +430,67 @@ pub struct Token {
     login: Mutex<LoginState>,
     /// Why the token is unavailable, from the failure that showed it; `None` when fine.
     down: Mutex<Option<String>>,
-    /// The module generation of the handles [`Token::key_objects`] returned last.
-    listed: AtomicU64,
+    /// When an absent token may ask for the next module re-initialisation.
+    backoff: Mutex<Backoff>,
+    /// What [`Token::key_objects`] returned last, with the module generation of its
+    /// handles: [`Token::destroy`] destroys only these, and only while each handle still
+    /// names the object that was listed.
+    listed: Mutex<Option<(u64, Vec<Listed>)>>,
+}
+
+/// An object as [`Token::key_objects`] listed it (and the user confirmed).
+#[derive(Clone, PartialEq, Eq)]
+struct Listed {
+    handle: ObjectHandle,
+    class: Option<ObjectClass>,
+    label: Vec<u8>,
+    id: Vec<u8>,
+}
+
+/// The back-off of an absent token's re-initialisation requests.
+struct Backoff {
+    /// No re-initialisation for this token before then.
+    not_before: Option<Instant>,
+    /// The wait after the next re-initialisation that does not bring the token back.
+    wait: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff {
+            not_before: None,
+            wait: REINIT_INTERVAL,
+        }
+    }
+}
+
+impl Backoff {
+    /// A re-initialisation did not bring the token back: wait longer before the next.
+    fn failed(&mut self, now: Instant) {
+        self.not_before = Some(now + self.wait);
+        self.wait = (self.wait * 2).min(REINIT_BACKOFF_MAX);
+    }
+
+    /// How long until the next re-initialisation is allowed (None: now).
+    fn remaining(&self, now: Instant) -> Option<Duration> {
+        self.not_before
+            .and_then(|t| t.checked_duration_since(now))
+            .filter(|d| !d.is_zero())
+    }
 }
 
 #[derive(Default)]
 struct LoginState {
     /// The module generation in which this process is logged in to the token.
     generation: Option<u64>,
-    /// The PIN that logged in last, kept (zeroized on drop, never shown) to log in again
-    /// after the device comes back or the module is re-initialised.
-    pin: Option<Secret>,
-    /// Set when the token refused a PIN that tufkey tried by itself: none is tried again.
+    /// The PIN that logged in last. The token does not own it (tokens live in a static
+    /// map, which is never dropped): the signers that logged in with it hold it (see
+    /// [`Pkcs11Signer`]) to log in again after the device comes back or the module is
+    /// re-initialised, and it is zeroized when the last of them is dropped. This lets a
+    /// signer opened later on the logged-in token share it.
+    pin: Weak<Secret>,
+    /// Set when a login that tufkey made by itself failed (a wrong PIN, or any answer
+    /// that does not plainly mean the device is gone): no PIN is tried again.
     refused: Option<String>,
 }
 
@@ -573,7 +657,8 @@ impl Token {
                             idle: Mutex::new(Vec::new()),
                             login: Mutex::new(LoginState::default()),
                             down: Mutex::new(None),
-                            listed: AtomicU64::new(u64::MAX),
+                            backoff: Mutex::new(Backoff::default()),
+                            listed: Mutex::new(None),
                         })
                     })
                     .clone();
@@ -766,29 +851,37 @@ impl Token {
     }
 
     /// Logs the user in once for the whole application. `uri` supplies pin-value and
-    /// pin-source. Exactly one C_Login is made per call that needs one.
+    /// pin-source. Exactly one C_Login is made per call that needs one. The PIN is not
+    /// kept: it is zeroized when this returns (a [`Pkcs11Signer`] keeps its own).
     pub fn login(&self, uri: &Pkcs11Uri, policy: &PinPolicy) -> Result<(), KeyError> {
         let live = self.enter()?;
-        self.login_in(&live, uri, policy, false)
+        self.login_in(&live, uri, policy, false, None, &mut false)
+            .map(|_| ())
     }
 
     /// Logs in unless this process is logged in to the token in the module's current
-    /// generation. The PIN that logged in before is tried first (it is what a signer
-    /// holds for logging in again after the device came back), else the URI's and the
-    /// environment's. PIN rules apply to every attempt: a locked PIN is not tried, a
-    /// final try needs `force`. A wrong answer to a PIN tufkey tried by itself (`automatic`,
-    /// or the remembered one) stops all further logins to this token in this process.
+    /// generation. The PIN a signer holds (`held`) is tried first, else the one the
+    /// token's other signers hold, else the URI's and the environment's. PIN rules apply
+    /// to every attempt: a locked PIN is not tried, a final try needs `force` (never for
+    /// a login tufkey makes by itself, `automatic`). When a login that tufkey made by
+    /// itself (`automatic`, or with a PIN that logged in before) fails for any reason
+    /// other than a device that is plainly gone — a wrong PIN, a locked PIN, or an error
+    /// after which nobody can tell whether a try was spent — no PIN is tried on this
+    /// token again in this process. Returns the PIN that is logged in with, when known,
+    /// for the caller to hold. `tried` is set once C_Login was called.
     fn login_in(
         &self,
         live: &Live<'_>,
         uri: &Pkcs11Uri,
         policy: &PinPolicy,
         automatic: bool,
-    ) -> Result<(), KeyError> {
+        held: Option<Arc<Secret>>,
+        tried: &mut bool,
+    ) -> Result<Option<Arc<Secret>>, KeyError> {
         let generation = live.generation();
         let mut st = lock(&self.login);
         if st.generation == Some(generation) {
-            return Ok(());
+            return Ok(held.or_else(|| st.pin.upgrade()));
         }
         let shown = uri.to_string();
         if let Some(reason) = &st.refused {
@@ -805,10 +898,12 @@ impl Token {
             .session_state();
         if matches!(state, SessionState::RoUser | SessionState::RwUser) {
             st.generation = Some(generation);
-            return Ok(());
+            return Ok(held.or_else(|| st.pin.upgrade()));
         }
-        check_pin_state(self.pin_state_in(live)?, policy.force, &self.label, &shown)?;
-        let (secret, origin) = match st.pin.clone() {
+        // A login tufkey makes by itself never spends a final try, --force or not.
+        let force = policy.force && !automatic;
+        check_pin_state(self.pin_state_in(live)?, force, &self.label, &shown)?;
+        let (secret, origin) = match held.or_else(|| st.pin.upgrade()) {
             Some(pin) => (pin, None),
             None => {
                 let req = PinRequest {
@@ -819,22 +914,27 @@ impl Token {
                     cache_key: Some(self.cache_key()),
                 };
                 let (secret, origin) = pin::obtain(&req, policy)?;
-                (secret, Some(origin))
+                (Arc::new(secret), Some(origin))
             }
         };
         let origin_text = match &origin {
             Some(o) => o.to_string(),
             None => "the PIN this process logged in with before".to_string(),
         };
+        // Whether a failure stops all further logins to this token.
+        let sticky = automatic || origin.is_none();
         let auth = AuthPin::from(secret.expose().to_owned());
-        match session.login(UserType::User, Some(&auth)) {
+        *tried = true;
+        let answer = session.login(UserType::User, Some(&auth));
+        drop(auth);
+        match answer {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
                 if policy.remember && origin.as_ref().is_some_and(|o| *o != PinOrigin::Cache) {
                     pin_cache::store(&self.cache_key(), &secret);
                 }
                 st.generation = Some(generation);
-                st.pin = Some(secret);
-                Ok(())
+                st.pin = Arc::downgrade(&secret);
+                Ok(Some(secret))
             }
             Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
                 if origin == Some(PinOrigin::Cache) {
@@ -845,8 +945,8 @@ impl Token {
                     Ok(PinState::Locked) => "; the token is now LOCKED".to_string(),
                     _ => String::new(),
                 };
-                if automatic || origin.is_none() {
-                    st.pin = None;
+                if sticky {
+                    st.pin = Weak::new();
                     st.refused = Some(format!(
                         "it answered CKR_PIN_INCORRECT to {origin_text}{after}"
                     ));
@@ -860,6 +960,29 @@ impl Token {
                     after,
                 })
             }
+            Err(CkError::Pkcs11(rv, _)) if sticky && login_device_gone(rv) => {
+                // The token was not there to judge the PIN: no try was spent. Nothing
+                // is retried in this request; the next one looks for the token first.
+                Err(self.mark_down(&shown, format!("C_Login answered {}", rv_name(rv))))
+            }
+            Err(e) if sticky => {
+                // A locked PIN, or an answer after which nobody can tell whether the
+                // token counted a try (CKR_GENERAL_ERROR, CKR_DEVICE_ERROR, …): never
+                // again by itself, so that each request cannot spend one.
+                let what = match &e {
+                    CkError::Pkcs11(rv, _) => rv_name(*rv),
+                    other => other.to_string(),
+                };
+                st.pin = Weak::new();
+                st.refused = Some(format!(
+                    "C_Login answered {what} to {origin_text}; a try may have been spent"
+                ));
+                Err(KeyError::ReloginRefused {
+                    token: self.label.clone(),
+                    uri: shown,
+                    reason: st.refused.clone().unwrap_or_default(),
+                })
+            }
             Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(KeyError::PinLocked {
                 token: format!("token \"{}\"", self.label),
                 uri: shown,
@@ -867,6 +990,12 @@ impl Token {
             }),
             Err(e) => Err(self.ck("C_Login")(e)),
         }
+    }
+
+    /// Whether a login that tufkey made by itself failed on this token, so that no PIN
+    /// is tried on it again in this process.
+    pub fn login_refused(&self) -> bool {
+        lock(&self.login).refused.is_some()
     }
 
     /// Whether the token answers now, as the same token (label and serial), in the
@@ -911,22 +1040,43 @@ impl Token {
 
     /// Tries to get an unavailable token back: first looks for it as the module is now
     /// (a device that came back in its slot, or a re-initialisation another thread made),
-    /// then re-initialises the module, at most once per [`REINIT_INTERVAL`]. Never logs
-    /// in: the next signature does that, from the PIN it logged in with before.
+    /// then re-initialises the module, at most once per [`REINIT_INTERVAL`] per module and,
+    /// while the token stays away, at doubling intervals up to [`REINIT_BACKOFF_MAX`] (a
+    /// token that is gone for good must not log every other token of the module out every
+    /// second). Never logs in: the next signature does that, from the PIN its signer holds.
     fn recover(&self, uri: &str) -> Result<(), KeyError> {
         let seen = self.module.generation();
         if self.probe(uri).is_ok() {
-            self.mark_up();
+            self.came_back();
             return Ok(());
         }
         let was = lock(&self.down).clone().unwrap_or_default();
+        // One recovery of this token at a time; the others wait for its outcome here.
+        let mut backoff = lock(&self.backoff);
+        if let Some(wait) = backoff.remaining(Instant::now()) {
+            // Another thread may have just re-initialised it: look once more.
+            if self.module.generation() != seen && self.probe(uri).is_ok() {
+                drop(backoff);
+                self.came_back();
+                return Ok(());
+            }
+            return Err(self.unavailable(
+                uri,
+                format!(
+                    "{was} (the token stayed away after the last re-initialisation; the next one for it is in {} ms)",
+                    wait.as_millis()
+                ),
+            ));
+        }
         match self.module.reinit(seen) {
             Reinit::Done => match self.probe(uri) {
                 Ok(()) => {
-                    self.mark_up();
+                    drop(backoff);
+                    self.came_back();
                     Ok(())
                 }
                 Err(e) => {
+                    backoff.failed(Instant::now());
                     let why = brief(&e);
                     Err(self.mark_down(
                         uri,
@@ -937,7 +1087,8 @@ impl Token {
             Reinit::NotYet(wait) => {
                 // Another thread may have just re-initialised it: look once more.
                 if self.module.generation() != seen && self.probe(uri).is_ok() {
-                    self.mark_up();
+                    drop(backoff);
+                    self.came_back();
                     return Ok(());
                 }
                 Err(self.unavailable(
@@ -948,8 +1099,24 @@ impl Token {
                     ),
                 ))
             }
-            Reinit::Failed(why) => Err(self.mark_down(uri, why)),
+            Reinit::Busy => Err(self.unavailable(
+                uri,
+                format!(
+                    "{was} (the module could not be re-initialised now: other calls held it for over {} ms; the next request tries again)",
+                    REINIT_LOCK_WAIT.as_millis()
+                ),
+            )),
+            Reinit::Failed(why) => {
+                backoff.failed(Instant::now());
+                Err(self.mark_down(uri, why))
+            }
         }
+    }
+
+    /// The token answers again: available, and the back-off starts over.
+    fn came_back(&self) {
+        self.mark_up();
+        *lock(&self.backoff) = Backoff::default();
     }
 
     /// Whether the token can be used now, for health checks: an unavailable token is
@@ -1151,12 +1318,13 @@ impl Token {
 
     /// Every key object (public and private) the URI selects, for deletion. Needs a login.
     /// The handles are valid until the module is re-initialised ([`Token::destroy`]
-    /// refuses them after that).
+    /// refuses them after that, and refuses any handle that no longer names the object
+    /// listed here).
     pub fn key_objects(&self, uri: &Pkcs11Uri) -> Result<Vec<(ObjectHandle, String)>, KeyError> {
         let live = self.enter()?;
-        self.listed.store(live.generation(), Ordering::SeqCst);
         let session = self.session_in(&live)?;
         let mut out = Vec::new();
+        let mut listed = Vec::new();
         for (class, name) in [
             (ObjectClass::PRIVATE_KEY, "private key"),
             (ObjectClass::PUBLIC_KEY, "public key"),
@@ -1167,28 +1335,104 @@ impl Token {
                 .find_objects(&template)
                 .map_err(self.ck("C_FindObjects"))?
             {
-                let a = session
-                    .get_attributes(h, &[AttributeType::Label, AttributeType::Id])
-                    .unwrap_or_default();
+                let seen = self.identify(&session, h)?;
+                let a = [
+                    Attribute::Label(seen.label.clone()),
+                    Attribute::Id(seen.id.clone()),
+                ];
                 out.push((h, format!("{name} {}", label_id(&a))));
+                listed.push(seen);
             }
         }
+        *lock(&self.listed) = Some((live.generation(), listed));
         Ok(out)
     }
 
-    /// Destroys objects found by [`Token::key_objects`].
+    /// The class, label and id of the object `h` names now.
+    fn identify(&self, session: &Session, h: ObjectHandle) -> Result<Listed, KeyError> {
+        let attrs = session
+            .get_attributes(
+                h,
+                &[
+                    AttributeType::Class,
+                    AttributeType::Label,
+                    AttributeType::Id,
+                ],
+            )
+            .map_err(self.ck("C_GetAttributeValue"))?;
+        let mut seen = Listed {
+            handle: h,
+            class: None,
+            label: Vec::new(),
+            id: Vec::new(),
+        };
+        for a in attrs {
+            match a {
+                Attribute::Class(c) => seen.class = Some(c),
+                Attribute::Label(l) => seen.label = l,
+                Attribute::Id(i) => seen.id = i,
+                _ => {}
+            }
+        }
+        Ok(seen)
+    }
+
+    /// Destroys objects found by [`Token::key_objects`]. Before each C_DestroyObject the
+    /// handle's class, label and id are read again and must be those listed (and shown
+    /// for confirmation): an HSM that restarted meanwhile may have given the handle
+    /// number to another object. Nothing is destroyed when one of them differs up front.
     pub fn destroy(&self, handles: &[ObjectHandle]) -> Result<(), KeyError> {
         let live = self.enter()?;
-        if self.listed.load(Ordering::SeqCst) != live.generation() {
-            return Err(KeyError::Unsupported {
-                uri: self.uri().to_string(),
-                reason: "the PKCS#11 module was re-initialised after the keys were listed, so their handles are stale; nothing was deleted: run the command again".into(),
-            });
-        }
+        let stale = |reason: String| KeyError::Unsupported {
+            uri: self.uri().to_string(),
+            reason,
+        };
+        let listed = match lock(&self.listed).clone() {
+            Some((g, l)) if g == live.generation() => l,
+            Some(_) => return Err(stale("the PKCS#11 module was re-initialised after the keys were listed, so their handles are stale; nothing was deleted: run the command again".into())),
+            None => return Err(stale("the keys to delete were not listed first; nothing was deleted".into())),
+        };
         let s = self.rw_session_in(&live)?;
+        let expected = |h: &ObjectHandle| listed.iter().find(|l| l.handle == *h);
+        let verify = |h: &ObjectHandle| -> Result<(), KeyError> {
+            let want = expected(h).ok_or_else(|| {
+                stale(format!(
+                    "object handle {h} is not one of the objects listed for deletion; nothing more was deleted"
+                ))
+            })?;
+            let now = self.identify(&s, *h)?;
+            if now != *want {
+                let show = |l: &Listed| {
+                    format!(
+                        "{} {}",
+                        match l.class {
+                            Some(c) if c == ObjectClass::PRIVATE_KEY => "private key",
+                            Some(c) if c == ObjectClass::PUBLIC_KEY => "public key",
+                            _ => "object",
+                        },
+                        label_id(&[
+                            Attribute::Label(l.label.clone()),
+                            Attribute::Id(l.id.clone())
+                        ])
+                    )
+                };
+                return Err(stale(format!(
+                    "object handle {h} now names {}, not the {} that was listed and confirmed (did the HSM restart?); it was not deleted: run the command again",
+                    show(&now),
+                    show(want)
+                )));
+            }
+            Ok(())
+        };
+        // All of them first: nothing is deleted when one already differs.
         for h in handles {
+            verify(h)?;
+        }
+        for h in handles {
+            verify(h)?;
             s.destroy_object(*h).map_err(self.ck("C_DestroyObject"))?;
         }
+        *lock(&self.listed) = None;
         Ok(())
     }
 
@@ -1319,7 +1563,13 @@ pub struct Pkcs11Signer {
     uri: String,
     /// What `open` was given, to log in again and find the key after a device outage.
     source: Pkcs11Uri,
+    /// The PIN policy for logging in again: never interactive, never a final try.
     policy: PinPolicy,
+    /// The PIN this signer (or another signer of the token) logged in with, to log in
+    /// again after the device came back. Held here, not in the token (tokens live in a
+    /// static map that is never dropped), so it is zeroized when the last signer holding
+    /// it is dropped; forgotten when the token refused a login tufkey made by itself.
+    pin: Mutex<Option<Arc<Secret>>>,
     public: Key,
     keyid: String,
 }
@@ -1327,9 +1577,13 @@ pub struct Pkcs11Signer {
 /// Errors that may mean the device went away, or came back and forgot the sessions,
 /// the login or the object handles: the token is then probed, and either gets one fresh
 /// attempt (it still answers) or is reported unavailable.
+///
+/// A failed C_Login never is: it may have spent a PIN try, and logging in again with the
+/// same PIN in the same request could spend another.
 fn device_trouble(e: &KeyError) -> bool {
     match e {
         KeyError::DeviceUnavailable { .. } | KeyError::NoToken { .. } => true,
+        KeyError::Pkcs11 { op: "C_Login", .. } => false,
         KeyError::Pkcs11 {
             err: CkError::Pkcs11(rv, _),
             ..
@@ -1354,6 +1608,22 @@ fn device_trouble(e: &KeyError) -> bool {
     }
 }
 
+/// Answers to C_Login that plainly mean the token was not there to judge the PIN (so no
+/// try was spent). CKR_DEVICE_ERROR, CKR_GENERAL_ERROR and CKR_FUNCTION_FAILED are not
+/// among them: a token may count a try and then fail.
+fn login_device_gone(rv: RvError) -> bool {
+    matches!(
+        rv,
+        RvError::DeviceRemoved
+            | RvError::TokenNotPresent
+            | RvError::TokenNotRecognized
+            | RvError::SlotIdInvalid
+            | RvError::SessionHandleInvalid
+            | RvError::SessionClosed
+            | RvError::CryptokiNotInitialized
+    )
+}
+
 impl Pkcs11Signer {
     /// Finds the key, logs in (PIN rules apply) and prepares to sign.
     pub fn open(uri: &Pkcs11Uri, policy: &PinPolicy) -> Result<Pkcs11Signer, KeyError> {
@@ -1373,11 +1643,11 @@ impl Pkcs11Signer {
                     .join(", "),
             });
         }
-        let (generation, handle, kt) = {
+        let (generation, handle, kt, pin) = {
             let live = token.enter()?;
-            token.login_in(&live, uri, policy, false)?;
+            let pin = token.login_in(&live, uri, policy, false, None, &mut false)?;
             let (handle, kt) = token.private_key_in(&live, uri)?;
-            (live.generation(), handle, kt)
+            (live.generation(), handle, kt, pin)
         };
         let public = match publics.into_iter().next() {
             Some(k) => k.public.map_err(|reason| KeyError::Unsupported { uri: shown.clone(), reason })?,
@@ -1410,8 +1680,10 @@ impl Pkcs11Signer {
             source: uri.clone(),
             policy: PinPolicy {
                 interactive: false,
+                force: false,
                 ..*policy
             },
+            pin: Mutex::new(pin),
             public: tuf_key,
             keyid,
         })
@@ -1436,14 +1708,17 @@ impl Signer for Pkcs11Signer {
     /// Signs in the token. When the device went away the answer is at once a
     /// [`KeyError::DeviceUnavailable`]; later calls look for the token again (see
     /// [`Token::recover`]: re-found by label and serial, the module re-initialised at most
-    /// once a second), log in again with the PIN this process logged in with (never a
-    /// prompt; a wrong-PIN answer stops all further tries), find the key again and sign.
+    /// once a second, less often while it stays away), log in again with the PIN this
+    /// signer holds (never a prompt, never a final try; a failure other than a device
+    /// that is plainly gone stops all further tries), find the key again and sign. A
+    /// failed C_Login is never followed by another in the same call.
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
         if self.token.is_down() {
             self.token.recover(&self.uri)?;
         }
-        match self.sign_once(message) {
-            Err(e) if device_trouble(&e) => match self.token.probe(&self.uri) {
+        let mut in_login = false;
+        match self.sign_once(message, &mut in_login) {
+            Err(e) if !in_login && device_trouble(&e) => match self.token.probe(&self.uri) {
                 Ok(()) => {
                     // The token answers: the sessions, the login or the handle are stale
                     // (an HSM that restarted, a login that was dropped). Fresh sessions,
@@ -1451,8 +1726,9 @@ impl Signer for Pkcs11Signer {
                     // one retry.
                     self.token.reset();
                     *lock(&self.handle) = None;
-                    match self.sign_once(message) {
-                        Err(e2) if device_trouble(&e2) => Err(self.token.mark_down(
+                    let mut in_login = false;
+                    match self.sign_once(message, &mut in_login) {
+                        Err(e2) if !in_login && device_trouble(&e2) => Err(self.token.mark_down(
                             &self.uri,
                             format!(
                                 "{}, and again with fresh sessions: {}",
@@ -1473,11 +1749,30 @@ impl Signer for Pkcs11Signer {
 }
 
 impl Pkcs11Signer {
-    fn sign_once(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+    /// One attempt. `in_login` is set when it called C_Login (after a failure the caller
+    /// must not retry: that C_Login may have spent a try).
+    fn sign_once(&self, message: &[u8], in_login: &mut bool) -> Result<Vec<u8>, KeyError> {
         let live = self.token.enter()?;
         let generation = live.generation();
-        self.token
-            .login_in(&live, &self.source, &self.policy, true)?;
+        let held = lock(&self.pin).clone();
+        match self
+            .token
+            .login_in(&live, &self.source, &self.policy, true, held, in_login)
+        {
+            // Only a failed C_Login forbids the retry.
+            Ok(Some(pin)) => {
+                *in_login = false;
+                *lock(&self.pin) = Some(pin);
+            }
+            Ok(None) => *in_login = false,
+            Err(e) => {
+                if self.token.login_refused() {
+                    // Never tried again: no reason to keep it in memory.
+                    *lock(&self.pin) = None;
+                }
+                return Err(e);
+            }
+        }
         let known = *lock(&self.handle);
         let handle = match known {
             Some((g, h)) if g == generation => h,
@@ -1845,5 +2140,55 @@ mod tests {
             ));
         }
         assert!(ec_public_key(&[0x06, 0x01, 0x00], &raw).is_err());
+    }
+
+    #[test]
+    fn a_failed_login_is_never_device_trouble() {
+        let e = |op, rv| KeyError::Pkcs11 {
+            op,
+            uri: "pkcs11:token=t".into(),
+            err: CkError::Pkcs11(rv, cryptoki::context::Function::Login),
+        };
+        for rv in [
+            RvError::GeneralError,
+            RvError::FunctionFailed,
+            RvError::DeviceError,
+            RvError::DeviceRemoved,
+            RvError::UserNotLoggedIn,
+        ] {
+            assert!(!device_trouble(&e("C_Login", rv)), "{rv:?}");
+            assert!(device_trouble(&e("C_Sign", rv)), "{rv:?}");
+        }
+        // Only answers that plainly mean "no token" spare the token from the refusal.
+        for rv in [
+            RvError::DeviceRemoved,
+            RvError::TokenNotPresent,
+            RvError::SlotIdInvalid,
+        ] {
+            assert!(login_device_gone(rv), "{rv:?}");
+        }
+        for rv in [
+            RvError::GeneralError,
+            RvError::FunctionFailed,
+            RvError::DeviceError,
+            RvError::DeviceMemory,
+            RvError::PinLocked,
+        ] {
+            assert!(!login_device_gone(rv), "{rv:?}");
+        }
+    }
+
+    #[test]
+    fn an_absent_token_backs_off_doubling_up_to_a_minute() {
+        let mut b = Backoff::default();
+        let t0 = Instant::now();
+        assert_eq!(b.remaining(t0), None);
+        let mut waits = Vec::new();
+        for _ in 0..9 {
+            b.failed(t0);
+            waits.push(b.remaining(t0).unwrap().as_secs());
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(b.remaining(t0 + REINIT_BACKOFF_MAX), None);
     }
 }

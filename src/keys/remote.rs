@@ -84,36 +84,34 @@ impl ClientTls {
     /// `TUFKEY_REMOTE_CA`, `TUFKEY_REMOTE_CERT` and `TUFKEY_REMOTE_KEY` (the CLI's
     /// `--remote-*` flags set them).
     pub fn from_env() -> Result<ClientTls, RemoteError> {
-        Self::resolve(&SignerEntry::default(), None)
+        Self::resolve(
+            &SignerEntry::default(),
+            &remote_config::Found::NoFile.hint(""),
+        )
     }
 
     /// The settings for the signer at `base`: each from the flags/environment, else
     /// from the client config file's entry for that signer (see [`remote_config`]).
     pub fn for_signer(base: &str) -> Result<(ClientTls, SignerEntry), RemoteError> {
-        let found = remote_config::lookup(base).map_err(RemoteError::Setup)?;
-        let (path, entry) = match found {
-            Some((p, e)) => (Some(p), e),
-            None => (None, SignerEntry::default()),
+        let found = remote_config::find(base).map_err(RemoteError::Setup)?;
+        // A file that exists but has no entry for this signer is named, with the urls
+        // it does have, so a typo in `url` is found at once.
+        let hint = found.hint(base);
+        let entry = match found {
+            remote_config::Found::Entry(_, e) => e,
+            _ => SignerEntry::default(),
         };
-        let tls = Self::resolve(&entry, path.as_deref())?;
+        let tls = Self::resolve(&entry, &hint)?;
         Ok((tls, entry))
     }
 
-    fn resolve(
-        file: &SignerEntry,
-        path: Option<&std::path::Path>,
-    ) -> Result<ClientTls, RemoteError> {
+    /// `hint` says where else the settings could come from (see
+    /// [`remote_config::Found::hint`]).
+    fn resolve(file: &SignerEntry, hint: &str) -> Result<ClientTls, RemoteError> {
         let var = |n: &str| {
             std::env::var_os(n)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
-        };
-        let hint = match path {
-            Some(p) => format!(" (or in {})", p.display()),
-            None => format!(
-                " (or in a [[signer]] entry of ~/.config/tufkey/remote.toml or the file {} names)",
-                remote_config::ENV_CONFIG
-            ),
         };
         let ca = var(ENV_CA).or_else(|| file.ca.clone()).ok_or_else(|| {
             RemoteError::Setup(format!(

@@ -76,14 +76,15 @@ fn normalise(url: &str) -> String {
     }
 }
 
-/// Parses a config file's text; `path` is for messages and relative paths.
-pub fn parse(path: &Path, text: &str, base: &str) -> Result<Option<SignerEntry>, String> {
+/// Every `[[signer]]` of a config file's text, in order, with its `url` as written;
+/// `path` is for messages and relative paths.
+pub fn parse_all(path: &Path, text: &str) -> Result<Vec<(String, SignerEntry)>, String> {
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         // toml's message starts with "TOML parse error at line N, column M".
         format!("{}: {}", path.display(), e.to_string().trim_end())
     })?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let want = normalise(base);
+    let mut out = Vec::new();
     for s in raw.signer {
         if !s.url.starts_with("https://") {
             return Err(format!(
@@ -92,33 +93,95 @@ pub fn parse(path: &Path, text: &str, base: &str) -> Result<Option<SignerEntry>,
                 s.url
             ));
         }
-        if normalise(&s.url) != want {
-            continue;
-        }
         let abs = |p: Option<PathBuf>| p.map(|p| if p.is_absolute() { p } else { dir.join(p) });
-        return Ok(Some(SignerEntry {
-            ca: abs(s.ca),
-            cert: abs(s.cert),
-            key: abs(s.key),
-            repository: s.repository,
-            role: s.role,
-        }));
+        out.push((
+            s.url,
+            SignerEntry {
+                ca: abs(s.ca),
+                cert: abs(s.cert),
+                key: abs(s.key),
+                repository: s.repository,
+                role: s.role,
+            },
+        ));
     }
-    Ok(None)
+    Ok(out)
+}
+
+/// The entry of a config file's text for the signer at `base`; `path` is for messages
+/// and relative paths.
+pub fn parse(path: &Path, text: &str, base: &str) -> Result<Option<SignerEntry>, String> {
+    let want = normalise(base);
+    Ok(parse_all(path, text)?
+        .into_iter()
+        .find(|(url, _)| normalise(url) == want)
+        .map(|(_, e)| e))
+}
+
+/// What the client config file says about a signer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// There is no config file (the default one may be missing).
+    NoFile,
+    /// The file's entry for the signer.
+    Entry(PathBuf, SignerEntry),
+    /// The file exists, but no `[[signer]]` has the signer's url; these are its urls.
+    NoMatch { path: PathBuf, urls: Vec<String> },
+}
+
+impl Found {
+    /// Words for a message about missing settings: where else they could have come
+    /// from, and why the file did not give them.
+    pub fn hint(&self, base: &str) -> String {
+        match self {
+            Found::NoFile => format!(
+                " (or in a [[signer]] entry of ~/.config/tufkey/remote.toml or the file {ENV_CONFIG} names)"
+            ),
+            Found::Entry(p, _) => format!(" (or in {})", p.display()),
+            Found::NoMatch { path, urls } => format!(
+                " (or in {p}: no [[signer]] in {p} has url {base}; it has: {})",
+                if urls.is_empty() {
+                    "none".to_string()
+                } else {
+                    urls.join(", ")
+                },
+                p = path.display()
+            ),
+        }
+    }
+}
+
+/// What the config file says about the signer at `base` (`https://host:port`). A config
+/// file that exists but cannot be read or parsed is an error.
+pub fn find(base: &str) -> Result<Found, String> {
+    let Some((path, explicit)) = config_path() else {
+        return Ok(Found::NoFile);
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            return Ok(Found::NoFile)
+        }
+        Err(e) => return Err(format!("{}: {e} (named by {ENV_CONFIG})", path.display())),
+    };
+    let all = parse_all(&path, &text)?;
+    let want = normalise(base);
+    match all.iter().find(|(url, _)| normalise(url) == want) {
+        Some((_, e)) => Ok(Found::Entry(path, e.clone())),
+        None => Ok(Found::NoMatch {
+            path,
+            urls: all.into_iter().map(|(url, _)| url).collect(),
+        }),
+    }
 }
 
 /// The settings for the signer at `base` (`https://host:port`), if a config file has
 /// them. A config file that exists but cannot be read or parsed is an error.
 pub fn lookup(base: &str) -> Result<Option<(PathBuf, SignerEntry)>, String> {
-    let Some((path, explicit)) = config_path() else {
-        return Ok(None);
-    };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(None),
-        Err(e) => return Err(format!("{}: {e} (named by {ENV_CONFIG})", path.display())),
-    };
-    Ok(parse(&path, &text, base)?.map(|e| (path, e)))
+    Ok(match find(base)? {
+        Found::Entry(p, e) => Some((p, e)),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -181,5 +244,32 @@ repository = "acme"
         )
         .unwrap_err();
         assert!(e.contains("https://"), "{e}");
+    }
+
+    #[test]
+    fn a_file_without_the_signers_entry_says_which_urls_it_has() {
+        let urls: Vec<String> = parse_all(Path::new("/etc/tufkey/remote.toml"), TEXT)
+            .unwrap()
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect();
+        assert_eq!(
+            urls,
+            ["https://other.example:7443", "https://Signer.example:7443/"]
+        );
+        let found = Found::NoMatch {
+            path: PathBuf::from("/etc/tufkey/remote.toml"),
+            urls,
+        };
+        let hint = found.hint("https://third.example:7443");
+        assert!(
+            hint.contains("no [[signer]] in /etc/tufkey/remote.toml has url https://third.example:7443; it has: https://other.example:7443, https://Signer.example:7443/"),
+            "{hint}"
+        );
+        let empty = Found::NoMatch {
+            path: PathBuf::from("r.toml"),
+            urls: vec![],
+        };
+        assert!(empty.hint("https://s:443").ends_with("it has: none)"));
     }
 }

@@ -421,8 +421,10 @@ fn protected_mgm_key(yk: &mut YubiKey) -> Option<zeroize::Zeroizing<Vec<u8>>> {
 /// in this order: TUFKEY_YUBIKEY_MGM_KEY (hex, its length fitting the card's algorithm),
 /// the PIN-protected management key, or the factory default (3DES before firmware 5.7,
 /// AES-192 from 5.7; tried only when the metadata says it is still set, or on firmware
-/// that cannot say). A wrong key is never retried with another source. AES keys are
-/// used over a second connection (the `yubikey` crate 0.8 knows only 3DES).
+/// that cannot say). A wrong key is never retried with another source. Every key, 3DES
+/// too, is used over a second connection with tufkey's own mutual authentication (the
+/// `yubikey` crate 0.8 knows only 3DES, and slices the card's answer without checking
+/// its length, which panics on a short answer; ours checks).
 fn authenticate(yk: &mut Held, uri: &YubiKeyUri) -> Result<(), KeyError> {
     let serial = yk.serial().0;
     let mut side: Option<SideChannel> = None;
@@ -474,33 +476,26 @@ fn authenticate(yk: &mut Held, uri: &YubiKeyUri) -> Result<(), KeyError> {
     // The PIN was verified before, so this is already set; the management key alone
     // would call for the reset too.
     yk.reset_on_release();
-    let outcome = if alg == mgm::Algorithm::Tdes {
-        let crate_key = MgmKey::from_bytes(key.bytes()).map_err(|_| {
-            err(
+    if alg == mgm::Algorithm::Tdes && MgmKey::from_bytes(key.bytes()).is_err() {
+        // Only the crate's check of the key; it does not talk to the card.
+        return Err(err(
+            uri,
+            "the 3DES management key is a weak DES key, which a YubiKey does not accept",
+        ));
+    }
+    let ch = side_channel(yk, uri, &mut side)?;
+    let outcome = match ch
+        .transaction(|t| mgm::mutual_auth(t, &key))
+        .map_err(|e| pcsc_explain(uri, e))?
+    {
+        Ok(()) => Ok(()),
+        Err(mgm::AuthError::Transport(e)) => {
+            return Err(err(
                 uri,
-                "the 3DES management key is a weak DES key, which a YubiKey does not accept",
-            )
-        })?;
-        match yk.authenticate(crate_key) {
-            Ok(()) => Ok(()),
-            Err(yubikey::Error::AuthenticationError) => Err(None),
-            Err(e) => return Err(explain(uri, e)),
+                format!("management key authentication: smart card error: {e}"),
+            ))
         }
-    } else {
-        let ch = side_channel(yk, uri, &mut side)?;
-        match ch
-            .transaction(|t| mgm::mutual_auth(t, &key))
-            .map_err(|e| pcsc_explain(uri, e))?
-        {
-            Ok(()) => Ok(()),
-            Err(mgm::AuthError::Transport(e)) => {
-                return Err(err(
-                    uri,
-                    format!("management key authentication: smart card error: {e}"),
-                ))
-            }
-            Err(e) => Err(Some(e)),
-        }
+        Err(e) => Err(Some(e)),
     };
     drop(side);
     match outcome {
@@ -767,9 +762,52 @@ pub struct YubiKeySigner {
     slot: SlotId,
     alg: AlgorithmId,
     pin: Secret,
-    force: bool,
+    /// Set when the card refused the PIN this signer holds: it is never sent again.
+    refused: Mutex<PinRefusal>,
     public: Key,
     keyid: String,
+}
+
+/// Whether the card refused the PIN a signer holds. A signer verifies its PIN again
+/// before every signature; if the PIN was changed (or the card swapped) under a running
+/// process, the first wrong answer spends one try and every later signature fails at
+/// once, without sending the PIN, until the process is restarted.
+#[derive(Default)]
+struct PinRefusal(Option<String>);
+
+impl PinRefusal {
+    /// An error when the PIN was refused before.
+    fn check(&self, token: &str, uri: &str) -> Result<(), KeyError> {
+        match &self.0 {
+            Some(reason) => Err(KeyError::ReloginRefused {
+                token: token.into(),
+                uri: uri.into(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Looks at the outcome of verifying the held PIN: a wrong-PIN answer sticks, and
+    /// the error says so.
+    fn note<T>(&mut self, outcome: Result<T, KeyError>) -> Result<T, KeyError> {
+        match outcome {
+            Err(KeyError::PinIncorrect { token, after, .. }) => {
+                let origin =
+                    "the PIN this process verified when it opened the key (was it changed meanwhile?)"
+                        .to_string();
+                self.0 = Some(format!("it answered \"wrong PIN\" to {origin}{after}"));
+                Err(KeyError::PinIncorrect {
+                    token,
+                    origin,
+                    after: format!(
+                        "{after}; tufkey will not send that PIN again in this process: check the PIN, then restart tufkey"
+                    ),
+                })
+            }
+            other => other,
+        }
+    }
 }
 
 impl YubiKeySigner {
@@ -789,7 +827,7 @@ impl YubiKeySigner {
             slot,
             alg,
             pin,
-            force: policy.force,
+            refused: Mutex::new(PinRefusal::default()),
             public: tuf_key,
             keyid,
         })
@@ -808,13 +846,18 @@ impl Signer for YubiKeySigner {
     }
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
         let mut yk = self.yk.lock().unwrap_or_else(|e| e.into_inner());
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        refused.check(&format!("YubiKey {}", yk.serial().0), &self.shown)?;
         // Slot 9c (and PIN policy "always") wants the PIN right before each signature.
+        // These verifications are tufkey's own, with the PIN that worked at open: they
+        // never spend a final try, `--force` or not (that was for the first one).
         let policy = PinPolicy {
-            force: self.force,
+            force: false,
             remember: false,
             interactive: false,
         };
-        verify_pin(&mut yk, &self.uri, &policy, Some(&self.pin))?;
+        refused.note(verify_pin(&mut yk, &self.uri, &policy, Some(&self.pin)))?;
+        drop(refused);
         let input = match self.alg {
             AlgorithmId::EccP256 => Sha256::digest(message).to_vec(),
             _ => emsa_pss_encode(message, 2048),
@@ -986,5 +1029,30 @@ mod tests {
         assert_eq!(strip_tlv(&obj, 0x70).map(<[u8]>::len), Some(256));
         assert_eq!(strip_tlv(&obj, 0x71), Some(&[0u8][..]));
         assert_eq!(strip_tlv(&[0x70, 0x05, 1], 0x70), None);
+    }
+
+    #[test]
+    fn a_refused_held_pin_is_never_sent_again() {
+        let mut r = PinRefusal::default();
+        assert!(r.check("YubiKey 1", "yubikey:slot=9c").is_ok());
+        // Other failures (a removed card, a locked PIN seen before sending) do not stick.
+        let other: Result<(), KeyError> = Err(KeyError::PinFinalTry {
+            token: "YubiKey 1".into(),
+        });
+        assert!(r.note(other).is_err());
+        assert!(r.check("YubiKey 1", "yubikey:slot=9c").is_ok());
+        assert!(r.note(Ok(())).is_ok());
+        let wrong: Result<(), KeyError> = Err(KeyError::PinIncorrect {
+            token: "YubiKey 1".into(),
+            origin: "x".into(),
+            after: "; 2 tries left".into(),
+        });
+        let e = r.note(wrong).unwrap_err().to_string();
+        assert!(e.contains("will not send that PIN again"), "{e}");
+        for _ in 0..3 {
+            let e = r.check("YubiKey 1", "yubikey:slot=9c").unwrap_err();
+            assert!(matches!(e, KeyError::ReloginRefused { .. }), "{e}");
+            assert!(e.to_string().contains("2 tries left"), "{e}");
+        }
     }
 }

@@ -429,27 +429,53 @@ struct PcscTransport<'a, 'tx> {
 
 impl Transport for PcscTransport<'_, '_> {
     fn transmit(&mut self, apdu: &[u8]) -> Result<(Vec<u8>, u16), String> {
-        let mut data = Vec::new();
-        let mut command = apdu.to_vec();
-        loop {
+        transmit_chained(apdu, |command| {
             let mut buf = [0u8; 260];
-            let resp = self
-                .tx
-                .transmit(&command, &mut buf)
-                .map_err(|e| e.to_string())?;
-            if resp.len() < 2 {
-                return Err("short response from the card".into());
-            }
-            let (body, sw) = resp.split_at(resp.len() - 2);
-            data.extend_from_slice(body);
-            let sw = u16::from_be_bytes([sw[0], sw[1]]);
-            if sw >> 8 == 0x61 {
-                // More data: GET RESPONSE.
-                command = vec![0x00, 0xc0, 0x00, 0x00, sw as u8];
-                continue;
-            }
-            return Ok((data, sw));
+            self.tx
+                .transmit(command, &mut buf)
+                .map(|r| r.to_vec())
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// At most this many GET RESPONSE rounds after a command ...
+pub const MAX_GET_RESPONSE_ROUNDS: usize = 32;
+/// ... and at most this much data in one answer (PIV objects are far smaller).
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Sends `apdu` with `send` and collects the answer, following `61xx` (more data) with
+/// GET RESPONSE. A card or proxy that keeps answering `61xx` is cut off after
+/// [`MAX_GET_RESPONSE_ROUNDS`] rounds or [`MAX_RESPONSE_BYTES`] bytes with an error.
+fn transmit_chained(
+    apdu: &[u8],
+    mut send: impl FnMut(&[u8]) -> Result<Vec<u8>, String>,
+) -> Result<(Vec<u8>, u16), String> {
+    let mut data = Vec::new();
+    let mut command = apdu.to_vec();
+    let mut rounds = 0usize;
+    loop {
+        let resp = send(&command)?;
+        if resp.len() < 2 {
+            return Err("short response from the card".into());
         }
+        let (body, sw) = resp.split_at(resp.len() - 2);
+        data.extend_from_slice(body);
+        let sw = u16::from_be_bytes([sw[0], sw[1]]);
+        if sw >> 8 == 0x61 {
+            rounds += 1;
+            if rounds > MAX_GET_RESPONSE_ROUNDS || data.len() > MAX_RESPONSE_BYTES {
+                return Err(format!(
+                    "the card kept answering 61xx (more data): {} bytes after {} GET RESPONSE rounds; gave up (limit {MAX_GET_RESPONSE_ROUNDS} rounds, {MAX_RESPONSE_BYTES} bytes)",
+                    data.len(),
+                    rounds - 1
+                ));
+            }
+            // More data: GET RESPONSE.
+            command = vec![0x00, 0xc0, 0x00, 0x00, sw as u8];
+            continue;
+        }
+        return Ok((data, sw));
     }
 }
 
@@ -670,5 +696,50 @@ mod tests {
             mutual_auth(&mut card, &key),
             Err(AuthError::BadCardResponse)
         );
+    }
+
+    #[test]
+    fn get_response_chains_are_followed_and_bounded() {
+        // Two chained parts, then the end.
+        let mut parts = vec![
+            vec![1, 2, 0x61, 0x02],
+            vec![3, 4, 0x61, 0x01],
+            vec![5, 0x90, 0x00],
+        ]
+        .into_iter();
+        let mut sent = Vec::new();
+        let (data, sw) = transmit_chained(&[0, 0xcb, 0x3f, 0xff], |c| {
+            sent.push(c.to_vec());
+            Ok(parts.next().unwrap())
+        })
+        .unwrap();
+        assert_eq!((data, sw), (vec![1, 2, 3, 4, 5], 0x9000));
+        assert_eq!(sent[1], vec![0x00, 0xc0, 0x00, 0x00, 0x02]);
+        assert_eq!(sent.len(), 3);
+
+        // A card that never stops answering 61xx: an error after the round limit.
+        let mut calls = 0usize;
+        let err = transmit_chained(&[0, 0xcb, 0x3f, 0xff], |_| {
+            calls += 1;
+            Ok(vec![0xaa, 0x61, 0x00])
+        })
+        .unwrap_err();
+        assert!(err.contains("kept answering 61xx"), "{err}");
+        assert_eq!(calls, MAX_GET_RESPONSE_ROUNDS + 1);
+
+        // One that sends a lot per round: cut off by size.
+        let mut calls = 0usize;
+        let err = transmit_chained(&[0, 0xcb, 0x3f, 0xff], |_| {
+            calls += 1;
+            let mut r = vec![0u8; 4096];
+            r.extend_from_slice(&[0x61, 0x00]);
+            Ok(r)
+        })
+        .unwrap_err();
+        assert!(err.contains("bytes"), "{err}");
+        assert!(calls <= MAX_RESPONSE_BYTES / 4096 + 1, "{calls}");
+
+        // A short answer is an error, not a panic.
+        assert!(transmit_chained(&[0], |_| Ok(vec![0x90])).is_err());
     }
 }
