@@ -398,14 +398,7 @@ fn a_wrong_pin_after_the_token_came_back_is_not_tried_again() {
         other => panic!("expected one wrong-PIN answer: {other:?}"),
     }
     // Every later use stops before C_Login, and says what to do.
-    for _ in 0..3 {
-        match signer.sign(b"again") {
-            Err(e @ KeyError::ReloginRefused { .. }) => {
-                assert!(e.to_string().contains("restart tufkey"), "{e}")
-            }
-            other => panic!("expected the refusal to stick: {other:?}"),
-        }
-    }
+    assert_refusal_sticks(&signer);
 }
 
 /// Waits until `signer` answers something other than "unavailable" (at most `within`).

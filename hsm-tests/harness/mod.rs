@@ -293,3 +293,16 @@ pub fn generate(
         v["key"].clone(),
     )
 }
+
+/// After a signer's PIN was refused once, every later signature stops before any PIN
+/// reaches the device, and says what to do.
+pub fn assert_refusal_sticks(signer: &dyn tufkey::keys::Signer) {
+    for _ in 0..3 {
+        match signer.sign(b"again") {
+            Err(e @ tufkey::keys::KeyError::ReloginRefused { .. }) => {
+                assert!(e.to_string().contains("restart tufkey"), "{e}")
+            }
+            other => panic!("expected the refusal to stick: {other:?}"),
+        }
+    }
+}
