@@ -1314,6 +1314,10 @@ const AES_KEY: &str = "00112233445566778899aabbccddeeff0011223344556677";
 struct AesCard {
     child: std::process::Child,
     state: tempfile::TempDir,
+    /// The runner, its vpcd port and the extra flags, to start it again on the same state.
+    bin: PathBuf,
+    port: u16,
+    extra: Vec<String>,
 }
 
 impl AesCard {
@@ -1337,32 +1341,80 @@ impl AesCard {
             .prefix("tufkey-piv-aes-")
             .tempdir()
             .unwrap();
-        let log = std::fs::File::create(state.path().join("virtual-piv.log")).unwrap();
-        let mut c = Command::new(&bin);
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let child = Self::spawn(&bin, port, state.path(), &extra);
+        let mut card = AesCard {
+            child,
+            state,
+            bin,
+            port,
+            extra,
+        };
+        card.wait_present();
+        card
+    }
+
+    fn spawn(bin: &Path, port: u16, state: &Path, extra: &[String]) -> std::process::Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(state.join("virtual-piv.log"))
+            .unwrap();
+        let mut c = Command::new(bin);
         c.args(["--port", &port.to_string(), "--serial", AES_SERIAL])
             .args(["--firmware", "5.7.1", "--connect-timeout", "10"])
             .arg("--state")
-            .arg(state.path().join("card"))
+            .arg(state.join("card"))
             .arg("--ca-out")
-            .arg(state.path().join("ca.pem"))
+            .arg(state.join("ca.pem"))
             .args(extra)
             .stdout(log.try_clone().unwrap())
             .stderr(log);
-        let child = c.spawn().expect("start virtual-piv");
-        let mut card = AesCard { child, state };
+        c.spawn().expect("start virtual-piv")
+    }
+
+    fn wait_present(&mut self) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !card.present() {
-            if let Ok(Some(status)) = card.child.try_wait() {
-                panic!("the 5.7 virtual card exited ({status}): {}", card.log());
+        while !self.present() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the 5.7 virtual card exited ({status}): {}", self.log());
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "the 5.7 virtual card did not show up in pcscd on port {port} within 30 s: {}",
-                card.log()
+                "the 5.7 virtual card did not show up in pcscd on port {} within 30 s: {}",
+                self.port,
+                self.log()
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        card
+    }
+
+    fn wait_absent(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.present() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Pulls the card out: stops its process as stop.sh does (SIGTERM, which keeps its
+    /// state) and waits until tufkey no longer sees it.
+    fn unplug(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        self.wait_absent();
+    }
+
+    /// Plugs it back in: the same card (state folder, serial, keys, PIN) in a new process.
+    fn plug_in(&mut self) {
+        self.child = Self::spawn(&self.bin, self.port, self.state.path(), &self.extra);
+        self.wait_present();
+    }
+
+    /// How many warm resets the card got since its process started (see [`resets`]).
+    fn resets(&self) -> u64 {
+        resets(&self.state.path().join("card"))
     }
 
     fn log(&self) -> String {
@@ -1380,10 +1432,7 @@ impl Drop for AesCard {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while self.present() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        self.wait_absent();
     }
 }
 
@@ -1765,4 +1814,172 @@ fn a_pin_changed_under_a_running_signer_costs_one_try_and_is_never_sent_again() 
     // Observed from outside (yubico-piv-tool resets the card, so only now): four
     // signatures after the change, one try spent.
     assert_eq!(pin_tries(), 2, "a refused PIN was sent again");
+}
+
+/// Opens a PC/SC connection of the test's own to the reader whose name contains `reader`.
+fn raw_connection(reader: &str) -> pcsc::Card {
+    let ctx = pcsc::Context::establish(pcsc::Scope::User).expect("pcscd");
+    let mut buf = [0u8; 4096];
+    let name = ctx
+        .list_readers(&mut buf)
+        .expect("list readers")
+        .find(|r| r.to_string_lossy().contains(reader))
+        .unwrap_or_else(|| panic!("no reader named …{reader}"))
+        .to_owned();
+    ctx.connect(&name, pcsc::ShareMode::Shared, pcsc::Protocols::T1)
+        .expect("connect to the virtual card")
+}
+
+/// SELECT PIV over a raw connection: what the connection answers (status words or error).
+fn select_piv(card: &pcsc::Card) -> Result<Vec<u8>, pcsc::Error> {
+    let mut out = [0u8; 258];
+    card.transmit(
+        &[0x00, 0xa4, 0x04, 0x00, 0x05, 0xa0, 0x00, 0x00, 0x03, 0x08],
+        &mut out,
+    )
+    .map(<[u8]>::to_vec)
+}
+
+/// A long-running signer (as `tufkey serve` keeps one) outlives a card reset by another
+/// program: the next signature finds its handle answering "card reset", lets go of it
+/// without a reset of its own, opens the card again by serial, checks the slot's key,
+/// verifies the PIN (no try spent) and signs. A card that is pulled out makes the next
+/// signature fail at once saying so; once it is back, the one after that signs, without
+/// a restart.
+#[test]
+fn a_running_signer_reopens_its_yubikey_after_a_reset_by_another_program_or_a_replug() {
+    use tufkey::keys::{open_signer, PinPolicy};
+    let Some(card) = card() else { return };
+    let k = keys(&card);
+    let _restore = RestorePinOnDrop;
+    let key = &k.p256;
+    assert_eq!(pin_tries(), 3);
+    let var = format!("TUFKEY_PIN_{SERIAL}");
+    std::env::set_var(&var, PIN);
+    let signer = open_signer(&key.uri, &PinPolicy::default());
+    std::env::remove_var(&var);
+    let signer = signer.expect("open the YubiKey signer");
+    let sign_and_verify = |msg: &[u8]| {
+        let sig = signer.sign(msg).expect("the signer signs");
+        signer
+            .public_key()
+            .verify_hex(msg, &hex::encode(sig))
+            .expect("the signature verifies");
+    };
+    sign_and_verify(b"before the reset");
+
+    // Another program resets the card: yubico-piv-tool does when it exits. A connection
+    // held across it (like the signer's) answers "card reset" from then on.
+    let observer = raw_connection("virtual-piv 00 00");
+    assert!(select_piv(&observer).is_ok());
+    let (tries, reset_by_tool) = counting_resets(&card.state, pin_tries);
+    assert_eq!(
+        (tries, reset_by_tool),
+        (3, 1),
+        "yubico-piv-tool resets once"
+    );
+    assert_eq!(select_piv(&observer), Err(pcsc::Error::ResetCard));
+    observer
+        .disconnect(pcsc::Disposition::LeaveCard)
+        .map_err(|(_, e)| e)
+        .expect("a handle whose card was reset disconnects (leaving the card)");
+
+    // The signer opens the card again and signs, resetting nothing itself.
+    let ((), resets_by_reopen) =
+        counting_resets(&card.state, || sign_and_verify(b"after the reset"));
+    assert_eq!(resets_by_reopen, 0, "the reopen reset the card");
+    sign_and_verify(b"and again, on the new connection");
+
+    // A test connection that disconnects with "reset card" does the same.
+    let resetter = raw_connection("virtual-piv 00 00");
+    let ((), n) = counting_resets(&card.state, || {
+        resetter
+            .disconnect(pcsc::Disposition::ResetCard)
+            .map_err(|(_, e)| e)
+            .expect("reset the card");
+    });
+    assert_eq!(n, 1);
+    sign_and_verify(b"after a reset by a pcsc client");
+
+    // Four PIN verifications on two reopened connections, no try spent; the signer's
+    // drop resets the card once (it verified the PIN through the new connection).
+    let ((), at_drop) = counting_resets(&card.state, || drop(signer));
+    assert_eq!(at_drop, 1, "a dropped signer resets the card once");
+    assert_eq!(pin_tries(), 3, "a reopen spent a PIN try");
+}
+
+/// The card is pulled out under a running signer: the next signature fails at once
+/// (no waiting, even with TUFKEY_YUBIKEY_WAIT set) saying the YubiKey is not inserted;
+/// once it is plugged back in, the next signature signs. Then another card answering
+/// under the same serial, with another key in the slot, is not trusted: no PIN is sent.
+#[test]
+fn a_running_signer_answers_at_once_while_its_yubikey_is_out_and_signs_once_it_is_back() {
+    use tufkey::keys::{open_signer, KeyError, PinPolicy};
+    let Some(card) = card() else { return };
+    let mut aes = AesCard::start(&card, &[]);
+    let pin_env = format!("TUFKEY_PIN_{AES_SERIAL}");
+    let (code, out, err) = aes_generate("9c", &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let uri = aes_uri("9c");
+    std::env::set_var(&pin_env, PIN);
+    let signer = open_signer(&uri, &PinPolicy::default());
+    std::env::remove_var(&pin_env);
+    let signer = signer.expect("open the YubiKey signer");
+    let sign_and_verify = |msg: &[u8]| {
+        let sig = signer.sign(msg).expect("the signer signs");
+        signer
+            .public_key()
+            .verify_hex(msg, &hex::encode(sig))
+            .expect("the signature verifies");
+    };
+    sign_and_verify(b"before");
+
+    aes.unplug();
+    // A budget to wait for insertion is for people at a terminal, not for a signer.
+    std::env::set_var("TUFKEY_YUBIKEY_WAIT", "30");
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let e = signer.sign(b"while out").unwrap_err();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the signer waited {:?} for the card",
+            started.elapsed()
+        );
+        let text = e.to_string();
+        assert!(matches!(e, KeyError::CardAbsent { .. }), "{e:?}");
+        assert!(
+            text.contains(&format!("YubiKey {AES_SERIAL}")) && text.contains("is not inserted"),
+            "{text}"
+        );
+        assert!(text.contains("next signature opens it again"), "{text}");
+    }
+    std::env::remove_var("TUFKEY_YUBIKEY_WAIT");
+
+    aes.plug_in();
+    sign_and_verify(b"back in");
+    assert_eq!(aes.resets(), 0, "the reopen reset the card");
+
+    // Another card under the same serial (a fresh state folder: its own keys) is refused
+    // before any PIN reaches it.
+    aes.unplug();
+    let kept = std::mem::replace(
+        &mut aes.state,
+        tempfile::Builder::new()
+            .prefix("tufkey-piv-aes-")
+            .tempdir()
+            .unwrap(),
+    );
+    aes.plug_in();
+    let (code, out, err) = aes_generate("9c", &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    // Generating reset the card (a PIN and management key were given): the signer's handle
+    // answers "card reset", and the card it finds holds another key.
+    let e = signer.sign(b"impostor").unwrap_err().to_string();
+    assert!(
+        e.contains("holds another key") && e.contains("sent it no PIN"),
+        "{e}"
+    );
+    assert_eq!(aes.resets(), 1, "only the generate reset the new card");
+    drop(signer);
+    drop(kept);
 }

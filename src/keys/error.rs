@@ -87,6 +87,9 @@ pub enum KeyError {
     },
     #[error("key {uri}: {reason}")]
     Unsupported { uri: String, reason: String },
+    /// A hardware key (a YubiKey) that is not there now; a later use looks again.
+    #[error("key {uri}: {reason}")]
+    CardAbsent { uri: String, reason: String },
     #[error("key file {path}: {reason}")]
     KeyFile { path: PathBuf, reason: String },
     #[error("wrong passphrase for key file {path} (or the file is corrupt)")]

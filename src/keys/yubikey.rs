@@ -111,6 +111,19 @@ impl Held {
     fn reset_on_release(&mut self) {
         self.after = Disposition::ResetCard;
     }
+
+    /// Lets go of a handle that answered one of the [`card_gone`] errors. When the card
+    /// was reset, powered down or removed under it (`cause` says so, see
+    /// [`state_cleared`]), nothing verified through it is left on the card, and a reset
+    /// now would only end the sessions other programs opened since: the card is left as
+    /// it is. Otherwise (the connection failed, pcscd lost the handle) the handle is
+    /// released as it would be anyway (reset if tufkey gave the card a PIN), which fails
+    /// quietly if the card is gone.
+    fn release_gone(mut self, cause: Option<&yubikey::Error>) {
+        if cause.is_some_and(state_cleared) {
+            self.after = Disposition::LeaveCard;
+        }
+    }
 }
 
 impl Deref for Held {
@@ -142,6 +155,9 @@ impl Drop for Held {
                         pcsc::Error::RemovedCard
                             | pcsc::Error::NoSmartcard
                             | pcsc::Error::ResetCard
+                            | pcsc::Error::UnpoweredCard
+                            | pcsc::Error::NotTransacted
+                            | pcsc::Error::ReaderUnavailable
                             | pcsc::Error::InvalidHandle
                             | pcsc::Error::NoService
                             | pcsc::Error::ServiceStopped
@@ -204,70 +220,124 @@ fn wait_budget() -> Duration {
     }
 }
 
+/// The reason of an [`err`] or [`explain`] error (the URI is named once, outside), or
+/// the whole message of another.
+fn reason(e: KeyError) -> String {
+    match e {
+        KeyError::Unsupported { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}
+
+/// What one look at the readers found for a URI.
+enum Scan {
+    /// The YubiKey the URI names.
+    Found(Held),
+    /// Not there; the serials of the YubiKeys that are.
+    Absent(Vec<u32>),
+}
+
+/// Looks once for the YubiKey the URI names, without waiting. Every card opened and not
+/// returned is left as it was (only its serial was read). No reader at all (a USB
+/// YubiKey is its own reader, so none is plugged in) counts as absent.
+fn scan(uri: &YubiKeyUri) -> Result<Scan, KeyError> {
+    let no_readers = |e: &yubikey::Error| {
+        matches!(
+            e,
+            yubikey::Error::PcscError {
+                inner: Some(pcsc::Error::NoReadersAvailable)
+            }
+        )
+    };
+    let mut ctx = match yubikey::reader::Context::open() {
+        Ok(ctx) => ctx,
+        Err(e) if no_readers(&e) => return Ok(Scan::Absent(Vec::new())),
+        Err(e) => return Err(explain(uri, e)),
+    };
+    let readers = match ctx.iter() {
+        Ok(readers) => readers,
+        Err(e) if no_readers(&e) => return Ok(Scan::Absent(Vec::new())),
+        Err(e) => return Err(explain(uri, e)),
+    };
+    let mut found: Vec<Held> = Vec::new();
+    let mut sharing = false;
+    for reader in readers {
+        match reader.open() {
+            Ok(yk) => found.push(Held::new(yk)),
+            Err(yubikey::Error::PcscError {
+                inner: Some(pcsc::Error::SharingViolation),
+            }) => sharing = true,
+            Err(_) => {}
+        }
+    }
+    if sharing && found.is_empty() {
+        return Err(explain(
+            uri,
+            yubikey::Error::PcscError {
+                inner: Some(pcsc::Error::SharingViolation),
+            },
+        ));
+    }
+    let serials: Vec<u32> = found.iter().map(|y| y.serial().0).collect();
+    match uri.serial {
+        Some(s) => {
+            if let Some(i) = serials.iter().position(|x| *x == s) {
+                return Ok(Scan::Found(found.swap_remove(i)));
+            }
+        }
+        None if found.len() == 1 => return Ok(Scan::Found(found.remove(0))),
+        None if found.len() > 1 => {
+            return Err(err(
+                uri,
+                format!(
+                "{} YubiKeys are present (serials {}); name one with yubikey:serial=N;slot={:02x}",
+                found.len(),
+                serials
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                uri.slot
+            ),
+            ))
+        }
+        None => {}
+    }
+    Ok(Scan::Absent(serials))
+}
+
+/// "none present" or "present: 1, 2".
+fn present_list(serials: &[u32]) -> String {
+    if serials.is_empty() {
+        "none present".to_string()
+    } else {
+        format!(
+            "present: {}",
+            serials
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
 /// Opens the YubiKey the URI names, waiting (with a message) for it to be inserted.
 /// Every card opened and not returned is left as it was (only its serial was read).
 fn open_device(uri: &YubiKeyUri) -> Result<Held, KeyError> {
     let deadline = Instant::now() + wait_budget();
     let mut told = false;
     loop {
-        let mut ctx = yubikey::reader::Context::open().map_err(|e| explain(uri, e))?;
-        let mut found: Vec<Held> = Vec::new();
-        let mut sharing = false;
-        for reader in ctx.iter().map_err(|e| explain(uri, e))? {
-            match reader.open() {
-                Ok(yk) => found.push(Held::new(yk)),
-                Err(yubikey::Error::PcscError {
-                    inner: Some(pcsc::Error::SharingViolation),
-                }) => sharing = true,
-                Err(_) => {}
-            }
-        }
-        if sharing && found.is_empty() {
-            return Err(explain(
-                uri,
-                yubikey::Error::PcscError {
-                    inner: Some(pcsc::Error::SharingViolation),
-                },
-            ));
-        }
-        let serials: Vec<u32> = found.iter().map(|y| y.serial().0).collect();
-        match uri.serial {
-            Some(s) => {
-                if let Some(i) = serials.iter().position(|x| *x == s) {
-                    return Ok(found.swap_remove(i));
-                }
-            }
-            None if found.len() == 1 => return Ok(found.remove(0)),
-            None if found.len() > 1 => {
-                return Err(err(
-                    uri,
-                    format!(
-                        "{} YubiKeys are present (serials {}); name one with yubikey:serial=N;slot={:02x}",
-                        found.len(),
-                        serials.iter().map(u32::to_string).collect::<Vec<_>>().join(", "),
-                        uri.slot
-                    ),
-                ))
-            }
-            None => {}
-        }
+        let serials = match scan(uri)? {
+            Scan::Found(yk) => return Ok(yk),
+            Scan::Absent(serials) => serials,
+        };
         if Instant::now() >= deadline {
             let what = uri
                 .serial
                 .map(|s| format!("YubiKey serial {s}"))
                 .unwrap_or_else(|| "a YubiKey".into());
-            let present = if serials.is_empty() {
-                "none present".to_string()
-            } else {
-                format!(
-                    "present: {}",
-                    serials
-                        .iter()
-                        .map(u32::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            };
+            let present = present_list(&serials);
             return Err(err(uri, format!("{what} is not inserted ({present}); insert it and try again (set TUFKEY_YUBIKEY_WAIT=<seconds> to wait)")));
         }
         if !told {
@@ -285,6 +355,77 @@ fn open_device(uri: &YubiKeyUri) -> Result<Held, KeyError> {
     }
 }
 
+/// The pcsc errors after which a handle is useless for good (pcsc-lite answers the same
+/// on every later call): the card was reset by another program or powered down
+/// (`ResetCard`, `UnpoweredCard`), removed (`RemovedCard`, `NoSmartcard`), the
+/// connection to it fails (`NotTransacted`: what a handle answers once the virtual card
+/// behind vpcd is gone), the reader went away (`ReaderUnavailable`), or pcscd lost the
+/// handle or stopped (`InvalidHandle`, `NoService`, `ServiceStopped`).
+fn card_gone(e: &yubikey::Error) -> bool {
+    state_cleared(e)
+        || matches!(
+            e,
+            yubikey::Error::PcscError {
+                inner: Some(
+                    pcsc::Error::NotTransacted
+                        | pcsc::Error::ReaderUnavailable
+                        | pcsc::Error::InvalidHandle
+                        | pcsc::Error::NoService
+                        | pcsc::Error::ServiceStopped
+                )
+            }
+        )
+}
+
+/// The [`card_gone`] errors that say the card itself lost its security state: it was
+/// reset, powered down or removed, so no PIN verified through the handle is left on it.
+fn state_cleared(e: &yubikey::Error) -> bool {
+    matches!(
+        e,
+        yubikey::Error::PcscError {
+            inner: Some(
+                pcsc::Error::ResetCard
+                    | pcsc::Error::UnpoweredCard
+                    | pcsc::Error::RemovedCard
+                    | pcsc::Error::NoSmartcard
+            )
+        }
+    )
+}
+
+/// Why an operation on an open card failed: the card went away under the handle (see
+/// [`card_gone`]), which a signer answers by opening the card again, or anything else.
+#[derive(Debug)]
+enum Failure {
+    /// `None`: there was no handle (an earlier reopen failed).
+    Gone(Option<yubikey::Error>),
+    Failed(KeyError),
+}
+
+impl Failure {
+    fn from_card(uri: &YubiKeyUri, e: yubikey::Error) -> Failure {
+        if card_gone(&e) {
+            Failure::Gone(Some(e))
+        } else {
+            Failure::Failed(explain(uri, e))
+        }
+    }
+
+    fn into_key_error(self, uri: &YubiKeyUri) -> KeyError {
+        match self {
+            Failure::Gone(Some(e)) => explain(uri, e),
+            Failure::Gone(None) => err(uri, "the YubiKey is not open"),
+            Failure::Failed(e) => e,
+        }
+    }
+}
+
+impl From<KeyError> for Failure {
+    fn from(e: KeyError) -> Failure {
+        Failure::Failed(e)
+    }
+}
+
 /// Verifies the PIN once: reads the retry counter first, refuses a locked PIN and a
 /// final try without `--force`, checks the length before spending a try, never retries.
 fn verify_pin(
@@ -293,18 +434,30 @@ fn verify_pin(
     policy: &PinPolicy,
     known: Option<&Secret>,
 ) -> Result<Secret, KeyError> {
+    verify_pin_on(yk, uri, policy, known).map_err(|f| f.into_key_error(uri))
+}
+
+/// [`verify_pin`], telling a card that went away under the handle apart.
+fn verify_pin_on(
+    yk: &mut Held,
+    uri: &YubiKeyUri,
+    policy: &PinPolicy,
+    known: Option<&Secret>,
+) -> Result<Secret, Failure> {
     let serial = yk.serial().0;
     let label = format!("YubiKey {serial}");
-    let retries = yk.get_pin_retries().map_err(|e| explain(uri, e))?;
+    let retries = yk
+        .get_pin_retries()
+        .map_err(|e| Failure::from_card(uri, e))?;
     match retries {
         0 => {
-            return Err(KeyError::PinLocked {
+            return Err(Failure::Failed(KeyError::PinLocked {
                 token: label,
                 uri: uri.to_string(),
                 unlock: "unblock it with the PUK (`ykman piv access unblock-pin`)",
-            })
+            }))
         }
-        1 if !policy.force => return Err(KeyError::PinFinalTry { token: label }),
+        1 if !policy.force => return Err(KeyError::PinFinalTry { token: label }.into()),
         _ => {}
     }
     let (secret, origin) = match known {
@@ -331,7 +484,8 @@ fn verify_pin(
             format!(
                 "a PIV PIN has 6 to 8 characters; the one given has {len}, so no try was spent"
             ),
-        ));
+        )
+        .into());
     }
     yk.reset_on_release();
     match yk.verify_pin(secret.expose().as_bytes()) {
@@ -353,18 +507,18 @@ fn verify_pin(
                 1 => "; ONE try is left".to_string(),
                 n => format!("; {n} tries left"),
             };
-            Err(KeyError::PinIncorrect {
+            Err(Failure::Failed(KeyError::PinIncorrect {
                 token: label,
                 origin: origin.to_string(),
                 after,
-            })
+            }))
         }
-        Err(yubikey::Error::PinLocked) => Err(KeyError::PinLocked {
+        Err(yubikey::Error::PinLocked) => Err(Failure::Failed(KeyError::PinLocked {
             token: label,
             uri: uri.to_string(),
             unlock: "unblock it with the PUK (`ykman piv access unblock-pin`)",
-        }),
-        Err(e) => Err(explain(uri, e)),
+        })),
+        Err(e) => Err(Failure::from_card(uri, e)),
     }
 }
 
@@ -754,13 +908,27 @@ fn emsa_pss_encode(message: &[u8], mod_bits: usize) -> Vec<u8> {
 }
 
 /// A signer whose key stays in a YubiKey PIV slot.
+///
+/// It keeps one PC/SC connection. When a signature finds that the card was reset or
+/// removed under it (another program reset the card, pcscd powered it down, the YubiKey
+/// was unplugged and plugged back), the signer lets go of the old handle without a reset,
+/// looks for the card by its serial once, without waiting, checks that the slot still
+/// holds this signer's public key, verifies the PIN under the same rules as before every
+/// signature, and signs: at most one reopen per signature. The `yubikey` crate's own
+/// `reconnect` is never used: it resends a PIN it cached on its own.
 pub struct YubiKeySigner {
-    /// Reset when the signer is dropped: the PIN was verified when it was opened.
-    yk: Mutex<Held>,
+    /// Reset when the signer is dropped: the PIN was verified when it was opened. `None`
+    /// after the card went away and could not be opened again; the next signature looks
+    /// for it again.
+    yk: Mutex<Option<Held>>,
     uri: YubiKeyUri,
     shown: String,
+    serial: u32,
     slot: SlotId,
     alg: AlgorithmId,
+    /// The slot's public key (SPKI DER) when the signer was opened: a card found again
+    /// under the same serial must hold the same key.
+    spki: Vec<u8>,
     pin: Secret,
     /// Set when the card refused the PIN this signer holds: it is never sent again.
     refused: Mutex<PinRefusal>,
@@ -815,22 +983,111 @@ impl YubiKeySigner {
     pub fn open(uri: &YubiKeyUri, policy: &PinPolicy) -> Result<YubiKeySigner, KeyError> {
         let mut yk = open_device(uri)?;
         let full = full_uri(&yk, uri);
-        let (public, alg, _) = read_slot(&mut yk, &full)?;
+        let (public, alg, spki) = read_slot(&mut yk, &full)?;
         let pin = verify_pin(&mut yk, &full, policy, None)?;
         let slot = slot_id(full.slot).map_err(|r| err(&full, r))?;
         let tuf_key = public.to_tuf_key();
         let keyid = tuf_key.key_id();
         Ok(YubiKeySigner {
-            yk: Mutex::new(yk),
+            serial: yk.serial().0,
+            yk: Mutex::new(Some(yk)),
             shown: full.to_string(),
             uri: full,
             slot,
             alg,
+            spki,
             pin,
             refused: Mutex::new(PinRefusal::default()),
             public: tuf_key,
             keyid,
         })
+    }
+
+    /// Verifies the held PIN and signs `input` (a digest, or an EMSA-PSS block) on `yk`.
+    fn sign_on(
+        &self,
+        yk: &mut Held,
+        refused: &mut PinRefusal,
+        input: &[u8],
+    ) -> Result<Vec<u8>, Failure> {
+        // Slot 9c (and PIN policy "always") wants the PIN right before each signature.
+        // These verifications are tufkey's own, with the PIN that worked at open: they
+        // never spend a final try, `--force` or not (that was for the first one).
+        let policy = PinPolicy {
+            force: false,
+            remember: false,
+            interactive: false,
+        };
+        match verify_pin_on(yk, &self.uri, &policy, Some(&self.pin)) {
+            Ok(_) => {}
+            Err(Failure::Failed(e)) => {
+                return Err(Failure::Failed(refused.note(Err::<(), _>(e)).unwrap_err()))
+            }
+            Err(gone) => return Err(gone),
+        }
+        let out = yubikey::piv::sign_data(yk, input, self.alg, self.slot).map_err(|e| match e {
+            yubikey::Error::GenericError | yubikey::Error::AuthenticationError => Failure::Failed(err(
+                &self.uri,
+                "the YubiKey refused to sign: if it blinked, it wanted a touch that was not given in time; touch it and try again",
+            )),
+            other => Failure::from_card(&self.uri, other),
+        })?;
+        let mut sig = out.to_vec();
+        if self.alg == AlgorithmId::Rsa2048 && sig.len() < 256 {
+            let mut padded = vec![0u8; 256 - sig.len()];
+            padded.extend_from_slice(&sig);
+            sig = padded;
+        }
+        Ok(sig)
+    }
+
+    /// Opens the card again after it went away under the signer: by serial, once,
+    /// without waiting, and only if the slot still holds this signer's public key. The
+    /// PIN is not sent here. `cause`: what the old handle answered (`None`: there was no
+    /// handle, an earlier reopen failed).
+    fn reopen(&self, cause: Option<&yubikey::Error>) -> Result<Held, KeyError> {
+        let serial = self.serial;
+        let what = match cause {
+            Some(yubikey::Error::PcscError {
+                inner: Some(pcsc::Error::ResetCard | pcsc::Error::UnpoweredCard),
+            }) => "it was reset or powered down by something else (another program, pcscd)"
+                .to_string(),
+            Some(yubikey::Error::PcscError {
+                inner: Some(pcsc::Error::RemovedCard | pcsc::Error::NoSmartcard),
+            }) => "it was removed".to_string(),
+            Some(yubikey::Error::PcscError { inner: Some(e) }) => {
+                format!("the connection to it was lost (pcsc {e:?})")
+            }
+            Some(e) => format!("the connection to it was lost ({e})"),
+            None => "it was not available at an earlier signature".to_string(),
+        };
+        let again = |why: String| {
+            err(
+                &self.uri,
+                format!("YubiKey {serial} could not be opened again after {what}: {why}"),
+            )
+        };
+        let mut yk = match scan(&self.uri).map_err(|e| again(reason(e)))? {
+            Scan::Found(yk) => yk,
+            Scan::Absent(present) => {
+                return Err(KeyError::CardAbsent {
+                    uri: self.uri.to_string(),
+                    reason: format!(
+                        "YubiKey {serial} could not be opened again after {what}: it is not inserted ({}). Nothing was signed; insert YubiKey {serial}: the next signature opens it again, no restart needed",
+                        present_list(&present)
+                    ),
+                })
+            }
+        };
+        let (_, _, spki) = read_slot(&mut yk, &self.uri).map_err(|e| again(reason(e)))?;
+        if spki != self.spki {
+            // Only read so far: the card is released leaving it as it is.
+            return Err(again(format!(
+                "the card now answering as serial {serial} holds another key in slot {:02x} than the one this signer opened (key id {}), so tufkey does not trust it and sent it no PIN. Insert the YubiKey this process opened (the next signature looks again), or restart tufkey to use this one",
+                self.uri.slot, self.keyid
+            )));
+        }
+        Ok(yk)
     }
 }
 
@@ -845,37 +1102,46 @@ impl Signer for YubiKeySigner {
         &self.keyid
     }
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let mut yk = self.yk.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.yk.lock().unwrap_or_else(|e| e.into_inner());
         let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-        refused.check(&format!("YubiKey {}", yk.serial().0), &self.shown)?;
-        // Slot 9c (and PIN policy "always") wants the PIN right before each signature.
-        // These verifications are tufkey's own, with the PIN that worked at open: they
-        // never spend a final try, `--force` or not (that was for the first one).
-        let policy = PinPolicy {
-            force: false,
-            remember: false,
-            interactive: false,
-        };
-        refused.note(verify_pin(&mut yk, &self.uri, &policy, Some(&self.pin)))?;
-        drop(refused);
+        refused.check(&format!("YubiKey {}", self.serial), &self.shown)?;
         let input = match self.alg {
             AlgorithmId::EccP256 => Sha256::digest(message).to_vec(),
             _ => emsa_pss_encode(message, 2048),
         };
-        let out = yubikey::piv::sign_data(&mut yk, &input, self.alg, self.slot).map_err(|e| match e {
-            yubikey::Error::GenericError | yubikey::Error::AuthenticationError => err(
-                &self.uri,
-                "the YubiKey refused to sign: if it blinked, it wanted a touch that was not given in time; touch it and try again",
-            ),
-            other => explain(&self.uri, other),
-        })?;
-        let mut sig = out.to_vec();
-        if self.alg == AlgorithmId::Rsa2048 && sig.len() < 256 {
-            let mut padded = vec![0u8; 256 - sig.len()];
-            padded.extend_from_slice(&sig);
-            sig = padded;
+        let first = match held.as_mut() {
+            Some(yk) => self.sign_on(yk, &mut refused, &input),
+            None => Err(Failure::Gone(None)),
+        };
+        let cause = match first {
+            Ok(sig) => return Ok(sig),
+            Err(Failure::Failed(e)) => return Err(e),
+            Err(Failure::Gone(cause)) => cause,
+        };
+        // The handle is dead (the card was reset or removed under it, or the connection
+        // was lost): let go of it (without a reset when the card already lost its state),
+        // look for the card once, and try once more. One reopen per signature; no loop.
+        if let Some(old) = held.take() {
+            old.release_gone(cause.as_ref());
         }
-        Ok(sig)
+        let yk = held.insert(self.reopen(cause.as_ref())?);
+        match self.sign_on(yk, &mut refused, &input) {
+            Ok(sig) => Ok(sig),
+            Err(Failure::Failed(e)) => Err(e),
+            Err(Failure::Gone(e)) => {
+                if let Some(old) = held.take() {
+                    old.release_gone(e.as_ref());
+                }
+                let e = e.map(|e| reason(explain(&self.uri, e))).unwrap_or_default();
+                Err(err(
+                    &self.uri,
+                    format!(
+                        "YubiKey {} went away again right after tufkey opened it anew ({e}); nothing was signed. The next signature opens it again",
+                        self.serial
+                    ),
+                ))
+            }
+        }
     }
 }
 

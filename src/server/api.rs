@@ -721,14 +721,16 @@ impl App {
                 match e {
                     // The token went away: nothing to fix in the request; the backend
                     // looks for the token again on the next request.
-                    KeyError::DeviceUnavailable { .. } => Err(Refusal {
-                        retry_after: Some(1),
-                        ..refuse(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "hsm-unavailable",
-                            e.to_string(),
-                        )
-                    }),
+                    KeyError::DeviceUnavailable { .. } | KeyError::CardAbsent { .. } => {
+                        Err(Refusal {
+                            retry_after: Some(1),
+                            ..refuse(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "hsm-unavailable",
+                                e.to_string(),
+                            )
+                        })
+                    }
                     KeyError::Pkcs11 { .. }
                     | KeyError::Module { .. }
                     | KeyError::NoToken { .. } => Err(refuse(
