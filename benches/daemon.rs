@@ -544,29 +544,8 @@ fn main() {
         "creating a temp dir",
     );
     let d = dir.path();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-config/new-token.sh");
-    let out = or_die(
-        Command::new(&script)
-            .arg(d.join("hsm"))
-            .arg(TOKEN)
-            .arg(PIN)
-            .output(),
-        &format!("running {}", script.display()),
-    );
-    assert!(
-        out.status.success(),
-        "daemon bench: {} failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let conf = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .expect("new-token.sh printed no softhsm2.conf path");
-    // Nothing else runs yet, and the module is not loaded: set_var is sound here.
-    std::env::set_var("SOFTHSM2_CONF", &conf);
+    // Nothing else runs yet, and the module is not loaded.
+    let conf = new_token(&d.join("hsm"));
     or_die(std::fs::write(d.join("pin"), PIN), "pin file");
 
     let policy = PinPolicy::default();

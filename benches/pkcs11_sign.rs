@@ -21,7 +21,6 @@
 
 use std::hint::black_box;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -183,28 +182,7 @@ fn main() {
     // A throwaway token. SOFTHSM2_CONF must be set before the module is first loaded;
     // nothing else runs yet, so set_var is sound here.
     let dir = or_die(tempfile::tempdir(), "creating a temp dir");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-config/new-token.sh");
-    let out = or_die(
-        Command::new(&script)
-            .arg(dir.path())
-            .arg(TOKEN)
-            .arg(PIN)
-            .output(),
-        &format!("running {}", script.display()),
-    );
-    assert!(
-        out.status.success(),
-        "pkcs11_sign bench: {} failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let conf = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .expect("new-token.sh printed no softhsm2.conf path");
-    std::env::set_var("SOFTHSM2_CONF", &conf);
+    new_token(dir.path());
 
     let policy = PinPolicy::default();
     let msg: Vec<u8> = (0..MESSAGE_LEN).map(|i| (i * 131 + 7) as u8).collect();

@@ -104,18 +104,22 @@ fn cli_key_generate_and_sign_on_softhsm_are_audited_with_who_and_what() {
     let payload = ok(None, &["payload", md.to_str().unwrap(), "--sha256"]);
 
     // A failing sign (no such key): an `error` entry with the reason; file unchanged.
+    let no_such_key = token.uri("nope");
+    let sign_with_no_such_key = || {
+        fails(
+            Some(&hsm),
+            &[
+                "--audit-log",
+                log_s,
+                "sign",
+                md.to_str().unwrap(),
+                "--key",
+                &no_such_key,
+            ],
+        )
+    };
     let before = std::fs::read(&md).unwrap();
-    let (_, msg) = fails(
-        Some(&hsm),
-        &[
-            "--audit-log",
-            log_s,
-            "sign",
-            md.to_str().unwrap(),
-            "--key",
-            &token.uri("nope"),
-        ],
-    );
+    let (_, msg) = sign_with_no_such_key();
     assert_eq!(std::fs::read(&md).unwrap(), before, "{msg}");
 
     // Not audited: reading commands.
@@ -185,17 +189,7 @@ fn cli_key_generate_and_sign_on_softhsm_are_audited_with_who_and_what() {
     // A head noted earlier still verifies after later appends (it is in the chain);
     // one that is not in the chain does not.
     let noted = report["head"].as_str().unwrap().to_string();
-    fails(
-        Some(&hsm),
-        &[
-            "--audit-log",
-            log_s,
-            "sign",
-            md.to_str().unwrap(),
-            "--key",
-            &token.uri("nope"),
-        ],
-    );
+    sign_with_no_such_key();
     let out = ok(None, &["audit", "verify", log_s, "--head", &noted]);
     assert!(
         out.contains("entry 3, the 1 after it were appended since"),

@@ -1773,29 +1773,39 @@ fn change_pin_leaving_the_card(old: &str, new: &str) {
         .expect("disconnect leaving the card");
 }
 
+/// An in-process signer for `uri` on the card with this serial, its PIN given through
+/// `TUFKEY_PIN_<serial>` only while it opens (tufkey runs elsewhere with a clean
+/// environment).
+fn open_in_process(uri: &str, serial: &str) -> Box<dyn tufkey::keys::Signer> {
+    let var = format!("TUFKEY_PIN_{serial}");
+    std::env::set_var(&var, PIN);
+    let signer = tufkey::keys::open_signer(uri, &tufkey::keys::PinPolicy::default());
+    std::env::remove_var(&var);
+    signer.expect("open the YubiKey signer")
+}
+
+/// Signs `msg` and checks the signature with the signer's public key.
+fn sign_and_verify(signer: &dyn tufkey::keys::Signer, msg: &[u8]) {
+    let sig = signer.sign(msg).expect("the signer signs");
+    signer
+        .public_key()
+        .verify_hex(msg, &hex::encode(sig))
+        .expect("the signature verifies");
+}
+
 /// A signer verifies the PIN it holds before every signature. When someone changes the
 /// PIN under a running process (here: between two signatures, over another PC/SC
 /// connection), the next signature spends exactly one try, and every later one fails at
 /// once without sending the PIN again: the refusal sticks until the process restarts.
 #[test]
 fn a_pin_changed_under_a_running_signer_costs_one_try_and_is_never_sent_again() {
-    use tufkey::keys::{open_signer, KeyError, PinPolicy};
+    use tufkey::keys::KeyError;
     let Some(card) = card() else { return };
     let k = keys(&card);
     let _restore = RestorePinOnDrop;
-    let key = &k.p256;
     assert_eq!(pin_tries(), 3);
-    let var = format!("TUFKEY_PIN_{SERIAL}");
-    // Edition 2021: set_var is safe; the other tests run tufkey with a clean environment.
-    std::env::set_var(&var, PIN);
-    let signer = open_signer(&key.uri, &PinPolicy::default());
-    std::env::remove_var(&var);
-    let signer = signer.expect("open the YubiKey signer");
-    let sig = signer.sign(b"before").expect("signs with the PIN it holds");
-    signer
-        .public_key()
-        .verify_hex(b"before", &hex::encode(sig))
-        .unwrap();
+    let signer = open_in_process(&k.p256.uri, SERIAL);
+    sign_and_verify(signer.as_ref(), b"before");
 
     const NEW_PIN: &str = "24680135";
     change_pin_leaving_the_card(PIN, NEW_PIN);
@@ -1848,24 +1858,12 @@ fn select_piv(card: &pcsc::Card) -> Result<Vec<u8>, pcsc::Error> {
 /// a restart.
 #[test]
 fn a_running_signer_reopens_its_yubikey_after_a_reset_by_another_program_or_a_replug() {
-    use tufkey::keys::{open_signer, PinPolicy};
     let Some(card) = card() else { return };
     let k = keys(&card);
     let _restore = RestorePinOnDrop;
-    let key = &k.p256;
     assert_eq!(pin_tries(), 3);
-    let var = format!("TUFKEY_PIN_{SERIAL}");
-    std::env::set_var(&var, PIN);
-    let signer = open_signer(&key.uri, &PinPolicy::default());
-    std::env::remove_var(&var);
-    let signer = signer.expect("open the YubiKey signer");
-    let sign_and_verify = |msg: &[u8]| {
-        let sig = signer.sign(msg).expect("the signer signs");
-        signer
-            .public_key()
-            .verify_hex(msg, &hex::encode(sig))
-            .expect("the signature verifies");
-    };
+    let signer = open_in_process(&k.p256.uri, SERIAL);
+    let sign_and_verify = |msg: &[u8]| sign_and_verify(signer.as_ref(), msg);
     sign_and_verify(b"before the reset");
 
     // Another program resets the card: yubico-piv-tool does when it exits. A connection
@@ -1914,24 +1912,13 @@ fn a_running_signer_reopens_its_yubikey_after_a_reset_by_another_program_or_a_re
 /// under the same serial, with another key in the slot, is not trusted: no PIN is sent.
 #[test]
 fn a_running_signer_answers_at_once_while_its_yubikey_is_out_and_signs_once_it_is_back() {
-    use tufkey::keys::{open_signer, KeyError, PinPolicy};
+    use tufkey::keys::KeyError;
     let Some(card) = card() else { return };
     let mut aes = AesCard::start(&card, &[]);
-    let pin_env = format!("TUFKEY_PIN_{AES_SERIAL}");
     let (code, out, err) = aes_generate("9c", &[]);
     assert_eq!(code, 0, "{out}{err}");
-    let uri = aes_uri("9c");
-    std::env::set_var(&pin_env, PIN);
-    let signer = open_signer(&uri, &PinPolicy::default());
-    std::env::remove_var(&pin_env);
-    let signer = signer.expect("open the YubiKey signer");
-    let sign_and_verify = |msg: &[u8]| {
-        let sig = signer.sign(msg).expect("the signer signs");
-        signer
-            .public_key()
-            .verify_hex(msg, &hex::encode(sig))
-            .expect("the signature verifies");
-    };
+    let signer = open_in_process(&aes_uri("9c"), AES_SERIAL);
+    let sign_and_verify = |msg: &[u8]| sign_and_verify(signer.as_ref(), msg);
     sign_and_verify(b"before");
 
     aes.unplug();

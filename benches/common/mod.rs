@@ -15,6 +15,37 @@ pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 pub const TOKEN: &str = "bench";
 pub const PIN: &str = "1234";
 
+/// Makes the throwaway token ([`TOKEN`], [`PIN`]) in `dir` with
+/// softhsm-config/new-token.sh and points `SOFTHSM2_CONF` at it. Call it before anything
+/// loads the module (SoftHSM reads its config once) and before other threads start
+/// (set_var). Returns the config's path, for child processes.
+pub fn new_token(dir: &std::path::Path) -> String {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-config/new-token.sh");
+    let out = or_die(
+        std::process::Command::new(&script)
+            .arg(dir)
+            .arg(TOKEN)
+            .arg(PIN)
+            .output(),
+        &format!("running {}", script.display()),
+    );
+    assert!(
+        out.status.success(),
+        "bench: {} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conf = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .expect("new-token.sh printed no softhsm2.conf path");
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    conf
+}
+
 /// Unwraps with a message that shows the error's Display (PKCS#11 return codes included).
 pub fn or_die<T, E: Display>(r: Result<T, E>, what: &str) -> T {
     match r {

@@ -23,6 +23,8 @@
 //! (`?sslmode=verify-full&sslrootcert=ca.pem`, see [`super::pg_tls`]); without it,
 //! use loopback or a unix socket (`host=/run/postgresql`); see docs/signer.md.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -67,19 +69,29 @@ pub fn is_postgres_url(s: &str) -> bool {
     s.starts_with("postgres://") || s.starts_with("postgresql://")
 }
 
+/// A database to connect to: the driver's settings and, when the URL asks for TLS,
+/// the rustls configuration built from its certificate files once.
+/// (Debug: the driver's own Debug hides the password.)
+#[derive(Clone, Debug)]
+pub struct Target {
+    config: tokio_postgres::Config,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
 /// Parses a connection URL; the error never repeats a password.
-/// TLS settings (`sslmode=verify-full&sslrootcert=…`) are checked here too, files
+/// TLS settings (`sslmode=verify-full&sslrootcert=…`) are read here too, files
 /// included, so a bad one stops the daemon at start (see [`super::pg_tls`]).
-pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
+pub fn parse_url(url: &str) -> Result<Target, String> {
     let shown = redact_url(url);
     check_userinfo(url).map_err(|e| format!("{shown}: {e}"))?;
     let split = pg_tls::split_url(url).map_err(|e| format!("{shown}: {e}"))?;
-    if let Some(tls) = &split.tls {
-        pg_tls::client_config(tls).map_err(|e| format!("{shown}: {e}"))?;
-    }
+    let tls = match &split.tls {
+        Some(params) => Some(pg_tls::client_config(params).map_err(|e| format!("{shown}: {e}"))?),
+        None => None,
+    };
     let mut config = tokio_postgres::Config::from_str(&split.driver_url)
         .map_err(|e| format!("{shown} is not a PostgreSQL URL: {e}"))?;
-    if split.tls.is_some() {
+    if tls.is_some() {
         // Set here, not only through the rewritten URL: a verifying mode must never
         // end as "prefer", which falls back to plain text when the server says no.
         config.ssl_mode(tokio_postgres::config::SslMode::Require);
@@ -89,7 +101,7 @@ pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(5));
     }
-    Ok(config)
+    Ok(Target { config, tls })
 }
 
 /// The URL with any password replaced by `***`, for messages and logs. The user info
@@ -168,39 +180,34 @@ fn db_err(url: &str, e: &tokio_postgres::Error) -> StoreError {
     pg_err(url, describe(e))
 }
 
-/// Connects and drives the connection on the current runtime.
-/// Connects and drives the connection on the current runtime: over TLS when `url`
-/// (the redacted URL, which keeps its query) asks for it.
-async fn connect(config: &tokio_postgres::Config, url: &str) -> Result<Client, StoreError> {
-    let tls = pg_tls::split_url(url).map_err(|e| pg_err(url, e))?.tls;
+/// Connects (over TLS when the URL asked for it) and drives the connection on the
+/// current runtime; `url` is the redacted URL, for messages.
+async fn connect(target: &Target, url: &str) -> Result<Client, StoreError> {
     let url = url.to_string();
-    let report = |e: tokio_postgres::Error, url: String| {
-        eprintln!("tufkey serve: PostgreSQL connection to {url} ended: {e}");
-    };
-    match tls {
-        Some(params) => {
-            let rustls = pg_tls::client_config(&params).map_err(|e| pg_err(&url, e))?;
-            let (client, conn) = config
-                .connect(pg_tls::RustlsConnect(rustls))
+    let (client, conn): (Client, Pin<Box<dyn Future<Output = _> + Send>>) = match &target.tls {
+        Some(rustls) => {
+            let (client, conn) = target
+                .config
+                .connect(pg_tls::RustlsConnect(rustls.clone()))
                 .await
                 .map_err(|e| db_err(&url, &e))?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    report(e, url);
-                }
-            });
-            Ok(client)
+            (client, Box::pin(conn))
         }
         None => {
-            let (client, conn) = config.connect(NoTls).await.map_err(|e| db_err(&url, &e))?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    report(e, url);
-                }
-            });
-            Ok(client)
+            let (client, conn) = target
+                .config
+                .connect(NoTls)
+                .await
+                .map_err(|e| db_err(&url, &e))?;
+            (client, Box::pin(conn))
         }
-    }
+    };
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            eprintln!("tufkey serve: PostgreSQL connection to {url} ended: {e}");
+        }
+    });
+    Ok(client)
 }
 
 type Reply = oneshot::Sender<Result<Committed, String>>;
@@ -210,7 +217,7 @@ type Reply = oneshot::Sender<Result<Committed, String>>;
 pub struct PgStore {
     /// Redacted: safe for messages.
     url: String,
-    config: tokio_postgres::Config,
+    config: Target,
     /// Transactions need a connection of their own; a claim holds one only for its
     /// three statements. A broken connection is replaced on next use.
     pool: Vec<Mutex<Option<Client>>>,
@@ -520,9 +527,7 @@ fn check_chain(url: &str, bytes: &[u8], head: &HeadRow) -> Result<Verified, Stor
 
 /// For the CLI's blocking calls: the redacted URL, the parsed config and a small
 /// runtime of its own to drive the connection on.
-fn blocking_setup(
-    url: &str,
-) -> Result<(String, tokio_postgres::Config, tokio::runtime::Runtime), StoreError> {
+fn blocking_setup(url: &str) -> Result<(String, Target, tokio::runtime::Runtime), StoreError> {
     let shown = redact_url(url);
     let config = parse_url(url).map_err(|reason| StoreError::Postgres {
         url: shown.clone(),
@@ -577,7 +582,7 @@ pub fn no_tables(url: &str) -> StoreError {
 pub struct AuditAppender {
     // Dropped before the runtime that drives its connection.
     client: Client,
-    config: tokio_postgres::Config,
+    config: Target,
     url: String,
     rt: tokio::runtime::Runtime,
 }
@@ -627,7 +632,7 @@ impl AuditAppender {
 
 /// The audit writer: one per replica, on its own connection.
 async fn writer(
-    config: tokio_postgres::Config,
+    config: Target,
     url: String,
     client: Client,
     mut rx: mpsc::UnboundedReceiver<(Event, Reply)>,
