@@ -141,7 +141,12 @@ pub fn init(
     now: DateTime<Utc>,
 ) -> Result<Initialized, RepoError> {
     let layout = Layout::new(dir);
-    for p in [layout.config(), layout.metadata_dir(), layout.targets_dir()] {
+    for p in [
+        layout.config(),
+        layout.metadata_dir(),
+        layout.targets_dir(),
+        layout.lock(),
+    ] {
         if p.exists() {
             return Err(RepoError::AlreadyExists { path: p });
         }
@@ -182,6 +187,8 @@ pub fn init(
     fsutil::create_new_atomic(&cfg, default_text(keys).as_bytes(), Some(0o644))
         .map_err(RepoError::io(&cfg))?;
     written.push(cfg);
+    let lock = layout.lock();
+    fsutil::create_new_atomic(&lock, b"", Some(0o644)).map_err(RepoError::io(&lock))?;
     Staging::new(&layout).write_role("targets", &empty_targets())?;
     written.push(layout.staged_role("targets"));
     Ok(Initialized {

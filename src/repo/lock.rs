@@ -1,6 +1,7 @@
 //! One writer at a time: an exclusive `flock` on `repo.lock`, held for the whole of an
 //! `add`, `commit` or `refresh`, released by the kernel if the process dies. The holder
-//! writes who it is into the file so a waiting command can name it.
+//! writes who it is into the file so a waiting command can name it, and empties it
+//! again on release (so a command leaves the folder as it found it).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -77,8 +78,9 @@ impl RepoLock {
 
 impl Drop for RepoLock {
     fn drop(&mut self) {
-        // The holder line is left; it is rewritten by the next holder. Unlock explicitly
-        // so the lock is free even before the descriptor is closed.
+        // Forget the holder line, then unlock explicitly so the lock is free even before
+        // the descriptor is closed. A killed holder leaves its line; the next one rewrites it.
+        let _ = self.file.set_len(0);
         let _ = self.file.unlock();
     }
 }
