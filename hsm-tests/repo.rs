@@ -23,9 +23,10 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
-/// A consistent-snapshot repository from a 2-of-2 ceremony root with hello.txt committed.
+/// A consistent-snapshot repository from a ceremony root (every root key signing) with
+/// hello.txt committed; returns (repository, root).
 fn committed_repo(k: &Keys) -> (std::path::PathBuf, std::path::PathBuf) {
-    let root = k.ceremony_root(2);
+    let root = k.ceremony_root(k.root.len() as u64);
     let dir = k.path("repo");
     k.ok(&["repo", "init", p(&dir), "--root", p(&root)]);
     let hello = k.path("hello.txt");
@@ -213,4 +214,374 @@ fn without_consistent_snapshots_keys_come_from_repo_toml_and_files_are_unprefixe
     assert_eq!(v["found"]["a.txt"], "second");
     assert_eq!(v["targets_version"], 2);
     assert_eq!(v["timestamp_version"], 2);
+}
+
+#[test]
+fn targets_added_then_removed_disappear_for_clients_but_their_files_stay() {
+    let k = Keys::new(1);
+    let (dir, root) = committed_repo(&k);
+    let b = k.path("b.txt");
+    write(&b, "bee");
+    k.ok(&["repo", "add", p(&dir), p(&b)]);
+    k.commit(&dir, &[]);
+    let removed = k.json(&["repo", "remove", p(&dir), "hello.txt"]);
+    assert_eq!(removed["removed"][0]["role"], "targets");
+    k.commit(&dir, &[]);
+    let v = ngclient_ok(&dir, &root, &["hello.txt", "b.txt"]);
+    assert_eq!(v["found"]["hello.txt"], Value::Null);
+    assert_eq!(v["found"]["b.txt"], "bee");
+    assert_eq!(v["targets_version"], 3);
+    // Clients still on the previous snapshot can finish their download.
+    let old = read_json(&dir.join("metadata/1.targets.json"));
+    let h = old["signed"]["targets"]["hello.txt"]["hashes"]["sha256"]
+        .as_str()
+        .unwrap();
+    assert!(dir.join(format!("targets/{h}.hello.txt")).is_file());
+
+    // Removing what is not there is refused and changes nothing.
+    let before = snapshot(&dir);
+    let (code, msg) = k.fails(&["repo", "remove", p(&dir), "hello.txt"]);
+    assert_eq!(code, 1);
+    assert!(msg.contains("target `hello.txt` is not listed"), "{msg}");
+    assert_unchanged(&before, &dir, "a refused remove");
+}
+
+#[test]
+fn a_delegated_role_holds_the_paths_it_matches_and_survives_a_key_rotation() {
+    let k = Keys::new(1);
+    let (dir, root) = committed_repo(&k);
+    let team = k.extra("team", "ed25519");
+    let staged = k
+        .ok(&["repo", "edit", p(&dir), "targets"])
+        .trim()
+        .to_string();
+    assert!(staged.ends_with("staged/targets.json"), "{staged}");
+    k.ok(&[
+        "delegation",
+        "add",
+        &staged,
+        "--role",
+        "team",
+        "--delegate-key",
+        &team.uri,
+        "--path",
+        "team/*",
+    ]);
+    let a = k.path("a.txt");
+    write(&a, "team file");
+    // No --role: the delegated role whose paths match takes it.
+    let added = k.json(&["repo", "add", p(&dir), p(&a), "--path", "team/a.txt"]);
+    assert_eq!(added["staged"][0]["role"], "team");
+
+    // A role whose paths do not match is refused, naming the roles and their patterns.
+    let before = snapshot(&dir);
+    let (code, msg) = k.fails(&[
+        "repo",
+        "add",
+        p(&dir),
+        p(&a),
+        "--path",
+        "other/a.txt",
+        "--role",
+        "team",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        msg.contains("role `team` may not hold target `other/a.txt`")
+            && msg.contains("paths: team/*"),
+        "{msg}"
+    );
+    let (_, msg) = k.fails(&["repo", "add", p(&dir), p(&a), "--role", "nobody"]);
+    assert!(
+        msg.contains("no targets role `nobody`") && msg.contains("`team` (paths: team/*)"),
+        "{msg}"
+    );
+    assert_unchanged(&before, &dir, "a refused add");
+
+    // The delegated role's key is needed: without it nothing is published.
+    let (code, msg) = k.fails(&[
+        "repo",
+        "commit",
+        p(&dir),
+        "--key",
+        &format!("targets={}", k.targets.uri),
+        "--key",
+        &format!("snapshot={}", k.snapshot.uri),
+        "--key",
+        &format!("timestamp={}", k.timestamp.uri),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        msg.contains("role `team` needs 1 signature") && msg.contains(&team.keyid),
+        "{msg}"
+    );
+    assert_unchanged(&before, &dir, "a commit without the team key");
+
+    k.commit(&dir, &["--key", &format!("team={}", team.uri)]);
+    let v = ngclient_ok(&dir, &root, &["team/a.txt", "hello.txt"]);
+    assert_eq!(v["found"]["team/a.txt"], "team file");
+    assert_eq!(v["found"]["hello.txt"], "hello, world\n");
+
+    // A member leaves: rotate the team key in the staged targets, commit with the new key.
+    let team2 = k.extra("team-2", "ecdsa-p256");
+    let staged = k
+        .ok(&["repo", "edit", p(&dir), "targets"])
+        .trim()
+        .to_string();
+    k.ok(&[
+        "delegation",
+        "rotate",
+        &staged,
+        "--role",
+        "team",
+        "--remove",
+        &team.keyid,
+        "--add",
+        &team2.uri,
+    ]);
+    // The old key is no longer the role's key: refused before any signature.
+    let before = snapshot(&dir);
+    let (code, msg) = k.fails(&[
+        "repo",
+        "commit",
+        p(&dir),
+        "--key",
+        &format!("team={}", team.uri),
+        "--key",
+        &format!("targets={}", k.targets.uri),
+        "--key",
+        &format!("snapshot={}", k.snapshot.uri),
+        "--key",
+        &format!("timestamp={}", k.timestamp.uri),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        msg.contains(&format!(
+            "key id {}) is not a key of role `team`",
+            team.keyid
+        )),
+        "{msg}"
+    );
+    assert_unchanged(&before, &dir, "a commit with the rotated-out key");
+    let out = k.json(&[
+        "repo",
+        "commit",
+        p(&dir),
+        "--key",
+        &format!("team={}", team2.uri),
+        "--key",
+        &format!("targets={}", k.targets.uri),
+        "--key",
+        &format!("snapshot={}", k.snapshot.uri),
+        "--key",
+        &format!("timestamp={}", k.timestamp.uri),
+    ]);
+    let roles: Vec<&str> = out["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["targets", "team", "snapshot", "timestamp"],
+        "the team role is re-signed although its targets did not change"
+    );
+    let v = ngclient_ok(&dir, &root, &["team/a.txt"]);
+    assert_eq!(v["found"]["team/a.txt"], "team file");
+    let st = k.json(&["repo", "status", p(&dir), "--expiring-within", "1h"]);
+    let team_st = st["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["role"] == "team")
+        .unwrap()
+        .clone();
+    assert_eq!(team_st["signed"][0], team2.keyid.as_str());
+    assert_eq!(team_st["version"], 2);
+}
+
+#[test]
+fn a_root_rotation_to_version_2_with_a_new_targets_key_is_followed_by_ngclient() {
+    let k = Keys::new(2);
+    let root1 = k.hand_root(1, true, &[&k.targets], "1.root.json");
+    let dir = k.path("repo");
+    k.ok(&["repo", "init", p(&dir), "--root", p(&root1)]);
+    let hello = k.path("hello.txt");
+    write(&hello, "v1 era");
+    k.ok(&["repo", "add", p(&dir), p(&hello)]);
+    k.commit(&dir, &[]);
+
+    let targets2 = k.extra("targets-2", "ecdsa-p256");
+    let root2 = k.hand_root(2, true, &[&targets2], "2.root.json");
+    k.ok(&["repo", "root", p(&dir), p(&root2)]);
+    // The old targets key no longer counts: refused before any PIN, nothing published.
+    let before = snapshot(&dir);
+    let (code, msg) = k.fails(&[
+        "repo",
+        "commit",
+        p(&dir),
+        "--key",
+        &format!("targets={}", k.targets.token_uri_for_key()),
+        "--no-prompt",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        msg.contains("is not a key of role `targets`") && msg.contains("no PIN was asked"),
+        "{msg}"
+    );
+    assert_unchanged(&before, &dir, "a commit with the old targets key");
+
+    let keys = [
+        format!("targets={}", targets2.uri),
+        format!("snapshot={}", k.snapshot.uri),
+        format!("timestamp={}", k.timestamp.uri),
+    ];
+    k.ok(&[
+        "repo",
+        "commit",
+        p(&dir),
+        "--key",
+        &keys[0],
+        "--key",
+        &keys[1],
+        "--key",
+        &keys[2],
+    ]);
+    assert!(dir.join("metadata/2.root.json").is_file());
+    assert_eq!(
+        std::fs::read(dir.join("metadata/2.root.json")).unwrap(),
+        std::fs::read(dir.join("metadata/root.json")).unwrap()
+    );
+    // A client that trusts only root 1 walks to root 2 and accepts the re-signed targets.
+    let v = ngclient_ok(&dir, &root1, &["hello.txt"]);
+    assert_eq!(v["root_version"], 2);
+    assert_eq!(v["targets_version"], 2);
+    assert_eq!(v["found"]["hello.txt"], "v1 era");
+
+    // A root that skips a version is refused, naming the file.
+    let root4 = k.hand_root(4, true, &[&targets2], "4.root.json");
+    let before = snapshot(&dir);
+    let (code, msg) = k.fails(&["repo", "root", p(&dir), p(&root4)]);
+    assert_eq!(code, 1);
+    assert!(
+        msg.contains("4.root.json") && msg.contains("does not follow version 2"),
+        "{msg}"
+    );
+    assert_unchanged(&before, &dir, "a refused root");
+}
+
+#[test]
+fn refresh_re_signs_only_what_is_due_and_says_so_otherwise() {
+    let k = Keys::new(1);
+    let (dir, root) = committed_repo(&k);
+    let keys = [
+        format!("snapshot={}", k.snapshot.uri),
+        format!("timestamp={}", k.timestamp.uri),
+    ];
+    let refresh = |k: &Keys| {
+        let mut c = harness::tufkey(Some(&k.hsm));
+        c.args([
+            "--json",
+            "repo",
+            "refresh",
+            p(&dir),
+            "--key",
+            &keys[0],
+            "--key",
+            &keys[1],
+        ]);
+        let (code, out, err) = harness::run(c);
+        (
+            code,
+            serde_json::from_str::<Value>(&out).unwrap_or(Value::Null),
+            err,
+        )
+    };
+    // Fresh: a 1-day timestamp is re-signed only in its last 12 hours.
+    let before = snapshot(&dir);
+    let (code, out, err) = refresh(&k);
+    assert_eq!(code, 4, "{out}{err}");
+    assert_eq!(out["signed"], false);
+    assert_unchanged(&before, &dir, "a refresh with nothing due");
+
+    let toml = dir.join("repo.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replace("# timestamp = \"12h\"", "timestamp = \"2d\""),
+    )
+    .unwrap();
+    let (code, out, err) = refresh(&k);
+    assert_eq!(code, 0, "{out}{err}");
+    let roles: Vec<&str> = out["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["timestamp"]);
+    let v = ngclient_ok(&dir, &root, &["hello.txt"]);
+    assert_eq!(
+        (
+            v["timestamp_version"].as_u64(),
+            v["snapshot_version"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+
+    // Snapshot due too: both are re-signed, snapshot first.
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replace("# snapshot = \"182d\"", "snapshot = \"400d\""),
+    )
+    .unwrap();
+    let (code, out, err) = refresh(&k);
+    assert_eq!(code, 0, "{out}{err}");
+    let v = ngclient_ok(&dir, &root, &["hello.txt"]);
+    assert_eq!(
+        (
+            v["timestamp_version"].as_u64(),
+            v["snapshot_version"].as_u64()
+        ),
+        (Some(3), Some(2))
+    );
+    assert_eq!(v["found"]["hello.txt"], "hello, world\n");
+}
+
+#[test]
+fn refresh_refuses_an_expired_targets_role_and_status_reports_it() {
+    let k = Keys::new(1);
+    let root = k.ceremony_root(1);
+    let dir = k.path("repo");
+    k.ok(&["repo", "init", p(&dir), "--root", p(&root)]);
+    let toml = dir.join("repo.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replace("targets = \"365d\"", "targets = \"2s\""),
+    )
+    .unwrap();
+    k.commit(&dir, &[]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let before = snapshot(&dir);
+    let (code, msg) = k.fails(&[
+        "repo",
+        "refresh",
+        p(&dir),
+        "--key",
+        &format!("snapshot={}", k.snapshot.uri),
+        "--key",
+        &format!("timestamp={}", k.timestamp.uri),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        msg.contains("role `targets` expired at") && msg.contains("does not paper over"),
+        "{msg}"
+    );
+    assert_unchanged(&before, &dir, "a refused refresh");
+    let (code, out, _) = k.run(&["repo", "status", p(&dir)]);
+    assert_eq!(code, 6, "{out}");
+    assert!(out.contains("EXPIRED    targets"), "{out}");
 }

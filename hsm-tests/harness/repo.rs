@@ -190,6 +190,17 @@ impl Keys {
     }
 }
 
+impl Holder {
+    /// This key's URI without a PIN source: signing with it would have to ask.
+    pub fn token_uri_for_key(&self) -> String {
+        self.uri
+            .split("&pin-source=")
+            .next()
+            .unwrap_or(&self.uri)
+            .to_string()
+    }
+}
+
 fn holder(hsm: &SoftHsm, label: &str, key_type: &str) -> Holder {
     let token = hsm.token(label, &format!("pin-{label}"));
     let (uri, keyid, key) = generate(Some(hsm), &token.uri("key"), key_type, &[]);
