@@ -585,3 +585,322 @@ fn refresh_refuses_an_expired_targets_role_and_status_reports_it() {
     assert_eq!(code, 6, "{out}");
     assert!(out.contains("EXPIRED    targets"), "{out}");
 }
+
+// ---- refusals ---------------------------------------------------------------------
+
+#[test]
+fn bad_target_paths_files_and_hashes_are_refused_by_name_and_change_nothing() {
+    let k = Keys::new(1);
+    let (dir, _root) = committed_repo(&k);
+    let good = k.path("good.bin");
+    write(&good, "good");
+    let missing = k.path("missing.bin");
+    let folder = k.path("ceremony");
+    let zeros = format!("sha256:{}", "0".repeat(64));
+    let manifest = k.path("manifest.txt");
+    write(
+        &manifest,
+        "# artifacts in the bucket\nok.tgz 10 sha256:aaaa\n",
+    );
+    let cases: Vec<(Vec<&str>, Vec<String>)> = vec![
+        (
+            vec![p(&good), "--path", "../evil.bin"],
+            vec!["`../evil.bin`".into(), "..".into()],
+        ),
+        (
+            vec![p(&good), "--path", "a/../../evil.bin"],
+            vec!["`a/../../evil.bin`".into()],
+        ),
+        (
+            vec![p(&good), "--path", "/etc/evil.bin"],
+            vec!["`/etc/evil.bin` is absolute".into()],
+        ),
+        (
+            vec![p(&missing)],
+            vec![format!("cannot read {}", p(&missing))],
+        ),
+        (
+            vec![p(&folder)],
+            vec![
+                format!("cannot read {}", p(&folder)),
+                "not a regular file".into(),
+            ],
+        ),
+        (
+            vec![p(&good), "--hash", &zeros],
+            vec![p(&good).to_string(), "does not match".into()],
+        ),
+        (
+            vec!["--path", "x.tgz", "--hash", &zeros],
+            vec!["--length".into()],
+        ),
+        (
+            vec!["--path", "x.tgz", "--hash", "md5:00", "--length", "3"],
+            vec!["md5".into()],
+        ),
+        (
+            vec!["--manifest", p(&manifest)],
+            vec![format!("{} line 2", p(&manifest)), "64 hex digits".into()],
+        ),
+        (
+            vec![p(&good), "--custom", "[1]"],
+            vec!["--custom must be a JSON object".into()],
+        ),
+    ];
+    let before = snapshot(&dir);
+    for (extra, wants) in cases {
+        let mut args = vec!["repo", "add", p(&dir)];
+        args.extend(extra.iter().copied());
+        let (code, msg) = k.fails(&args);
+        assert_eq!(code, 1, "{args:?}: {msg}");
+        for w in &wants {
+            assert!(
+                msg.contains(w.as_str()),
+                "{args:?}: expected {w:?} in: {msg}"
+            );
+        }
+        assert_unchanged(&before, &dir, &format!("{extra:?}"));
+    }
+    // The whole command is refused when one of its files is bad: the good one is not staged.
+    let (_, msg) = k.fails(&["repo", "add", p(&dir), p(&good), p(&missing)]);
+    assert!(msg.contains(p(&missing)), "{msg}");
+    assert_unchanged(&before, &dir, "an add with one missing file");
+}
+
+#[test]
+fn init_refuses_a_root_that_does_not_verify_and_an_existing_repository() {
+    let k = Keys::new(2);
+    let unsigned = k.path("unsigned.root.json");
+    let signed = k.hand_root(1, true, &[&k.targets], "1.root.json");
+    let mut doc = read_json(&signed);
+    doc["signatures"] = serde_json::json!([]);
+    std::fs::write(&unsigned, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let dir = k.path("repo");
+    let (code, msg) = k.fails(&["repo", "init", p(&dir), "--root", p(&unsigned)]);
+    assert_eq!(code, 1);
+    assert!(
+        msg.contains(&format!("root {} does not verify", p(&unsigned)))
+            && msg.contains("0 valid signature(s) by its own root keys where the threshold is 1"),
+        "{msg}"
+    );
+    assert!(!dir.exists(), "nothing was created");
+
+    // A chain with a gap is refused too.
+    let v3 = k.hand_root(3, true, &[&k.targets], "3.root.json");
+    let (_, msg) = k.fails(&[
+        "repo",
+        "init",
+        p(&dir),
+        "--root",
+        p(&v3),
+        "--root-chain",
+        p(&signed),
+    ]);
+    assert!(
+        msg.contains("3.root.json") && msg.contains("does not follow version 1"),
+        "{msg}"
+    );
+    assert!(!dir.exists());
+
+    // A key that is not the role's key is refused at init, before any PIN.
+    let (_, msg) = k.fails(&[
+        "repo",
+        "init",
+        p(&dir),
+        "--root",
+        p(&signed),
+        "--key",
+        &format!("timestamp={}", k.snapshot.token_uri_for_key()),
+        "--no-prompt",
+    ]);
+    assert!(msg.contains("is not a key of role `timestamp`"), "{msg}");
+    assert!(!dir.exists());
+
+    k.ok(&["repo", "init", p(&dir), "--root", p(&signed)]);
+    let before = snapshot(&dir);
+    let (_, msg) = k.fails(&["repo", "init", p(&dir), "--root", p(&signed)]);
+    assert!(msg.contains("already exists"), "{msg}");
+    assert_unchanged(&before, &dir, "a second init");
+}
+
+// ---- publishing under failure and concurrency ------------------------------------
+
+/// Starts `repo commit DIR` with the keys, pausing `pause_ms` after every file it writes
+/// (the documented test hook), in the background.
+fn spawn_commit(k: &Keys, dir: &Path, pause_ms: u64) -> std::process::Child {
+    let mut c = harness::tufkey(Some(&k.hsm));
+    c.args(["repo", "commit", p(dir)])
+        .args(k.commit_keys())
+        .env("TUFKEY_TEST_PUBLISH_PAUSE_MS", pause_ms.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    c.spawn().expect("start tufkey repo commit")
+}
+
+fn wait_for(path: &Path, child: &mut std::process::Child) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !path.exists() {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("the commit ended ({st}) before {} appeared", path.display());
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_commit_killed_mid_publish_leaves_the_old_repository_and_the_next_commit_finishes() {
+    let k = Keys::new(1);
+    let (dir, root) = committed_repo(&k);
+    let b = k.path("b.txt");
+    write(&b, "new target");
+    k.ok(&["repo", "add", p(&dir), p(&b)]);
+    let sha = read_json(&dir.join("staged/targets.json"))["signed"]["targets"]["b.txt"]["hashes"]
+        ["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Killed right after the target file, then right after the new snapshot: each time
+    // python-tuf's client still sees the old repository, whole.
+    for last_written in [
+        dir.join(format!("targets/{sha}.b.txt")),
+        dir.join("metadata/2.snapshot.json"),
+    ] {
+        let mut child = spawn_commit(&k, &dir, 1500);
+        wait_for(&last_written, &mut child);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let v = ngclient(&dir, &root, &["hello.txt", "b.txt"]);
+        assert!(
+            v.get("error").is_none(),
+            "after a kill past {}: {v}",
+            last_written.display()
+        );
+        assert_eq!(v["timestamp_version"], 1, "{v}");
+        assert_eq!(v["found"]["b.txt"], Value::Null);
+        assert_eq!(v["found"]["hello.txt"], "hello, world\n");
+    }
+    // Nothing was lost: the staged change is still there and the next commit publishes it.
+    k.commit(&dir, &[]);
+    let v = ngclient_ok(&dir, &root, &["b.txt"]);
+    assert_eq!(v["timestamp_version"], 2);
+    assert_eq!(v["found"]["b.txt"], "new target");
+}
+
+#[test]
+fn a_second_commit_refuses_naming_the_holder_or_waits_for_it() {
+    let k = Keys::new(1);
+    let (dir, root) = committed_repo(&k);
+    let b = k.path("b.txt");
+    write(&b, "bee");
+    k.ok(&["repo", "add", p(&dir), p(&b)]);
+    let mut first = spawn_commit(&k, &dir, 1000);
+    wait_for(&dir.join("metadata/2.targets.json"), &mut first);
+    let keys = k.commit_keys();
+    let mut args = vec!["repo", "commit", p(&dir)];
+    args.extend(keys.iter().map(String::as_str));
+    let (code, msg) = k.fails(&args);
+    assert_eq!(code, 1);
+    assert!(
+        msg.contains(&format!("locked by pid {}", first.id()))
+            && msg.contains("repo commit")
+            && msg.contains("--wait"),
+        "{msg}"
+    );
+    // With --wait the second commit runs once the first is done (nothing left to commit).
+    args.extend(["--wait", "2m"]);
+    let out = k.ok(&args);
+    assert!(out.contains("nothing to commit"), "{out}");
+    assert!(first.wait().unwrap().success());
+    let v = ngclient_ok(&dir, &root, &["b.txt"]);
+    assert_eq!(v["found"]["b.txt"], "bee");
+}
+
+#[test]
+fn snapshot_and_timestamp_are_signed_through_a_running_signer() {
+    use harness::daemon::{client_policy, daemon_folder, signer_toml, Daemon};
+    let k = Keys::new(1);
+    let root = k.ceremony_root(1);
+    let dir = k.path("repo");
+    k.ok(&["repo", "init", p(&dir), "--root", p(&root)]);
+    let (sdir, ca) = daemon_folder("tufkey-repo-serve-");
+    let config = sdir.path().join("signer.toml");
+    std::fs::write(
+        &config,
+        signer_toml(
+            "state = \"state.json\"\naudit = \"audit.jsonl\"",
+            "",
+            &[&k.snapshot.uri, &k.timestamp.uri],
+            &[client_policy(
+                "ci-publisher",
+                &[&k.snapshot.keyid, &k.timestamp.keyid],
+                &["acme"],
+                &["snapshot", "timestamp"],
+                "400d",
+                "",
+            )],
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(sdir.path(), "serve", &k.hsm, &config);
+    let (cert, key) = ca.issue(sdir.path(), "ci", "ci-publisher", false, false);
+    let remote = |id: &str| format!("{}/keys/{id}", daemon.base());
+    // The pipeline names the remote keys in repo.toml and types nothing else.
+    let toml = dir.join("repo.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replace(
+            "[keys]\n",
+            &format!(
+                "[keys]\nsnapshot = \"{}\"\ntimestamp = \"{}\"\ntargets = \"{}\"\n",
+                remote(&k.snapshot.keyid),
+                remote(&k.timestamp.keyid),
+                k.targets.uri
+            ),
+        ),
+    )
+    .unwrap();
+    let hello = k.path("hello.txt");
+    write(&hello, "signed remotely");
+    k.ok(&["repo", "add", p(&dir), p(&hello)]);
+    let with_tls = |args: &[&str]| {
+        let mut c = harness::tufkey(Some(&k.hsm));
+        c.args(args)
+            .env("TUFKEY_REMOTE_CA", sdir.path().join("client-ca.pem"))
+            .env("TUFKEY_REMOTE_CERT", &cert)
+            .env("TUFKEY_REMOTE_KEY", &key);
+        harness::run(c)
+    };
+    let (code, out, err) = with_tls(&["repo", "commit", p(&dir)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v = ngclient_ok(&dir, &root, &["hello.txt"]);
+    assert_eq!(v["found"]["hello.txt"], "signed remotely");
+    // The signer logged both signatures for this repository.
+    let audit = std::fs::read_to_string(sdir.path().join("audit.jsonl")).unwrap();
+    for role in ["snapshot", "timestamp"] {
+        assert!(
+            audit.lines().any(|l| l.contains("\"result\":\"signed\"")
+                && l.contains(&format!("\"role\":\"{role}\""))
+                && l.contains("\"repository\":\"acme\"")),
+            "no {role} signature in the signer's audit log:\n{audit}"
+        );
+    }
+    // refresh through the signer too, once the timestamp is due.
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replace("# timestamp = \"12h\"", "timestamp = \"2d\""),
+    )
+    .unwrap();
+    let (code, out, err) = with_tls(&["repo", "refresh", p(&dir)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v = ngclient_ok(&dir, &root, &["hello.txt"]);
+    assert_eq!(v["timestamp_version"], 2);
+    daemon.stop();
+}

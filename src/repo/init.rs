@@ -46,7 +46,7 @@ fn threshold(d: &Delegator, md: &Metadata, path: &Path, whose: &str) -> Result<(
         return Err(not_verified(
             path,
             format!(
-                "{} of the {whose} root keys' threshold {} signed it validly (missing: {}); finish its ceremony first",
+                "{} valid signature(s) by {whose} root keys where the threshold is {} (missing: {}); finish its ceremony first",
                 r.signed.len(),
                 r.threshold,
                 r.missing.join(", ")
