@@ -42,6 +42,11 @@ pub enum RepoCmd {
     /// Start a repository from a root a ceremony finalized (and the roots before it).
     Init(InitArgs),
     /// Record targets (files, or artifacts stored elsewhere by hash) for the next commit.
+    #[command(
+        after_help = "Examples:\n  tufkey repo add repo dist/app-1.2.tar.gz --path app/1.2/app.tar.gz\n  \
+tufkey repo add repo --path images/base.qcow2 --hash sha256:HEX --length 1048576\n  \
+tufkey repo add repo --manifest artifacts.txt   # PATH LENGTH sha256:HEX lines"
+    )]
     Add(AddArgs),
     /// Remove targets for the next commit (their files stay for clients mid-update).
     Remove(RemoveArgs),
@@ -50,8 +55,19 @@ pub enum RepoCmd {
     /// Stage a new root version (a finished rotation ceremony) for the next commit.
     Root(RootArgs),
     /// Sign what changed, build snapshot and timestamp, publish in client-safe order.
+    #[command(
+        after_help = "Keys come from --key ROLE=URI, else from [keys] in repo.toml. Every key is checked \
+against its role (public half, no PIN) and the thresholds are counted before anything is signed.\n\
+Example:\n  tufkey repo commit repo --key targets=yubikey:slot=9c \\\n    \
+--key snapshot=https://signer:7443/keys/ID --key timestamp=https://signer:7443/keys/ID"
+    )]
     Commit(CommitArgs),
     /// Re-sign timestamp (and snapshot) when due. Exit 0: signed; 4: nothing was due.
+    #[command(
+        after_help = "Run it from a timer well inside the timestamp's lifetime (hourly for the \
+default 1-day timestamp). Exit codes: 0 signed, 4 nothing was due (systemd: SuccessExitStatus=4), \
+1 error, including an expired snapshot or targets role, which refresh never papers over."
+    )]
     Refresh(CommitArgs),
     /// Every role's version, expiry and signers. Exit 0 ok, 3 threshold not met, 5 expiring, 6 expired.
     Status(StatusArgs),
@@ -75,6 +91,7 @@ pub struct InitArgs {
 
 #[derive(Args)]
 pub struct AddArgs {
+    /// The repository folder.
     dir: PathBuf,
     /// Files to publish under targets/ (their names become the target paths).
     files: Vec<PathBuf>,
@@ -108,6 +125,7 @@ pub struct AddArgs {
 
 #[derive(Args)]
 pub struct RemoveArgs {
+    /// The repository folder.
     dir: PathBuf,
     /// Target paths to remove.
     #[arg(required = true)]
@@ -121,6 +139,7 @@ pub struct RemoveArgs {
 
 #[derive(Args)]
 pub struct EditArgs {
+    /// The repository folder.
     dir: PathBuf,
     /// The targets role (`targets` or a delegated role).
     role: String,
@@ -128,6 +147,7 @@ pub struct EditArgs {
 
 #[derive(Args)]
 pub struct RootArgs {
+    /// The repository folder.
     dir: PathBuf,
     /// The new root (version N+1), signed by the old and new root thresholds.
     new_root: PathBuf,
@@ -135,6 +155,7 @@ pub struct RootArgs {
 
 #[derive(Args)]
 pub struct CommitArgs {
+    /// The repository folder.
     dir: PathBuf,
     /// A key to sign ROLE with: ROLE=URI (pkcs11:, yubikey:, file:, https://…/keys/ID).
     /// Replaces repo.toml's keys for that role; repeat to meet a threshold.
@@ -148,6 +169,7 @@ pub struct CommitArgs {
 
 #[derive(Args)]
 pub struct StatusArgs {
+    /// The repository folder.
     dir: PathBuf,
     /// Exit 5 when a role expires within this (e.g. 12h, 30d). Default: timestamp and
     /// snapshot once past their refresh point (a refresh was missed), other roles 30d.
