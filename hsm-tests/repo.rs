@@ -8,7 +8,7 @@ mod harness;
 
 use std::path::Path;
 
-use harness::repo::{assert_unchanged, ngclient, ngclient_ok, p, Keys};
+use harness::repo::{assert_unchanged, ngclient, ngclient_ok, p, run_env, Keys, Signer};
 use harness::snapshot;
 use serde_json::Value;
 
@@ -823,66 +823,22 @@ fn a_second_commit_refuses_naming_the_holder_or_waits_for_it() {
 
 #[test]
 fn snapshot_and_timestamp_are_signed_through_a_running_signer() {
-    use harness::daemon::{client_policy, daemon_folder, signer_toml, Daemon};
     let k = Keys::new(1);
     let root = k.ceremony_root(1);
     let dir = k.path("repo");
     k.ok(&["repo", "init", p(&dir), "--root", p(&root)]);
-    let (sdir, ca) = daemon_folder("tufkey-repo-serve-");
-    let config = sdir.path().join("signer.toml");
-    std::fs::write(
-        &config,
-        signer_toml(
-            "state = \"state.json\"\naudit = \"audit.jsonl\"",
-            "",
-            &[&k.snapshot.uri, &k.timestamp.uri],
-            &[client_policy(
-                "ci-publisher",
-                &[&k.snapshot.keyid, &k.timestamp.keyid],
-                &["acme"],
-                &["snapshot", "timestamp"],
-                "400d",
-                "",
-            )],
-        ),
-    )
-    .unwrap();
-    let daemon = Daemon::start(sdir.path(), "serve", &k.hsm, &config);
-    let (cert, key) = ca.issue(sdir.path(), "ci", "ci-publisher", false, false);
-    let remote = |id: &str| format!("{}/keys/{id}", daemon.base());
+    let signer = Signer::start(&k);
     // The pipeline names the remote keys in repo.toml and types nothing else.
-    let toml = dir.join("repo.toml");
-    let text = std::fs::read_to_string(&toml).unwrap();
-    std::fs::write(
-        &toml,
-        text.replace(
-            "[keys]\n",
-            &format!(
-                "[keys]\nsnapshot = \"{}\"\ntimestamp = \"{}\"\ntargets = \"{}\"\n",
-                remote(&k.snapshot.keyid),
-                remote(&k.timestamp.keyid),
-                k.targets.uri
-            ),
-        ),
-    )
-    .unwrap();
+    signer.write_keys(&k, &dir, &k.targets.uri);
     let hello = k.path("hello.txt");
     write(&hello, "signed remotely");
     k.ok(&["repo", "add", p(&dir), p(&hello)]);
-    let with_tls = |args: &[&str]| {
-        let mut c = harness::tufkey(Some(&k.hsm));
-        c.args(args)
-            .env("TUFKEY_REMOTE_CA", sdir.path().join("client-ca.pem"))
-            .env("TUFKEY_REMOTE_CERT", &cert)
-            .env("TUFKEY_REMOTE_KEY", &key);
-        harness::run(c)
-    };
-    let (code, out, err) = with_tls(&["repo", "commit", p(&dir)]);
+    let (code, out, err) = run_env(&k, &["repo", "commit", p(&dir)], &signer.env());
     assert_eq!(code, 0, "{out}{err}");
     let v = ngclient_ok(&dir, &root, &["hello.txt"]);
     assert_eq!(v["found"]["hello.txt"], "signed remotely");
     // The signer logged both signatures for this repository.
-    let audit = std::fs::read_to_string(sdir.path().join("audit.jsonl")).unwrap();
+    let audit = signer.audit();
     for role in ["snapshot", "timestamp"] {
         assert!(
             audit.lines().any(|l| l.contains("\"result\":\"signed\"")
@@ -892,15 +848,95 @@ fn snapshot_and_timestamp_are_signed_through_a_running_signer() {
         );
     }
     // refresh through the signer too, once the timestamp is due.
+    let toml = dir.join("repo.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
     std::fs::write(
         &toml,
         text.replace("# timestamp = \"12h\"", "timestamp = \"2d\""),
     )
     .unwrap();
-    let (code, out, err) = with_tls(&["repo", "refresh", p(&dir)]);
+    let (code, out, err) = run_env(&k, &["repo", "refresh", p(&dir)], &signer.env());
     assert_eq!(code, 0, "{out}{err}");
     let v = ngclient_ok(&dir, &root, &["hello.txt"]);
     assert_eq!(v["timestamp_version"], 2);
-    daemon.stop();
+    signer.daemon.stop();
+}
+
+// ---- the whole story: root on HSM tokens, targets on a YubiKey, online roles remote ----
+
+/// The virtual PIV card's PIN (hsm-tests/piv/start.sh makes the card with it).
+const PIV_PIN: &str = "123456";
+
+/// Whether the virtual YubiKey runs; skipped with a message otherwise, failing under CI=true.
+fn piv_card() -> bool {
+    match std::env::var_os("TUFKEY_TEST_PIV_CA") {
+        Some(_) => true,
+        None if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("the virtual PIV card did not start in CI: TUFKEY_TEST_PIV_CA is unset (hsm-tests/run.sh exports it)")
+        }
+        None => {
+            eprintln!("skipped: virtual PIV card not running (TUFKEY_TEST_PIV_CA unset); run ./hsm-tests/run.sh");
+            false
+        }
+    }
+}
+
+/// A new P-256 key in a free retired slot of the virtual card: (URI, key id).
+fn yubikey_key(k: &Keys) -> (String, String) {
+    for n in 0x82..=0x95 {
+        let uri = format!("yubikey:slot={n:02x}");
+        let mut c = harness::tufkey(Some(&k.hsm));
+        c.args(["key", "generate", &uri, "--type", "ecdsa-p256", "--json"])
+            .env("TUFKEY_PIN", PIV_PIN);
+        let (code, out, err) = harness::run(c);
+        if code != 0 && err.contains("already holds a key") {
+            continue;
+        }
+        assert_eq!(code, 0, "key generate {uri}: {out}{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        return (
+            v["uri"].as_str().unwrap().to_string(),
+            v["keyid"].as_str().unwrap().to_string(),
+        );
+    }
+    panic!("no free retired slot on the virtual card; restart it with a fresh state folder");
+}
+
+#[test]
+fn a_ceremony_root_a_yubikey_targets_key_and_a_remote_signer_make_a_repository_ngclient_updates_from(
+) {
+    if !piv_card() {
+        return;
+    }
+    let k = Keys::new(2);
+    let (yk_uri, yk_id) = yubikey_key(&k);
+    let root = k.ceremony_root_with(2, &yk_uri);
+    assert_eq!(
+        read_json(&root)["signed"]["roles"]["targets"]["keyids"],
+        serde_json::json!([yk_id])
+    );
+    let dir = k.path("repo");
+    k.ok(&["repo", "init", p(&dir), "--root", p(&root)]);
+    let signer = Signer::start(&k);
+    signer.write_keys(&k, &dir, &yk_uri);
+    let hello = k.path("hello.txt");
+    write(&hello, "from a yubikey");
+    k.ok(&["repo", "add", p(&dir), p(&hello)]);
+    let mut env = signer.env();
+    env.push(("TUFKEY_PIN", PIV_PIN.into()));
+    let (code, out, err) = run_env(&k, &["--json", "repo", "commit", p(&dir)], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    let v = ngclient_ok(&dir, &root, &["hello.txt"]);
+    assert_eq!(v["found"]["hello.txt"], "from a yubikey");
+    let st = k.json(&["repo", "status", p(&dir), "--expiring-within", "1h"]);
+    let targets = st["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["role"] == "targets")
+        .unwrap()
+        .clone();
+    assert_eq!(targets["signed"], serde_json::json!([yk_id]));
+    assert_eq!(targets["threshold_met"], true);
+    signer.daemon.stop();
 }

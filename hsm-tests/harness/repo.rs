@@ -85,6 +85,12 @@ impl Keys {
     /// A root version 1 from a real ceremony (`ceremony init/add-key/threshold/run`),
     /// every root key signing; returns the finalized `1.root.json`.
     pub fn ceremony_root(&self, threshold: u64) -> PathBuf {
+        self.ceremony_root_with(threshold, &self.targets.uri)
+    }
+
+    /// As [`Keys::ceremony_root`], with the targets key named by `targets_uri` (a
+    /// YubiKey, say: `ceremony add-key` reads only its public half).
+    pub fn ceremony_root_with(&self, threshold: u64, targets_uri: &str) -> PathBuf {
         let dir = self.path("ceremony");
         let out = self.path("roots");
         self.ok(&["ceremony", "init", p(&dir)]);
@@ -107,20 +113,12 @@ impl Keys {
             "root",
             &threshold.to_string(),
         ]);
-        for (role, k) in [
-            ("targets", &self.targets),
-            ("snapshot", &self.snapshot),
-            ("timestamp", &self.timestamp),
+        for (role, uri) in [
+            ("targets", targets_uri),
+            ("snapshot", self.snapshot.uri.as_str()),
+            ("timestamp", self.timestamp.uri.as_str()),
         ] {
-            self.ok(&[
-                "ceremony",
-                "add-key",
-                p(&dir),
-                "--role",
-                role,
-                "--key",
-                &k.uri,
-            ]);
+            self.ok(&["ceremony", "add-key", p(&dir), "--role", role, "--key", uri]);
         }
         let mut args = vec!["ceremony", "run", p(&dir), "--out", p(&out), "--yes"];
         for k in &self.root {
@@ -300,4 +298,86 @@ pub fn assert_unchanged(
         diff.push(format!("added {}", p.display()));
     }
     assert!(diff.is_empty(), "{what} changed the repository: {diff:?}");
+}
+
+/// A running `tufkey serve` holding this fixture's snapshot and timestamp keys, with a
+/// client certificate allowed to sign those roles for repository `acme`.
+pub struct Signer {
+    pub daemon: super::daemon::Daemon,
+    pub dir: tempfile::TempDir,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Signer {
+    pub fn start(k: &Keys) -> Signer {
+        use super::daemon::{client_policy, daemon_folder, signer_toml, Daemon};
+        let (dir, ca) = daemon_folder("tufkey-repo-serve-");
+        let config = dir.path().join("signer.toml");
+        let policy = client_policy(
+            "ci-publisher",
+            &[&k.snapshot.keyid, &k.timestamp.keyid],
+            &["acme"],
+            &["snapshot", "timestamp"],
+            "400d",
+            "",
+        );
+        let toml = signer_toml(
+            "state = \"state.json\"\naudit = \"audit.jsonl\"",
+            "",
+            &[&k.snapshot.uri, &k.timestamp.uri],
+            &[policy],
+        );
+        std::fs::write(&config, toml).unwrap();
+        let daemon = Daemon::start(dir.path(), "serve", &k.hsm, &config);
+        let (cert, key) = ca.issue(dir.path(), "ci", "ci-publisher", false, false);
+        Signer {
+            daemon,
+            dir,
+            cert,
+            key,
+        }
+    }
+
+    /// `https://…/keys/<keyid>`.
+    pub fn key_uri(&self, keyid: &str) -> String {
+        format!("{}/keys/{keyid}", self.daemon.base())
+    }
+
+    /// The client's TLS environment.
+    pub fn env(&self) -> Vec<(&'static str, PathBuf)> {
+        vec![
+            ("TUFKEY_REMOTE_CA", self.dir.path().join("client-ca.pem")),
+            ("TUFKEY_REMOTE_CERT", self.cert.clone()),
+            ("TUFKEY_REMOTE_KEY", self.key.clone()),
+        ]
+    }
+
+    /// The daemon's audit log.
+    pub fn audit(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("audit.jsonl")).unwrap_or_default()
+    }
+
+    /// Names the signer's keys for snapshot and timestamp (and `targets_uri` for
+    /// targets) in the repository's repo.toml.
+    pub fn write_keys(&self, k: &Keys, dir: &Path, targets_uri: &str) {
+        let toml = dir.join("repo.toml");
+        let text = std::fs::read_to_string(&toml).unwrap();
+        let keys = format!(
+            "[keys]\nsnapshot = \"{}\"\ntimestamp = \"{}\"\ntargets = \"{targets_uri}\"\n",
+            self.key_uri(&k.snapshot.keyid),
+            self.key_uri(&k.timestamp.keyid)
+        );
+        std::fs::write(&toml, text.replace("[keys]\n", &keys)).unwrap();
+    }
+}
+
+/// `tufkey ARGS` on `k`'s tokens with `env` added: (exit code, stdout, stderr).
+pub fn run_env(k: &Keys, args: &[&str], env: &[(&str, PathBuf)]) -> (i32, String, String) {
+    let mut c = tufkey(Some(&k.hsm));
+    c.args(args);
+    for (n, v) in env {
+        c.env(n, v);
+    }
+    run(c)
 }
