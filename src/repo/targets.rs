@@ -491,3 +491,101 @@ pub fn stage_for_edit(repo: &Repository, role: &str) -> Result<PathBuf, RepoErro
     }
     Ok(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(targets: Value, roles: Value) -> Metadata {
+        Metadata::new(json!({
+            "_type": "targets", "version": 1, "expires": "2030-01-01T00:00:00Z",
+            "targets": targets, "delegations": {"keys": {}, "roles": roles},
+        }))
+        .unwrap()
+    }
+
+    /// targets → [a (a/*), t (t/*, terminating), bins (hash prefixes 0-f)], a → [a-deep (*/x*)].
+    fn tree_docs() -> BTreeMap<String, Metadata> {
+        let prefixes: Vec<String> = (0..16).map(|i| format!("{i:x}")).collect();
+        let mut docs = BTreeMap::new();
+        docs.insert(
+            "targets".to_string(),
+            doc(
+                json!({"top.txt": {"length": 1, "hashes": {"sha256": "00"}}}),
+                json!([
+                    {"name": "a", "keyids": [], "threshold": 1, "paths": ["a/*"], "terminating": false},
+                    {"name": "t", "keyids": [], "threshold": 1, "paths": ["t/*"], "terminating": true},
+                    {"name": "bins", "keyids": [], "threshold": 1, "path_hash_prefixes": prefixes},
+                ]),
+            ),
+        );
+        docs.insert(
+            "a".to_string(),
+            doc(
+                json!({"a/xlisted": {"length": 1, "hashes": {"sha256": "00"}}}),
+                json!([{"name": "a-deep", "keyids": [], "threshold": 1, "paths": ["*/x*"]}]),
+            ),
+        );
+        docs
+    }
+
+    #[test]
+    fn the_most_specific_matching_delegation_is_chosen_like_a_client_search() {
+        let d = tree_docs();
+        assert_eq!(choose_role(&d, "a/xyz", None).unwrap(), "a-deep");
+        assert_eq!(choose_role(&d, "a/b", None).unwrap(), "a");
+        assert_eq!(choose_role(&d, "t/b", None).unwrap(), "t");
+        // Every path's SHA-256 starts with a hex digit: the hash-bin role takes the rest.
+        assert_eq!(choose_role(&d, "other", None).unwrap(), "bins");
+        assert_eq!(choose_role(&d, "a/b", Some("targets")).unwrap(), "targets");
+    }
+
+    #[test]
+    fn roles_clients_would_not_consult_are_refused_with_the_reason() {
+        let d = tree_docs();
+        let e = choose_role(&d, "b/x", Some("a")).unwrap_err().to_string();
+        assert!(
+            e.contains("its paths: a/*") && e.contains("`targets` (any path)"),
+            "{e}"
+        );
+        let e = choose_role(&d, "b/xy", Some("a-deep"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("delegated through `a`"), "{e}");
+        // `t` is terminating and matches t/*: clients never reach `bins` for t/x.
+        let e = choose_role(&d, "t/x", Some("bins"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("terminating role `t`"), "{e}");
+        // Already listed by a role searched earlier.
+        let e = choose_role(&d, "top.txt", Some("bins"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("already listed by role `targets`"), "{e}");
+        let e = choose_role(&d, "a/xlisted", Some("a-deep"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("already listed by role `a`"), "{e}");
+        assert!(matches!(
+            choose_role(&d, "x", Some("nope")),
+            Err(RepoError::NoSuchRole { .. })
+        ));
+    }
+
+    #[test]
+    fn manifests_in_lines_and_in_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines = dir.path().join("m.txt");
+        let h = "ab".repeat(32);
+        std::fs::write(&lines, format!("# comment\n\napp.tgz 10 sha256:{h}\n")).unwrap();
+        let t = read_manifest(&lines).unwrap();
+        assert_eq!((t[0].path.as_str(), t[0].info.length), ("app.tgz", 10));
+        let js = dir.path().join("m.json");
+        std::fs::write(&js, format!(r#"{{"x/y.bin": {{"length": 3, "hashes": {{"sha256": "{h}"}}, "custom": {{"k": 1}}}}}}"#)).unwrap();
+        let t = read_manifest(&js).unwrap();
+        assert_eq!(t[0].custom, Some(json!({"k": 1})));
+        std::fs::write(&lines, "app.tgz ten sha256:00\n").unwrap();
+        let e = read_manifest(&lines).unwrap_err().to_string();
+        assert!(e.contains("m.txt") && e.contains("line 1"), "{e}");
+    }
+}
