@@ -209,7 +209,43 @@ fn without_consistent_snapshots_keys_come_from_repo_toml_and_files_are_unprefixe
 
     write(&a, "second");
     k.ok(&["repo", "add", p(&dir), p(&a)]);
+    // An artifact stored elsewhere: recorded by hash, no file published.
+    let h = "ab".repeat(32);
+    k.ok(&[
+        "repo",
+        "add",
+        p(&dir),
+        "--path",
+        "ext/image.bin",
+        "--hash",
+        &format!("sha256:{h}"),
+        "--length",
+        "4096",
+    ]);
+    // Snapshot states the length and hash of targets.json too; ngclient checks them.
+    let toml = dir.join("repo.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replace(
+            "meta_lengths_and_hashes = false",
+            "meta_lengths_and_hashes = true",
+        ),
+    )
+    .unwrap();
     k.ok(&["repo", "commit", p(&dir)]);
+    let snap = read_json(&dir.join("metadata/snapshot.json"));
+    let targets_bytes = std::fs::read(dir.join("metadata/targets.json")).unwrap();
+    assert_eq!(
+        snap["signed"]["meta"]["targets.json"]["length"],
+        targets_bytes.len()
+    );
+    let targets = read_json(&dir.join("metadata/targets.json"));
+    assert_eq!(
+        targets["signed"]["targets"]["ext/image.bin"]["hashes"]["sha256"],
+        h.as_str()
+    );
+    assert!(!dir.join("targets/ext").exists());
     let v = ngclient_ok(&dir, &root, &["a.txt"]);
     assert_eq!(v["found"]["a.txt"], "second");
     assert_eq!(v["targets_version"], 2);

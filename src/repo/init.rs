@@ -75,7 +75,7 @@ pub fn check_update(old: &Metadata, new: &Metadata, new_path: &Path) -> Result<(
         &delegator(old, new_path)?,
         new,
         new_path,
-        &format!("previous (version {ov})"),
+        &format!("version {ov}'s"),
     )?;
     check_root(new, new_path)
 }
