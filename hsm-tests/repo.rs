@@ -68,9 +68,45 @@ fn a_repository_from_a_ceremony_root_is_published_and_ngclient_downloads_its_tar
     // Nothing is published before the commit.
     assert!(!dir.join("metadata/timestamp.json").exists());
     let keys = k.commit_keys();
-    let mut args = vec!["--json", "repo", "commit", p(&dir)];
+    let audit = k.path("audit.jsonl");
+    let mut args = vec![
+        "--json",
+        "--audit-log",
+        p(&audit),
+        "repo",
+        "commit",
+        p(&dir),
+    ];
     args.extend(keys.iter().map(String::as_str));
     let out: Value = serde_json::from_str(&k.ok(&args)).unwrap();
+    // One audit entry per signature, each naming role, version and key.
+    let entries: Vec<Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &Value| e["action"] == "repo commit")
+        .collect();
+    let mut audited: Vec<(String, String)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["role"].as_str().unwrap().to_string(),
+                e["key_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    audited.sort();
+    assert_eq!(
+        audited,
+        [
+            ("snapshot".to_string(), k.snapshot.keyid.clone()),
+            ("targets".to_string(), k.targets.keyid.clone()),
+            ("timestamp".to_string(), k.timestamp.keyid.clone())
+        ]
+    );
+    assert!(entries
+        .iter()
+        .all(|e| e["result"] == "signed" && e["version"] == 1));
     assert_eq!(out["committed"], true);
     let written: Vec<String> = out["written"]
         .as_array()
@@ -701,6 +737,24 @@ fn bad_target_paths_files_and_hashes_are_refused_by_name_and_change_nothing() {
     let (_, msg) = k.fails(&["repo", "add", p(&dir), p(&good), p(&missing)]);
     assert!(msg.contains(p(&missing)), "{msg}");
     assert_unchanged(&before, &dir, "an add with one missing file");
+
+    // A staged file edited by hand cannot smuggle a path outside targets/ past commit.
+    let staged = k
+        .ok(&["repo", "edit", p(&dir), "targets"])
+        .trim()
+        .to_string();
+    let mut doc = read_json(Path::new(&staged));
+    doc["signed"]["targets"]["../../evil"] =
+        serde_json::json!({"length": 1, "hashes": {"sha256": "00"}});
+    std::fs::write(&staged, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let before = snapshot(&dir);
+    let keys = k.commit_keys();
+    let mut args = vec!["repo", "commit", p(&dir)];
+    args.extend(keys.iter().map(String::as_str));
+    let (code, msg) = k.fails(&args);
+    assert_eq!(code, 1);
+    assert!(msg.contains("`../../evil`"), "{msg}");
+    assert_unchanged(&before, &dir, "a commit of a hand-edited bad path");
 }
 
 #[test]

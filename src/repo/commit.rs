@@ -20,6 +20,7 @@ use super::{consistent_snapshot, Hooks, Progress, Repository};
 use crate::keys::PinPolicy;
 use crate::tuf::edit;
 use crate::tuf::fileinfo::{FileInfo, HashAlg};
+use crate::tuf::paths::check_target_path;
 use crate::tuf::time::{format_expires, parse_expires};
 use crate::tuf::verify::RoleKeys;
 use crate::tuf::{Delegator, Metadata};
@@ -213,6 +214,8 @@ pub fn commit(
             .into_iter()
             .flatten()
         {
+            // A staged file edited by hand must not smuggle in a path outside targets/.
+            check_target_path(path)?;
             let Some(fi) = FileInfo::from_value(entry) else {
                 continue;
             };

@@ -441,7 +441,8 @@ pub fn remove(
                 },
             });
         };
-        let Some(mut doc) = changed.get(&holder).or(docs.get(&holder)).cloned() else {
+        // `docs` holds every edit made so far, and `holder` lists the path.
+        let Some(mut doc) = docs.get(&holder).cloned() else {
             continue;
         };
         let length = doc.signed()["targets"][path.as_str()]["length"]
