@@ -316,6 +316,17 @@ fn targets_added_then_removed_disappear_for_clients_but_their_files_stay() {
     assert_eq!(code, 1);
     assert!(msg.contains("target `hello.txt` is not listed"), "{msg}");
     assert_unchanged(&before, &dir, "a refused remove");
+
+    // A timestamp whose signature was tampered with: status exits 3 and names the role.
+    let ts_path = dir.join("metadata/timestamp.json");
+    let mut ts = read_json(&ts_path);
+    let sig = ts["signatures"][0]["sig"].as_str().unwrap().to_string();
+    let flipped = if sig.ends_with('0') { "1" } else { "0" };
+    ts["signatures"][0]["sig"] = Value::String(format!("{}{flipped}", &sig[..sig.len() - 1]));
+    std::fs::write(&ts_path, serde_json::to_vec(&ts).unwrap()).unwrap();
+    let (code, out, _) = k.run(&["repo", "status", p(&dir), "--expiring-within", "1h"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("NOT SIGNED timestamp"), "{out}");
 }
 
 #[test]
@@ -973,7 +984,8 @@ fn piv_card() -> bool {
 
 /// A new P-256 key in a free retired slot of the virtual card: (URI, key id).
 fn yubikey_key(k: &Keys) -> (String, String) {
-    for n in 0x82..=0x95 {
+    // From the last retired slot down, away from the slots hsm-tests/yubikey.rs prefers.
+    for n in (0x82..=0x95).rev() {
         let uri = format!("yubikey:slot={n:02x}");
         let mut c = harness::tufkey(Some(&k.hsm));
         c.args(["key", "generate", &uri, "--type", "ecdsa-p256", "--json"])
