@@ -9,6 +9,7 @@ mod demo;
 mod key;
 mod output;
 mod pin;
+mod repo_verify;
 mod serve;
 mod sign;
 mod token;
@@ -120,6 +121,9 @@ enum Command {
     /// Edit a targets file's delegations and re-sign it (delegated key rotation).
     #[command(subcommand)]
     Delegation(delegation::DelegationCmd),
+    /// TUF repositories: check a whole repository as a client would.
+    #[command(subcommand)]
+    Repo(RepoCommand),
     /// Manage the OS keyring PIN cache.
     #[command(subcommand)]
     Pin(pin::PinCmd),
@@ -135,6 +139,14 @@ enum Command {
     Audit(audit::AuditCmd),
     /// Run a whole 3-of-5 root ceremony and a rotation on throwaway keys, printing each command.
     Demo(demo::DemoArgs),
+}
+
+/// `tufkey repo …`.
+#[derive(Subcommand)]
+enum RepoCommand {
+    /// Check a whole repository the way a client would: root chain, timestamp, snapshot,
+    /// targets and delegated roles, target files, expiry. Exit 3 when it does not verify.
+    Verify(repo_verify::VerifyArgs),
 }
 
 /// Options every command shares.
@@ -199,6 +211,7 @@ pub fn run() -> ExitCode {
         Command::Pin(c) => pin::run(c, &ctx),
         Command::Ceremony(c) => ceremony::run(c, &ctx),
         Command::Delegation(c) => delegation::run(c, &ctx),
+        Command::Repo(RepoCommand::Verify(a)) => repo_verify::run(a, &ctx),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "tufkey", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,3 @@
+//! Repositories: the folder clients fetch (`metadata/`, `targets/`).
+
+pub mod verify;
