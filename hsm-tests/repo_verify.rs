@@ -107,12 +107,19 @@ fn problems(report: &Value) -> Vec<String> {
 #[test]
 fn a_repository_written_by_python_tuf_is_accepted_by_ngclient_and_by_repo_verify() {
     let built = Built::new();
-    let good = built.case("good");
+    for (case, consistent) in [("good", true), ("good_not_consistent", false)] {
+        good_repository_verifies(&built, case, consistent);
+    }
+}
+
+fn good_repository_verifies(built: &Built, case: &str, consistent: bool) {
+    let good = built.case(case);
     let root1 = good.join("metadata/1.root.json");
-    ngclient(&good, &root1, "now", &built.targets).expect("ngclient accepts the good repository");
+    ngclient(&good, &root1, "now", &built.targets)
+        .unwrap_or_else(|e| panic!("ngclient refuses {case}: {e}"));
 
     let (code, report) = verify_json(&good, &[]);
-    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(code, 0, "{case}: {report:#}");
     assert_eq!(report["verified"], true);
     assert!(problems(&report).is_empty());
     let roles: Vec<(String, u64)> = report["roles"]
@@ -147,7 +154,33 @@ fn a_repository_written_by_python_tuf_is_accepted_by_ngclient_and_by_repo_verify
     assert_eq!(report["roles"][1]["signed_by"].as_array().unwrap().len(), 2);
     assert_eq!(report["targets"]["listed"], 2);
     assert_eq!(report["targets"]["verified"], 2);
-    assert_eq!(report["consistent_snapshot"], true);
+    assert_eq!(report["consistent_snapshot"], consistent);
+    let files: Vec<&str> = report["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["file"].as_str().unwrap())
+        .collect();
+    let want = if consistent {
+        [
+            "metadata/1.root.json",
+            "metadata/2.root.json",
+            "metadata/timestamp.json",
+            "metadata/1.snapshot.json",
+            "metadata/1.targets.json",
+            "metadata/1.team.json",
+        ]
+    } else {
+        [
+            "metadata/1.root.json",
+            "metadata/2.root.json",
+            "metadata/timestamp.json",
+            "metadata/snapshot.json",
+            "metadata/targets.json",
+            "metadata/team.json",
+        ]
+    };
+    assert_eq!(files, want, "{case}");
 }
 
 #[test]
@@ -484,5 +517,59 @@ fn real_world_repositories_get_python_tufs_verdict_at_their_time_and_now() {
                 );
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Where keys are added: one public key is never listed under a second key id.
+
+#[test]
+fn delegation_add_key_refuses_a_public_key_listed_under_another_key_id() {
+    use tufkey::tuf::PublicKey;
+    let dir = tempfile::tempdir().unwrap();
+    let sk = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let key = PublicKey::Ed25519(sk.verifying_key()).to_tuf_key();
+    let id = key.key_id();
+    let targets = dir.path().join("targets.json");
+    harness::write_unsigned(
+        &targets,
+        serde_json::json!({
+            "_type": "targets", "version": 1, "spec_version": "1.0.31",
+            "expires": harness::next_year(), "targets": {},
+            "delegations": {"keys": {&id: key.to_value()}, "roles": [
+                {"name": "team", "keyids": [&id], "threshold": 1, "paths": ["team/*"], "terminating": false},
+                {"name": "ops", "keyids": [], "threshold": 1, "paths": ["ops/*"], "terminating": false},
+            ]},
+        }),
+    );
+    // The same public key with a tuf-on-ci style extra field: another key id.
+    let mut same = key.to_value();
+    same["x-tuf-on-ci-keyowner"] = "@someone".into();
+    let same_file = dir.path().join("same-key.json");
+    std::fs::write(&same_file, serde_json::to_vec(&same).unwrap()).unwrap();
+    let before = snapshot(dir.path());
+    for role in ["team", "ops"] {
+        let (code, out) = harness::fails(
+            None,
+            &[
+                "delegation",
+                "add-key",
+                targets.to_str().unwrap(),
+                "--role",
+                role,
+                "--delegate-key",
+                same_file.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains(&format!("already listed as key id {id}")),
+            "{role}: {out}"
+        );
+        assert_eq!(
+            snapshot(dir.path()),
+            before,
+            "{role}: a refused add-key changed a file"
+        );
     }
 }

@@ -71,15 +71,16 @@ def write(path, data):
 
 
 def build_one(out, keys, tweak=lambda stage, signed, keys: None, post=lambda out: None,
-              extra_sign=lambda stage, md, keys: None):
+              extra_sign=lambda stage, md, keys: None, consistent=True):
     """The repository: root v1 -> v2 (second root key, threshold 2, timestamp key
     rotated), targets with hello.txt delegating team/* to `team` (team/tool.bin),
-    snapshot and timestamp stating versions, lengths and hashes; consistent snapshots.
+    snapshot and timestamp stating versions, lengths and hashes; consistent snapshots
+    unless `consistent` is False (then snapshot.json, targets.json, targets/PATH).
     `tweak` edits a role's `signed` before it is signed, `extra_sign` adds signatures,
     `post` damages files after they are written."""
     pub = {n: s.public_key for n, s in keys.items()}
 
-    root = Root(expires=IN_A_YEAR, consistent_snapshot=True)
+    root = Root(expires=IN_A_YEAR, consistent_snapshot=consistent)
     for role, k in [("root", "root1"), ("targets", "targets"), ("snapshot", "snapshot"),
                     ("timestamp", "ts1")]:
         root.add_key(pub[k], role)
@@ -134,14 +135,16 @@ def build_one(out, keys, tweak=lambda stage, signed, keys: None, post=lambda out
     meta = os.path.join(out, "metadata")
     write(os.path.join(meta, "1.root.json"), to_bytes(root1))
     write(os.path.join(meta, f"{root2_signed.version}.root.json"), to_bytes(root2))
-    write(os.path.join(meta, f"{targets_signed.version}.targets.json"), targets_bytes)
-    write(os.path.join(meta, f"{team_signed.version}.team.json"), team_bytes)
-    write(os.path.join(meta, f"{snapshot_signed.version}.snapshot.json"), snapshot_bytes)
+    prefix = lambda version: f"{version}." if consistent else ""
+    write(os.path.join(meta, f"{prefix(targets_signed.version)}targets.json"), targets_bytes)
+    write(os.path.join(meta, f"{prefix(team_signed.version)}team.json"), team_bytes)
+    write(os.path.join(meta, f"{prefix(snapshot_signed.version)}snapshot.json"), snapshot_bytes)
     write(os.path.join(meta, "timestamp.json"), to_bytes(timestamp))
     for path, data in TARGETS.items():
         dirname, _, name = path.rpartition("/")
-        for h in files[path].hashes.values():
-            write(os.path.join(out, "targets", dirname, f"{h}.{name}"), data)
+        names = [f"{h}.{name}" for h in files[path].hashes.values()] if consistent else [name]
+        for n in names:
+            write(os.path.join(out, "targets", dirname, n), data)
     post(out)
 
 
@@ -218,6 +221,7 @@ def team_lists_outside_its_paths(stage, signed, keys):
 
 CASES = {
     "good": {},
+    "good_not_consistent": {"consistent": False},
     "bad_signature": {"post": flip_signature},
     "same_key_two_ids": {"tweak": same_key_two_ids, "extra_sign": sign_as_alias},
     "snapshot_wrong_targets_version": {"tweak": snapshot_states_targets_v2, "post": copy_targets_as_v2},
