@@ -417,6 +417,33 @@ fn no_targets_checks_metadata_only() {
 }
 
 #[test]
+fn a_hash_named_copy_missing_beside_another_is_a_note_not_a_failure() {
+    let built = Built::new();
+    let good = built.case("good");
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(good.join("metadata/1.targets.json")).unwrap())
+            .unwrap();
+    let sha512 = doc["signed"]["targets"]["hello.txt"]["hashes"]["sha512"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let copy = format!("targets/{sha512}.hello.txt");
+    std::fs::remove_file(good.join(&copy)).unwrap();
+    let (code, report) = verify_json(&good, &[]);
+    assert_eq!(code, 0, "{report:#}");
+    let notes = report["notes"].as_array().unwrap();
+    assert!(
+        notes.iter().any(|n| n["file"] == copy.as_str()
+            && n["message"]
+                .as_str()
+                .unwrap()
+                .contains("target `hello.txt`")),
+        "{notes:#?}"
+    );
+    assert_eq!(report["targets"]["verified"], 2);
+}
+
+#[test]
 fn a_trusted_root_outside_the_folder_is_where_the_chain_starts() {
     let built = Built::new();
     let good = built.case("good");

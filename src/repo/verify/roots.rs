@@ -33,7 +33,7 @@ pub(super) fn chain(walk: &mut Walk) -> Result<FinalRoot, VerifyError> {
     walk.report.trusted_root_version = Some(trusted.version);
     // A client trusts its first root, but still checks that it is signed by itself.
     let r = walk.check_signatures(&trusted, &keys, "itself", "root");
-    walk.role_line("root", &trusted, "trusted", r.as_ref());
+    walk.role_line("root", &trusted, "itself (trusted)", r.as_ref());
 
     let mut current = trusted;
     loop {
@@ -64,7 +64,7 @@ pub(super) fn chain(walk: &mut Walk) -> Result<FinalRoot, VerifyError> {
             }
         };
         let r = walk.check_signatures(&new, &new_keys, "itself", "root");
-        walk.role_line("root", &new, &old_label, r.as_ref());
+        walk.role_line("root", &new, &format!("{old_label} and itself"), r.as_ref());
         keys = new_keys;
         // The chain goes on from the file's place in it, so one bad file is one problem.
         current = Loaded {

@@ -21,12 +21,24 @@ pub(super) fn check_files(walk: &mut Walk, listed: &[Listed]) {
                 continue;
             }
         };
-        let present: Vec<String> = target_file_names(&t.path, &stated, consistent)
-            .into_iter()
-            .filter(|n| walk.dir.join("targets").join(n).is_file())
-            .collect();
+        let (present, missing): (Vec<String>, Vec<String>) =
+            target_file_names(&t.path, &stated, consistent)
+                .into_iter()
+                .partition(|n| walk.dir.join("targets").join(n).is_file());
         if present.is_empty() {
             walk.report.targets.absent.push(t.path.clone());
+        } else if !missing.is_empty() {
+            // Which hash a client builds the name from is its choice (ngclient: the
+            // first one listed), so a missing copy can break some clients.
+            for m in missing {
+                walk.note(
+                    &format!("targets/{m}"),
+                    format!(
+                        "target `{}` is published under another of its hashes but not this one; clients that name the file by this hash will not find it",
+                        t.path
+                    ),
+                );
+            }
         }
         for name in present {
             jobs.push((t, stated.clone(), name));
