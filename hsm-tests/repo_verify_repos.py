@@ -33,6 +33,7 @@ from tuf.api.metadata import (
     MetaFile,
     Root,
     Snapshot,
+    SuccinctRoles,
     TargetFile,
     Targets,
     Timestamp,
@@ -71,11 +72,12 @@ def write(path, data):
 
 
 def build_one(out, keys, tweak=lambda stage, signed, keys: None, post=lambda out: None,
-              extra_sign=lambda stage, md, keys: None, consistent=True):
+              extra_sign=lambda stage, md, keys: None, consistent=True, succinct=False):
     """The repository: root v1 -> v2 (second root key, threshold 2, timestamp key
     rotated), targets with hello.txt delegating team/* to `team` (team/tool.bin),
     snapshot and timestamp stating versions, lengths and hashes; consistent snapshots
-    unless `consistent` is False (then snapshot.json, targets.json, targets/PATH).
+    unless `consistent` is False (then snapshot.json, targets.json, targets/PATH); with
+    `succinct`, targets delegates to four hash bins (TAP 15) instead of `team`.
     `tweak` edits a role's `signed` before it is signed, `extra_sign` adds signatures,
     `post` damages files after they are written."""
     pub = {n: s.public_key for n, s in keys.items()}
@@ -100,26 +102,38 @@ def build_one(out, keys, tweak=lambda stage, signed, keys: None, post=lambda out
     extra_sign("root2", root2, keys)
 
     files = {p: TargetFile.from_data(p, data, ["sha256", "sha512"]) for p, data in TARGETS.items()}
-    team_signed = Targets(expires=IN_A_YEAR)
-    team_signed.targets["team/tool.bin"] = files["team/tool.bin"]
-    tweak("team", team_signed, keys)
-    team = Metadata(team_signed)
-    team.sign(keys["team"])
-
     targets_signed = Targets(expires=IN_A_YEAR)
     targets_signed.targets["hello.txt"] = files["hello.txt"]
-    targets_signed.delegations = Delegations(
-        keys={pub["team"].keyid: pub["team"]},
-        roles={"team": DelegatedRole("team", [pub["team"].keyid], 1, True, paths=["team/*"])},
-    )
+    team_key = {pub["team"].keyid: pub["team"]}
+    if succinct:
+        # TAP 15: four hash bins bins-0..bins-3, each a role of its own signed by `team`.
+        bins = SuccinctRoles([pub["team"].keyid], 1, 2, "bins")
+        targets_signed.delegations = Delegations(keys=team_key, succinct_roles=bins)
+        delegated = {name: Targets(expires=IN_A_YEAR) for name in bins.get_roles()}
+        delegated[bins.get_role_for_target("team/tool.bin")].targets["team/tool.bin"] = files["team/tool.bin"]
+        tweak("bins", delegated, keys)
+    else:
+        targets_signed.delegations = Delegations(
+            keys=team_key,
+            roles={"team": DelegatedRole("team", [pub["team"].keyid], 1, True, paths=["team/*"])},
+        )
+        delegated = {"team": Targets(expires=IN_A_YEAR)}
+        delegated["team"].targets["team/tool.bin"] = files["team/tool.bin"]
+        tweak("team", delegated["team"], keys)
+    delegated_bytes = {}
+    for name, signed in delegated.items():
+        md = Metadata(signed)
+        md.sign(keys["team"])
+        delegated_bytes[name] = to_bytes(md)
     tweak("targets", targets_signed, keys)
     targets = Metadata(targets_signed)
     targets.sign(keys["targets"])
+    targets_bytes = to_bytes(targets)
 
-    targets_bytes, team_bytes = to_bytes(targets), to_bytes(team)
     snapshot_signed = Snapshot(expires=IN_A_YEAR)
     snapshot_signed.meta["targets.json"] = MetaFile(1)
-    snapshot_signed.meta["team.json"] = MetaFile(1, len(team_bytes))
+    for name, data in delegated_bytes.items():
+        snapshot_signed.meta[f"{name}.json"] = MetaFile(1, len(data))
     tweak("snapshot", snapshot_signed, keys)
     snapshot = Metadata(snapshot_signed)
     snapshot.sign(keys["snapshot"])
@@ -137,7 +151,8 @@ def build_one(out, keys, tweak=lambda stage, signed, keys: None, post=lambda out
     write(os.path.join(meta, f"{root2_signed.version}.root.json"), to_bytes(root2))
     prefix = lambda version: f"{version}." if consistent else ""
     write(os.path.join(meta, f"{prefix(targets_signed.version)}targets.json"), targets_bytes)
-    write(os.path.join(meta, f"{prefix(team_signed.version)}team.json"), team_bytes)
+    for name, data in delegated_bytes.items():
+        write(os.path.join(meta, f"{prefix(delegated[name].version)}{name}.json"), data)
     write(os.path.join(meta, f"{prefix(snapshot_signed.version)}snapshot.json"), snapshot_bytes)
     write(os.path.join(meta, "timestamp.json"), to_bytes(timestamp))
     for path, data in TARGETS.items():
@@ -219,9 +234,20 @@ def team_lists_outside_its_paths(stage, signed, keys):
             "elsewhere/tool.bin", TARGETS["team/tool.bin"])
 
 
+def tool_in_the_wrong_bin(stage, delegated, keys):
+    """team/tool.bin hashes into bins-1; list it in bins-2 instead."""
+    if stage == "bins":
+        for signed in delegated.values():
+            signed.targets.clear()
+        delegated["bins-2"].targets["team/tool.bin"] = TargetFile.from_data(
+            "team/tool.bin", TARGETS["team/tool.bin"], ["sha256", "sha512"])
+
+
 CASES = {
     "good": {},
     "good_not_consistent": {"consistent": False},
+    "good_succinct": {"succinct": True},
+    "succinct_wrong_bin": {"succinct": True, "tweak": tool_in_the_wrong_bin},
     "bad_signature": {"post": flip_signature},
     "same_key_two_ids": {"tweak": same_key_two_ids, "extra_sign": sign_as_alias},
     "snapshot_wrong_targets_version": {"tweak": snapshot_states_targets_v2, "post": copy_targets_as_v2},

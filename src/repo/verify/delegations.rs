@@ -3,15 +3,17 @@
 //! the role that delegates it, and each target it lists against the paths the
 //! delegations on the way to it allow.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use serde_json::Value;
 
-use super::paths::PathRule;
+use super::paths::{PathRule, Succinct};
 use super::roots::FinalRoot;
 use super::top::{check_version, Snapshot};
 use super::Walk;
-use crate::tuf::{Delegator, Metadata};
+use crate::tuf::verify::RoleKeys;
+use crate::tuf::{Delegator, Key, Metadata};
 
 /// A target as one role lists it.
 pub(super) struct Listed {
@@ -24,7 +26,8 @@ pub(super) struct Listed {
 /// A role to visit: its name, who delegates it, and the path rules on the way to it.
 struct Visit {
     role: String,
-    delegator: Option<(String, Delegator)>,
+    /// Shared by every role one document delegates (hash bins can be thousands).
+    delegator: Option<(String, Rc<Delegator>)>,
     rules: Vec<(String, PathRule)>,
 }
 
@@ -142,15 +145,41 @@ fn delegated_roles(walk: &mut Walk, file: &str, md: &Metadata, visit: &Visit) ->
     let Some(delegations) = md.signed().get("delegations") else {
         return Vec::new();
     };
-    if delegations.get("succinct_roles").is_some() {
-        walk.problem(
-            file,
-            "uses succinct_roles (TAP 15 hash bins), which tufkey repo verify does not support yet; the roles it delegates were not checked",
-        );
-        return Vec::new();
+    if let Some(succinct) = delegations.get("succinct_roles") {
+        if delegations.get("roles").is_some() {
+            walk.problem(
+                file,
+                "delegations must have `roles` or `succinct_roles`, not both",
+            );
+            return Vec::new();
+        }
+        return match succinct_bins(delegations, succinct) {
+            Ok((bins, keys)) => {
+                let keys = Rc::new(keys);
+                bins.names()
+                    .map(|name| {
+                        let mut rules = visit.rules.clone();
+                        let rule = PathRule::Bin {
+                            bins: bins.clone(),
+                            name: name.clone(),
+                        };
+                        rules.push((visit.role.clone(), rule));
+                        Visit {
+                            role: name,
+                            delegator: Some((visit.role.clone(), Rc::clone(&keys))),
+                            rules,
+                        }
+                    })
+                    .collect()
+            }
+            Err(e) => {
+                walk.problem(file, format!("succinct_roles: {e}"));
+                Vec::new()
+            }
+        };
     }
     let keys = match Delegator::from_metadata(md) {
-        Ok(k) => k,
+        Ok(k) => Rc::new(k),
         Err(e) => {
             walk.problem(file, format!("its delegations cannot be read: {e}"));
             return Vec::new();
@@ -179,9 +208,63 @@ fn delegated_roles(walk: &mut Walk, file: &str, md: &Metadata, visit: &Visit) ->
         rules.push((visit.role.clone(), rule));
         out.push(Visit {
             role: name,
-            delegator: Some((visit.role.clone(), keys.clone())),
+            delegator: Some((visit.role.clone(), Rc::clone(&keys))),
             rules,
         });
     }
     out
+}
+
+/// The most bins checked one by one (2^16): a repository with more is refused as too
+/// large to walk rather than read for hours.
+const MAX_BINS: u64 = 1 << 16;
+
+/// The bins of succinct delegations and a delegator that gives each bin the shared
+/// keys and threshold.
+fn succinct_bins(delegations: &Value, succinct: &Value) -> Result<(Succinct, Delegator), String> {
+    let bins = Succinct::from_value(succinct)?;
+    if bins.count() > MAX_BINS {
+        return Err(format!(
+            "{} bins (bit_length {}) is more than tufkey repo verify walks ({MAX_BINS})",
+            bins.count(),
+            bins.bit_length
+        ));
+    }
+    let keyids: Vec<String> = succinct
+        .get("keyids")
+        .and_then(Value::as_array)
+        .ok_or("`keyids` must be an array")?
+        .iter()
+        .map(|k| {
+            k.as_str()
+                .map(str::to_owned)
+                .ok_or("`keyids` must hold strings")
+        })
+        .collect::<Result<_, _>>()?;
+    let threshold = succinct
+        .get("threshold")
+        .and_then(Value::as_u64)
+        .filter(|t| *t >= 1)
+        .ok_or("`threshold` must be an integer of at least 1")?;
+    let mut keys = BTreeMap::new();
+    let listed = delegations
+        .get("keys")
+        .and_then(Value::as_object)
+        .ok_or("delegations must have a `keys` object")?;
+    for (id, k) in listed {
+        keys.insert(
+            id.clone(),
+            Key::from_value(id, k).map_err(|e| e.to_string())?,
+        );
+    }
+    let role = RoleKeys { keyids, threshold };
+    let roles = bins.names().map(|n| (n, role.clone())).collect();
+    Ok((
+        bins,
+        Delegator {
+            kind: "targets".into(),
+            keys,
+            roles,
+        },
+    ))
 }

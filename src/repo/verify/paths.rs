@@ -11,6 +11,62 @@ use sha2::{Digest, Sha256};
 pub enum PathRule {
     Paths(Vec<String>),
     HashPrefixes(Vec<String>),
+    /// One bin of succinct hash-bin delegations (TAP 15): the paths that hash into it.
+    Bin {
+        bins: Succinct,
+        name: String,
+    },
+}
+
+/// Succinct hash-bin delegations (TAP 15), as python-tuf's `SuccinctRoles` names and
+/// fills the bins: `2^bit_length` roles `PREFIX-<hex index>`, a path going to the bin
+/// numbered by the first `bit_length` bits of its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Succinct {
+    pub bit_length: u32,
+    pub name_prefix: String,
+}
+
+impl Succinct {
+    /// Reads `bit_length` (1 to 32) and `name_prefix` from `succinct_roles`.
+    pub fn from_value(v: &Value) -> Result<Succinct, String> {
+        let bit_length = v
+            .get("bit_length")
+            .and_then(Value::as_u64)
+            .filter(|b| (1..=32).contains(b))
+            .ok_or("`bit_length` must be an integer from 1 to 32")?;
+        let name_prefix = v
+            .get("name_prefix")
+            .and_then(Value::as_str)
+            .ok_or("`name_prefix` must be a string")?
+            .to_owned();
+        Ok(Succinct {
+            bit_length: bit_length as u32,
+            name_prefix,
+        })
+    }
+
+    /// How many bins there are.
+    pub fn count(&self) -> u64 {
+        1u64 << self.bit_length
+    }
+
+    fn name(&self, index: u64) -> String {
+        let width = format!("{:x}", self.count() - 1).len();
+        format!("{}-{index:0width$x}", self.name_prefix)
+    }
+
+    /// Every bin's role name, in order.
+    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
+        (0..self.count()).map(|i| self.name(i))
+    }
+
+    /// The bin a target path belongs to.
+    pub fn role_for(&self, target: &str) -> String {
+        let digest = Sha256::digest(target.as_bytes());
+        let first = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+        self.name(u64::from(first >> (32 - self.bit_length)))
+    }
 }
 
 impl PathRule {
@@ -49,6 +105,7 @@ impl PathRule {
                 let hash = hex::encode(Sha256::digest(target.as_bytes()));
                 prefixes.iter().any(|p| hash.starts_with(p.as_str()))
             }
+            PathRule::Bin { bins, name } => bins.role_for(target) == *name,
         }
     }
 
@@ -57,6 +114,10 @@ impl PathRule {
         match self {
             PathRule::Paths(p) => format!("paths {p:?}"),
             PathRule::HashPrefixes(h) => format!("path_hash_prefixes {h:?}"),
+            PathRule::Bin { bins, name } => format!(
+                "the paths whose SHA-256 puts them in hash bin `{name}` (succinct_roles, bit_length {})",
+                bins.bit_length
+            ),
         }
     }
 }
@@ -182,6 +243,31 @@ mod tests {
         let other = if hash.starts_with('0') { "1" } else { "0" };
         let rule = PathRule::from_role(&json!({"path_hash_prefixes": [other]})).unwrap();
         assert!(!rule.allows("hello.txt"));
+    }
+
+    #[test]
+    fn succinct_bins_are_named_and_filled_as_python_tuf_does() {
+        let bins = Succinct::from_value(&json!({"bit_length": 10, "name_prefix": "bin"})).unwrap();
+        let names: Vec<String> = bins.names().collect();
+        assert_eq!(names.len(), 1024);
+        assert_eq!(
+            (names[0].as_str(), names[3].as_str(), names[1023].as_str()),
+            ("bin-000", "bin-003", "bin-3ff")
+        );
+        // python-tuf 7: SuccinctRoles([], 1, 10, "bin").get_role_for_target("hello.txt")
+        assert_eq!(bins.role_for("hello.txt"), "bin-1cd");
+        let rule = PathRule::Bin {
+            bins: bins.clone(),
+            name: "bin-1cd".into(),
+        };
+        assert!(rule.allows("hello.txt"));
+        let other = PathRule::Bin {
+            bins: bins.clone(),
+            name: "bin-1ce".into(),
+        };
+        assert!(!other.allows("hello.txt"));
+        assert!(Succinct::from_value(&json!({"bit_length": 33, "name_prefix": "bin"})).is_err());
+        assert!(Succinct::from_value(&json!({"bit_length": 0, "name_prefix": "bin"})).is_err());
     }
 
     #[test]
