@@ -2,6 +2,7 @@
 //!
 //! - [`tuf`]: the TUF data model, canonical JSON, key ids and threshold verification;
 //! - [`keys`]: key URIs, the [`keys::Signer`] trait, PIN sources and the backends;
+//! - [`repo`]: repositories as clients fetch them, and their whole-repository check;
 //! - [`server`]: the signer daemon (`tufkey serve`); [`audit`]: its hash-chained audit log;
 //! - [`fsutil`]: writing files so that a failure leaves the old file in place.
 #![forbid(unsafe_code)]

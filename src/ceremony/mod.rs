@@ -668,18 +668,20 @@ impl Ceremony {
         }
         if !new_root.verified() {
             problems.push(format!(
-                "the new root's threshold is not met: {} of {} signatures",
-                new_root.signed.len(),
+                "the new root's threshold is not met: {} of {} signatures by distinct keys",
+                new_root.counted(),
                 new_root.threshold
             ));
+            problems.extend(new_root.same_key_notes());
         }
         if let Some(t) = &trusted_root {
             if !t.verified() {
                 problems.push(format!(
                     "the trusted root's threshold is not met: {} of {} signatures by its root keys",
-                    t.signed.len(),
+                    t.counted(),
                     t.threshold
                 ));
+                problems.extend(t.same_key_notes());
             }
         }
         Ok(Status {

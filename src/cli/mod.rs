@@ -10,6 +10,7 @@ mod key;
 mod output;
 mod pin;
 mod repo;
+mod repo_verify;
 mod serve;
 mod sign;
 mod token;

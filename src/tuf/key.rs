@@ -286,6 +286,23 @@ impl Key {
         }
     }
 
+    /// What makes two listings the same key for a threshold: the public key material
+    /// (SubjectPublicKeyInfo, so the PEM's line breaks, the key id, the scheme name and
+    /// extra fields do not matter). A value that does not decode is compared as written.
+    pub fn public_identity(&self) -> String {
+        match self.public_key() {
+            Ok(k) => k.spki_pem(),
+            Err(_) => format!(
+                "undecoded:{}:{}",
+                self.keytype,
+                self.keyval
+                    .get("public")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            ),
+        }
+    }
+
     /// Verifies a hex signature string over `message`.
     pub fn verify_hex(&self, message: &[u8], sig_hex: &str) -> Result<(), String> {
         if sig_hex.is_empty() {
