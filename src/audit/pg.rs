@@ -18,7 +18,8 @@ use super::error::AuditError;
 use super::event::{Committed, Event};
 use super::sink::{Sink, SinkFuture};
 use crate::pg::{
-    blocking_setup, connect, db_err, describe, parse_url, pg_err, redact_url, PgError, Target,
+    blocking_setup, connect, db_err, describe, ensure_tables, parse_url, pg_err, redact_url,
+    PgError, Target,
 };
 
 /// Most entries committed by one transaction.
@@ -36,10 +37,6 @@ CREATE TABLE IF NOT EXISTS tufkey_audit_head (
     head text NOT NULL
 );
 ";
-
-/// The advisory lock every tufkey DDL transaction takes, so that replicas (and CLI
-/// commands) starting together do not race on CREATE TABLE's catalog rows.
-pub const DDL_LOCK: i64 = 7472657566;
 
 type Reply = oneshot::Sender<Result<Committed, String>>;
 
@@ -141,35 +138,12 @@ impl Sink for PgSink {
     }
 }
 
-/// Creates the audit tables and the head row unless they exist. Tables that exist need
-/// no DDL, so an account without CREATE on the schema (the grants docs/signer.md
-/// lists) can still use them.
+/// Creates the audit tables and the head row unless they exist.
 async fn ensure_schema(client: &mut Client, url: &str) -> Result<(), PgError> {
-    let e = |e: tokio_postgres::Error| db_err(url, &e);
-    let present: bool = client
-        .query_one(
-            "SELECT to_regclass('tufkey_audit') IS NOT NULL AND to_regclass('tufkey_audit_head') IS NOT NULL",
-            &[],
-        )
-        .await
-        .map_err(e)?
-        .try_get(0)
-        .map_err(e)?;
-    if present {
-        return Ok(());
-    }
-    let tx = client.transaction().await.map_err(e)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK])
-        .await
-        .map_err(e)?;
-    tx.batch_execute(SCHEMA).await.map_err(e)?;
-    tx.execute(
-        "INSERT INTO tufkey_audit_head (id, seq, head) VALUES (1, 0, $1) ON CONFLICT DO NOTHING",
-        &[&GENESIS],
-    )
-    .await
-    .map_err(e)?;
-    tx.commit().await.map_err(e)
+    let ddl = format!(
+        "{SCHEMA}INSERT INTO tufkey_audit_head (id, seq, head) VALUES (1, 0, '{GENESIS}') ON CONFLICT DO NOTHING;"
+    );
+    ensure_tables(client, url, &["tufkey_audit", "tufkey_audit_head"], &ddl).await
 }
 
 /// The head row: (seq, head hash).

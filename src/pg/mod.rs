@@ -4,9 +4,11 @@
 //! it, so neither imports the other.
 
 mod conn;
+mod schema;
 pub mod tls;
 
 pub use conn::{
     blocking_setup, connect, db_err, describe, is_postgres_url, parse_url, pg_err, redact_url,
     PgError, Target,
 };
+pub use schema::ensure_tables;

@@ -22,9 +22,9 @@ use tokio_postgres::Client;
 use super::error::ServerError;
 use super::rate::Rate;
 use super::store::{Opened, ReserveError, Store, StoreError, StoreFuture};
-use crate::audit::pg::{PgSink, DDL_LOCK};
+use crate::audit::pg::PgSink;
 use crate::audit::{Committed, Event, Sink};
-use crate::pg::{connect, db_err, parse_url, pg_err, redact_url, Target};
+use crate::pg::{connect, db_err, ensure_tables, parse_url, pg_err, redact_url, PgError, Target};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tufkey_versions (
@@ -249,27 +249,7 @@ fn store_err(url: &str, e: &tokio_postgres::Error) -> StoreError {
     db_err(url, e).into()
 }
 
-/// Creates the store's tables unless they exist. Tables that exist need no DDL, so an
-/// account without CREATE on the schema (the grants docs/signer.md lists) can still
-/// use them.
-async fn ensure_schema(client: &mut Client, url: &str) -> Result<(), crate::pg::PgError> {
-    let e = |e: tokio_postgres::Error| db_err(url, &e);
-    let present: bool = client
-        .query_one(
-            "SELECT to_regclass('tufkey_versions') IS NOT NULL AND to_regclass('tufkey_rate') IS NOT NULL",
-            &[],
-        )
-        .await
-        .map_err(e)?
-        .try_get(0)
-        .map_err(e)?;
-    if present {
-        return Ok(());
-    }
-    let tx = client.transaction().await.map_err(e)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK])
-        .await
-        .map_err(e)?;
-    tx.batch_execute(SCHEMA).await.map_err(e)?;
-    tx.commit().await.map_err(e)
+/// Creates the store's tables unless they exist.
+async fn ensure_schema(client: &mut Client, url: &str) -> Result<(), PgError> {
+    ensure_tables(client, url, &["tufkey_versions", "tufkey_rate"], SCHEMA).await
 }
