@@ -18,8 +18,7 @@ use super::error::AuditError;
 use super::event::{Committed, Event};
 use super::sink::{Sink, SinkFuture};
 use crate::pg::{
-    blocking_setup, connect, db_err, describe, ensure_tables, parse_url, pg_err, redact_url,
-    PgError, Target,
+    blocking_setup, connect, db_err, describe, ensure_tables, pg_err, redact_url, PgError, Target,
 };
 
 /// Most entries committed by one transaction.
@@ -56,10 +55,10 @@ impl PgSink {
     /// For a replica: connects, creates the audit tables if needed, verifies the whole
     /// chain against its head row (a broken or truncated chain stops the daemon, as
     /// with the file sink) and starts the writer on the current runtime. Returns the
-    /// sink and what the log held.
-    pub async fn open(url: &str) -> Result<(PgSink, Verified), AuditError> {
-        let shown = redact_url(url);
-        let config = parse_url(url).map_err(|reason| pg_err(&shown, reason))?;
+    /// sink and what the log held. `config` is the store's parsed URL (its TLS files
+    /// read once), `shown` the redacted URL.
+    pub async fn open(config: &Target, shown: &str) -> Result<(PgSink, Verified), AuditError> {
+        let (config, shown) = (config.clone(), shown.to_string());
         let mut client = connect(&config, &shown).await?;
         ensure_schema(&mut client, &shown).await?;
         let (bytes, head_row) = read_chain(&client, &shown)

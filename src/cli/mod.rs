@@ -4,6 +4,7 @@
 mod audit;
 mod auditor;
 mod ceremony;
+mod choice;
 mod ctx;
 mod delegation;
 mod demo;

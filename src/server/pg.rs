@@ -65,7 +65,7 @@ impl PgStore {
         ensure_schema(&mut client, &shown)
             .await
             .map_err(StoreError::from)?;
-        let (audit, verified) = PgSink::open(url).await?;
+        let (audit, verified) = PgSink::open(&config, &shown).await?;
         let opened = Opened {
             entries: verified.entries.len() as u64,
             head: verified.head,
