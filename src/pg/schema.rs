@@ -9,7 +9,7 @@ use super::conn::{db_err, PgError};
 /// commands) starting together do not race on CREATE TABLE's catalog rows.
 const DDL_LOCK: i64 = 7472657566;
 
-/// Runs `ddl` in one transaction under [`DDL_LOCK`] unless every table in `tables`
+/// Runs `ddl` in one transaction under `DDL_LOCK` unless every table in `tables`
 /// exists. Tables that exist need no DDL, so an account without CREATE on the schema
 /// (the grants docs/signer.md lists) can still use them.
 pub async fn ensure_tables(

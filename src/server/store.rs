@@ -2,7 +2,7 @@
 //! the last signed version per (repository, role), the rate-limit buckets, and the
 //! audit log — with two implementations:
 //!
-//! - [`super::local::LocalStore`], the embedded default for a single daemon: a state
+//! - `LocalStore` (`local.rs`), the embedded default for a single daemon: a state
 //!   snapshot file, an in-memory version map and rate buckets, and the locked,
 //!   fsynced JSON-lines audit log ([`crate::audit::AuditLog`]).
 //! - [`super::pg::PgStore`], for several replicas behind a load balancer: the same
