@@ -7,7 +7,7 @@
 #      postgresql (the replica tests start their own throwaway server);
 #      a Python venv in target/interop-venv with python-tuf from PyPI),
 #   2. checks formatting and clippy,
-#   3. starts a private pcscd with the virtual YubiKey (virtual-piv), runs every test:
+#   3. starts a private pcscd with the virtual YubiKey (hsm-tests/virtual-piv), runs every test:
 #      unit tests, SoftHSM tests through the real module, YubiKey tests through pcscd,
 #      python-tuf interop and the real-world repositories in ../shared/interop/realworld,
 #      and stops pcscd and the card by PID.

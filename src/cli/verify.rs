@@ -11,9 +11,9 @@ use serde_json::json;
 use tufkey::tuf::time::{parse_expires, parse_user_time};
 use tufkey::tuf::{Delegator, Metadata, RoleVerification};
 
+use super::ctx::{Ctx, EXIT_NOT_VERIFIED};
 use super::output::{print_json, short};
 use super::sign::load;
-use super::{Ctx, EXIT_NOT_VERIFIED};
 
 #[derive(Args)]
 pub struct VerifyArgs {

@@ -20,19 +20,16 @@ pub const SCHEME_RSA_PKCS1_SHA256: &str = "rsa-pkcs1v15-sha256";
 pub const SCHEME_ED25519: &str = "ed25519";
 
 /// The kinds of key tufkey creates on devices and in files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+/// (The CLI offers them by [`KeyType::as_str`]; this type knows nothing of clap.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyType {
     /// ECDSA on NIST P-256 with SHA-256 (TUF `ecdsa-sha2-nistp256`).
-    #[value(name = "ecdsa-p256")]
     EcdsaP256,
     /// Ed25519 (TUF `ed25519`).
-    #[value(name = "ed25519")]
     Ed25519,
     /// RSA 3072 with PSS/SHA-256 (TUF `rsassa-pss-sha256`).
-    #[value(name = "rsa-3072")]
     Rsa3072,
     /// RSA 2048 with PSS/SHA-256: the largest RSA key a YubiKey PIV slot takes here.
-    #[value(name = "rsa-2048")]
     Rsa2048,
 }
 
