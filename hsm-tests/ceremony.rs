@@ -16,10 +16,6 @@ use sha2::{Digest, Sha256};
 
 // ---- helpers ---------------------------------------------------------------------
 
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
 /// One keyholder: their own token, one key on it.
 #[allow(dead_code)]
 struct Keyholder {
@@ -170,14 +166,6 @@ impl Fixture {
     }
 }
 
-fn read_json(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-fn write_json(path: &Path, v: &Value) {
-    std::fs::write(path, serde_json::to_vec_pretty(v).unwrap()).unwrap();
-}
-
 fn strings(v: &Value) -> Vec<String> {
     let mut out: Vec<String> = v
         .as_array()
@@ -257,31 +245,7 @@ fn transcript(dir: &Path) -> Vec<Value> {
 /// Runs `tufkey ARGS` with OpenSC's pkcs11-spy in front of SoftHSM (every module path
 /// in ARGS is replaced) and returns (exit code, stderr + stdout, C_Login calls seen).
 fn run_spied(hsm: &SoftHsm, args: &[&str]) -> (i32, String, usize) {
-    let spy = [
-        "/usr/lib/x86_64-linux-gnu/pkcs11-spy.so",
-        "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so",
-        "/usr/lib/aarch64-linux-gnu/pkcs11-spy.so",
-        "/usr/lib/aarch64-linux-gnu/pkcs11/pkcs11-spy.so",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
-    .expect("pkcs11-spy.so (package opensc) is needed to count C_Login calls");
-    let log = hsm.dir.path().join("spy.log");
-    let _ = std::fs::remove_file(&log);
-    let module = softhsm_module();
-    let mut c = tufkey(Some(hsm));
-    c.args(
-        args.iter()
-            .map(|a| a.replace(module.to_str().unwrap(), spy)),
-    )
-    .env("PKCS11SPY", &module)
-    .env("PKCS11SPY_OUTPUT", &log);
-    let (code, out, err) = run(c);
-    let logins = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("C_Login"))
-        .count();
+    let (code, out, err, logins) = run_through_spy(hsm, args);
     (code, format!("{err}{out}"), logins)
 }
 

@@ -13,22 +13,6 @@ use std::path::Path;
 use harness::*;
 use serde_json::{json, Value};
 
-fn root_body(keys: &[(String, String, Value)], threshold: u64) -> Value {
-    let ids: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
-    json!({
-        "_type": "root", "spec_version": "1.0.31", "version": 1, "expires": next_year(),
-        "consistent_snapshot": true,
-        "keys": keys.iter().map(|k| (k.1.clone(), k.2.clone())).collect::<serde_json::Map<_, _>>(),
-        "roles": {
-            "root": {"keyids": ids, "threshold": threshold},
-            "targets": {"keyids": [ids[0]], "threshold": 1},
-            "snapshot": {"keyids": [ids[0]], "threshold": 1},
-            "timestamp": {"keyids": [ids[0]], "threshold": 1},
-        },
-        "x-custom": {"note": "kept and signed", "pem": "-----BEGIN X-----\nAB\n-----END X-----\n"}
-    })
-}
-
 fn three_token_keys(hsm: &SoftHsm, token: &Token) -> Vec<(String, String, Value)> {
     [
         ("p256", "ecdsa-p256"),
@@ -38,15 +22,6 @@ fn three_token_keys(hsm: &SoftHsm, token: &Token) -> Vec<(String, String, Value)
     .iter()
     .map(|(label, t)| generate(Some(hsm), &token.uri(label), t, &[]))
     .collect()
-}
-
-fn verify_json(hsm: Option<&SoftHsm>, args: &[&str]) -> (i32, Value) {
-    let mut c = tufkey(hsm);
-    c.arg("verify").args(args).arg("--json");
-    let (code, out, err) = run(c);
-    let v = serde_json::from_str(&out)
-        .unwrap_or_else(|_| panic!("verify --json printed no JSON: {out}{err}"));
-    (code, v)
 }
 
 #[test]
@@ -555,28 +530,9 @@ fn token_list_shows_label_serial_and_pin_state() {
 /// Runs `tufkey sign` through OpenSC's pkcs11-spy in front of SoftHSM and returns
 /// (exit code, stderr, number of C_Login calls the module saw).
 fn sign_through_spy(hsm: &SoftHsm, file: &Path, uri: &str, extra: &[&str]) -> (i32, String, usize) {
-    let spy = [
-        "/usr/lib/x86_64-linux-gnu/pkcs11-spy.so",
-        "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so",
-        "/usr/lib/aarch64-linux-gnu/pkcs11-spy.so",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
-    .expect("pkcs11-spy.so (package opensc) is needed to count C_Login calls");
-    let log = hsm.dir.path().join("spy.log");
-    let _ = std::fs::remove_file(&log);
-    let uri = uri.replace(softhsm_module().to_str().unwrap(), spy);
-    let mut c = tufkey(Some(hsm));
-    c.args(["sign", file.to_str().unwrap(), "--key", &uri])
-        .args(extra)
-        .env("PKCS11SPY", softhsm_module())
-        .env("PKCS11SPY_OUTPUT", &log);
-    let (code, _, err) = run(c);
-    let logins = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("C_Login"))
-        .count();
+    let mut args = vec!["sign", p(file), "--key", uri];
+    args.extend_from_slice(extra);
+    let (code, _, err, logins) = run_through_spy(hsm, &args);
     (code, err, logins)
 }
 

@@ -14,6 +14,7 @@ mod harness;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use harness::read_json;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------
@@ -45,11 +46,6 @@ fn faketime(repo: &str) -> String {
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
         .trim()
         .to_string()
-}
-
-fn read_json(p: &Path) -> Value {
-    let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 /// One day before the file's own `expires`: a time at which only its signatures decide.

@@ -10,7 +10,7 @@
 //! then start.sh).
 //!
 //! The virtual card counts the resets pcscd sends it (`<card state>/power.txt`, see
-//! virtual-piv/README.md), so the tests see which commands reset the YubiKey: reading
+//! hsm-tests/virtual-piv/README.md), so the tests see which commands reset the YubiKey: reading
 //! never does, a command that gave it a PIN or management key does once, at the end.
 
 #[path = "harness/mod.rs"]
@@ -106,10 +106,6 @@ fn counting_resets<R>(state: &Path, f: impl FnOnce() -> R) -> (R, u64) {
     let before = resets(state);
     let out = f();
     (out, resets(state) - before)
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 /// `tufkey ARGS` with a clean environment plus `envs`; returns (code, stdout, stderr).
@@ -314,31 +310,6 @@ impl Drop for RestorePinOnDrop {
     }
 }
 
-/// A root (like hsm-tests/cli.rs's) listing `keys` for root with `threshold`.
-fn root_body(keys: &[(&str, &Value)], threshold: u64) -> Value {
-    let ids: Vec<&str> = keys.iter().map(|k| k.0).collect();
-    json!({
-        "_type": "root", "spec_version": "1.0.31", "version": 1, "expires": next_year(),
-        "consistent_snapshot": true,
-        "keys": keys.iter().map(|k| (k.0.to_string(), k.1.clone())).collect::<serde_json::Map<_, _>>(),
-        "roles": {
-            "root": {"keyids": ids, "threshold": threshold},
-            "targets": {"keyids": [ids[0]], "threshold": 1},
-            "snapshot": {"keyids": [ids[0]], "threshold": 1},
-            "timestamp": {"keyids": [ids[0]], "threshold": 1},
-        },
-        "x-custom": {"note": "kept and signed"}
-    })
-}
-
-/// `tufkey verify FILE --json`: (code, report).
-fn verify_json(file: &Path) -> (i32, Value) {
-    let (code, out, err) = tk(&["verify", p(file), "--json"], &[]);
-    let v = serde_json::from_str(&out)
-        .unwrap_or_else(|_| panic!("verify --json printed no JSON: {out}{err}"));
-    (code, v)
-}
-
 /// python-tuf verifies a root against itself and computes the key ids itself.
 const PY_VERIFY_ROOT: &str = r#"
 import hashlib, json, sys
@@ -355,10 +326,6 @@ print(json.dumps({"keyids": ids, "signed": sorted(res.signed), "verified": res.v
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -490,7 +457,7 @@ fn keys_of_both_supported_types_are_made_on_the_yubikey_and_sign_a_root_that_pyt
     );
     let after = read_json(&root);
     assert_eq!(after["signed"], before["signed"]);
-    let (code, v) = verify_json(&root);
+    let (code, v) = verify_json(None, &[p(&root)]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(
         sorted(serde_json::from_value(v["checks"][0]["signed"].clone()).unwrap()),
@@ -944,7 +911,7 @@ fn a_wrong_pin_spends_exactly_one_try_a_pin_of_wrong_length_none_and_the_last_tr
     let (code, out, err) = sign(&[], &[("TUFKEY_PIN", PIN)]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(pin_tries(), 3);
-    assert_eq!(verify_json(&root).0, 0);
+    assert_eq!(verify_json(None, &[p(&root)]).0, 0);
     let signed = snapshot(dir.path());
 
     // A wrong PIN: one try spent, not retried, and nothing written.
@@ -1012,7 +979,7 @@ fn a_wrong_pin_spends_exactly_one_try_a_pin_of_wrong_length_none_and_the_last_tr
     let (code, out, err) = sign(&["--force"], &[("TUFKEY_PIN", PIN)]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(pin_tries(), 3);
-    assert_eq!(verify_json(&root).0, 0);
+    assert_eq!(verify_json(None, &[p(&root)]).0, 0);
 }
 
 // ---- a ceremony with YubiKey and SoftHSM keys ------------------------------------------
@@ -1156,7 +1123,7 @@ fn a_root_ceremony_with_two_yubikey_keys_and_two_softhsm_keys_is_signed_by_three
     let root = meta.join("1.root.json");
     assert!(root.exists() && meta.join("root.json").exists());
 
-    let (code, v) = verify_json(&root);
+    let (code, v) = verify_json(None, &[p(&root)]);
     assert_eq!(code, 0, "{v}");
     let want = sorted(vec![
         k.p256.keyid.clone(),
@@ -1503,7 +1470,7 @@ fn a_firmware_5_7_yubikey_makes_keys_with_its_factory_aes192_management_key_and_
         &["sign", p(&root), "--key", &aes_uri("9c")],
         &[("TUFKEY_PIN", PIN)],
     );
-    let (code, report) = verify_json(&root);
+    let (code, report) = verify_json(None, &[p(&root)]);
     assert_eq!(code, 0, "{report}");
 }
 
@@ -1658,7 +1625,7 @@ fn reading_a_yubikey_never_resets_it_and_a_pin_or_management_key_makes_one_reset
         )
     });
     assert_eq!(n, 2, "sign with two keys of one YubiKey");
-    assert_eq!(verify_json(&root).0, 0);
+    assert_eq!(verify_json(None, &[p(&root)]).0, 0);
 }
 
 #[test]

@@ -2,7 +2,11 @@
 //!
 //! - [`tuf`]: the TUF data model, canonical JSON, key ids and threshold verification;
 //! - [`keys`]: key URIs, the [`keys::Signer`] trait, PIN sources and the backends;
-//! - [`server`]: the signer daemon (`tufkey serve`); [`audit`]: its hash-chained audit log;
+//! - [`repo`]: repositories as clients fetch them, and their whole-repository check;
+//! - [`server`]: the signer daemon (`tufkey serve`); [`audit`]: the hash-chained audit log
+//!   that the daemon and the CLI share (a file or PostgreSQL sink);
+//! - [`pg`]: PostgreSQL connections for the replicas' store and the audit sink;
+//!   [`pem`]: certificates and keys from PEM files, for both TLS sides;
 //! - [`fsutil`]: writing files so that a failure leaves the old file in place.
 #![forbid(unsafe_code)]
 
@@ -10,6 +14,8 @@ pub mod audit;
 pub mod ceremony;
 pub mod fsutil;
 pub mod keys;
+pub mod pem;
+pub mod pg;
 pub mod repo;
 pub mod server;
 pub mod tuf;

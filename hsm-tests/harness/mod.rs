@@ -4,8 +4,20 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+mod files;
 pub mod pg;
 pub mod repo;
+mod root;
+mod spy;
+
+// Every test binary compiles the whole harness and uses part of it (hence also
+// `dead_code` above): the re-exports below are the shared fixtures' one name.
+#[allow(unused_imports)]
+pub use files::{p, read_json, write_json};
+#[allow(unused_imports)]
+pub use root::{root_body, verify_json, RootKey};
+#[allow(unused_imports)]
+pub use spy::{pkcs11_spy, run_through_spy};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/vpiv-target}
 
-(cd "$root/virtual-piv" && cargo build --bin virtual-piv --example check)
+(cd "$root/hsm-tests/virtual-piv" && cargo build --bin virtual-piv --example check)
 export VIRTUAL_PIV_BIN=$CARGO_TARGET_DIR/debug/virtual-piv
 check=$CARGO_TARGET_DIR/debug/examples/check
 

@@ -5,7 +5,7 @@
 #
 # STATEDIR receives: reader.conf.d/ (pcscd's reader config), card/ (the card's
 # persistent state; card/power.txt counts the resets and power-offs pcscd sent it
-# since this start, see virtual-piv/README.md), attest-ca.pem (the attestation root CA to trust),
+# since this start, see hsm-tests/virtual-piv/README.md), attest-ca.pem (the attestation root CA to trust),
 # pcscd.log, virtual-piv.log, and pids ("pcscd PID" and "card PID" lines).
 # Stop with hsm-tests/piv/stop.sh STATEDIR. A STATEDIR whose card/ exists keeps
 # its keys, PIN and CA across a stop and start.

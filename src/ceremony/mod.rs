@@ -10,6 +10,7 @@
 //! DIR/.lock                serialises writers on one machine
 //! ```
 
+mod error;
 pub mod review;
 pub mod transcript;
 
@@ -24,39 +25,9 @@ use crate::fsutil;
 use crate::tuf::edit::{self, Holder};
 use crate::tuf::time::parse_expires;
 use crate::tuf::{Delegator, Key, Metadata, RoleVerification, Signature, TufError};
+pub use error::CeremonyError;
 pub use review::{KeyInfo, Review, RoleChange};
 pub use transcript::{default_actor, Transcript};
-
-/// What went wrong in a ceremony.
-#[derive(Debug, thiserror::Error)]
-pub enum CeremonyError {
-    #[error("{0}: {1}")]
-    Io(PathBuf, std::io::Error),
-    #[error("{path}: {err}")]
-    Metadata { path: PathBuf, err: TufError },
-    #[error(transparent)]
-    Tuf(#[from] TufError),
-    #[error("{0} is not a ceremony folder (no root.json and transcript.jsonl); start one with `tufkey ceremony init`")]
-    NotACeremony(PathBuf),
-    #[error("{0} already holds a ceremony; use another folder")]
-    Exists(PathBuf),
-    #[error("transcript.jsonl line {line}: {reason}")]
-    Transcript { line: usize, reason: String },
-    #[error("{0}")]
-    Invalid(String),
-    #[error("key {keyid} ({uri}) is not a root key of the trusted root or of the new root; only those keys sign a root. Add it with `ceremony add-key --role root` if it should be one")]
-    NotARootKey { keyid: String, uri: String },
-    #[error("the ceremony changed while this signature was being made (payload {signed} is now {now}); review and sign again")]
-    Changed { signed: String, now: String },
-    #[error("{other} holds a different ceremony: its payload is {theirs}, this one's is {ours}. Only copies of the same proposed root can be merged")]
-    DifferentCeremony {
-        other: PathBuf,
-        theirs: String,
-        ours: String,
-    },
-    #[error("cannot finalize:\n  - {}", .0.join("\n  - "))]
-    NotReady(Vec<String>),
-}
 
 /// Where a key added to the ceremony came from, for the review and the transcript.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -668,18 +639,20 @@ impl Ceremony {
         }
         if !new_root.verified() {
             problems.push(format!(
-                "the new root's threshold is not met: {} of {} signatures",
-                new_root.signed.len(),
+                "the new root's threshold is not met: {} of {} signatures by distinct keys",
+                new_root.counted(),
                 new_root.threshold
             ));
+            problems.extend(new_root.same_key_notes());
         }
         if let Some(t) = &trusted_root {
             if !t.verified() {
                 problems.push(format!(
                     "the trusted root's threshold is not met: {} of {} signatures by its root keys",
-                    t.signed.len(),
+                    t.counted(),
                     t.threshold
                 ));
+                problems.extend(t.same_key_notes());
             }
         }
         Ok(Status {

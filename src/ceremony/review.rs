@@ -5,7 +5,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Ceremony, CeremonyError};
+use super::error::CeremonyError;
+use super::Ceremony;
 use crate::tuf::{Delegator, Key};
 
 /// A key as the review shows it.

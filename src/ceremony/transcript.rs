@@ -1,19 +1,19 @@
 //! The append-only ceremony transcript: one canonical-JSON entry per line, each
 //! carrying the SHA-256 of the line before it and the payload hash after the action.
-//! Editing, removing or reordering any line breaks the chain.
+//! Editing, removing or reordering any line breaks the chain. The chain is the audit
+//! log's ([`crate::audit::chain`]: genesis, line hash, sequence and `prev` checks);
+//! only the entry's fields are the transcript's own.
 
 use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use super::CeremonyError;
+use super::error::CeremonyError;
+use crate::audit::chain::{line_hash, Chain, GENESIS};
+use crate::audit::AuditError;
 use crate::tuf::cjson::to_canonical;
-
-/// The `prev` of the first entry.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One transcript entry.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -49,16 +49,13 @@ impl Default for Transcript {
     }
 }
 
-fn line_hash(line: &[u8]) -> String {
-    hex::encode(Sha256::digest(line))
-}
-
 impl Transcript {
     /// Reads and checks the chain. Any edit, removal or reordering is an error naming the line.
     pub fn read(path: &Path) -> Result<Transcript, CeremonyError> {
         let text = std::fs::read_to_string(path).map_err(|e| CeremonyError::Io(path.into(), e))?;
         let bad = |line: usize, reason: String| CeremonyError::Transcript { line, reason };
         let mut t = Transcript::default();
+        let mut chain = Chain::new();
         for (i, line) in text.lines().enumerate() {
             let n = i + 1;
             let entry: Entry = serde_json::from_str(line)
@@ -72,19 +69,12 @@ impl Transcript {
                     "the line was edited (it is not in the canonical form tufkey writes)".into(),
                 ));
             }
-            if entry.seq != n as u64 {
-                return Err(bad(
-                    n,
-                    format!(
-                        "sequence number {} where {n} was expected: an entry was removed or moved",
-                        entry.seq
-                    ),
-                ));
-            }
-            if entry.prev != t.head {
-                return Err(bad(n, "the hash of the previous entry does not match: an earlier entry was changed, removed or moved".into()));
-            }
-            t.head = line_hash(line.as_bytes());
+            // Sequence number and `prev`, checked as the audit log checks its lines.
+            chain.push(path, line.as_bytes()).map_err(|e| match e {
+                AuditError::Broken { reason, .. } => bad(n, reason),
+                other => bad(n, other.to_string()),
+            })?;
+            t.head = chain.head.clone();
             t.entries.push(entry);
         }
         if !text.is_empty() && !text.ends_with('\n') {

@@ -2,18 +2,16 @@
 //! in a JSON-lines file or in the PostgreSQL store that signer replicas share.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use tufkey::audit::{self, AuditError, Verified};
-use tufkey::server::pg;
-use tufkey::server::store::StoreError;
+use tufkey::audit::{self, AuditError, Target, Verified};
 
+use super::ctx::{Ctx, EXIT_NOT_VERIFIED};
 use super::output::print_json;
-use super::{Ctx, EXIT_NOT_VERIFIED};
 
 #[derive(Subcommand)]
 pub enum AuditCmd {
@@ -52,10 +50,11 @@ pub fn run(cmd: AuditCmd, ctx: &Ctx) -> Result<ExitCode> {
 }
 
 fn export(args: ExportArgs) -> Result<ExitCode> {
-    if !pg::is_postgres_url(&args.url) {
+    let Some(Target::Postgres(url)) = Target::parse(&args.url) else {
         anyhow::bail!("`tufkey audit export` reads the PostgreSQL store: give a postgres:// URL (a file log is already in this form)");
-    }
-    let (bytes, _, _) = pg::export_blocking(&args.url)?.ok_or_else(|| pg::no_tables(&args.url))?;
+    };
+    let (bytes, _, _) =
+        audit::pg::export_blocking(&url)?.ok_or_else(|| audit::pg::no_tables(&url))?;
     match &args.output {
         Some(p) => tufkey::fsutil::write_atomic(p, &bytes)
             .with_context(|| format!("cannot write {}", p.display()))?,
@@ -67,23 +66,21 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
 }
 
 fn verify(args: VerifyArgs, ctx: &Ctx) -> Result<ExitCode> {
-    let name = if pg::is_postgres_url(&args.log) {
-        pg::redact_url(&args.log)
-    } else {
-        args.log.clone()
+    let target = Target::parse(&args.log).ok_or_else(|| {
+        anyhow::anyhow!("give the audit log to verify: a file or a postgres:// URL")
+    })?;
+    let name = match &target {
+        Target::File(_) => args.log.clone(),
+        Target::Postgres(_) => target.shown(),
     };
-    let verdict: Result<Verified, AuditError> = if pg::is_postgres_url(&args.log) {
-        match pg::verify_blocking(&args.log, false) {
-            Ok(v) => Ok(v),
-            Err(StoreError::Audit(e)) => Err(e),
-            Err(e) => return Err(anyhow::anyhow!("{e}")),
+    let verdict: Result<Verified, AuditError> = match &target {
+        Target::Postgres(url) => audit::pg::verify_blocking(url, false),
+        Target::File(path) => {
+            // The library treats a missing log as empty (a daemon's first start); here
+            // it is a mistake in the path.
+            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+            audit::verify(path)
         }
-    } else {
-        // The library treats a missing log as empty (a daemon's first start); here it
-        // is a mistake in the path.
-        let path = Path::new(&args.log);
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-        audit::verify(path)
     };
     let (ok, report) = match &verdict {
         Ok(v) => {

@@ -13,8 +13,7 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use tufkey::audit::{AuditLog, Committed, Event};
-use tufkey::server::pg;
+use tufkey::audit::{Committed, Event, Sink, Target};
 
 /// An audit entry could not be written; the command fails with this in its chain
 /// (and no failure entry is attempted for it: it would fail the same way).
@@ -42,16 +41,6 @@ impl Audited {
     }
 }
 
-enum Target {
-    File(PathBuf),
-    Postgres(String),
-}
-
-enum Sink {
-    File(AuditLog),
-    Postgres(Box<pg::AuditAppender>),
-}
-
 /// Where the CLI's audit entries go, and who it says made them.
 pub struct Auditor {
     target: Option<Target>,
@@ -60,18 +49,12 @@ pub struct Auditor {
     user: Option<String>,
     uid: Option<u32>,
     host: Option<String>,
-    sink: RefCell<Option<Sink>>,
+    sink: RefCell<Option<Box<dyn Sink>>>,
 }
 
 impl Auditor {
     pub fn new(log: Option<&str>, actor: Option<&str>) -> Auditor {
-        let target = log.filter(|l| !l.trim().is_empty()).map(|l| {
-            if pg::is_postgres_url(l) {
-                Target::Postgres(l.to_string())
-            } else {
-                Target::File(PathBuf::from(l))
-            }
-        });
+        let target = log.and_then(Target::parse);
         let uid = local_uid();
         let user = uid.and_then(user_name).or_else(|| {
             std::env::var("USER")
@@ -109,8 +92,7 @@ impl Auditor {
     /// The log as it may be shown (a PostgreSQL password redacted).
     pub fn shown(&self) -> String {
         match &self.target {
-            Some(Target::File(p)) => p.display().to_string(),
-            Some(Target::Postgres(u)) => pg::redact_url(u),
+            Some(t) => t.shown(),
             None => "(none)".into(),
         }
     }
@@ -132,12 +114,7 @@ impl Auditor {
         if sink.is_some() {
             return Ok(());
         }
-        *sink = Some(match target {
-            Target::File(p) => Sink::File(AuditLog::open_shared(p).map_err(|e| self.failed(e))?),
-            Target::Postgres(u) => Sink::Postgres(Box::new(
-                pg::AuditAppender::open_blocking(u).map_err(|e| self.failed(e))?,
-            )),
-        });
+        *sink = Some(target.open_shared().map_err(|e| self.failed(e))?);
         Ok(())
     }
 
@@ -161,10 +138,9 @@ impl Auditor {
             return Ok(None);
         }
         self.open()?;
-        let mut sink = self.sink.borrow_mut();
-        let committed = match sink.as_mut() {
-            Some(Sink::File(log)) => log.append_blocking(event).map_err(|e| self.failed(e)),
-            Some(Sink::Postgres(pg)) => pg.append_blocking(event).map_err(|e| self.failed(e)),
+        let sink = self.sink.borrow();
+        let committed = match sink.as_ref() {
+            Some(sink) => sink.append_blocking(event).map_err(|e| self.failed(e)),
             None => Err(self.failed("the log is not open")),
         }?;
         Ok(Some(committed))

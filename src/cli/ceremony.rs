@@ -543,7 +543,7 @@ fn print_status(ctx: &Ctx, s: &Status) {
     let show = |label: &str, r: &tufkey::tuf::RoleVerification| {
         println!(
             "  {label}: {} of {} signature(s){}",
-            r.signed.len(),
+            r.counted(),
             r.threshold,
             if r.verified() { " — met" } else { "" }
         );

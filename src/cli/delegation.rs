@@ -15,9 +15,9 @@ use tufkey::tuf::time::{format_expires, parse_expiry_spec};
 use tufkey::tuf::{Delegator, Key, Metadata};
 
 use super::auditor::Audited;
+use super::ctx::Ctx;
 use super::output::{print_json, short};
 use super::sign::{load, signature_event};
-use super::Ctx;
 
 /// Every delegation command changes trust: audited, named as typed.
 pub fn audited(cmd: &DelegationCmd) -> Audited {

@@ -67,7 +67,7 @@ pub enum KeyCmd {
         /// Where the key goes: pkcs11:…;object=<label>[;id=…], yubikey:[serial=N;]slot=9c or file:<path>.
         uri: String,
         /// The key type (YubiKeys: ecdsa-p256 or rsa-2048).
-        #[arg(long = "type", value_enum)]
+        #[arg(long = "type", value_parser = super::choice::choice::<KeyType>())]
         key_type: KeyType,
         /// YubiKey only: when the PIN is needed.
         #[arg(long, value_enum, default_value = "default")]

@@ -4,12 +4,15 @@
 mod audit;
 mod auditor;
 mod ceremony;
+mod choice;
+mod ctx;
 mod delegation;
 mod demo;
 mod key;
 mod output;
 mod pin;
 mod repo;
+mod repo_verify;
 mod serve;
 mod sign;
 mod token;
@@ -20,8 +23,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use tufkey::keys::PinPolicy;
 
-/// Exit status when metadata was read fine but does not verify.
-pub const EXIT_NOT_VERIFIED: u8 = 3;
+pub use ctx::{Ctx, EXIT_NOT_VERIFIED};
 
 #[derive(Parser)]
 #[command(
@@ -139,16 +141,6 @@ enum Command {
     Audit(audit::AuditCmd),
     /// Run a whole 3-of-5 root ceremony and a rotation on throwaway keys, printing each command.
     Demo(demo::DemoArgs),
-}
-
-/// Options every command shares.
-pub struct Ctx {
-    pub json: bool,
-    pub pins: PinPolicy,
-    /// The audit log (`--audit-log`); a no-op when none is named.
-    pub audit: auditor::Auditor,
-    /// `--audit-actor` / `TUFKEY_ACTOR`.
-    pub actor: Option<String>,
 }
 
 /// The audited commands (they sign, or change key material or trust), with the

@@ -7,8 +7,8 @@ use clap::Subcommand;
 use serde_json::json;
 use tufkey::keys::{pin_cache, pkcs11, KeyUri};
 
+use super::ctx::Ctx;
 use super::output::print_json;
-use super::Ctx;
 
 #[derive(Subcommand)]
 pub enum PinCmd {

@@ -71,7 +71,9 @@ default 1-day timestamp). Exit codes: 0 signed, 4 nothing was due (systemd: Succ
     Refresh(CommitArgs),
     /// Every role's version, expiry and signers. Exit 0 ok, 3 threshold not met, 5 expiring, 6 expired.
     Status(StatusArgs),
-    // repo verify: src/cli/repo_verify.rs
+    /// Check a whole repository the way a client would: root chain, timestamp, snapshot,
+    /// targets and delegated roles, target files, expiry. Exit 3 when it does not verify.
+    Verify(super::repo_verify::VerifyArgs),
 }
 
 #[derive(Args)]
@@ -210,6 +212,7 @@ pub fn run(cmd: RepoCmd, ctx: &Ctx) -> Result<ExitCode> {
         RepoCmd::Commit(a) => commit(a, ctx),
         RepoCmd::Refresh(a) => refresh(a, ctx),
         RepoCmd::Status(a) => status(a, ctx),
+        RepoCmd::Verify(a) => super::repo_verify::run(a, ctx),
     }
 }
 

@@ -30,7 +30,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                 tufkey::audit::verify(audit)?;
             }
             server::config::StateConfig::Postgres { url } => {
-                server::pg::verify_blocking(url, true)?;
+                tufkey::audit::pg::verify_blocking(url, true)?;
             }
         }
         let keys = server::open_keys(&cfg)?;

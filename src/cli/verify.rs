@@ -11,9 +11,9 @@ use serde_json::json;
 use tufkey::tuf::time::{parse_expires, parse_user_time};
 use tufkey::tuf::{Delegator, Metadata, RoleVerification};
 
+use super::ctx::{Ctx, EXIT_NOT_VERIFIED};
 use super::output::{print_json, short};
 use super::sign::load;
-use super::{Ctx, EXIT_NOT_VERIFIED};
 
 #[derive(Args)]
 pub struct VerifyArgs {
@@ -130,13 +130,17 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<ExitCode> {
         ));
     }
     for c in &checks {
+        let same_key = c.result.same_key_notes();
         if !c.result.verified() {
             problems.push(format!(
-                "threshold not met for {}: {} of {} valid signatures",
+                "threshold not met for {}: {} of {} valid signatures by distinct keys",
                 c.label,
-                c.result.signed.len(),
+                c.result.counted(),
                 c.result.threshold
             ));
+            problems.extend(same_key);
+        } else {
+            warnings.extend(same_key);
         }
     }
     let ok = problems.is_empty();
@@ -149,6 +153,7 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<ExitCode> {
                     "against": c.label, "role": c.result.role, "threshold": c.result.threshold,
                     "verified": c.result.verified(), "signed": c.result.signed, "missing": c.result.missing,
                     "invalid": c.result.invalid, "unrelated": c.result.unrelated,
+                    "counted": c.result.counted(), "same_key": c.result.same_key,
                 })
             })
             .collect();
@@ -170,7 +175,7 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<ExitCode> {
                 "  {} {}: {} of threshold {}",
                 if r.verified() { "ok  " } else { "FAIL" },
                 c.label,
-                r.signed.len(),
+                r.counted(),
                 r.threshold
             );
             for k in &r.signed {

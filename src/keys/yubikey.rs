@@ -60,12 +60,19 @@ fn err(uri: &YubiKeyUri, reason: impl Into<String>) -> KeyError {
     }
 }
 
+/// What a YubiKey command says on a machine without the PC/SC client library (tufkey
+/// opens it at run time, so it builds and runs everywhere else without it).
+pub const PCSC_LIBRARY_MISSING: &str = "the PC/SC library (libpcsclite.so.1) is not installed, so tufkey cannot reach a YubiKey; install pcscd and libpcsclite1 (Debian/Ubuntu: `apt install pcscd libpcsclite1`; Fedora: `dnf install pcsc-lite pcsc-lite-libs`), or set TUFKEY_PCSC_LIBRARY to its path";
+
 /// Words for the errors people meet at a YubiKey.
 fn explain(uri: &YubiKeyUri, e: yubikey::Error) -> KeyError {
     use yubikey::Error as E;
     let reason = match e {
         E::PcscError { inner: Some(pcsc::Error::NoService) } | E::PcscError { inner: Some(pcsc::Error::ServiceStopped) } => {
-            "pcscd is not running; start it (e.g. `systemctl start pcscd`)".to_string()
+            match pcsc_sys::library_error() {
+                Some(why) => format!("{PCSC_LIBRARY_MISSING} ({why})"),
+                None => "pcscd is not running; start it (e.g. `systemctl start pcscd`)".to_string(),
+            }
         }
         E::PcscError { inner: Some(pcsc::Error::SharingViolation) } => {
             "another program holds the YubiKey exclusively (often gpg's scdaemon: `gpgconf --kill scdaemon`, or a running ykman/browser); close it and try again".to_string()

@@ -19,6 +19,7 @@ pub mod staging;
 pub mod state;
 pub mod status;
 pub mod targets;
+pub mod verify;
 
 use std::path::Path;
 

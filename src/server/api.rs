@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 
 use super::config::{ClientPolicy, Config};
 use super::metrics::Metrics;
+use super::served::ServedKey;
 use super::store::{ReserveError, Store, StoreError};
-use super::ServedKey;
 use crate::audit::Event;
 use crate::keys::KeyError;
 use crate::tuf::Metadata;

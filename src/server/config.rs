@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::rate::{parse_rate, Rate};
 use crate::keys::KeyUri;
 
 /// A config error: `file:line: reason`.
@@ -53,7 +54,7 @@ impl StateConfig {
     pub fn audit_display(&self) -> String {
         match self {
             StateConfig::Files { audit, .. } => audit.display().to_string(),
-            StateConfig::Postgres { url } => super::pg::redact_url(url),
+            StateConfig::Postgres { url } => crate::pg::redact_url(url),
         }
     }
 }
@@ -142,13 +143,6 @@ impl ClientPolicy {
     pub fn allows_key(&self, k: &str) -> bool {
         self.keys.iter().any(|x| x == k)
     }
-}
-
-/// `count` requests per `period`.
-#[derive(Debug, Clone, Copy)]
-pub struct Rate {
-    pub count: u32,
-    pub period: Duration,
 }
 
 #[derive(Deserialize)]
@@ -265,10 +259,10 @@ impl Config {
             key: existing(&tls.key, "server key")?,
             client_ca: existing(&tls.client_ca, "client CA")?,
         };
-        let state = if super::pg::is_postgres_url(raw.state.get_ref()) {
+        let state = if crate::pg::is_postgres_url(raw.state.get_ref()) {
             // Certificate paths in the URL are relative to this file, like every path here.
-            let url = super::pg_tls::anchor_paths(raw.state.get_ref(), base);
-            super::pg::parse_url(&url).map_err(|reason| err(raw.state.span().start, reason))?;
+            let url = crate::pg::tls::anchor_paths(raw.state.get_ref(), base);
+            crate::pg::parse_url(&url).map_err(|reason| err(raw.state.span().start, reason))?;
             if let Some(a) = &raw.audit {
                 return Err(err(
                     a.span().start,
@@ -514,20 +508,6 @@ pub fn parse_size(s: &str) -> Option<usize> {
         _ => return None,
     };
     n.checked_mul(mult)
-}
-
-/// `60/min`, `10/s`, `1000/h`, `5000/d`.
-pub fn parse_rate(s: &str) -> Option<Rate> {
-    let (count, per) = s.trim().split_once('/')?;
-    let count: u32 = count.trim().parse().ok().filter(|n| *n > 0)?;
-    let period = match per.trim() {
-        "s" | "sec" | "second" => Duration::from_secs(1),
-        "m" | "min" | "minute" => Duration::from_secs(60),
-        "h" | "hour" => Duration::from_secs(3600),
-        "d" | "day" => Duration::from_secs(86400),
-        _ => return None,
-    };
-    Some(Rate { count, period })
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `tufkey serve`: the signer daemon for CI pipelines.
 //!
 //! HTTPS with a required client certificate ([`tls`]), a policy per client identity
-//! ([`config`]), an API under `/v1` that parses what it signs ([`api`]), versions that
+//! ([`config`]), an API under `/v1` that parses what it signs (`api`), versions that
 //! only move forward ([`state`]), an audit entry made durable before any signature is
 //! returned ([`crate::audit`]), and Prometheus metrics ([`metrics`]). HSM calls run on
 //! a bounded pool of blocking workers; the PKCS#11 backend gives each concurrent caller
@@ -9,15 +9,16 @@
 
 mod api;
 pub mod config;
+mod error;
+mod local;
 pub mod metrics;
 pub mod pg;
-pub mod pg_tls;
+pub mod rate;
+mod served;
 pub mod state;
 pub mod store;
 pub mod tls;
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,44 +27,15 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::audit::{AuditError, Event};
-use crate::keys::{KeyError, PinPolicy, Signer};
-pub use config::{Config, ConfigError};
+use crate::audit::{AuditLog, Event};
+use config::StateConfig;
+use local::LocalStore;
+use state::VersionStore;
+use store::{Opened, Store};
 
-/// Why the daemon could not start (or stopped badly).
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("TLS setup: {0}")]
-    Tls(String),
-    #[error("state: {0}")]
-    State(String),
-    #[error(transparent)]
-    Audit(#[from] AuditError),
-    #[error(transparent)]
-    Store(#[from] store::StoreError),
-    #[error("{}:{line}: cannot open key {uri}: {err}", config.display())]
-    Key {
-        config: PathBuf,
-        line: usize,
-        uri: String,
-        err: Box<KeyError>,
-    },
-    #[error("{}:{line}: {reason}", config.display())]
-    Policy {
-        config: PathBuf,
-        line: usize,
-        reason: String,
-    },
-    #[error("cannot listen on {addr}: {err}")]
-    Listen {
-        addr: SocketAddr,
-        err: std::io::Error,
-    },
-    #[error("{0}")]
-    Runtime(String),
-}
+pub use config::{Config, ConfigError};
+pub use error::ServerError;
+pub use served::{open_keys, ServedKey};
 
 /// Run-time options that are not part of the config.
 #[derive(Debug, Clone, Default)]
@@ -73,61 +45,28 @@ pub struct Options {
     pub ready_file: Option<PathBuf>,
 }
 
-/// A served key and the key-level role restriction from its `[[keys]]` entry.
-pub struct ServedKey {
-    pub signer: Arc<dyn Signer>,
-    pub config: config::KeyConfig,
-}
-
-/// Opens every key of the config (PINs from pin-source or environment, never a
-/// prompt) and checks that the policy names only keys that are served.
-pub fn open_keys(cfg: &Config) -> Result<BTreeMap<String, ServedKey>, ServerError> {
-    let pins = PinPolicy {
-        force: false,
-        remember: false,
-        interactive: false,
-    };
-    let mut keys = BTreeMap::new();
-    for k in &cfg.keys {
-        let signer = crate::keys::open_signer(&k.uri, &pins).map_err(|err| ServerError::Key {
-            config: cfg.path.clone(),
-            line: k.line,
-            uri: crate::keys::uri::redact(&k.uri),
-            err: Box::new(err),
-        })?;
-        let id = signer.key_id().to_string();
-        if keys.contains_key(&id) {
-            return Err(ServerError::Policy {
-                config: cfg.path.clone(),
-                line: k.line,
-                reason: format!("key {id} is served twice"),
-            });
+/// Opens the store the config names. Called inside the runtime, because the
+/// PostgreSQL store spawns its connections and audit writer on it.
+async fn open_store(
+    cfg: &StateConfig,
+    pool: usize,
+) -> Result<(Box<dyn Store>, Opened), ServerError> {
+    match cfg {
+        StateConfig::Files { state, audit } => {
+            let (log, history) = AuditLog::open(audit)?;
+            let versions = VersionStore::load(state, &history.entries)?;
+            versions.save()?;
+            let opened = Opened {
+                entries: history.entries.len() as u64,
+                head: history.head,
+            };
+            Ok((Box::new(LocalStore::new(versions, log)), opened))
         }
-        keys.insert(
-            id,
-            ServedKey {
-                signer: Arc::from(signer),
-                config: k.clone(),
-            },
-        );
-    }
-    for (id, line) in cfg.policy_key_ids() {
-        if !keys.contains_key(&id) {
-            return Err(ServerError::Policy {
-                config: cfg.path.clone(),
-                line,
-                reason: format!(
-                    "the policy allows key {id}, which no [[keys]] entry serves (served: {})",
-                    if keys.is_empty() {
-                        "none".to_string()
-                    } else {
-                        keys.keys().cloned().collect::<Vec<_>>().join(", ")
-                    }
-                ),
-            });
+        StateConfig::Postgres { url } => {
+            let (store, opened) = pg::PgStore::open(url, pool).await?;
+            Ok((Box::new(store), opened))
         }
     }
-    Ok(keys)
 }
 
 /// Starts the daemon and runs it until SIGTERM or SIGINT. Everything that can be
@@ -143,7 +82,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), ServerError> {
         .map_err(|e| ServerError::Runtime(format!("cannot start the runtime: {e}")))?;
     // The store first (a broken audit chain stops the daemon before keys are opened);
     // inside the runtime, which the PostgreSQL store's connections run on.
-    let (store, opened) = rt.block_on(store::open(&cfg.state, cfg.workers))?;
+    let (store, opened) = rt.block_on(open_store(&cfg.state, cfg.workers))?;
     let keys = open_keys(&cfg)?;
     let metrics = metrics::Metrics::default();
     metrics.set_audit_entries(opened.entries);

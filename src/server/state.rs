@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
-use super::config::Rate;
-use super::ServerError;
+use super::error::ServerError;
+use super::rate::Rate;
 
 /// repository → role → last signed version.
 type Versions = BTreeMap<String, BTreeMap<String, u64>>;

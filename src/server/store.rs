@@ -2,12 +2,12 @@
 //! the last signed version per (repository, role), the rate-limit buckets, and the
 //! audit log — with two implementations:
 //!
-//! - [`LocalStore`], the embedded default for a single daemon: a state snapshot file,
-//!   an in-memory version map and rate buckets, and the locked, fsynced JSON-lines
-//!   audit log ([`crate::audit::AuditLog`]).
+//! - `LocalStore` (`local.rs`), the embedded default for a single daemon: a state
+//!   snapshot file, an in-memory version map and rate buckets, and the locked,
+//!   fsynced JSON-lines audit log ([`crate::audit::AuditLog`]).
 //! - [`super::pg::PgStore`], for several replicas behind a load balancer: the same
 //!   three things in PostgreSQL, where row locks make a version claim and the audit
-//!   chain's next link atomic across every replica.
+//!   chain's next link ([`crate::audit::pg::PgSink`]) atomic across every replica.
 //!
 //! The interface is object-safe (boxed futures) so the API holds a `Box<dyn Store>`
 //! and never knows which one it talks to.
@@ -15,10 +15,9 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use super::config::{Rate, StateConfig};
-use super::state::{RateLimiter, VersionStore};
-use super::ServerError;
-use crate::audit::{AuditError, AuditLog, Committed, Event};
+use super::rate::Rate;
+use crate::audit::{AuditError, Committed, Event};
+use crate::pg::PgError;
 
 /// A boxed future borrowing the store.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -28,8 +27,8 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub enum StoreError {
     #[error(transparent)]
     Audit(#[from] AuditError),
-    #[error("PostgreSQL store {url}: {reason}")]
-    Postgres { url: String, reason: String },
+    #[error(transparent)]
+    Postgres(#[from] PgError),
     #[error("state: {0}")]
     State(String),
 }
@@ -91,84 +90,4 @@ pub trait Store: Send + Sync {
     /// Writes whatever is only in memory (the local state snapshot). Blocking: call
     /// it from a blocking thread.
     fn snapshot(&self) -> Result<(), StoreError>;
-}
-
-/// Opens the store the config names. Called inside the runtime, because the
-/// PostgreSQL store spawns its connections and audit writer on it.
-pub async fn open(cfg: &StateConfig, pool: usize) -> Result<(Box<dyn Store>, Opened), ServerError> {
-    match cfg {
-        StateConfig::Files { state, audit } => {
-            let (log, history) = AuditLog::open(audit)?;
-            let versions = VersionStore::load(state, &history.entries)?;
-            versions.save()?;
-            let opened = Opened {
-                entries: history.entries.len() as u64,
-                head: history.head,
-            };
-            Ok((
-                Box::new(LocalStore {
-                    versions,
-                    rate: RateLimiter::default(),
-                    audit: log,
-                }),
-                opened,
-            ))
-        }
-        StateConfig::Postgres { url } => {
-            let (store, opened) = super::pg::PgStore::open(url, pool).await?;
-            Ok((Box::new(store), opened))
-        }
-    }
-}
-
-/// The embedded store for a single daemon.
-pub struct LocalStore {
-    versions: VersionStore,
-    rate: RateLimiter,
-    audit: AuditLog,
-}
-
-impl Store for LocalStore {
-    fn reserve<'a>(
-        &'a self,
-        repo: &'a str,
-        role: &'a str,
-        version: u64,
-    ) -> StoreFuture<'a, Result<u64, ReserveError>> {
-        let r = self
-            .versions
-            .reserve(repo, role, version)
-            .map_err(|n| ReserveError::NotIncreasing { last: n.last });
-        Box::pin(async move { r })
-    }
-
-    fn release<'a>(
-        &'a self,
-        repo: &'a str,
-        role: &'a str,
-        version: u64,
-        prev: u64,
-    ) -> StoreFuture<'a, Result<(), StoreError>> {
-        self.versions.release(repo, role, version, prev);
-        Box::pin(async { Ok(()) })
-    }
-
-    fn take_token<'a>(
-        &'a self,
-        identity: &'a str,
-        rate: Rate,
-    ) -> StoreFuture<'a, Result<Result<(), u64>, StoreError>> {
-        let r = self.rate.take(identity, rate);
-        Box::pin(async move { Ok(r) })
-    }
-
-    fn append(&self, event: Event) -> StoreFuture<'_, Result<Committed, StoreError>> {
-        Box::pin(async move { Ok(self.audit.append(event).await?) })
-    }
-
-    fn snapshot(&self) -> Result<(), StoreError> {
-        self.versions
-            .save()
-            .map_err(|e| StoreError::State(e.to_string()))
-    }
 }

@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
@@ -13,27 +12,20 @@ use x509_cert::der::Decode;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::SubjectAltName;
 
-use super::ServerError;
+use super::error::ServerError;
 
 fn tls_err(path: &Path, reason: impl std::fmt::Display) -> ServerError {
     ServerError::Tls(format!("{}: {reason}", path.display()))
 }
 
-/// Every certificate in a PEM file.
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ServerError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| tls_err(path, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls_err(path, e))?;
-    if certs.is_empty() {
-        return Err(tls_err(path, "no PEM certificate in the file"));
-    }
-    Ok(certs)
+/// Every certificate in a PEM file, as a TLS setup error naming the file.
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ServerError> {
+    crate::pem::load_certs(path).map_err(ServerError::Tls)
 }
 
 /// The private key in a PEM file (PKCS#8, SEC1 or PKCS#1).
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, ServerError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| tls_err(path, e))
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, ServerError> {
+    crate::pem::load_key(path).map_err(ServerError::Tls)
 }
 
 /// The server's rustls configuration: the client must present a certificate that

@@ -96,7 +96,9 @@ fn keyids_mut<'a>(
         .ok_or_else(|| schema(name, "`keyids` must be an array"))
 }
 
-/// Adds `key` to role `name`. Returns the key id. Adding a key the role already has is an error.
+/// Adds `key` to role `name`. Returns the key id. Adding a key the role already has is an
+/// error, and so is a public key that `keys` already holds under another key id: a
+/// threshold counts distinct keys, and two ids for one key only hide that.
 pub fn add_key(
     signed: &mut Value,
     holder: Holder,
@@ -104,6 +106,16 @@ pub fn add_key(
     key: &Key,
 ) -> Result<String, TufError> {
     let keyid = key.key_id();
+    let identity = key.public_identity();
+    for (existing, v) in keys_mut(signed, holder)?.iter() {
+        let same = Key::from_value(existing, v).is_ok_and(|k| k.public_identity() == identity);
+        if same && *existing != keyid {
+            return Err(TufError::SameKeyOtherId {
+                keyid,
+                existing: existing.clone(),
+            });
+        }
+    }
     let role = role_mut(signed, holder, name)?;
     let ids = keyids_mut(role, name)?;
     if ids.iter().any(|k| k.as_str() == Some(&keyid)) {
@@ -277,6 +289,23 @@ mod tests {
             add_key(&mut root, Holder::Root, "mirror", &key(2)),
             Err(TufError::UnknownRole(_))
         ));
+    }
+
+    #[test]
+    fn a_public_key_already_listed_under_another_key_id_is_refused_naming_that_id() {
+        let mut root = new_root("2030-01-01T00:00:00Z");
+        let id = add_key(&mut root, Holder::Root, "root", &key(1)).unwrap();
+        // The same public key with an extra field hashes to another key id.
+        let mut other = key(1);
+        other.extra.insert("x-note".into(), json!("same key"));
+        assert_ne!(other.key_id(), id);
+        let before = root.clone();
+        let err = add_key(&mut root, Holder::Root, "targets", &other).unwrap_err();
+        assert!(matches!(&err, TufError::SameKeyOtherId { existing, .. } if *existing == id));
+        assert!(err.to_string().contains(&id) && err.to_string().contains(&other.key_id()));
+        assert_eq!(root, before, "nothing changed");
+        // The same key under its own id may serve another role.
+        add_key(&mut root, Holder::Root, "targets", &key(1)).unwrap();
     }
 
     #[test]

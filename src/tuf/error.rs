@@ -23,6 +23,8 @@ pub enum TufError {
     DuplicateSignature(String),
     #[error("role `{role}` lists key id {keyid} more than once")]
     DuplicateRoleKey { role: String, keyid: String },
+    #[error("this public key is already listed as key id {existing}; adding it again as key id {keyid} would let one key count twice toward a threshold — use key id {existing}, or a different key")]
+    SameKeyOtherId { keyid: String, existing: String },
     #[error("the delegator does not define role `{0}`")]
     UnknownRole(String),
     #[error("role `{role}` uses key id {keyid}, which the delegator's `keys` does not contain")]

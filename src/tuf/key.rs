@@ -20,19 +20,16 @@ pub const SCHEME_RSA_PKCS1_SHA256: &str = "rsa-pkcs1v15-sha256";
 pub const SCHEME_ED25519: &str = "ed25519";
 
 /// The kinds of key tufkey creates on devices and in files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+/// (The CLI offers them by [`KeyType::as_str`]; this type knows nothing of clap.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyType {
     /// ECDSA on NIST P-256 with SHA-256 (TUF `ecdsa-sha2-nistp256`).
-    #[value(name = "ecdsa-p256")]
     EcdsaP256,
     /// Ed25519 (TUF `ed25519`).
-    #[value(name = "ed25519")]
     Ed25519,
     /// RSA 3072 with PSS/SHA-256 (TUF `rsassa-pss-sha256`).
-    #[value(name = "rsa-3072")]
     Rsa3072,
     /// RSA 2048 with PSS/SHA-256: the largest RSA key a YubiKey PIV slot takes here.
-    #[value(name = "rsa-2048")]
     Rsa2048,
 }
 
@@ -283,6 +280,23 @@ impl Key {
                 "unsupported key type {} with scheme {}",
                 self.keytype, self.scheme
             )),
+        }
+    }
+
+    /// What makes two listings the same key for a threshold: the public key material
+    /// (SubjectPublicKeyInfo, so the PEM's line breaks, the key id, the scheme name and
+    /// extra fields do not matter). A value that does not decode is compared as written.
+    pub fn public_identity(&self) -> String {
+        match self.public_key() {
+            Ok(k) => k.spki_pem(),
+            Err(_) => format!(
+                "undecoded:{}:{}",
+                self.keytype,
+                self.keyval
+                    .get("public")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            ),
         }
     }
 

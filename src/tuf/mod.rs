@@ -14,4 +14,4 @@ pub mod verify;
 pub use error::TufError;
 pub use key::{Key, KeyType, PublicKey};
 pub use metadata::{Metadata, Signature};
-pub use verify::{Delegator, RoleVerification};
+pub use verify::{Delegator, RoleVerification, SameKey};

@@ -129,7 +129,10 @@ impl Delegator {
             missing: Vec::new(),
             invalid: Vec::new(),
             unrelated: Vec::new(),
+            same_key: Vec::new(),
         };
+        // Public key material of each key id already counted, to count each key once.
+        let mut counted: Vec<(String, String)> = Vec::new();
         for keyid in &def.keyids {
             let sig = md.signatures().iter().find(|s| &s.keyid == keyid);
             let key = self.keys.get(keyid);
@@ -142,7 +145,17 @@ impl Delegator {
                         .into(),
                 }),
                 (Some(key), Some(s)) => match key.verify_hex(&payload, &s.sig) {
-                    Ok(()) => result.signed.push(keyid.clone()),
+                    Ok(()) => {
+                        let identity = key.public_identity();
+                        match counted.iter().find(|(_, i)| *i == identity) {
+                            Some((first, _)) => result.same_key.push(SameKey {
+                                keyid: keyid.clone(),
+                                same_as: first.clone(),
+                            }),
+                            None => counted.push((keyid.clone(), identity)),
+                        }
+                        result.signed.push(keyid.clone());
+                    }
                     Err(reason) => result.invalid.push(InvalidSignature {
                         keyid: keyid.clone(),
                         reason,
@@ -210,11 +223,109 @@ pub struct RoleVerification {
     pub invalid: Vec<InvalidSignature>,
     /// Signatures by keys that are not keys of this role (ignored).
     pub unrelated: Vec<String>,
+    /// Valid signatures by a key id whose public key already signed under another key id
+    /// of the role. They are in `signed` (python-tuf counts them) but count once here.
+    pub same_key: Vec<SameKey>,
+}
+
+/// One public key listed (and signing) under two key ids of a role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SameKey {
+    pub keyid: String,
+    /// The key id under which the same public key was counted first.
+    pub same_as: String,
 }
 
 impl RoleVerification {
-    /// Whether the threshold is met.
+    /// The signatures that count: one per distinct public key. python-tuf counts key
+    /// ids, so one key listed under two ids would meet a threshold of 2 there; the
+    /// point of a threshold is that several keys (and keyholders) agree, so tufkey
+    /// counts keys.
+    pub fn counted(&self) -> usize {
+        self.signed.len() - self.same_key.len()
+    }
+
+    /// Whether the threshold is met by distinct public keys.
     pub fn verified(&self) -> bool {
-        self.signed.len() as u64 >= self.threshold
+        self.counted() as u64 >= self.threshold
+    }
+
+    /// One sentence per key id that signed with a key already counted, naming both ids.
+    pub fn same_key_notes(&self) -> Vec<String> {
+        self.same_key
+            .iter()
+            .map(|d| {
+                format!(
+                    "key ids {} and {} are the same public key; it counts once toward the threshold of `{}` (list each keyholder's key once)",
+                    d.same_as, d.keyid, self.role
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tuf::{PublicKey, Signature};
+    use ed25519_dalek::Signer;
+    use serde_json::json;
+
+    /// A root whose root role lists `ids` (each naming the key of the same index in
+    /// `keys`), threshold 2, signed by every listed id with its key.
+    fn root_signed_by(keys: &[(&str, &ed25519_dalek::SigningKey)]) -> Metadata {
+        let mut key_map = serde_json::Map::new();
+        for (id, sk) in keys {
+            let k = PublicKey::Ed25519(sk.verifying_key()).to_tuf_key();
+            key_map.insert(id.to_string(), k.to_value());
+        }
+        let ids: Vec<&str> = keys.iter().map(|(id, _)| *id).collect();
+        let role = json!({"keyids": ids, "threshold": 2});
+        let mut md = Metadata::new(json!({
+            "_type": "root", "version": 1, "spec_version": "1.0.31",
+            "expires": "2030-01-01T00:00:00Z", "consistent_snapshot": true,
+            "keys": key_map,
+            "roles": {"root": role, "targets": role, "snapshot": role, "timestamp": role},
+        }))
+        .unwrap();
+        let payload = md.payload();
+        for (id, sk) in keys {
+            md.set_signature(Signature::new(*id, &sk.sign(&payload).to_bytes()));
+        }
+        md
+    }
+
+    #[test]
+    fn one_key_under_two_key_ids_does_not_meet_a_threshold_of_two() {
+        let sk = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let md = root_signed_by(&[("aa", &sk), ("bb", &sk)]);
+        let r = Delegator::from_metadata(&md)
+            .unwrap()
+            .verify_role("root", &md)
+            .unwrap();
+        // Both signatures are valid, as python-tuf sees them, but they are one key.
+        assert_eq!(r.signed, ["aa", "bb"]);
+        assert_eq!(r.counted(), 1);
+        assert!(!r.verified());
+        let notes = r.same_key_notes();
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].contains("aa") && notes[0].contains("bb"),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn two_distinct_keys_meet_a_threshold_of_two() {
+        let a = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let b = ed25519_dalek::SigningKey::from_bytes(&[2; 32]);
+        let md = root_signed_by(&[("aa", &a), ("bb", &b)]);
+        let r = Delegator::from_metadata(&md)
+            .unwrap()
+            .verify_role("root", &md)
+            .unwrap();
+        assert_eq!(r.counted(), 2);
+        assert!(r.verified());
+        assert!(r.same_key.is_empty());
     }
 }

@@ -33,7 +33,7 @@ use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStor
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
 
-use super::tls::{load_certs, load_key};
+use crate::pem::{load_certs, load_key};
 
 /// How the server's certificate is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,7 +257,7 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> String {
 pub fn client_config(p: &TlsParams) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
-    for c in load_certs(&p.root_cert).map_err(|e| e.to_string())? {
+    for c in load_certs(&p.root_cert)? {
         roots.add(c).map_err(|e| file_err(&p.root_cert, e))?;
     }
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
@@ -274,10 +274,7 @@ pub fn client_config(p: &TlsParams) -> Result<Arc<ClientConfig>, String> {
         .with_custom_certificate_verifier(verifier);
     let config = match &p.client_cert {
         Some((cert, key)) => builder
-            .with_client_auth_cert(
-                load_certs(cert).map_err(|e| e.to_string())?,
-                load_key(key).map_err(|e| e.to_string())?,
-            )
+            .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
             .map_err(|e| file_err(key, e))?,
         None => builder.with_no_client_auth(),
     };

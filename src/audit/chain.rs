@@ -1,0 +1,136 @@
+//! The hash chain itself, the same for every sink and for the ceremony transcript:
+//! the genesis `prev`, the line hash, the canonical line an event becomes, and the
+//! check that each line continues the one before it.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::error::AuditError;
+use super::event::Event;
+use crate::tuf::cjson::to_canonical;
+
+/// The `prev` of the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// A verified log: its entries and the hash of its last line.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub entries: Vec<Map<String, Value>>,
+    /// SHA-256 of the last line ([`GENESIS`] for an empty log): note it down to pin
+    /// the whole history, trailing entries included.
+    pub head: String,
+}
+
+/// SHA-256 of one line's bytes (without the newline): the next entry's `prev`.
+pub fn line_hash(line: &[u8]) -> String {
+    hex::encode(Sha256::digest(line))
+}
+
+/// Checks a log given as its JSON-lines bytes; `path` only names it in errors (the
+/// PostgreSQL store passes its redacted URL, so both stores share one verifier).
+pub fn verify_bytes(path: &Path, text: &[u8]) -> Result<Verified, AuditError> {
+    let mut chain = Chain::new();
+    let mut entries = Vec::new();
+    if !text.is_empty() && !text.ends_with(b"\n") {
+        let n = text.split(|b| *b == b'\n').count();
+        return Err(AuditError::Broken {
+            path: path.into(),
+            line: n,
+            reason: "the last line is incomplete (a write was cut off, or the file was truncated)"
+                .into(),
+        });
+    }
+    if !text.is_empty() {
+        for line in text[..text.len() - 1].split(|b| *b == b'\n') {
+            entries.push(chain.push(path, line)?);
+        }
+    }
+    Ok(Verified {
+        entries,
+        head: chain.head,
+    })
+}
+
+/// The position of a chain: the last `seq` and the hash of its line.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Chain {
+    pub(crate) seq: u64,
+    pub(crate) head: String,
+}
+
+impl Chain {
+    pub(crate) fn new() -> Chain {
+        Chain {
+            seq: 0,
+            head: GENESIS.into(),
+        }
+    }
+
+    /// Checks that `line` is the next entry (canonical, `seq` + 1, `prev` = head) and
+    /// moves onto it. In a file log an entry's `seq` is its line number.
+    pub(crate) fn push(
+        &mut self,
+        path: &Path,
+        line: &[u8],
+    ) -> Result<Map<String, Value>, AuditError> {
+        let n = self.seq + 1;
+        let bad = |reason: String| AuditError::Broken {
+            path: path.into(),
+            line: usize::try_from(n).unwrap_or(usize::MAX),
+            reason,
+        };
+        let (obj, seq) = parse_line(line).map_err(bad)?;
+        if seq != n {
+            return Err(bad(format!(
+                "sequence number {seq} where {n} was expected: an entry was removed or moved"
+            )));
+        }
+        if obj.get("prev").and_then(Value::as_str) != Some(self.head.as_str()) {
+            return Err(bad(
+                "the hash of the previous entry does not match: an earlier entry was changed, removed or moved"
+                    .into(),
+            ));
+        }
+        self.seq = n;
+        self.head = line_hash(line);
+        Ok(obj)
+    }
+}
+
+/// One line as an entry: a JSON object in exactly its canonical form, with a `seq`.
+pub(crate) fn parse_line(line: &[u8]) -> Result<(Map<String, Value>, u64), String> {
+    let value: Value =
+        serde_json::from_slice(line).map_err(|e| format!("not a JSON audit entry: {e}"))?;
+    let Value::Object(obj) = value else {
+        return Err("not a JSON object".into());
+    };
+    let canonical = to_canonical(&Value::Object(obj.clone()))
+        .map_err(|e| format!("not canonical JSON: {e}"))?;
+    if canonical != line {
+        return Err("the line was edited (it is not in the canonical form tufkey writes)".into());
+    }
+    let seq = obj
+        .get("seq")
+        .and_then(Value::as_u64)
+        .ok_or("no sequence number")?;
+    Ok((obj, seq))
+}
+
+/// Encodes `event` as the line with sequence number `seq` after `prev`. Shared with
+/// the PostgreSQL sink so that both write byte-identical lines.
+pub(crate) fn encode(event: &Event, seq: u64, prev: &str) -> Result<Vec<u8>, AuditError> {
+    let Value::Object(mut obj) =
+        serde_json::to_value(event).map_err(|e| AuditError::Encode(e.to_string()))?
+    else {
+        return Err(AuditError::Encode("an event is an object".into()));
+    };
+    obj.insert("seq".into(), Value::from(seq));
+    obj.insert("prev".into(), Value::String(prev.into()));
+    obj.insert(
+        "time".into(),
+        Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    );
+    to_canonical(&Value::Object(obj)).map_err(|e| AuditError::Encode(e.to_string()))
+}

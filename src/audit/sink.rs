@@ -1,0 +1,23 @@
+//! The one interface every audit sink offers. The daemon's stores and the CLI append
+//! through it and never ask which kind of log is behind it.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use super::error::AuditError;
+use super::event::{Committed, Event};
+
+/// A boxed future borrowing the sink (the trait stays object-safe).
+pub type SinkFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Somewhere audit entries are made durable, in one hash chain: the JSON-lines file
+/// ([`super::AuditLog`]) or the replicas' PostgreSQL tables ([`super::pg::PgSink`]).
+pub trait Sink: Send + Sync {
+    /// Appends `event`; resolves once it is durable (fsynced, or committed). For the
+    /// daemon, inside its runtime.
+    fn append(&self, event: Event) -> SinkFuture<'_, Result<Committed, AuditError>>;
+
+    /// As [`Sink::append`], blocking the calling thread (the CLI). Must not be called
+    /// from inside an async runtime.
+    fn append_blocking(&self, event: Event) -> Result<Committed, AuditError>;
+}
