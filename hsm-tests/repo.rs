@@ -8,8 +8,8 @@ mod harness;
 
 use std::path::Path;
 
-use harness::repo::{assert_unchanged, ngclient, ngclient_ok, p, run_env, Keys, Signer};
-use harness::snapshot;
+use harness::repo::{assert_unchanged, ngclient, ngclient_ok, run_env, Keys, Signer};
+use harness::{p, read_json, snapshot};
 use serde_json::Value;
 
 fn write(path: &Path, text: &str) {
@@ -17,10 +17,6 @@ fn write(path: &Path, text: &str) {
         std::fs::create_dir_all(d).unwrap();
     }
     std::fs::write(path, text).unwrap();
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
 /// A consistent-snapshot repository from a ceremony root (every root key signing) with

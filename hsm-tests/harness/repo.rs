@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use super::{
-    fails, generate, ok, python_tuf, run, sign_with, tufkey, write_unsigned, SoftHsm, Token,
+    fails, generate, ok, p, python_tuf, run, sign_with, tufkey, write_unsigned, SoftHsm, Token,
 };
 
 /// One key on its own token.
@@ -27,10 +27,6 @@ pub struct Keys {
     pub snapshot: Holder,
     pub timestamp: Holder,
     pub work: tempfile::TempDir,
-}
-
-pub fn p(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 path")
 }
 
 impl Keys {

@@ -22,8 +22,8 @@ use tufkey::repo::{self as lib, Hooks, Progress, Repository};
 use tufkey::tuf::fileinfo::{FileInfo, HashAlg};
 
 use super::auditor::{shown_path, Audited};
+use super::ctx::Ctx;
 use super::output::{print_json, short};
-use super::Ctx;
 
 /// `repo refresh`: nothing was due, nothing was signed.
 pub const EXIT_NOTHING_TO_DO: u8 = 4;
@@ -640,7 +640,7 @@ fn status(a: StatusArgs, ctx: &Ctx) -> Result<ExitCode> {
     let code = if report.any_expired() {
         EXIT_EXPIRED
     } else if report.any_unverified() {
-        super::EXIT_NOT_VERIFIED
+        super::ctx::EXIT_NOT_VERIFIED
     } else if report.any_expiring() {
         EXIT_EXPIRING
     } else {

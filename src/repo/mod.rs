@@ -12,6 +12,7 @@ pub mod error;
 pub mod init;
 pub mod layout;
 pub mod lock;
+pub mod progress;
 pub mod publish;
 pub mod refresh;
 pub mod signing;
@@ -26,6 +27,7 @@ use std::path::Path;
 pub use config::RepoConfig;
 pub use error::RepoError;
 pub use layout::Layout;
+pub use progress::{NoProgress, Progress};
 
 use crate::tuf::{Delegator, Metadata};
 
@@ -84,26 +86,6 @@ pub fn consistent_snapshot(root: &Metadata) -> bool {
         .get("consistent_snapshot")
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(false)
-}
-
-/// Progress of long work (hashing files, signing roles), shown by the CLI as a bar on a
-/// terminal; the library only reports.
-pub trait Progress {
-    /// A new phase of `total` steps (bytes or items).
-    fn start(&self, what: &str, total: u64);
-    /// `n` more steps done.
-    fn advance(&self, n: u64);
-    /// The phase is over.
-    fn finish(&self);
-}
-
-/// Reports nothing.
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn start(&self, _: &str, _: u64) {}
-    fn advance(&self, _: u64) {}
-    fn finish(&self) {}
 }
 
 /// What the caller sees of a commit or refresh while it runs.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::config::RepoConfig;
 use super::error::RepoError;
-use super::Progress;
+use super::progress::Progress;
 use crate::keys::{self, PinPolicy, Signer};
 use crate::tuf::verify::RoleKeys;
 use crate::tuf::Metadata;
