@@ -8,7 +8,9 @@ mod harness;
 
 use std::path::Path;
 
-use harness::repo::{assert_unchanged, ngclient, ngclient_ok, run_env, Keys, Signer};
+use harness::repo::{
+    assert_repo_verify, assert_unchanged, ngclient, ngclient_ok, run_env, Keys, Signer,
+};
 use harness::{p, read_json, snapshot};
 use serde_json::Value;
 
@@ -323,6 +325,7 @@ fn targets_added_then_removed_disappear_for_clients_but_their_files_stay() {
     let (code, out, _) = k.run(&["repo", "status", p(&dir), "--expiring-within", "1h"]);
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("NOT SIGNED timestamp"), "{out}");
+    assert_repo_verify(&dir, &root, 3);
 }
 
 #[test]
@@ -881,6 +884,7 @@ fn a_commit_killed_mid_publish_leaves_the_old_repository_and_the_next_commit_fin
         assert_eq!(v["timestamp_version"], 1, "{v}");
         assert_eq!(v["found"]["b.txt"], Value::Null);
         assert_eq!(v["found"]["hello.txt"], "hello, world\n");
+        assert_repo_verify(&dir, &root, 0);
     }
     // Nothing was lost: the staged change is still there and the next commit publishes it.
     k.commit(&dir, &[]);

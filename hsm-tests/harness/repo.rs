@@ -264,14 +264,29 @@ pub fn ngclient(repo: &Path, bootstrap_root: &Path, targets: &[&str]) -> Value {
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("ngclient output ({e}): {out}"))
 }
 
-/// [`ngclient`], requiring a successful refresh.
+/// [`ngclient`], requiring a successful refresh; `tufkey repo verify` from the same
+/// trusted root must agree.
 pub fn ngclient_ok(repo: &Path, bootstrap_root: &Path, targets: &[&str]) -> Value {
     let v = ngclient(repo, bootstrap_root, targets);
     assert!(
         v.get("error").is_none(),
         "ngclient refused the repository: {v}"
     );
+    assert_repo_verify(repo, bootstrap_root, 0);
     v
+}
+
+/// `tufkey repo verify DIR --trusted-root ROOT` exits with `code` (0: verifies, 3: not).
+pub fn assert_repo_verify(repo: &Path, trusted_root: &Path, code: i32) {
+    let mut c = tufkey(None);
+    c.args(["repo", "verify", p(repo), "--trusted-root", p(trusted_root)]);
+    let (got, out, err) = run(c);
+    assert_eq!(
+        got,
+        code,
+        "tufkey repo verify {}:\n{out}{err}",
+        repo.display()
+    );
 }
 
 /// Asserts that every file below `dir` has the bytes it had in `before`, naming the
