@@ -544,7 +544,7 @@ fn outcome_json(o: &Outcome, written: &[PathBuf]) -> Value {
 fn commit(a: CommitArgs, ctx: &Ctx) -> Result<ExitCode> {
     let repo = open(&a.dir)?;
     let keys = key_pairs(&a.keys)?;
-    let _lock = lock(&repo, a.wait)?;
+    let held = lock(&repo, a.wait)?;
     let bar = Bar::new(ctx, false);
     let mut written = Vec::new();
     let mut audit = audit_hook(ctx, "repo commit", &a.dir);
@@ -558,7 +558,7 @@ fn commit(a: CommitArgs, ctx: &Ctx) -> Result<ExitCode> {
         pins: &ctx.pins,
         now: Utc::now(),
     };
-    let done = lib::commit::commit(&repo, &_lock, &opts, &mut hooks)
+    let done = lib::commit::commit(&repo, &held, &opts, &mut hooks)
         .with_context(|| format!("committing {}", a.dir.display()))?;
     match done {
         None => {
@@ -589,7 +589,7 @@ fn commit(a: CommitArgs, ctx: &Ctx) -> Result<ExitCode> {
 fn refresh(a: CommitArgs, ctx: &Ctx) -> Result<ExitCode> {
     let repo = open(&a.dir)?;
     let keys = key_pairs(&a.keys)?;
-    let _lock = lock(&repo, a.wait)?;
+    let held = lock(&repo, a.wait)?;
     let bar = Bar::new(ctx, false);
     let mut written = Vec::new();
     let mut audit = audit_hook(ctx, "repo refresh", &a.dir);
@@ -603,7 +603,7 @@ fn refresh(a: CommitArgs, ctx: &Ctx) -> Result<ExitCode> {
         pins: &ctx.pins,
         now: Utc::now(),
     };
-    let done = lib::refresh::refresh(&repo, &_lock, &opts, &mut hooks)
+    let done = lib::refresh::refresh(&repo, &held, &opts, &mut hooks)
         .with_context(|| format!("refreshing {}", a.dir.display()))?;
     match done {
         Refreshed::NothingToDo {

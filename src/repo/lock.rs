@@ -54,7 +54,8 @@ impl RepoLock {
         let me = serde_json::json!({
             "pid": std::process::id(),
             "host": host_name(),
-            "command": command,
+            // Whoever waits reads this: never a PIN given in a URI on the command line.
+            "command": redact_pins(command),
             "since": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         });
         let write = |f: &mut File| -> std::io::Result<()> {
@@ -102,6 +103,24 @@ fn holder(file: &mut File) -> String {
     }
 }
 
+/// Every `pin-value=…` in a command line, hidden (up to the next `&` or space).
+fn redact_pins(s: &str) -> String {
+    const KEY: &str = "pin-value=";
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find(KEY) {
+        out.push_str(&rest[..i + KEY.len()]);
+        out.push_str("***");
+        let after = &rest[i + KEY.len()..];
+        let end = after
+            .find(|c: char| c == '&' || c.is_whitespace())
+            .unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn host_name() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
@@ -130,6 +149,21 @@ mod tests {
             "{err}"
         );
         drop(first);
-        RepoLock::acquire(&p, Duration::ZERO, "second").unwrap();
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            b"",
+            "released: the holder line is gone"
+        );
+        let _second = RepoLock::acquire(
+            &p,
+            Duration::ZERO,
+            "commit --key t=pkcs11:token=a?pin-value=1234&module-path=/m --key s=pkcs11:token=b?pin-value=5678",
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.contains("pin-value=***") && !text.contains("1234"),
+            "{text}"
+        );
     }
 }
