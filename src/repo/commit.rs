@@ -154,7 +154,12 @@ pub fn commit(
             None => (root_d.clone(), root_path.clone()),
             Some(p) => {
                 let path = layout.staged_role(p);
-                let d = Delegator::from_metadata(&docs[p]).map_err(meta_error(&path))?;
+                // A parent in the tree always has a document: the walk descends only there.
+                let parent = docs.get(p).ok_or_else(|| RepoError::NoSuchRole {
+                    role: p.clone(),
+                    roles: docs.keys().cloned().collect::<Vec<_>>().join(", "),
+                })?;
+                let d = Delegator::from_metadata(parent).map_err(meta_error(&path))?;
                 (d, path)
             }
         };
