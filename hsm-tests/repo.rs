@@ -900,7 +900,7 @@ fn a_second_commit_refuses_naming_the_holder_or_waits_for_it() {
     let b = k.path("b.txt");
     write(&b, "bee");
     k.ok(&["repo", "add", p(&dir), p(&b)]);
-    let mut first = spawn_commit(&k, &dir, 1000);
+    let mut first = spawn_commit(&k, &dir, 2000);
     wait_for(&dir.join("metadata/2.targets.json"), &mut first);
     let keys = k.commit_keys();
     let mut args = vec!["repo", "commit", p(&dir)];
@@ -1041,4 +1041,47 @@ fn a_ceremony_root_a_yubikey_targets_key_and_a_remote_signer_make_a_repository_n
     assert_eq!(targets["signed"], serde_json::json!([yk_id]));
     assert_eq!(targets["threshold_met"], true);
     signer.daemon.stop();
+}
+
+#[test]
+fn refresh_refuses_an_expired_snapshot_instead_of_signing_a_timestamp_over_it() {
+    let k = Keys::new(1);
+    let root = k.hand_root(1, true, &[&k.targets], "1.root.json");
+    let dir = k.path("repo");
+    k.ok(&["repo", "init", p(&dir), "--root", p(&root)]);
+    let toml = dir.join("repo.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replace("snapshot = \"365d\"", "snapshot = \"2s\""),
+    )
+    .unwrap();
+    k.commit(&dir, &[]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let before = snapshot(&dir);
+    let (code, msg) = k.fails(&[
+        "repo",
+        "refresh",
+        p(&dir),
+        "--key",
+        &format!("snapshot={}", k.snapshot.uri),
+        "--key",
+        &format!("timestamp={}", k.timestamp.uri),
+    ]);
+    assert_eq!(code, 1);
+    assert!(msg.contains("role `snapshot` expired at"), "{msg}");
+    assert_unchanged(&before, &dir, "a refused refresh");
+    // The way out is a commit, which signs a new snapshot and timestamp even with
+    // nothing staged.
+    std::fs::write(
+        &toml,
+        std::fs::read_to_string(&toml)
+            .unwrap()
+            .replace("snapshot = \"2s\"", "snapshot = \"365d\""),
+    )
+    .unwrap();
+    k.commit(&dir, &[]);
+    let v = ngclient_ok(&dir, &root, &[]);
+    assert_eq!(v["snapshot_version"], 2);
+    assert_eq!(v["targets_version"], 1, "targets did not change");
 }

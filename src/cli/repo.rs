@@ -566,7 +566,7 @@ fn commit(a: CommitArgs, ctx: &Ctx) -> Result<ExitCode> {
                 print_json(&json!({"dir": a.dir, "committed": false}));
             } else {
                 println!(
-                    "nothing to commit in {}: no staged changes and every role still verifies",
+                    "nothing to commit in {}: no staged changes, every role verifies and snapshot and timestamp are not due",
                     a.dir.display()
                 );
             }

@@ -180,7 +180,25 @@ pub fn commit(
             }
         }
     }
-    if to_sign.is_empty() && !root_changed {
+    // Snapshot and timestamp that clients refuse (or soon will) are renewed even with
+    // nothing staged: a commit is the way out of an expired snapshot.
+    let online_stale = [
+        ("snapshot", &published.snapshot),
+        ("timestamp", &published.timestamp),
+    ]
+    .into_iter()
+    .any(|(role, l)| match l {
+        None => true,
+        Some(l) => {
+            let due =
+                l.md.expires()
+                    .and_then(|e| parse_expires(e).ok())
+                    .is_none_or(|t| t - repo.config.signing_period(role) <= opts.now);
+            let valid = root_d.verify_role(role, &l.md).is_ok_and(|r| r.verified());
+            due || !valid
+        }
+    });
+    if to_sign.is_empty() && !root_changed && !online_stale {
         return Ok(None);
     }
     let mut plan_roles = to_sign.clone();
