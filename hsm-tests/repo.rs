@@ -1085,3 +1085,76 @@ fn refresh_refuses_an_expired_snapshot_instead_of_signing_a_timestamp_over_it() 
     assert_eq!(v["snapshot_version"], 2);
     assert_eq!(v["targets_version"], 1, "targets did not change");
 }
+
+#[test]
+fn a_nested_delegation_is_made_in_its_delegators_staged_file_and_clients_follow_it() {
+    let k = Keys::new(1);
+    let (dir, root) = committed_repo(&k);
+    let team = k.extra("team", "ed25519");
+    let sub = k.extra("team-sub", "ecdsa-p256");
+    let targets_file = k
+        .ok(&["repo", "edit", p(&dir), "targets"])
+        .trim()
+        .to_string();
+    k.ok(&[
+        "delegation",
+        "add",
+        &targets_file,
+        "--role",
+        "team",
+        "--delegate-key",
+        &team.uri,
+        "--path",
+        "team/*",
+    ]);
+    // The new role has no document yet: `repo edit` stages an empty one to delegate from.
+    let team_file = k.ok(&["repo", "edit", p(&dir), "team"]).trim().to_string();
+    k.ok(&[
+        "delegation",
+        "add",
+        &team_file,
+        "--role",
+        "team-sub",
+        "--delegate-key",
+        &sub.uri,
+        "--path",
+        "team/sub-*",
+        "--terminating",
+    ]);
+    let f = k.path("s.txt");
+    write(&f, "deep");
+    let added = k.json(&["repo", "add", p(&dir), p(&f), "--path", "team/sub-1.txt"]);
+    assert_eq!(added["staged"][0]["role"], "team-sub");
+    let out = k.json(&[
+        "repo",
+        "commit",
+        p(&dir),
+        "--key",
+        &format!("targets={}", k.targets.uri),
+        "--key",
+        &format!("team={}", team.uri),
+        "--key",
+        &format!("team-sub={}", sub.uri),
+        "--key",
+        &format!("snapshot={}", k.snapshot.uri),
+        "--key",
+        &format!("timestamp={}", k.timestamp.uri),
+    ]);
+    let mut roles: Vec<&str> = out["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["role"].as_str().unwrap())
+        .collect();
+    roles.sort();
+    assert_eq!(
+        roles,
+        ["snapshot", "targets", "team", "team-sub", "timestamp"]
+    );
+    let snap = read_json(&dir.join("metadata/2.snapshot.json"));
+    let listed: Vec<&String> = snap["signed"]["meta"].as_object().unwrap().keys().collect();
+    assert_eq!(listed, ["targets.json", "team-sub.json", "team.json"]);
+    let v = ngclient_ok(&dir, &root, &["team/sub-1.txt", "team/other.txt"]);
+    assert_eq!(v["found"]["team/sub-1.txt"], "deep");
+    assert_eq!(v["found"]["team/other.txt"], Value::Null);
+}
