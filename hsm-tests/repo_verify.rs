@@ -583,3 +583,70 @@ fn delegation_add_key_refuses_a_public_key_listed_under_another_key_id() {
         );
     }
 }
+
+#[test]
+fn ceremony_add_key_refuses_a_public_key_the_trusted_root_lists_under_another_key_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let pass = [("TUFKEY_PASSPHRASE", "pw")];
+    let key_file = dir.path().join("k.p8");
+    let uri = format!("file:{}", key_file.display());
+    let (_, _, key) = harness::generate(None, &uri, "ed25519", &pass);
+    // A trusted root listing this key under a made-up key id (python-tuf does not check
+    // ids), signed by it under that id.
+    let alias = "ab".repeat(32);
+    let role = serde_json::json!({"keyids": [&alias], "threshold": 1});
+    let root = dir.path().join("root.json");
+    harness::write_unsigned(
+        &root,
+        serde_json::json!({
+            "_type": "root", "spec_version": "1.0.31", "version": 1,
+            "expires": harness::next_year(), "consistent_snapshot": true,
+            "keys": {&alias: key},
+            "roles": {"root": role, "targets": role, "snapshot": role, "timestamp": role},
+        }),
+    );
+    let mut c = tufkey(None);
+    c.args(["sign", root.to_str().unwrap(), "--key", &uri])
+        .envs(pass);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&root).unwrap()).unwrap();
+    doc["signatures"][0]["keyid"] = alias.clone().into();
+    std::fs::write(&root, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    harness::ok(None, &["verify", root.to_str().unwrap()]);
+
+    let ceremony = dir.path().join("ceremony");
+    harness::ok(
+        None,
+        &[
+            "ceremony",
+            "init",
+            ceremony.to_str().unwrap(),
+            "--trusted",
+            root.to_str().unwrap(),
+        ],
+    );
+    let before = snapshot(&ceremony);
+    let mut c = tufkey(None);
+    c.args([
+        "ceremony",
+        "add-key",
+        ceremony.to_str().unwrap(),
+        "--role",
+        "targets",
+        "--key",
+        &uri,
+    ])
+    .envs(pass);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!("already listed as key id {alias}")),
+        "{err}"
+    );
+    assert_eq!(
+        snapshot(&ceremony),
+        before,
+        "a refused add-key changed the ceremony"
+    );
+}
