@@ -252,6 +252,15 @@ fn each_broken_copy_is_refused_naming_the_file_and_ngclient_refuses_it_too() {
             &["lists target `team/tool.bin`", "hash bin `bins-2`"],
             "LookupError",
         ),
+        (
+            "deep_role_beyond_team_paths",
+            "metadata/1.deep.json",
+            &[
+                "lists target `other.bin`",
+                "but targets delegates `team` only paths [\"team/*\"]",
+            ],
+            "LookupError",
+        ),
     ];
     for (case, file, words, ng_error) in cases {
         let dir = built.case(case);
@@ -269,8 +278,10 @@ fn each_broken_copy_is_refused_naming_the_file_and_ngclient_refuses_it_too() {
         assert_eq!(snapshot(&dir), before, "{case}: repo verify changed a file");
 
         let mut targets = built.targets.clone();
-        if *case == "target_outside_delegated_paths" {
-            targets.push("elsewhere/tool.bin".into());
+        match *case {
+            "target_outside_delegated_paths" => targets.push("elsewhere/tool.bin".into()),
+            "deep_role_beyond_team_paths" => targets.push("other.bin".into()),
+            _ => {}
         }
         let root1 = dir.join("metadata/1.root.json");
         let ng = ngclient(&dir, &root1, "now", &targets);

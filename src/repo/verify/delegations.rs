@@ -28,7 +28,15 @@ struct Visit {
     role: String,
     /// Shared by every role one document delegates (hash bins can be thousands).
     delegator: Option<(String, Rc<Delegator>)>,
-    rules: Vec<(String, PathRule)>,
+    rules: Vec<Step>,
+}
+
+/// One delegation on the way to a role: `by` delegates `role` the paths `rule` allows.
+#[derive(Clone)]
+struct Step {
+    by: String,
+    role: String,
+    rule: PathRule,
 }
 
 pub(super) fn walk(walk: &mut Walk, root: &FinalRoot, snapshot: &Snapshot) -> Vec<Listed> {
@@ -43,10 +51,9 @@ pub(super) fn walk(walk: &mut Walk, root: &FinalRoot, snapshot: &Snapshot) -> Ve
         if !visited.insert(visit.role.clone()) {
             continue;
         }
-        let Some(md) = load_role(walk, root, snapshot, &visit) else {
+        let Some((file, md)) = load_role(walk, root, snapshot, &visit) else {
             continue;
         };
-        let (file, md) = md;
         list_targets(walk, &file, &md, &visit, &mut listed);
         let children = delegated_roles(walk, &file, &md, &visit);
         // Pushed in reverse so the first delegation is searched first, as clients do.
@@ -122,13 +129,14 @@ fn list_targets(walk: &mut Walk, file: &str, md: &Metadata, visit: &Visit, out: 
         return;
     };
     for (path, info) in targets {
-        if let Some((by, rule)) = visit.rules.iter().find(|(_, rule)| !rule.allows(path)) {
+        if let Some(step) = visit.rules.iter().find(|s| !s.rule.allows(path)) {
             walk.problem(
                 file,
                 format!(
-                    "lists target `{path}`, but {by} delegates `{}` only {}; clients never look for this target here",
-                    visit.role,
-                    rule.describe()
+                    "lists target `{path}`, but {} delegates `{}` only {}; clients never look for this target here",
+                    step.by,
+                    step.role,
+                    step.rule.describe()
                 ),
             );
         }
@@ -163,7 +171,11 @@ fn delegated_roles(walk: &mut Walk, file: &str, md: &Metadata, visit: &Visit) ->
                             bins: bins.clone(),
                             name: name.clone(),
                         };
-                        rules.push((visit.role.clone(), rule));
+                        rules.push(Step {
+                            by: visit.role.clone(),
+                            role: name.clone(),
+                            rule,
+                        });
                         Visit {
                             role: name,
                             delegator: Some((visit.role.clone(), Rc::clone(&keys))),
@@ -205,7 +217,11 @@ fn delegated_roles(walk: &mut Walk, file: &str, md: &Metadata, visit: &Visit) ->
             }
         };
         let mut rules = visit.rules.clone();
-        rules.push((visit.role.clone(), rule));
+        rules.push(Step {
+            by: visit.role.clone(),
+            role: name.clone(),
+            rule,
+        });
         out.push(Visit {
             role: name,
             delegator: Some((visit.role.clone(), Rc::clone(&keys))),
