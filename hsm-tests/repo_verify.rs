@@ -113,6 +113,8 @@ fn a_repository_written_by_python_tuf_is_accepted_by_ngclient_and_by_repo_verify
         ("good_not_consistent", false, &["team"][..]),
         // Succinct hash-bin delegations (TAP 15): every bin is a role of its own.
         ("good_succinct", true, &bins[..]),
+        // `team` delegated by path_hash_prefixes instead of paths.
+        ("good_hash_prefixes", true, &["team"][..]),
     ] {
         good_repository_verifies(&built, case, consistent, delegated);
     }

@@ -17,6 +17,7 @@ repository comes from tufkey.
 import copy
 import datetime
 import functools
+import hashlib
 import http.server
 import json
 import os
@@ -244,6 +245,16 @@ def tool_in_the_wrong_bin(stage, delegated, keys):
             "team/tool.bin", TARGETS["team/tool.bin"], ["sha256", "sha512"])
 
 
+def team_by_hash_prefix(stage, delegated, keys):
+    """targets delegates `team` by path_hash_prefixes: the first two hex digits of the
+    SHA-256 of team/tool.bin."""
+    if stage == "targets":
+        prefix = hashlib.sha256(b"team/tool.bin").hexdigest()[:2]
+        role = delegated.delegations.roles["team"]
+        role.paths = None
+        role.path_hash_prefixes = [prefix]
+
+
 def deep_role_beyond_team_paths(stage, delegated, keys):
     """team delegates `deep` every path ("*"), and deep lists other.bin: but targets
     gave team only team/*, so no client looks for other.bin in deep."""
@@ -262,6 +273,7 @@ CASES = {
     "good": {},
     "good_not_consistent": {"consistent": False},
     "good_succinct": {"succinct": True},
+    "good_hash_prefixes": {"tweak": team_by_hash_prefix},
     "succinct_wrong_bin": {"succinct": True, "tweak": tool_in_the_wrong_bin},
     "deep_role_beyond_team_paths": {"tweak": deep_role_beyond_team_paths},
     "bad_signature": {"post": flip_signature},
