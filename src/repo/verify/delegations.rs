@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::paths::{PathRule, Succinct};
 use super::roots::FinalRoot;
 use super::top::{check_version, Snapshot};
-use super::Walk;
+use super::walk::Walk;
 use crate::tuf::verify::RoleKeys;
 use crate::tuf::{Delegator, Key, Metadata};
 

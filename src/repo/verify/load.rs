@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::files::Stated;
 use super::report::RoleReport;
-use super::Walk;
+use super::walk::Walk;
 use crate::tuf::time::parse_expires;
 use crate::tuf::{Delegator, Metadata, RoleVerification};
 

@@ -4,7 +4,7 @@
 
 use super::delegations::Listed;
 use super::files::{safe_target_path, target_file_names, Stated};
-use super::Walk;
+use super::walk::Walk;
 
 pub(super) fn check_files(walk: &mut Walk, listed: &[Listed]) {
     let consistent = walk.report.consistent_snapshot;
