@@ -213,8 +213,7 @@ fn each_broken_copy_is_refused_naming_the_file_and_ngclient_refuses_it_too() {
             "metadata/1.snapshot.json",
             &[
                 "sha256 is",
-                "0000000000000000",
-                "stated by metadata/timestamp.json",
+                "but metadata/timestamp.json states 0000000000000000",
             ],
             "LengthOrHashMismatchError",
         ),
@@ -229,7 +228,7 @@ fn each_broken_copy_is_refused_naming_the_file_and_ngclient_refuses_it_too() {
             ".hello.txt",
             &[
                 "target `hello.txt`",
-                "length is 30 bytes, but 22 is stated by metadata/1.targets.json",
+                "length is 30 bytes, but metadata/1.targets.json states 22",
             ],
             "DownloadLengthMismatchError",
         ),

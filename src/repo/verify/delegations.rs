@@ -26,6 +26,8 @@ pub(super) struct Listed {
 /// A role to visit: its name, who delegates it, and the path rules on the way to it.
 struct Visit {
     role: String,
+    /// The file whose delegations name this role (empty for top-level targets).
+    named_in: String,
     /// Shared by every role one document delegates (hash bins can be thousands).
     delegator: Option<(String, Rc<Delegator>)>,
     rules: Vec<Step>,
@@ -44,6 +46,7 @@ pub(super) fn walk(walk: &mut Walk, root: &FinalRoot, snapshot: &Snapshot) -> Ve
     let mut visited = BTreeSet::new();
     let mut stack = vec![Visit {
         role: "targets".into(),
+        named_in: String::new(),
         delegator: None,
         rules: Vec::new(),
     }];
@@ -70,6 +73,13 @@ fn load_role(
     visit: &Visit,
 ) -> Option<(String, Metadata)> {
     let role = &visit.role;
+    if role.contains('/') || role.contains('\\') || role.starts_with('.') || role.is_empty() {
+        walk.problem(
+            &visit.named_in,
+            format!("delegates role `{role}`, a name that cannot be a metadata file name (no `/`, `\\`, or leading `.`); tufkey does not check such roles"),
+        );
+        return None;
+    }
     let Some(info) = snapshot.meta.get(&format!("{role}.json")).cloned() else {
         walk.problem(
             &snapshot.file,
@@ -88,13 +98,6 @@ fn load_role(
         );
         return None;
     };
-    if role.contains('/') || role.contains('\\') || role.starts_with('.') || role.is_empty() {
-        walk.problem(
-            &snapshot.file,
-            format!("role name `{role}` cannot be published as a file name; tufkey does not check such roles"),
-        );
-        return None;
-    }
     let name = if root.consistent_snapshot {
         format!("{version}.{role}.json")
     } else {
@@ -178,6 +181,7 @@ fn delegated_roles(walk: &mut Walk, file: &str, md: &Metadata, visit: &Visit) ->
                         });
                         Visit {
                             role: name,
+                            named_in: file.to_owned(),
                             delegator: Some((visit.role.clone(), Rc::clone(&keys))),
                             rules,
                         }
@@ -224,6 +228,7 @@ fn delegated_roles(walk: &mut Walk, file: &str, md: &Metadata, visit: &Visit) ->
         });
         out.push(Visit {
             role: name,
+            named_in: file.to_owned(),
             delegator: Some((visit.role.clone(), Rc::clone(&keys))),
             rules,
         });

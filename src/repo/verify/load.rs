@@ -117,8 +117,8 @@ impl Walk<'_> {
     pub(super) fn check_stated(&mut self, loaded: &Loaded, info: &Value, by: &str) {
         match Stated::from_info(info, false) {
             Ok(stated) => {
-                for p in stated.check_bytes(&loaded.bytes) {
-                    self.problem(&loaded.file, format!("{p} by {by}"));
+                for p in stated.check_bytes(&loaded.bytes, by) {
+                    self.problem(&loaded.file, p);
                 }
             }
             Err(e) => self.problem(by, format!("the entry for {}: {e}", loaded.file)),
