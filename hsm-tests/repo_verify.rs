@@ -662,3 +662,106 @@ fn ceremony_add_key_refuses_a_public_key_the_trusted_root_lists_under_another_ke
         "a refused add-key changed the ceremony"
     );
 }
+
+#[test]
+fn malformed_documents_are_problems_in_their_file_never_a_crash() {
+    let built = Built::new();
+    type Edit = fn(&mut Value);
+    // (file, edit, words of the problem reported in that file)
+    let cases: &[(&str, Edit, &str)] = &[
+        (
+            "metadata/timestamp.json",
+            |d| d["signed"]["meta"] = 5.into(),
+            "`meta` must state `snapshot.json`",
+        ),
+        (
+            "metadata/timestamp.json",
+            |d| d["signed"]["spec_version"] = "2.0.0".into(),
+            "is not a TUF 1.x version",
+        ),
+        (
+            "metadata/timestamp.json",
+            |d| d["signed"]["expires"] = "tomorrow".into(),
+            "expires `tomorrow`",
+        ),
+        (
+            "metadata/timestamp.json",
+            |d| d["signatures"] = serde_json::json!({}),
+            "`signatures` must be an array",
+        ),
+        (
+            "metadata/1.targets.json",
+            |d| d["signed"]["targets"] = serde_json::json!([]),
+            "`targets` must be an object",
+        ),
+        (
+            "metadata/1.targets.json",
+            |d| d["signed"]["targets"]["hello.txt"]["length"] = (-5).into(),
+            "`length` must be a non-negative integer",
+        ),
+        (
+            "metadata/1.targets.json",
+            |d| {
+                d["signed"]["targets"]["../../etc/passwd"] =
+                    serde_json::json!({"length": 1, "hashes": {"sha256": "00"}})
+            },
+            "must not contain `.` or `..` parts",
+        ),
+        (
+            "metadata/1.targets.json",
+            |d| d["signed"]["delegations"]["roles"][0]["paths"] = 3.into(),
+            "`paths` must be an array of strings",
+        ),
+        (
+            "metadata/1.targets.json",
+            |d| d["signed"]["delegations"]["roles"][0]["name"] = "../x".into(),
+            "cannot be a metadata file name",
+        ),
+        (
+            "metadata/1.targets.json",
+            |d| {
+                d["signed"]["delegations"]["succinct_roles"] = serde_json::json!({"bit_length": 99})
+            },
+            "not both",
+        ),
+    ];
+    for (i, (file, edit, words)) in cases.iter().enumerate() {
+        let dir = built.dir.path().join(format!("malformed-{i}"));
+        copy_dir(&built.case("good"), &dir);
+        let path = dir.join(file);
+        let mut doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        edit(&mut doc);
+        std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+        let (code, report) = verify_json(&dir, &[]);
+        assert_eq!(code, 3, "{file} / {words}: {report:#}");
+        let found = problems(&report);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with(&format!("{file}: ")) && p.contains(words)),
+            "{file}: no problem saying {words:?}; got {found:#?}"
+        );
+    }
+    // A file that is not JSON at all.
+    let dir = built.dir.path().join("malformed-json");
+    copy_dir(&built.case("good"), &dir);
+    std::fs::write(dir.join("metadata/2.root.json"), b"{nope").unwrap();
+    let (code, report) = verify_json(&dir, &[]);
+    assert_eq!(code, 3);
+    assert!(problems(&report)
+        .iter()
+        .any(|p| p.starts_with("metadata/2.root.json: is not valid TUF metadata")));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
