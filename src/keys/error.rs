@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use super::pkcs11::limits::{REINIT_BACKOFF_MAX, REINIT_INTERVAL};
+
 /// What went wrong with a key or a device.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -66,7 +68,7 @@ pub enum KeyError {
     PinSource { source_name: String, reason: String },
     #[error("cannot read the PIN from the terminal: {0}")]
     Prompt(String),
-    #[error("the HSM token \"{token}\" (serial {serial}) that holds {uri} is unavailable: {reason}. Nothing is signed with it until it is back; tufkey looks for it again on later uses (re-initialising the PKCS#11 module after 1 s, then less often while it stays away, up to once a minute), so no restart is needed once the device is connected and reachable again")]
+    #[error("the HSM token \"{token}\" (serial {serial}) that holds {uri} is unavailable: {reason}. Nothing is signed with it until it is back; tufkey looks for it again on later uses (re-initialising the PKCS#11 module after {} s, then less often while it stays away, up to once every {} s), so no restart is needed once the device is connected and reachable again", REINIT_INTERVAL.as_secs(), REINIT_BACKOFF_MAX.as_secs())]
     DeviceUnavailable {
         uri: String,
         token: String,

@@ -1,9 +1,9 @@
 //! What PKCS#11 return values mean for tufkey: their names in messages, and which ones
 //! may mean a device went away.
 
+use cryptoki::error::{Error as CkError, RvError};
+
 use crate::keys::error::KeyError;
-use cryptoki::error::Error as CkError;
-use cryptoki::error::RvError;
 
 /// A short form of an error for "why is the token unavailable" messages.
 pub(super) fn brief(e: &KeyError) -> String {

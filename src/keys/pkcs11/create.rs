@@ -1,23 +1,18 @@
 //! Making keys on a token: generating key pairs and importing software keys, never
 //! over an existing label or id.
 
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType as CkKeyType, ObjectClass};
+use cryptoki::session::Session;
+use rand_core::RngCore;
+
 use crate::keys::error::KeyError;
 use crate::keys::pin::PinPolicy;
 use crate::keys::software::SoftKey;
 use crate::keys::uri::Pkcs11Uri;
-use crate::tuf::KeyType;
-use crate::tuf::PublicKey;
-use cryptoki::mechanism::Mechanism;
-use cryptoki::object::Attribute;
-use cryptoki::object::AttributeType;
-use cryptoki::object::KeyType as CkKeyType;
-use cryptoki::object::ObjectClass;
-use cryptoki::session::Session;
-use rand_core::RngCore;
+use crate::tuf::{KeyType, PublicKey};
 
-use super::objects::label_id;
-use super::objects::ED25519_OID_PARAMS;
-use super::objects::P256_PARAMS;
+use super::objects::{label_id, ED25519_OID_PARAMS, P256_PARAMS};
 use super::token::Token;
 
 impl Token {

@@ -1,17 +1,14 @@
 //! Deleting keys: objects are listed first, and destroyed only while each handle still
 //! names the object that was listed and confirmed.
 
-use crate::keys::error::KeyError;
-use crate::keys::uri::Pkcs11Uri;
-use cryptoki::object::Attribute;
-use cryptoki::object::AttributeType;
-use cryptoki::object::ObjectClass;
-use cryptoki::object::ObjectHandle;
+use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 
+use crate::keys::error::KeyError;
+use crate::keys::uri::Pkcs11Uri;
+
 use super::lock;
-use super::objects::add_selectors;
-use super::objects::label_id;
+use super::objects::{add_selectors, label_id};
 use super::token::Token;
 
 /// An object as [`Token::key_objects`] listed it (and the user confirmed).

@@ -1,12 +1,13 @@
 //! Tokens and keys of a module, for `token list` and `key list` (no login).
 
-use crate::keys::error::KeyError;
-use crate::keys::uri::Pkcs11Uri;
-use serde::Serialize;
 use std::path::Path;
 
-use super::module::load;
-use super::module::module_path;
+use serde::Serialize;
+
+use crate::keys::error::KeyError;
+use crate::keys::uri::Pkcs11Uri;
+
+use super::module::{load, module_path};
 use super::objects::KeyObject;
 use super::pin_rules::PinState;
 use super::token::Token;

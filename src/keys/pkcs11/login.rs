@@ -1,29 +1,21 @@
 //! Logging in to a token: once per application, under the PIN rules, with the PIN the
 //! token's signers hold when tufkey logs in again by itself.
 
-use crate::keys::error::KeyError;
-use crate::keys::pin;
-use crate::keys::pin::PinOrigin;
-use crate::keys::pin::PinPolicy;
-use crate::keys::pin::PinRequest;
-use crate::keys::pin::Secret;
-use crate::keys::pin_cache;
-use crate::keys::uri::Pkcs11Uri;
-use cryptoki::error::Error as CkError;
-use cryptoki::error::RvError;
-use cryptoki::session::SessionState;
-use cryptoki::session::UserType;
-use cryptoki::types::AuthPin;
-use std::sync::Arc;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
-use super::answers::login_device_gone;
-use super::answers::rv_name;
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::session::{SessionState, UserType};
+use cryptoki::types::AuthPin;
+
+use crate::keys::error::KeyError;
+use crate::keys::pin::{PinOrigin, PinPolicy, PinRequest, Secret};
+use crate::keys::uri::Pkcs11Uri;
+use crate::keys::{pin, pin_cache};
+
+use super::answers::{login_device_gone, rv_name};
 use super::lock;
 use super::module::Live;
-use super::pin_rules::check_pin_state;
-use super::pin_rules::PinState;
-use super::pin_rules::UNLOCK_SO;
+use super::pin_rules::{check_pin_state, PinState, UNLOCK_SO};
 use super::token::Token;
 
 #[derive(Default)]
@@ -39,6 +31,41 @@ pub(super) struct LoginState {
     /// Set when a login that tufkey made by itself failed (a wrong PIN, or any answer
     /// that does not plainly mean the device is gone): no PIN is tried again.
     pub(super) refused: Option<String>,
+}
+
+/// Who asks for a login, which decides what a failure costs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum LoginBy {
+    /// A command, or a signer being opened: `--force` may spend a final try.
+    Caller,
+    /// tufkey logging in again by itself (the device came back, or the module was
+    /// re-initialised): never a final try, and any failure other than a device that is
+    /// plainly gone stops all further logins to the token in this process.
+    Itself,
+}
+
+/// Why a login failed, and whether C_Login was called for it.
+pub(super) enum LoginFailure {
+    /// Refused before any C_Login (PIN rules, no PIN, a token that does not answer): no
+    /// try was spent.
+    NotTried(KeyError),
+    /// C_Login was called and failed: it may have spent a try, so nothing calls it again
+    /// within the same request.
+    Tried(KeyError),
+}
+
+impl LoginFailure {
+    pub(super) fn into_error(self) -> KeyError {
+        match self {
+            LoginFailure::NotTried(e) | LoginFailure::Tried(e) => e,
+        }
+    }
+}
+
+impl From<KeyError> for LoginFailure {
+    fn from(e: KeyError) -> LoginFailure {
+        LoginFailure::NotTried(e)
+    }
 }
 
 impl Token {
@@ -71,29 +98,29 @@ impl Token {
     /// kept: it is zeroized when this returns (a [`Pkcs11Signer`] keeps its own).
     pub fn login(&self, uri: &Pkcs11Uri, policy: &PinPolicy) -> Result<(), KeyError> {
         let live = self.enter()?;
-        self.login_in(&live, uri, policy, false, None, &mut false)
+        self.login_in(&live, uri, policy, LoginBy::Caller, None)
             .map(|_| ())
+            .map_err(LoginFailure::into_error)
     }
 
     /// Logs in unless this process is logged in to the token in the module's current
     /// generation. The PIN a signer holds (`held`) is tried first, else the one the
     /// token's other signers hold, else the URI's and the environment's. PIN rules apply
     /// to every attempt: a locked PIN is not tried, a final try needs `force` (never for
-    /// a login tufkey makes by itself, `automatic`). When a login that tufkey made by
-    /// itself (`automatic`, or with a PIN that logged in before) fails for any reason
+    /// a login tufkey makes by itself, [`LoginBy::Itself`]). When a login that tufkey made
+    /// by itself (`Itself`, or with a PIN that logged in before) fails for any reason
     /// other than a device that is plainly gone — a wrong PIN, a locked PIN, or an error
     /// after which nobody can tell whether a try was spent — no PIN is tried on this
     /// token again in this process. Returns the PIN that is logged in with, when known,
-    /// for the caller to hold. `tried` is set once C_Login was called.
+    /// for the caller to hold; a failure says whether C_Login was called.
     pub(super) fn login_in(
         &self,
         live: &Live<'_>,
         uri: &Pkcs11Uri,
         policy: &PinPolicy,
-        automatic: bool,
+        by: LoginBy,
         held: Option<Arc<Secret>>,
-        tried: &mut bool,
-    ) -> Result<Option<Arc<Secret>>, KeyError> {
+    ) -> Result<Option<Arc<Secret>>, LoginFailure> {
         let generation = live.generation();
         let mut st = lock(&self.login);
         if st.generation == Some(generation) {
@@ -101,11 +128,11 @@ impl Token {
         }
         let shown = uri.to_string();
         if let Some(reason) = &st.refused {
-            return Err(KeyError::ReloginRefused {
+            return Err(LoginFailure::NotTried(KeyError::ReloginRefused {
                 token: self.label.clone(),
                 uri: shown,
                 reason: reason.clone(),
-            });
+            }));
         }
         let session = self.session_in(live)?;
         let state = session
@@ -117,7 +144,7 @@ impl Token {
             return Ok(held.or_else(|| st.pin.upgrade()));
         }
         // A login tufkey makes by itself never spends a final try, --force or not.
-        let force = policy.force && !automatic;
+        let force = policy.force && by == LoginBy::Caller;
         check_pin_state(self.pin_state_in(live)?, force, &self.label, &shown)?;
         let (secret, origin) = match held.or_else(|| st.pin.upgrade()) {
             Some(pin) => (pin, None),
@@ -138,19 +165,18 @@ impl Token {
             None => "the PIN this process logged in with before".to_string(),
         };
         // Whether a failure stops all further logins to this token.
-        let sticky = automatic || origin.is_none();
+        let sticky = by == LoginBy::Itself || origin.is_none();
         let auth = AuthPin::from(secret.expose().to_owned());
-        *tried = true;
         let answer = session.login(UserType::User, Some(&auth));
         drop(auth);
-        match answer {
+        let failed = match answer {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
                 if policy.remember && origin.as_ref().is_some_and(|o| *o != PinOrigin::Cache) {
                     pin_cache::store(&self.cache_key(), &secret);
                 }
                 st.generation = Some(generation);
                 st.pin = Arc::downgrade(&secret);
-                Ok(Some(secret))
+                return Ok(Some(secret));
             }
             Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
                 if origin == Some(PinOrigin::Cache) {
@@ -170,16 +196,16 @@ impl Token {
                         "; tufkey was logging in again by itself (the device had gone away or forgotten the login) and will not try another PIN on this token: check the token and the PIN, then restart tufkey",
                     );
                 }
-                Err(KeyError::PinIncorrect {
+                KeyError::PinIncorrect {
                     token: self.label.clone(),
                     origin: origin_text,
                     after,
-                })
+                }
             }
             Err(CkError::Pkcs11(rv, _)) if sticky && login_device_gone(rv) => {
                 // The token was not there to judge the PIN: no try was spent. Nothing
                 // is retried in this request; the next one looks for the token first.
-                Err(self.mark_down(&shown, format!("C_Login answered {}", rv_name(rv))))
+                self.mark_down(&shown, format!("C_Login answered {}", rv_name(rv)))
             }
             Err(e) if sticky => {
                 // A locked PIN, or an answer after which nobody can tell whether the
@@ -193,19 +219,20 @@ impl Token {
                 st.refused = Some(format!(
                     "C_Login answered {what} to {origin_text}; a try may have been spent"
                 ));
-                Err(KeyError::ReloginRefused {
+                KeyError::ReloginRefused {
                     token: self.label.clone(),
                     uri: shown,
                     reason: st.refused.clone().unwrap_or_default(),
-                })
+                }
             }
-            Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(KeyError::PinLocked {
+            Err(CkError::Pkcs11(RvError::PinLocked, _)) => KeyError::PinLocked {
                 token: format!("token \"{}\"", self.label),
                 uri: shown,
                 unlock: UNLOCK_SO,
-            }),
-            Err(e) => Err(self.ck("C_Login")(e)),
-        }
+            },
+            Err(e) => self.ck("C_Login")(e),
+        };
+        Err(LoginFailure::Tried(failed))
     }
 
     /// Whether a login that tufkey made by itself failed on this token, so that no PIN

@@ -29,6 +29,7 @@
 mod answers;
 mod create;
 mod destroy;
+pub(crate) mod limits;
 mod listing;
 mod login;
 mod module;
@@ -40,11 +41,9 @@ mod signer;
 mod token;
 
 pub use create::{generate, import};
+pub use limits::{REINIT_BACKOFF_MAX, REINIT_INTERVAL, REINIT_LOCK_WAIT};
 pub use listing::{list_keys, list_tokens, TokenSummary};
-pub use module::{
-    module, module_generation, module_path, DEFAULT_MODULES, REINIT_BACKOFF_MAX, REINIT_INTERVAL,
-    REINIT_LOCK_WAIT,
-};
+pub use module::{module, module_generation, module_path, DEFAULT_MODULES};
 pub use objects::KeyObject;
 pub use pin_rules::{check_pin_state, PinState};
 pub use pool::PooledSession;

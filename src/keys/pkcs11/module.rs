@@ -1,24 +1,18 @@
 //! The PKCS#11 module registry: one initialised module per path per process, and its
 //! re-initialisation (C_Finalize + C_Initialize) after a device went away.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+
 use crate::keys::error::KeyError;
 use crate::keys::uri::Pkcs11Uri;
-use cryptoki::context::CInitializeArgs;
-use cryptoki::context::CInitializeFlags;
-use cryptoki::context::Pkcs11;
-use cryptoki::error::Error as CkError;
-use cryptoki::error::RvError;
-use std::collections::HashMap;
-use std::path::Path;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::OnceLock;
-use std::sync::RwLock;
-use std::sync::RwLockReadGuard;
-use std::time::Duration;
-use std::time::Instant;
 
+use super::limits::{REINIT_INTERVAL, REINIT_LOCK_WAIT};
 use super::lock;
 
 /// Where tufkey looks for a module when the URI names none (after `TUFKEY_PKCS11_MODULE`).
@@ -48,22 +42,6 @@ pub fn module_path(uri: &Pkcs11Uri) -> Result<PathBuf, KeyError> {
             looked: DEFAULT_MODULES.join(", "),
         })
 }
-
-/// At most one re-initialisation of a module (C_Finalize + C_Initialize) per this
-/// interval, so that a dead HSM does not turn into a busy loop.
-pub const REINIT_INTERVAL: Duration = Duration::from_secs(1);
-
-/// A token that is still absent after a re-initialisation asks for the next one only
-/// after a wait that starts at [`REINIT_INTERVAL`] and doubles after each re-initialisation
-/// that did not bring it back, up to this (every re-initialisation logs out every token
-/// of the module, so a token that is gone for good must not cause one every second).
-pub const REINIT_BACKOFF_MAX: Duration = Duration::from_secs(60);
-
-/// How long a re-initialisation waits for the calls in flight on the module (the write
-/// lock) before it gives up for now. It never queues for the lock: std's RwLock lets a
-/// queued writer block every new reader, so one slow call plus a queued re-initialisation
-/// would stall every other token of the module and `/healthz`.
-pub const REINIT_LOCK_WAIT: Duration = Duration::from_millis(50);
 
 /// A loaded PKCS#11 module, one per path per process.
 ///

@@ -1,15 +1,12 @@
 //! Key objects on a token: public halves (readable without a login), the private key a
 //! URI selects, and decoding EC points.
 
+use cryptoki::object::{Attribute, AttributeType, KeyType as CkKeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+
 use crate::keys::error::KeyError;
 use crate::keys::uri::Pkcs11Uri;
 use crate::tuf::PublicKey;
-use cryptoki::object::Attribute;
-use cryptoki::object::AttributeType;
-use cryptoki::object::KeyType as CkKeyType;
-use cryptoki::object::ObjectClass;
-use cryptoki::object::ObjectHandle;
-use cryptoki::session::Session;
 
 use super::module::Live;
 use super::token::Token;

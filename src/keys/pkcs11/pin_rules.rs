@@ -1,7 +1,8 @@
 //! PIN flags of a token and the rules that decide whether a login may be tried.
 
-use crate::keys::error::KeyError;
 use serde::Serialize;
+
+use crate::keys::error::KeyError;
 
 /// How a locked PKCS#11 user PIN is unlocked.
 pub(super) const UNLOCK_SO: &str =

@@ -1,8 +1,9 @@
 //! The session pool of a token: read-only sessions that grow to the number of concurrent
 //! signers, and read-write sessions for creating and destroying objects.
 
-use crate::keys::error::KeyError;
 use cryptoki::session::Session;
+
+use crate::keys::error::KeyError;
 
 use super::lock;
 use super::module::Live;

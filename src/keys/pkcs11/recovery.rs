@@ -1,21 +1,17 @@
 //! A token that went away: probing it, marking it down, and getting it back (module
 //! re-initialisation with back-off); the health check of `/healthz`.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use crate::keys::error::KeyError;
 use crate::keys::uri::Pkcs11Uri;
-use std::sync::Arc;
-use std::time::Duration;
-use std::time::Instant;
 
 use super::answers::brief;
+use super::limits::{REINIT_BACKOFF_MAX, REINIT_INTERVAL, REINIT_LOCK_WAIT};
 use super::lock;
-use super::module::module_path;
-use super::module::Reinit;
-use super::module::REINIT_BACKOFF_MAX;
-use super::module::REINIT_INTERVAL;
-use super::module::REINIT_LOCK_WAIT;
-use super::token::tokens;
-use super::token::Token;
+use super::module::{module_path, Reinit};
+use super::token::{tokens, Token};
 
 /// The back-off of an absent token's re-initialisation requests.
 pub(super) struct Backoff {

@@ -1,29 +1,24 @@
 //! [`Pkcs11Signer`]: a key whose private half stays on the token, signing with one retry
 //! after stale sessions and a clear refusal when the device is gone.
 
+use std::sync::{Arc, Mutex};
+
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{KeyType as CkKeyType, ObjectHandle};
+use sha2::{Digest, Sha256};
+
 use crate::keys::error::KeyError;
-use crate::keys::pin::PinPolicy;
-use crate::keys::pin::Secret;
+use crate::keys::pin::{PinPolicy, Secret};
 use crate::keys::uri::Pkcs11Uri;
 use crate::keys::Signer;
-use crate::tuf::Key;
-use crate::tuf::PublicKey;
-use cryptoki::mechanism::eddsa::EddsaParams;
-use cryptoki::mechanism::eddsa::EddsaSignatureScheme;
-use cryptoki::mechanism::rsa::PkcsMgfType;
-use cryptoki::mechanism::rsa::PkcsPssParams;
-use cryptoki::mechanism::Mechanism;
-use cryptoki::mechanism::MechanismType;
-use cryptoki::object::KeyType as CkKeyType;
-use cryptoki::object::ObjectHandle;
-use sha2::Digest;
-use sha2::Sha256;
-use std::sync::Arc;
-use std::sync::Mutex;
+use crate::tuf::{Key, PublicKey};
 
-use super::answers::brief;
-use super::answers::device_trouble;
+use super::answers::{brief, device_trouble};
 use super::lock;
+use super::login::{LoginBy, LoginFailure};
+use super::module::Live;
 use super::token::Token;
 
 #[derive(Debug, Clone, Copy)]
@@ -77,7 +72,9 @@ impl Pkcs11Signer {
         }
         let (generation, handle, kt, pin) = {
             let live = token.enter()?;
-            let pin = token.login_in(&live, uri, policy, false, None, &mut false)?;
+            let pin = token
+                .login_in(&live, uri, policy, LoginBy::Caller, None)
+                .map_err(LoginFailure::into_error)?;
             let (handle, kt) = token.private_key_in(&live, uri)?;
             (live.generation(), handle, kt, pin)
         };
@@ -148,9 +145,8 @@ impl Signer for Pkcs11Signer {
         if self.token.is_down() {
             self.token.recover(&self.uri)?;
         }
-        let mut in_login = false;
-        match self.sign_once(message, &mut in_login) {
-            Err(e) if !in_login && device_trouble(&e) => match self.token.probe(&self.uri) {
+        match self.sign_once(message) {
+            Err(Failure::Other(e)) if device_trouble(&e) => match self.token.probe(&self.uri) {
                 Ok(()) => {
                     // The token answers: the sessions, the login or the handle are stale
                     // (an HSM that restarted, a login that was dropped). Fresh sessions,
@@ -158,58 +154,81 @@ impl Signer for Pkcs11Signer {
                     // one retry.
                     self.token.reset();
                     *lock(&self.handle) = None;
-                    let mut in_login = false;
-                    match self.sign_once(message, &mut in_login) {
-                        Err(e2) if !in_login && device_trouble(&e2) => Err(self.token.mark_down(
-                            &self.uri,
-                            format!(
-                                "{}, and again with fresh sessions: {}",
-                                brief(&e),
-                                brief(&e2)
-                            ),
-                        )),
-                        other => other,
+                    match self.sign_once(message) {
+                        Err(Failure::Other(e2)) if device_trouble(&e2) => {
+                            Err(self.token.mark_down(
+                                &self.uri,
+                                format!(
+                                    "{}, and again with fresh sessions: {}",
+                                    brief(&e),
+                                    brief(&e2)
+                                ),
+                            ))
+                        }
+                        other => other.map_err(Failure::into_error),
                     }
                 }
                 Err(gone) => Err(self
                     .token
                     .mark_down(&self.uri, format!("{}; then {}", brief(&e), brief(&gone)))),
             },
-            other => other,
+            other => other.map_err(Failure::into_error),
+        }
+    }
+}
+
+/// How one signing attempt failed.
+enum Failure {
+    /// C_Login was called and failed: it may have spent a PIN try, so the attempt is
+    /// never repeated within the same request.
+    Login(KeyError),
+    /// Anything else: when it may mean the device went away, the token is probed and,
+    /// if it answers, the attempt is made once more with fresh sessions.
+    Other(KeyError),
+}
+
+impl Failure {
+    fn into_error(self) -> KeyError {
+        match self {
+            Failure::Login(e) | Failure::Other(e) => e,
         }
     }
 }
 
 impl Pkcs11Signer {
-    /// One attempt. `in_login` is set when it called C_Login (after a failure the caller
-    /// must not retry: that C_Login may have spent a try).
-    fn sign_once(&self, message: &[u8], in_login: &mut bool) -> Result<Vec<u8>, KeyError> {
-        let live = self.token.enter()?;
-        let generation = live.generation();
+    /// One attempt: logs in again when needed (tufkey by itself), then signs.
+    fn sign_once(&self, message: &[u8]) -> Result<Vec<u8>, Failure> {
+        let live = self.token.enter().map_err(Failure::Other)?;
         let held = lock(&self.pin).clone();
         match self
             .token
-            .login_in(&live, &self.source, &self.policy, true, held, in_login)
+            .login_in(&live, &self.source, &self.policy, LoginBy::Itself, held)
         {
-            // Only a failed C_Login forbids the retry.
-            Ok(Some(pin)) => {
-                *in_login = false;
-                *lock(&self.pin) = Some(pin);
-            }
-            Ok(None) => *in_login = false,
-            Err(e) => {
+            Ok(Some(pin)) => *lock(&self.pin) = Some(pin),
+            Ok(None) => {}
+            Err(failure) => {
                 if self.token.login_refused() {
                     // Never tried again: no reason to keep it in memory.
                     *lock(&self.pin) = None;
                 }
-                return Err(e);
+                // Only a failed C_Login forbids the retry.
+                return Err(match failure {
+                    LoginFailure::Tried(e) => Failure::Login(e),
+                    LoginFailure::NotTried(e) => Failure::Other(e),
+                });
             }
         }
+        self.sign_logged_in(&live, message).map_err(Failure::Other)
+    }
+
+    /// Finds the key again when its handle is of an older module generation, and signs.
+    fn sign_logged_in(&self, live: &Live<'_>, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let generation = live.generation();
         let known = *lock(&self.handle);
         let handle = match known {
             Some((g, h)) if g == generation => h,
             _ => {
-                let (h, kt) = self.token.private_key_in(&live, &self.source)?;
+                let (h, kt) = self.token.private_key_in(live, &self.source)?;
                 if kt != self.key_type {
                     return Err(KeyError::Unsupported {
                         uri: self.uri.clone(),
@@ -223,7 +242,7 @@ impl Pkcs11Signer {
                 h
             }
         };
-        let session = self.token.session_in(&live)?;
+        let session = self.token.session_in(live)?;
         let ck = |source| KeyError::Pkcs11 {
             op: "C_Sign",
             uri: self.uri.clone(),

@@ -2,25 +2,22 @@
 //! Its other concerns live beside it: [`super::pool`], [`super::login`],
 //! [`super::recovery`], [`super::objects`], [`super::destroy`].
 
-use crate::keys::error::KeyError;
-use crate::keys::uri::Pkcs11Uri;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use cryptoki::error::Error as CkError;
 use cryptoki::session::Session;
 use cryptoki::slot::Slot;
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::OnceLock;
+
+use crate::keys::error::KeyError;
+use crate::keys::uri::Pkcs11Uri;
 
 use super::answers::brief;
 use super::destroy::Listed;
 use super::lock;
 use super::login::LoginState;
-use super::module::load;
-use super::module::module_path;
-use super::module::Live;
-use super::module::Module;
+use super::module::{load, module_path, Live, Module};
 use super::recovery::Backoff;
 
 /// One token of a module, shared by every key on it in this process: its sessions, its
