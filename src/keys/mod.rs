@@ -10,7 +10,7 @@ pub mod pin_cache;
 pub mod piv_attest;
 pub mod pkcs11;
 pub mod remote;
-pub mod remote_config;
+
 pub mod software;
 pub mod uri;
 #[cfg(feature = "yubikey")]

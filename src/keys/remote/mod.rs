@@ -29,10 +29,15 @@ use rustls::{ClientConfig, RootCertStore};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::error::KeyError;
-use super::remote_config::{self, SignerEntry};
-use super::uri::RemoteUri;
-use super::Signer;
+pub mod config;
+mod error;
+
+pub use error::RemoteError;
+
+use self::config::SignerEntry;
+use crate::keys::error::KeyError;
+use crate::keys::uri::RemoteUri;
+use crate::keys::Signer;
 use crate::tuf::cjson::to_canonical;
 use crate::tuf::{Key, PublicKey};
 
@@ -46,30 +51,6 @@ pub const ENV_ROLE: &str = "TUFKEY_REMOTE_ROLE";
 
 /// How long one request may take, connection and TLS included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// What went wrong talking to a signer.
-#[derive(Debug, thiserror::Error)]
-pub enum RemoteError {
-    #[error("{what} {path}: {reason}")]
-    Material {
-        what: &'static str,
-        path: PathBuf,
-        reason: String,
-    },
-    #[error("{0}")]
-    Setup(String),
-    #[error("cannot reach the signer at {base}: {reason}")]
-    Connect { base: String, reason: String },
-    #[error("the signer at {base} answered {status} {code}: {message}")]
-    Refused {
-        base: String,
-        status: u16,
-        code: String,
-        message: String,
-    },
-    #[error("the signer at {base} sent an answer tufkey does not understand: {reason}")]
-    Protocol { base: String, reason: String },
-}
 
 /// The CA to trust and, normally, the client's certificate and key (PEM files).
 #[derive(Debug, Clone)]
@@ -86,19 +67,19 @@ impl ClientTls {
     pub fn from_env() -> Result<ClientTls, RemoteError> {
         Self::resolve(
             &SignerEntry::default(),
-            &remote_config::Found::NoFile.hint(""),
+            &config::Found::NoFile.hint(""),
         )
     }
 
     /// The settings for the signer at `base`: each from the flags/environment, else
-    /// from the client config file's entry for that signer (see [`remote_config`]).
+    /// from the client config file's entry for that signer (see [`config`]).
     pub fn for_signer(base: &str) -> Result<(ClientTls, SignerEntry), RemoteError> {
-        let found = remote_config::find(base).map_err(RemoteError::Setup)?;
+        let found = config::find(base).map_err(RemoteError::Setup)?;
         // A file that exists but has no entry for this signer is named, with the urls
         // it does have, so a typo in `url` is found at once.
         let hint = found.hint(base);
         let entry = match found {
-            remote_config::Found::Entry(_, e) => e,
+            config::Found::Entry(_, e) => e,
             _ => SignerEntry::default(),
         };
         let tls = Self::resolve(&entry, &hint)?;
@@ -106,7 +87,7 @@ impl ClientTls {
     }
 
     /// `hint` says where else the settings could come from (see
-    /// [`remote_config::Found::hint`]).
+    /// [`config::Found::hint`]).
     fn resolve(file: &SignerEntry, hint: &str) -> Result<ClientTls, RemoteError> {
         let var = |n: &str| {
             std::env::var_os(n)
