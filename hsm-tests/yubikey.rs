@@ -1970,3 +1970,58 @@ fn a_running_signer_answers_at_once_while_its_yubikey_is_out_and_signs_once_it_i
     drop(signer);
     drop(kept);
 }
+
+/// Three failures that look alike to a user and need different answers: pcscd not
+/// running and the YubiKey not inserted mean "retry once it is back" (exit 4, with a hint,
+/// and `Outcome::Unavailable`, which the daemon answers with 503), a wrong PIN means
+/// "a person has to act" (exit 1, `Outcome::Refused`).
+#[test]
+fn a_stopped_pcscd_an_absent_yubikey_and_a_wrong_pin_each_get_their_own_outcome() {
+    use tufkey::keys::{open_signer, Outcome, PinPolicy};
+    let Some(card) = card() else { return };
+    let k = keys(&card);
+
+    // No pcscd behind the socket this process asks: pcsc-lite reads PCSCLITE_CSOCK_NAME.
+    let nowhere = tempfile::tempdir().unwrap();
+    let socket = nowhere.path().join("pcscd.comm");
+    let (code, msg) = tk_fails(
+        &["key", "show", &k.p256.uri],
+        &[("PCSCLITE_CSOCK_NAME", p(&socket))],
+    );
+    assert_eq!(code, 4, "{msg}");
+    assert!(
+        msg.contains("pcscd is not running") && msg.contains("systemctl start pcscd"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("hint: the device or service is not available now"),
+        "{msg}"
+    );
+
+    // pcscd runs, but no YubiKey with this serial is inserted.
+    let absent = "yubikey:serial=1;slot=9c";
+    let (code, msg) = tk_fails(&["key", "show", absent], &[("TUFKEY_YUBIKEY_WAIT", "0")]);
+    assert_eq!(code, 4, "{msg}");
+    assert!(
+        msg.contains("YubiKey serial 1 is not inserted") && msg.contains(SERIAL),
+        "{msg}"
+    );
+    std::env::set_var("TUFKEY_YUBIKEY_WAIT", "0");
+    let e = open_signer(absent, &PinPolicy::default()).err();
+    std::env::remove_var("TUFKEY_YUBIKEY_WAIT");
+    let e = e.expect("no such YubiKey");
+    assert_eq!(e.outcome(), Outcome::Unavailable, "{e}");
+
+    // A wrong PIN: refused, one try spent (and given back below), no hint to retry.
+    let _restore = RestorePinOnDrop;
+    let var = format!("TUFKEY_PIN_{SERIAL}");
+    std::env::set_var(&var, "654321");
+    let e = open_signer(&k.p256.uri, &PinPolicy::default()).err();
+    std::env::remove_var(&var);
+    let e = e.expect("a wrong PIN opens no signer");
+    assert_eq!(e.outcome(), Outcome::Refused, "{e}");
+    assert!(e.to_string().contains("wrong PIN"), "{e}");
+    assert_eq!(pin_tries(), 2, "exactly one try spent");
+    piv_tool(&["-a", "verify-pin", "-P", PIN]);
+    assert_eq!(pin_tries(), 3);
+}

@@ -30,14 +30,14 @@ use yubikey::{
     Certificate, MgmKey, PinPolicy as YkPinPolicy, TouchPolicy as YkTouchPolicy, YubiKey,
 };
 
-use super::error::KeyError;
+use super::error::{CardProblem, KeyError, Outcome};
 use super::pin::{self, PinOrigin, PinPolicy, PinRequest, Secret};
 use super::pin_cache;
 use super::piv_attest::{self, Attestation};
+use super::piv_policy::{PivPinPolicy, PivTouchPolicy};
+use super::signer::Signer;
 use super::uri::YubiKeyUri;
 use super::yubikey_mgm::{self as mgm, SideChannel};
-use super::Signer;
-use super::{PivPinPolicy, PivTouchPolicy};
 use crate::tuf::{Key, KeyType, PublicKey};
 
 /// The factory-default PIV PIN. It is never tried; it is only recognised to warn.
@@ -60,27 +60,40 @@ fn err(uri: &YubiKeyUri, reason: impl Into<String>) -> KeyError {
     }
 }
 
-/// Words for the errors people meet at a YubiKey.
-fn explain(uri: &YubiKeyUri, e: yubikey::Error) -> KeyError {
+/// The typed problem behind a `yubikey` crate error; its words (and what to do) are in
+/// [`CardProblem`]'s `Display`.
+fn problem(e: yubikey::Error) -> CardProblem {
     use yubikey::Error as E;
-    let reason = match e {
-        E::PcscError { inner: Some(pcsc::Error::NoService) } | E::PcscError { inner: Some(pcsc::Error::ServiceStopped) } => {
-            "pcscd is not running; start it (e.g. `systemctl start pcscd`)".to_string()
-        }
-        E::PcscError { inner: Some(pcsc::Error::SharingViolation) } => {
-            "another program holds the YubiKey exclusively (often gpg's scdaemon: `gpgconf --kill scdaemon`, or a running ykman/browser); close it and try again".to_string()
-        }
-        E::PcscError { inner: Some(pcsc::Error::NoSmartcard | pcsc::Error::RemovedCard | pcsc::Error::NoReadersAvailable) } => {
-            "the YubiKey was removed".to_string()
-        }
-        E::PcscError { inner } => format!("smart card error: {inner:?}"),
-        E::NotFound => "the slot holds no key (or no certificate naming its public key)".to_string(),
-        E::AuthenticationError => "the management key was refused".to_string(),
-        E::PinLocked => "the PIN is locked; unblock it with the PUK (`ykman piv access unblock-pin`)".to_string(),
-        E::WrongPin { tries } => format!("wrong PIN; {tries} tries left"),
-        other => format!("{other}"),
-    };
-    err(uri, reason)
+    match e {
+        E::PcscError {
+            inner: Some(pcsc::Error::NoService | pcsc::Error::ServiceStopped),
+        } => CardProblem::ServiceNotRunning,
+        E::PcscError {
+            inner: Some(pcsc::Error::SharingViolation),
+        } => CardProblem::HeldElsewhere,
+        E::PcscError {
+            inner:
+                Some(
+                    pcsc::Error::NoSmartcard
+                    | pcsc::Error::RemovedCard
+                    | pcsc::Error::NoReadersAvailable,
+                ),
+        } => CardProblem::Removed,
+        E::PcscError { inner } => CardProblem::Pcsc(format!("{inner:?}")),
+        E::NotFound => CardProblem::NoKey,
+        E::AuthenticationError => CardProblem::ManagementKeyRefused,
+        E::PinLocked => CardProblem::PinLocked,
+        E::WrongPin { tries } => CardProblem::WrongPin { tries },
+        other => CardProblem::Other(format!("{other}")),
+    }
+}
+
+/// A `yubikey` crate error as a [`KeyError`] naming the URI.
+fn explain(uri: &YubiKeyUri, e: yubikey::Error) -> KeyError {
+    KeyError::Card {
+        uri: uri.to_string(),
+        problem: problem(e),
+    }
 }
 
 /// An open YubiKey, released on drop with a disposition chosen by what tufkey did with
@@ -225,6 +238,7 @@ fn wait_budget() -> Duration {
 fn reason(e: KeyError) -> String {
     match e {
         KeyError::Unsupported { reason, .. } => reason,
+        KeyError::Card { problem, .. } => problem.to_string(),
         other => other.to_string(),
     }
 }
@@ -338,7 +352,10 @@ fn open_device(uri: &YubiKeyUri) -> Result<Held, KeyError> {
                 .map(|s| format!("YubiKey serial {s}"))
                 .unwrap_or_else(|| "a YubiKey".into());
             let present = present_list(&serials);
-            return Err(err(uri, format!("{what} is not inserted ({present}); insert it and try again (set TUFKEY_YUBIKEY_WAIT=<seconds> to wait)")));
+            return Err(KeyError::CardAbsent {
+                uri: uri.to_string(),
+                reason: format!("{what} is not inserted ({present}); insert it and try again (set TUFKEY_YUBIKEY_WAIT=<seconds> to wait)"),
+            });
         }
         if !told {
             let what = uri
@@ -1067,7 +1084,23 @@ impl YubiKeySigner {
                 format!("YubiKey {serial} could not be opened again after {what}: {why}"),
             )
         };
-        let mut yk = match scan(&self.uri).map_err(|e| again(reason(e)))? {
+        // Same words, but a card or service that is not there stays "unavailable".
+        let again_as = |e: KeyError| {
+            let unavailable = e.outcome() == Outcome::Unavailable;
+            let why = format!(
+                "YubiKey {serial} could not be opened again after {what}: {}",
+                reason(e)
+            );
+            if unavailable {
+                KeyError::CardAbsent {
+                    uri: self.uri.to_string(),
+                    reason: why,
+                }
+            } else {
+                err(&self.uri, why)
+            }
+        };
+        let mut yk = match scan(&self.uri).map_err(again_as)? {
             Scan::Found(yk) => yk,
             Scan::Absent(present) => {
                 return Err(KeyError::CardAbsent {
@@ -1079,7 +1112,7 @@ impl YubiKeySigner {
                 })
             }
         };
-        let (_, _, spki) = read_slot(&mut yk, &self.uri).map_err(|e| again(reason(e)))?;
+        let (_, _, spki) = read_slot(&mut yk, &self.uri).map_err(again_as)?;
         if spki != self.spki {
             // Only read so far: the card is released leaving it as it is.
             return Err(again(format!(

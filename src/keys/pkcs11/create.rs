@@ -7,8 +7,8 @@ use cryptoki::session::Session;
 use rand_core::RngCore;
 
 use crate::keys::error::KeyError;
+use crate::keys::file::SoftKey;
 use crate::keys::pin::PinPolicy;
-use crate::keys::software::SoftKey;
 use crate::keys::uri::Pkcs11Uri;
 use crate::tuf::{KeyType, PublicKey};
 

@@ -7,18 +7,9 @@ use cryptoki::session::Session;
 use crate::keys::error::KeyError;
 use crate::keys::uri::Pkcs11Uri;
 
-use super::lock;
 use super::objects::{add_selectors, label_id};
+use super::state::{lock, Listed};
 use super::token::Token;
-
-/// An object as [`Token::key_objects`] listed it (and the user confirmed).
-#[derive(Clone, PartialEq, Eq)]
-pub(super) struct Listed {
-    handle: ObjectHandle,
-    class: Option<ObjectClass>,
-    label: Vec<u8>,
-    id: Vec<u8>,
-}
 
 impl Token {
     /// Every key object (public and private) the URI selects, for deletion. Needs a login.

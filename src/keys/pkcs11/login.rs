@@ -8,30 +8,16 @@ use cryptoki::session::{SessionState, UserType};
 use cryptoki::types::AuthPin;
 
 use crate::keys::error::KeyError;
+use crate::keys::pin;
 use crate::keys::pin::{PinOrigin, PinPolicy, PinRequest, Secret};
+use crate::keys::pin_cache;
 use crate::keys::uri::Pkcs11Uri;
-use crate::keys::{pin, pin_cache};
 
 use super::answers::{login_device_gone, rv_name};
-use super::lock;
 use super::module::Live;
 use super::pin_rules::{check_pin_state, PinState, UNLOCK_SO};
+use super::state::lock;
 use super::token::Token;
-
-#[derive(Default)]
-pub(super) struct LoginState {
-    /// The module generation in which this process is logged in to the token.
-    pub(super) generation: Option<u64>,
-    /// The PIN that logged in last. The token does not own it (tokens live in a static
-    /// map, which is never dropped): the signers that logged in with it hold it (see
-    /// [`Pkcs11Signer`]) to log in again after the device comes back or the module is
-    /// re-initialised, and it is zeroized when the last of them is dropped. This lets a
-    /// signer opened later on the logged-in token share it.
-    pub(super) pin: Weak<Secret>,
-    /// Set when a login that tufkey made by itself failed (a wrong PIN, or any answer
-    /// that does not plainly mean the device is gone): no PIN is tried again.
-    pub(super) refused: Option<String>,
-}
 
 /// Who asks for a login, which decides what a failure costs.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -38,22 +38,16 @@ mod pin_rules;
 mod pool;
 mod recovery;
 mod signer;
+mod state;
 mod token;
 
 pub use create::{generate, import};
 pub use limits::{REINIT_BACKOFF_MAX, REINIT_INTERVAL, REINIT_LOCK_WAIT};
 pub use listing::{list_keys, list_tokens, TokenSummary};
 pub use module::{module, module_generation, module_path, DEFAULT_MODULES};
-pub use objects::KeyObject;
+pub use objects::{public_key, KeyObject};
 pub use pin_rules::{check_pin_state, PinState};
 pub use pool::PooledSession;
 pub use recovery::check_token;
 pub use signer::Pkcs11Signer;
 pub use token::Token;
-
-use std::sync::{Mutex, MutexGuard};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these locks leaves plain data behind; keep going.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}

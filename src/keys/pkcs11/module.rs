@@ -13,7 +13,7 @@ use crate::keys::error::KeyError;
 use crate::keys::uri::Pkcs11Uri;
 
 use super::limits::{REINIT_INTERVAL, REINIT_LOCK_WAIT};
-use super::lock;
+use super::state::lock;
 
 /// Where tufkey looks for a module when the URI names none (after `TUFKEY_PKCS11_MODULE`).
 pub const DEFAULT_MODULES: &[&str] = &[

@@ -263,6 +263,44 @@ pub struct KeyObject {
     pub public: Result<PublicKey, String>,
 }
 
+/// The public key of the one key pair a URI names (no login: public objects). No key,
+/// or several, is an error that lists what the token holds.
+pub fn public_key(u: &Pkcs11Uri) -> Result<PublicKey, KeyError> {
+    let token = Token::open(u)?;
+    let mut keys = token.public_keys(u)?;
+    match keys.len() {
+        0 => Err(KeyError::NoObject {
+            uri: u.to_string(),
+            token: token.label.clone(),
+            present: describe(&token.public_keys(&u.token_only())?),
+        }),
+        1 => keys
+            .remove(0)
+            .public
+            .map_err(|reason| KeyError::Unsupported {
+                uri: u.to_string(),
+                reason,
+            }),
+        n => Err(KeyError::AmbiguousObject {
+            uri: u.to_string(),
+            token: token.label.clone(),
+            count: n,
+            matches: describe(&keys),
+        }),
+    }
+}
+
+/// "object=a id=01, object=b id=02", or "none".
+fn describe(keys: &[KeyObject]) -> String {
+    if keys.is_empty() {
+        return "none".into();
+    }
+    keys.iter()
+        .map(|k| format!("object={} id={}", k.label, hex::encode(&k.id)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

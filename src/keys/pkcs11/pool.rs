@@ -5,8 +5,8 @@ use cryptoki::session::Session;
 
 use crate::keys::error::KeyError;
 
-use super::lock;
 use super::module::Live;
+use super::state::lock;
 use super::token::Token;
 
 /// A session borrowed from a token's pool; it goes back when dropped.

@@ -2,48 +2,16 @@
 //! re-initialisation with back-off); the health check of `/healthz`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::keys::error::KeyError;
 use crate::keys::uri::Pkcs11Uri;
 
 use super::answers::brief;
-use super::limits::{REINIT_BACKOFF_MAX, REINIT_INTERVAL, REINIT_LOCK_WAIT};
-use super::lock;
+use super::limits::REINIT_LOCK_WAIT;
 use super::module::{module_path, Reinit};
+use super::state::{lock, Backoff};
 use super::token::{tokens, Token};
-
-/// The back-off of an absent token's re-initialisation requests.
-pub(super) struct Backoff {
-    /// No re-initialisation for this token before then.
-    not_before: Option<Instant>,
-    /// The wait after the next re-initialisation that does not bring the token back.
-    wait: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Backoff {
-        Backoff {
-            not_before: None,
-            wait: REINIT_INTERVAL,
-        }
-    }
-}
-
-impl Backoff {
-    /// A re-initialisation did not bring the token back: wait longer before the next.
-    pub(super) fn failed(&mut self, now: Instant) {
-        self.not_before = Some(now + self.wait);
-        self.wait = (self.wait * 2).min(REINIT_BACKOFF_MAX);
-    }
-
-    /// How long until the next re-initialisation is allowed (None: now).
-    fn remaining(&self, now: Instant) -> Option<Duration> {
-        self.not_before
-            .and_then(|t| t.checked_duration_since(now))
-            .filter(|d| !d.is_zero())
-    }
-}
 
 impl Token {
     /// Whether the token answers now, as the same token (label and serial), in the
@@ -207,24 +175,5 @@ pub fn check_token(uri: &Pkcs11Uri) -> Result<(), KeyError> {
     match known.as_slice() {
         [token] => token.check(),
         _ => Token::open(uri)?.check(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_absent_token_backs_off_doubling_up_to_a_minute() {
-        let mut b = Backoff::default();
-        let t0 = Instant::now();
-        assert_eq!(b.remaining(t0), None);
-        let mut waits = Vec::new();
-        for _ in 0..9 {
-            b.failed(t0);
-            waits.push(b.remaining(t0).unwrap().as_secs());
-        }
-        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
-        assert_eq!(b.remaining(t0 + REINIT_BACKOFF_MAX), None);
     }
 }

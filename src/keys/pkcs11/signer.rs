@@ -11,14 +11,14 @@ use sha2::{Digest, Sha256};
 
 use crate::keys::error::KeyError;
 use crate::keys::pin::{PinPolicy, Secret};
+use crate::keys::signer::Signer;
 use crate::keys::uri::Pkcs11Uri;
-use crate::keys::Signer;
 use crate::tuf::{Key, PublicKey};
 
 use super::answers::{brief, device_trouble};
-use super::lock;
 use super::login::{LoginBy, LoginFailure};
 use super::module::Live;
+use super::state::lock;
 use super::token::Token;
 
 #[derive(Debug, Clone, Copy)]

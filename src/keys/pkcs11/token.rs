@@ -1,6 +1,6 @@
 //! [`Token`]: one token of a module, shared by every key on it, found by label and serial.
-//! Its other concerns live beside it: [`super::pool`], [`super::login`],
-//! [`super::recovery`], [`super::objects`], [`super::destroy`].
+//! Its other concerns live beside it: `pool.rs`, `login.rs`,
+//! `recovery.rs`, `objects.rs`, `destroy.rs` and `create.rs`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,11 +14,11 @@ use crate::keys::error::KeyError;
 use crate::keys::uri::Pkcs11Uri;
 
 use super::answers::brief;
-use super::destroy::Listed;
-use super::lock;
-use super::login::LoginState;
 use super::module::{load, module_path, Live, Module};
-use super::recovery::Backoff;
+use super::state::lock;
+use super::state::Backoff;
+use super::state::Listed;
+use super::state::LoginState;
 
 /// One token of a module, shared by every key on it in this process: its sessions, its
 /// login and its state. It is known by label and serial; its slot is looked up again
