@@ -10,7 +10,6 @@ pub mod error;
 pub mod file;
 pub mod pin;
 pub mod pin_cache;
-pub mod piv_attest;
 pub mod piv_policy;
 pub mod pkcs11;
 pub mod remote;
@@ -19,10 +18,7 @@ pub mod signer;
 
 pub mod source;
 pub mod uri;
-#[cfg(feature = "yubikey")]
 pub mod yubikey;
-#[cfg(feature = "yubikey")]
-mod yubikey_mgm;
 
 pub use error::{CardProblem, KeyError, Outcome};
 pub use pin::PinPolicy;

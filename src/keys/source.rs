@@ -310,13 +310,13 @@ impl KeySource {
         }
     }
 
-    /// The PIV attestation of a YubiKey key (see [`super::piv_attest`]): the statement,
+    /// The PIV attestation of a YubiKey key (see [`super::yubikey::attestation`]): the statement,
     /// and the slot and intermediate certificates (PEM) it was checked with. `extra_ca`:
     /// PEM of another root to trust (tests), empty for Yubico's own.
     pub fn attest(
         &self,
         extra_ca: &[u8],
-    ) -> Result<(super::piv_attest::Attestation, String, String), KeyError> {
+    ) -> Result<(super::yubikey::attestation::Attestation, String, String), KeyError> {
         match self {
             KeySource::YubiKey(y) => piv::attest(y, extra_ca),
             _ => Err(self.refuse(
@@ -334,7 +334,7 @@ impl KeySource {
         intermediate_pem: &str,
         extra_ca: &[u8],
         public: &PublicKey,
-    ) -> Result<super::piv_attest::Attestation, KeyError> {
+    ) -> Result<super::yubikey::attestation::Attestation, KeyError> {
         match self {
             KeySource::YubiKey(y) => {
                 piv::verify_recorded(y, slot_pem, intermediate_pem, extra_ca, public)
@@ -444,11 +444,11 @@ impl Deletion {
 mod piv {
     use crate::keys::error::KeyError;
     use crate::keys::pin::PinPolicy;
-    use crate::keys::piv_attest::Attestation;
     use crate::keys::signer::Signer;
     use crate::keys::source::{ListedKey, NewKey, NewKeyOptions};
     use crate::keys::uri::YubiKeyUri;
     use crate::keys::yubikey as backend;
+    use crate::keys::yubikey::attestation::Attestation;
     use crate::tuf::PublicKey;
 
     pub fn signer(y: &YubiKeyUri, policy: &PinPolicy) -> Result<Box<dyn Signer>, KeyError> {
@@ -510,10 +510,10 @@ mod piv {
 mod piv {
     use crate::keys::error::KeyError;
     use crate::keys::pin::PinPolicy;
-    use crate::keys::piv_attest::Attestation;
     use crate::keys::signer::Signer;
     use crate::keys::source::{ListedKey, NewKey, NewKeyOptions};
     use crate::keys::uri::YubiKeyUri;
+    use crate::keys::yubikey::attestation::Attestation;
     use crate::tuf::PublicKey;
 
     fn off(y: &YubiKeyUri) -> KeyError {
