@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine as on a developer's:
+#   0. checks the README's first command on a fresh machine (hsm-tests/fresh-machine.sh:
+#      builds and runs the demo with no pkg-config and libpcsclite hidden),
 #   1. installs what the tests need when it is missing (Debian packages softhsm2, opensc,
-#      keyutils, pcscd, vsmartcard-vpcd, libpcsclite-dev, libclang-dev, yubico-piv-tool,
+#      keyutils, pcscd, vsmartcard-vpcd, libpcsclite1, libclang-dev, yubico-piv-tool,
 #      postgresql (the replica tests start their own throwaway server);
 #      a Python venv in target/interop-venv with python-tuf from PyPI),
 #   2. checks formatting and clippy,
@@ -19,12 +21,15 @@ as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+say "the README's first command on a fresh machine (no pkg-config, no libpcsclite)"
+hsm-tests/fresh-machine.sh
+
 missing=()
 command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || missing+=(opensc)
 command -v keyctl >/dev/null 2>&1 || missing+=(keyutils)
-# The YubiKey backend (default feature) links libpcsclite.
-pkg-config --exists libpcsclite 2>/dev/null || missing+=(libpcsclite-dev pkg-config)
+# The YubiKey backend opens libpcsclite at run time (nothing to build against).
+compgen -G '/usr/lib/*/libpcsclite.so.1' >/dev/null || missing+=(libpcsclite1)
 # The virtual YubiKey: pcscd with the vpcd reader driver; the card's build needs libclang
 # (bindgen); yubico-piv-tool cross-checks PIN counters independently of tufkey.
 command -v pcscd >/dev/null 2>&1 || missing+=(pcscd)
@@ -55,6 +60,7 @@ cargo fmt --all -- --check
 
 say "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy -p pcsc-sys --all-targets --quiet -- -D warnings
 
 say "starting the virtual YubiKey (pcscd + virtual-piv on a private reader config)"
 cargo build --quiet -p virtual-piv
@@ -68,6 +74,9 @@ else
   echo "note: the virtual YubiKey could not start (see above); YubiKey tests will be skipped" >&2
   sed -n '1,40p' "$piv_state"/*.log 2>/dev/null >&2 || true
 fi
+
+say "cargo test -p pcsc-sys (the PC/SC bindings loaded at run time)"
+cargo test -p pcsc-sys --quiet
 
 say "cargo test (unit, SoftHSM, YubiKey, python-tuf interop, real-world repositories)"
 cargo test

@@ -1972,7 +1972,7 @@ fn a_running_signer_answers_at_once_while_its_yubikey_is_out_and_signs_once_it_i
 }
 
 /// Three failures that look alike to a user and need different answers: pcscd not
-/// running and the YubiKey not inserted mean "retry once it is back" (exit 4, with a hint,
+/// running and the YubiKey not inserted mean "retry once it is back" (exit 7, with a hint,
 /// and `Outcome::Unavailable`, which the daemon answers with 503), a wrong PIN means
 /// "a person has to act" (exit 1, `Outcome::Refused`).
 #[test]
@@ -1988,7 +1988,7 @@ fn a_stopped_pcscd_an_absent_yubikey_and_a_wrong_pin_each_get_their_own_outcome(
         &["key", "show", &k.p256.uri],
         &[("PCSCLITE_CSOCK_NAME", p(&socket))],
     );
-    assert_eq!(code, 4, "{msg}");
+    assert_eq!(code, 7, "{msg}");
     assert!(
         msg.contains("pcscd is not running") && msg.contains("systemctl start pcscd"),
         "{msg}"
@@ -2001,7 +2001,7 @@ fn a_stopped_pcscd_an_absent_yubikey_and_a_wrong_pin_each_get_their_own_outcome(
     // pcscd runs, but no YubiKey with this serial is inserted.
     let absent = "yubikey:serial=1;slot=9c";
     let (code, msg) = tk_fails(&["key", "show", absent], &[("TUFKEY_YUBIKEY_WAIT", "0")]);
-    assert_eq!(code, 4, "{msg}");
+    assert_eq!(code, 7, "{msg}");
     assert!(
         msg.contains("YubiKey serial 1 is not inserted") && msg.contains(SERIAL),
         "{msg}"

@@ -56,6 +56,28 @@ fn write(
     }
     Ok(())
 }
+
+/// Copies `from` to `to` atomically (temporary file beside `to`, fsync, rename), streaming
+/// so large files are not held in memory.
+pub fn copy_atomic(from: &Path, to: &Path) -> std::io::Result<()> {
+    let dir = match to.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut src = std::fs::File::open(from)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tufkey-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    std::io::copy(&mut src, tmp.as_file_mut())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(to).map_err(|e| e.error)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,5 +10,6 @@ pub mod audit;
 pub mod ceremony;
 pub mod fsutil;
 pub mod keys;
+pub mod repo;
 pub mod server;
 pub mod tuf;

@@ -5,6 +5,7 @@
 
 pub mod daemon;
 pub mod pg;
+pub mod repo;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

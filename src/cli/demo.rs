@@ -35,6 +35,14 @@ struct Demo {
 }
 
 impl Demo {
+    /// Sets a variable for every later command and prints it once, as a reader would
+    /// type it (secret values masked; they are the demo's throwaway ones).
+    fn export(&mut self, name: &str, value: &str, secret: bool) {
+        let shown = if secret { "****" } else { value };
+        println!("$ export {name}={}", shell_quote(shown));
+        self.envs.push((name.into(), value.into()));
+    }
+
     /// Runs `tufkey ARGS`, echoing the command line and its output.
     fn tufkey(&self, args: &[&str]) -> Result<(bool, String)> {
         println!(
@@ -131,27 +139,22 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         "ecdsa-p256",
         "ed25519",
     ];
+    // Every command runs in the demo folder with the module and the (throwaway) PIN or
+    // passphrase in its environment, so the URIs printed stay short enough to follow.
     let uris: Vec<String> = match (&module, softhsm) {
         (Some(module), true) => {
             setup_softhsm(&mut demo, &holders)?;
+            demo.export("TUFKEY_PKCS11_MODULE", module, false);
+            demo.export("TUFKEY_PIN", DEMO_PIN, true);
             holders
                 .iter()
-                .map(|h| {
-                    format!(
-                        "pkcs11:token={h};object=tuf?module-path={module}&pin-source=file:{}/pin",
-                        dir.display()
-                    )
-                })
+                .map(|h| format!("pkcs11:token={h};object=tuf"))
                 .collect()
         }
         _ => {
             println!("(SoftHSM not found: using encrypted file: keys; install softhsm2 to see keys on tokens)");
-            demo.envs
-                .push(("TUFKEY_PASSPHRASE".into(), "demo passphrase".into()));
-            holders
-                .iter()
-                .map(|h| format!("file:{}/{h}.p8", dir.display()))
-                .collect()
+            demo.export("TUFKEY_PASSPHRASE", "demo passphrase", true);
+            holders.iter().map(|h| format!("file:{h}.p8")).collect()
         }
     };
 
@@ -163,13 +166,11 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             ""
         }
     ));
-    let mut keys = Vec::new();
     for (uri, t) in uris.iter().zip(types) {
-        let out = demo.must(&["key", "generate", uri, "--type", t, "--json"])?;
-        let v: Value = serde_json::from_str(&out).context("reading key generate --json")?;
-        keys.push(v["uri"].as_str().unwrap_or_default().to_string());
+        demo.must(&["key", "generate", uri, "--type", t])?;
     }
-    let k = |i: usize| keys[i].as_str();
+    // Each token holds one key named `tuf`, so the short URI stays unambiguous.
+    let k = |i: usize| uris[i].as_str();
 
     step("2. Start a ceremony for root version 1: five root keys, threshold 3");
     demo.must(&["ceremony", "init", "ceremony-v1", "--expires", "365d"])?;
@@ -319,7 +320,6 @@ fn setup_softhsm(demo: &mut Demo, labels: &[&str]) -> Result<()> {
             tokens.display()
         ),
     )?;
-    std::fs::write(demo.dir.join("pin"), DEMO_PIN)?;
     step(&format!(
         "0. Throwaway SoftHSM tokens, one per keyholder (SOFTHSM2_CONF={})",
         conf.display()
@@ -347,7 +347,6 @@ fn setup_softhsm(demo: &mut Demo, labels: &[&str]) -> Result<()> {
             );
         }
     }
-    demo.envs
-        .push(("SOFTHSM2_CONF".into(), conf.display().to_string()));
+    demo.export("SOFTHSM2_CONF", &conf.display().to_string(), false);
     Ok(())
 }

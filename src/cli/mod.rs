@@ -10,6 +10,7 @@ mod key;
 mod outcome;
 mod output;
 mod pin;
+mod repo;
 mod serve;
 mod sign;
 mod token;
@@ -124,6 +125,9 @@ enum Command {
     /// Manage the OS keyring PIN cache.
     #[command(subcommand)]
     Pin(pin::PinCmd),
+    /// Build, commit, publish, refresh and monitor a TUF repository folder.
+    #[command(subcommand)]
+    Repo(repo::RepoCmd),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -157,6 +161,7 @@ fn audited(cmd: &Command) -> Option<auditor::Audited> {
         Command::Key(c) => key::audited(c),
         Command::Ceremony(c) => ceremony::audited(c),
         Command::Delegation(c) => Some(delegation::audited(c)),
+        Command::Repo(c) => repo::audited(c),
         _ => None,
     }
 }
@@ -200,6 +205,7 @@ pub fn run() -> ExitCode {
         Command::Pin(c) => pin::run(c, &ctx),
         Command::Ceremony(c) => ceremony::run(c, &ctx),
         Command::Delegation(c) => delegation::run(c, &ctx),
+        Command::Repo(c) => repo::run(c, &ctx),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "tufkey", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

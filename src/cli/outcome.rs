@@ -1,6 +1,7 @@
 //! The exit code of a failed command, from the [`Outcome`] of the key error behind it
 //! (the same mapping gives the daemon its HTTP status): a monitor can tell "the device or
-//! service is away, retry later" (4) from every other failure (1).
+//! service is away, retry later" (7) from every other failure (1); 4, 5 and 6 belong to
+//! `repo refresh` and `repo status`.
 
 use std::process::ExitCode;
 
@@ -8,7 +9,7 @@ use tufkey::keys::{KeyError, Outcome};
 
 /// A key's device or service (HSM token, YubiKey, pcscd, remote signer) is not available
 /// now; nothing was changed, and the same command can succeed once it is back.
-pub const EXIT_UNAVAILABLE: u8 = 4;
+pub const EXIT_UNAVAILABLE: u8 = 7;
 
 /// The outcome of the key error somewhere in `e`'s chain, if there is one.
 pub fn outcome(e: &anyhow::Error) -> Option<Outcome> {

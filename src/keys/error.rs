@@ -126,12 +126,19 @@ pub enum KeyError {
     },
 }
 
+/// What a YubiKey command says on a machine without the PC/SC client library (tufkey
+/// opens it at run time, so it builds and runs everywhere else without it).
+pub const PCSC_LIBRARY_MISSING: &str = "the PC/SC library (libpcsclite.so.1) is not installed, so tufkey cannot reach a YubiKey; install pcscd and libpcsclite1 (Debian/Ubuntu: `apt install pcscd libpcsclite1`; Fedora: `dnf install pcsc-lite pcsc-lite-libs`), or set TUFKEY_PCSC_LIBRARY to its path";
+
 /// What went wrong at a smart card or the PC/SC service, each with what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CardProblem {
     #[error("pcscd is not running; start it (e.g. `systemctl start pcscd`)")]
     ServiceNotRunning,
+    /// libpcsclite could not be opened (why, as the loader said).
+    #[error("{PCSC_LIBRARY_MISSING} ({0})")]
+    LibraryMissing(String),
     #[error("another program holds the YubiKey exclusively (often gpg's scdaemon: `gpgconf --kill scdaemon`, or a running ykman/browser); close it and try again")]
     HeldElsewhere,
     #[error("the YubiKey was removed")]
@@ -259,7 +266,7 @@ impl CardProblem {
             CardProblem::ManagementKeyRefused
             | CardProblem::PinLocked
             | CardProblem::WrongPin { .. } => Outcome::Refused,
-            CardProblem::NoKey => Outcome::Usage,
+            CardProblem::NoKey | CardProblem::LibraryMissing(_) => Outcome::Usage,
             CardProblem::Other(_) => Outcome::Internal,
         }
     }

@@ -4,8 +4,10 @@
 pub mod cjson;
 pub mod edit;
 pub mod error;
+pub mod fileinfo;
 pub mod key;
 pub mod metadata;
+pub mod paths;
 pub mod time;
 pub mod verify;
 

@@ -17,7 +17,11 @@ fn problem(e: yubikey::Error) -> CardProblem {
     match e {
         E::PcscError {
             inner: Some(pcsc::Error::NoService | pcsc::Error::ServiceStopped),
-        } => CardProblem::ServiceNotRunning,
+        } => match pcsc_sys::library_error() {
+            // Every PC/SC call answers "no service" when the library is missing too.
+            Some(why) => CardProblem::LibraryMissing(why.to_string()),
+            None => CardProblem::ServiceNotRunning,
+        },
         E::PcscError {
             inner: Some(pcsc::Error::SharingViolation),
         } => CardProblem::HeldElsewhere,

@@ -22,6 +22,8 @@
 #[cfg(feature = "yubikey")]
 mod attest;
 pub mod attestation;
+
+pub use crate::keys::error::PCSC_LIBRARY_MISSING;
 #[cfg(feature = "yubikey")]
 mod auth;
 #[cfg(feature = "yubikey")]

@@ -1,0 +1,366 @@
+//! `commit`: sign every targets role that changed (staged, new, or no longer verified by
+//! its delegator after a key rotation) with a new version and expiry, build snapshot and
+//! timestamp, and publish them in client-safe order. Keys are checked against their
+//! roles before any PIN is asked; a threshold that cannot be met stops everything.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+
+use super::error::RepoError;
+use super::lock::RepoLock;
+use super::publish::{publish, Step};
+use super::signing::{self, Made, Signers};
+use super::staging::Staging;
+use super::state::{tree, Published};
+use super::targets::empty_targets;
+use super::{consistent_snapshot, Hooks, Progress, Repository};
+use crate::keys::PinPolicy;
+use crate::tuf::edit;
+use crate::tuf::fileinfo::{FileInfo, HashAlg};
+use crate::tuf::time::{format_expires, parse_expires};
+use crate::tuf::verify::RoleKeys;
+use crate::tuf::{Delegator, Metadata};
+
+/// What a commit or refresh needs besides the repository.
+pub struct SignOptions<'a> {
+    /// `--key ROLE=URI`, replacing repo.toml's keys for those roles.
+    pub keys: &'a [(String, String)],
+    pub pins: &'a PinPolicy,
+    pub now: DateTime<Utc>,
+}
+
+/// One role written by a commit or refresh.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoleWritten {
+    pub role: String,
+    pub version: u64,
+    pub expires: String,
+}
+
+/// What a commit published.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub roles: Vec<RoleWritten>,
+    /// Target files copied under `targets/`.
+    pub target_files: usize,
+    pub signatures: Vec<Made>,
+    /// Roles left as they were that clients will refuse or soon refuse.
+    pub warnings: Vec<String>,
+}
+
+pub(crate) fn meta_error(path: &Path) -> impl Fn(crate::tuf::TufError) -> RepoError + '_ {
+    move |source| RepoError::Metadata {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Sets a new version and expiry (dropping old signatures).
+pub(crate) fn bump(
+    md: &mut Metadata,
+    version: u64,
+    expires: &str,
+    path: &Path,
+) -> Result<(), RepoError> {
+    md.edit(|s| {
+        edit::set_version(s, version)?;
+        edit::set_expires(s, expires)
+    })
+    .map_err(meta_error(path))
+}
+
+/// A snapshot document listing `meta`.
+pub(crate) fn snapshot_doc(version: u64, expires: &str, meta: Map<String, Value>) -> Metadata {
+    Metadata::new(json!({
+        "_type": "snapshot", "spec_version": "1.0.31", "version": version,
+        "expires": expires, "meta": meta,
+    }))
+    .unwrap_or_else(|_| unreachable!("a snapshot of integers and strings is canonical"))
+}
+
+/// A timestamp naming the snapshot whose file bytes are `snapshot_bytes`: its version,
+/// length and SHA-256 (clients check all three).
+pub(crate) fn timestamp_doc(
+    version: u64,
+    expires: &str,
+    snapshot_version: u64,
+    snapshot_bytes: &[u8],
+) -> Metadata {
+    let fi = FileInfo::of_bytes(snapshot_bytes, &[HashAlg::Sha256]);
+    let mut entry = fi.to_value();
+    entry["version"] = json!(snapshot_version);
+    Metadata::new(json!({
+        "_type": "timestamp", "spec_version": "1.0.31", "version": version,
+        "expires": expires, "meta": {"snapshot.json": entry},
+    }))
+    .unwrap_or_else(|_| unreachable!("a timestamp of integers and strings is canonical"))
+}
+
+/// The role definition `role` has in `delegator`, or an error naming the file.
+pub(crate) fn role_keys(d: &Delegator, role: &str, path: &Path) -> Result<RoleKeys, RepoError> {
+    d.roles
+        .get(role)
+        .cloned()
+        .ok_or_else(|| RepoError::Invalid {
+            path: path.to_path_buf(),
+            reason: format!("it does not define role `{role}`"),
+        })
+}
+
+/// Signs and publishes everything staged. `Ok(None)`: nothing to commit.
+pub fn commit(
+    repo: &Repository,
+    _lock: &RepoLock,
+    opts: &SignOptions,
+    hooks: &mut Hooks,
+) -> Result<Option<Outcome>, RepoError> {
+    let layout = &repo.layout;
+    let published = Published::load(layout, repo.consistent())?;
+    let staging = Staging::new(layout);
+    let staged = staging.roles()?;
+    let (root, root_version, root_changed) = match staging.root()? {
+        Some(r) if r.version().unwrap_or(0) > repo.root_version => {
+            let v = r.version().unwrap_or(0);
+            (r, v, true)
+        }
+        _ => (repo.root.clone(), repo.root_version, false),
+    };
+    let root_path = if root_changed {
+        layout.staged_root()
+    } else {
+        layout.root(root_version)
+    };
+    let root_d = Delegator::from_metadata(&root).map_err(meta_error(&root_path))?;
+    let consistent = consistent_snapshot(&root);
+
+    let mut docs: BTreeMap<String, Metadata> = published
+        .roles
+        .iter()
+        .map(|(k, l)| (k.clone(), l.md.clone()))
+        .chain(staged.clone())
+        .collect();
+    docs.entry("targets".into()).or_insert_with(empty_targets);
+    let nodes = tree(&docs);
+
+    // Which targets roles change, each with the definition its (new) delegator gives it.
+    let mut to_sign: Vec<(String, RoleKeys)> = Vec::new();
+    let mut warnings = Vec::new();
+    for node in &nodes {
+        let (d, dpath) = match &node.parent {
+            None => (root_d.clone(), root_path.clone()),
+            Some(p) => {
+                let path = layout.staged_role(p);
+                let d = Delegator::from_metadata(&docs[p]).map_err(meta_error(&path))?;
+                (d, path)
+            }
+        };
+        let def = role_keys(&d, &node.name, &dpath)?;
+        let before = published.roles.get(&node.name);
+        let still_valid = before
+            .and_then(|l| d.verify_role(&node.name, &l.md).ok())
+            .is_some_and(|r| r.verified());
+        if staged.contains_key(&node.name) || !still_valid {
+            to_sign.push((node.name.clone(), def));
+        } else if let Some(l) = before {
+            if l.md.expires().and_then(|e| parse_expires(e).ok()) <= Some(opts.now) {
+                warnings.push(format!(
+                    "role `{}` (unchanged) expired at {}; stage it (`tufkey repo edit`) and commit it with its keys",
+                    node.name,
+                    l.md.expires().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    if to_sign.is_empty() && !root_changed {
+        return Ok(None);
+    }
+    let mut plan_roles = to_sign.clone();
+    for top in ["snapshot", "timestamp"] {
+        plan_roles.push((top.into(), role_keys(&root_d, top, &root_path)?));
+    }
+    let uris = signing::key_uris(&repo.config, opts.keys);
+    let plan = signing::plan(&plan_roles, &uris, opts.pins)?;
+
+    let total: usize = plan.roles.iter().map(|(_, u)| u.len()).sum();
+    let progress = hooks.progress;
+    progress.start("signing", total as u64);
+    let mut signers = Signers::new(opts.pins);
+    let mut outcome = Outcome {
+        warnings,
+        ..Outcome::default()
+    };
+    let mut steps_targets = Vec::new();
+    let mut steps_roles = Vec::new();
+    for (name, _) in &to_sign {
+        let mut md = docs.get(name).cloned().unwrap_or_else(empty_targets);
+        let version = published
+            .roles
+            .get(name)
+            .and_then(|l| l.md.version())
+            .map_or(1, |v| v + 1);
+        let expires = format_expires(opts.now + repo.config.expiry(name));
+        bump(&mut md, version, &expires, &layout.staged_role(name))?;
+        outcome
+            .signatures
+            .extend(signers.sign(&plan, name, &mut md, progress)?);
+        for (path, entry) in md
+            .signed()
+            .get("targets")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let Some(fi) = FileInfo::from_value(entry) else {
+                continue;
+            };
+            let Some(sha) = fi.hash("sha256").filter(|h| staging.has_file(h)) else {
+                continue;
+            };
+            for to in layout.target_files(path, &fi.hashes, consistent) {
+                steps_targets.push(Step::Target {
+                    from: layout.staged_file(sha),
+                    to,
+                    prefixed: consistent,
+                });
+            }
+        }
+        let step = Step::Metadata {
+            path: layout.role(name, version, consistent),
+            bytes: md.to_pretty_bytes(),
+        };
+        // Delegated roles before `targets`, which points at them.
+        if name == "targets" {
+            steps_roles.push(step);
+        } else {
+            steps_roles.insert(0, step);
+        }
+        outcome.roles.push(RoleWritten {
+            role: name.clone(),
+            version,
+            expires,
+        });
+        docs.insert(name.clone(), md);
+    }
+
+    // Snapshot: every targets role clients can reach.
+    let mut meta = Map::new();
+    for node in &nodes {
+        let Some(md) = docs.get(&node.name) else {
+            continue;
+        };
+        let mut entry = json!({"version": md.version().unwrap_or(1)});
+        if repo.config.snapshot_meta_hashes {
+            let fi = FileInfo::of_bytes(&md.to_pretty_bytes(), &[HashAlg::Sha256]);
+            entry["length"] = json!(fi.length);
+            entry["hashes"] = fi.to_value()["hashes"].clone();
+        }
+        meta.insert(format!("{}.json", node.name), entry);
+    }
+    let (snap, ts) = sign_snapshot_and_timestamp(
+        repo,
+        &published,
+        meta,
+        &plan,
+        &mut signers,
+        opts.now,
+        progress,
+        &mut outcome,
+    )?;
+    progress.finish();
+
+    let mut steps = steps_targets;
+    outcome.target_files = steps.len();
+    steps.extend(steps_roles);
+    if root_changed {
+        let bytes = root.to_pretty_bytes();
+        steps.push(Step::Metadata {
+            path: layout.root(root_version),
+            bytes: bytes.clone(),
+        });
+        steps.push(Step::Metadata {
+            path: layout.root_copy(),
+            bytes,
+        });
+    }
+    steps.push(Step::Metadata {
+        path: layout.role("snapshot", snap.version().unwrap_or(1), consistent),
+        bytes: snap.to_pretty_bytes(),
+    });
+    steps.push(Step::Metadata {
+        path: layout.timestamp(),
+        bytes: ts.to_pretty_bytes(),
+    });
+    (hooks.before_publish)(&outcome.signatures).map_err(RepoError::Other)?;
+    publish(&steps, hooks.on_write)?;
+    staging.clear()?;
+    Ok(Some(outcome))
+}
+
+/// Builds, signs and returns a new snapshot (listing `meta`) and the timestamp for it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sign_snapshot_and_timestamp(
+    repo: &Repository,
+    published: &Published,
+    meta: Map<String, Value>,
+    plan: &signing::KeyPlan,
+    signers: &mut Signers,
+    now: DateTime<Utc>,
+    progress: &dyn Progress,
+    outcome: &mut Outcome,
+) -> Result<(Metadata, Metadata), RepoError> {
+    let next =
+        |l: Option<&super::state::Loaded>| l.and_then(|l| l.md.version()).map_or(1, |v| v + 1);
+    let snap_version = next(published.snapshot.as_ref());
+    let snap_expires = format_expires(now + repo.config.expiry("snapshot"));
+    let mut snap = snapshot_doc(snap_version, &snap_expires, meta);
+    outcome
+        .signatures
+        .extend(signers.sign(plan, "snapshot", &mut snap, progress)?);
+    outcome.roles.push(RoleWritten {
+        role: "snapshot".into(),
+        version: snap_version,
+        expires: snap_expires,
+    });
+    let ts = sign_timestamp(
+        repo, published, &snap, plan, signers, now, progress, outcome,
+    )?;
+    Ok((snap, ts))
+}
+
+/// Builds and signs the next timestamp for `snap`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sign_timestamp(
+    repo: &Repository,
+    published: &Published,
+    snap: &Metadata,
+    plan: &signing::KeyPlan,
+    signers: &mut Signers,
+    now: DateTime<Utc>,
+    progress: &dyn Progress,
+    outcome: &mut Outcome,
+) -> Result<Metadata, RepoError> {
+    let ts_version = published
+        .timestamp
+        .as_ref()
+        .and_then(|l| l.md.version())
+        .map_or(1, |v| v + 1);
+    let ts_expires = format_expires(now + repo.config.expiry("timestamp"));
+    let mut ts = timestamp_doc(
+        ts_version,
+        &ts_expires,
+        snap.version().unwrap_or(1),
+        &snap.to_pretty_bytes(),
+    );
+    outcome
+        .signatures
+        .extend(signers.sign(plan, "timestamp", &mut ts, progress)?);
+    outcome.roles.push(RoleWritten {
+        role: "timestamp".into(),
+        version: ts_version,
+        expires: ts_expires,
+    });
+    Ok(ts)
+}

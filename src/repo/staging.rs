@@ -1,0 +1,131 @@
+//! Changes waiting for `commit`: unsigned copies of the targets roles that changed
+//! (`staged/<role>.json`, which `tufkey delegation …` may edit too), a new root
+//! (`staged/root.json`), and target contents to publish (`staged/files/<sha256>`).
+//! Nothing here is fetched by clients; `commit` signs and publishes it, then clears it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use percent_encoding::percent_decode_str;
+
+use super::error::RepoError;
+use super::layout::Layout;
+use super::state::load;
+use crate::fsutil;
+use crate::tuf::Metadata;
+
+/// The staging area of one repository.
+pub struct Staging<'a> {
+    layout: &'a Layout,
+}
+
+impl<'a> Staging<'a> {
+    pub fn new(layout: &'a Layout) -> Staging<'a> {
+        Staging { layout }
+    }
+
+    fn ensure_dir(&self, dir: &Path) -> Result<(), RepoError> {
+        std::fs::create_dir_all(dir).map_err(RepoError::io(dir))
+    }
+
+    /// Every staged targets role, by name.
+    pub fn roles(&self) -> Result<BTreeMap<String, Metadata>, RepoError> {
+        let dir = self.layout.staged_dir();
+        let mut out = BTreeMap::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => {
+                return Err(RepoError::Io {
+                    path: dir,
+                    source: e,
+                })
+            }
+        };
+        for e in entries {
+            let e = e.map_err(RepoError::io(&dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(quoted) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if quoted == "root" || !e.path().is_file() {
+                continue;
+            }
+            let role = percent_decode_str(quoted).decode_utf8_lossy().into_owned();
+            let md = load(&e.path())?;
+            if md.role_type() != "targets" {
+                return Err(RepoError::Invalid {
+                    path: e.path(),
+                    reason: format!(
+                        "a staged role must be a targets document, this one is `{}`",
+                        md.role_type()
+                    ),
+                });
+            }
+            out.insert(role, md);
+        }
+        Ok(out)
+    }
+
+    /// Stages (replaces) role `role`'s unsigned document.
+    pub fn write_role(&self, role: &str, md: &Metadata) -> Result<(), RepoError> {
+        self.ensure_dir(&self.layout.staged_dir())?;
+        let path = self.layout.staged_role(role);
+        fsutil::write_atomic(&path, &md.to_pretty_bytes()).map_err(RepoError::io(&path))
+    }
+
+    /// A staged new root, if any.
+    pub fn root(&self) -> Result<Option<Metadata>, RepoError> {
+        let p = self.layout.staged_root();
+        if p.exists() {
+            Ok(Some(load(&p)?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Stages a new root (already verified by the caller).
+    pub fn write_root(&self, md: &Metadata) -> Result<(), RepoError> {
+        self.ensure_dir(&self.layout.staged_dir())?;
+        let p = self.layout.staged_root();
+        fsutil::write_atomic(&p, &md.to_pretty_bytes()).map_err(RepoError::io(&p))
+    }
+
+    /// Copies a target's contents into the staging area (once per SHA-256).
+    pub fn stage_file(&self, from: &Path, sha256: &str) -> Result<(), RepoError> {
+        let to = self.layout.staged_file(sha256);
+        if to.exists() {
+            return Ok(());
+        }
+        if let Some(d) = to.parent() {
+            self.ensure_dir(d)?;
+        }
+        fsutil::copy_atomic(from, &to).map_err(|source| RepoError::File {
+            path: from.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Whether contents with this SHA-256 wait to be published.
+    pub fn has_file(&self, sha256: &str) -> bool {
+        self.layout.staged_file(sha256).is_file()
+    }
+
+    /// Whether anything is staged.
+    pub fn is_empty(&self) -> Result<bool, RepoError> {
+        Ok(self.roles()?.is_empty() && self.root()?.is_none())
+    }
+
+    /// Removes everything staged (after a commit published it).
+    pub fn clear(&self) -> Result<(), RepoError> {
+        let dir = self.layout.staged_dir();
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(RepoError::Io {
+                path: dir,
+                source: e,
+            }),
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The repository as clients see it right now: the newest root, `timestamp.json`, the
+//! snapshot it names and the targets roles that snapshot lists; and the delegation
+//! tree of targets roles in the order clients search it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::error::RepoError;
+use super::layout::Layout;
+use crate::tuf::Metadata;
+
+/// A metadata file read from disk.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub md: Metadata,
+    pub path: PathBuf,
+}
+
+/// Reads and parses a metadata file; errors name it.
+pub fn load(path: &Path) -> Result<Metadata, RepoError> {
+    let bytes = std::fs::read(path).map_err(RepoError::io(path))?;
+    Metadata::from_slice(&bytes).map_err(|source| RepoError::Metadata {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The newest `N.root.json` in `metadata/` (the one clients end their root walk on).
+pub fn newest_root(layout: &Layout) -> Result<Option<(u64, Loaded)>, RepoError> {
+    let dir = layout.metadata_dir();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(RepoError::Io {
+                path: dir,
+                source: e,
+            })
+        }
+    };
+    let mut best: Option<u64> = None;
+    for e in entries {
+        let name = e.map_err(RepoError::io(&dir))?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(v) = name
+            .strip_suffix(".root.json")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            best = best.max(Some(v));
+        }
+    }
+    match best {
+        None => Ok(None),
+        Some(v) => {
+            let path = layout.root(v);
+            Ok(Some((
+                v,
+                Loaded {
+                    md: load(&path)?,
+                    path,
+                },
+            )))
+        }
+    }
+}
+
+/// What is published: timestamp, its snapshot, and the targets roles snapshot lists.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    pub timestamp: Option<Loaded>,
+    pub snapshot: Option<Loaded>,
+    /// Targets roles by name (top-level `targets` and delegated roles).
+    pub roles: BTreeMap<String, Loaded>,
+}
+
+impl Published {
+    /// Follows timestamp → snapshot → targets roles, as a client would; an empty view
+    /// before the first commit.
+    pub fn load(layout: &Layout, consistent: bool) -> Result<Published, RepoError> {
+        let ts_path = layout.timestamp();
+        if !ts_path.exists() {
+            return Ok(Published::default());
+        }
+        let timestamp = Loaded {
+            md: load(&ts_path)?,
+            path: ts_path.clone(),
+        };
+        let snap_version =
+            meta_version(&timestamp.md, "snapshot.json").ok_or_else(|| RepoError::Invalid {
+                path: ts_path.clone(),
+                reason: "meta.\"snapshot.json\".version is missing".into(),
+            })?;
+        let snap_path = layout.role("snapshot", snap_version, consistent);
+        let snapshot = Loaded {
+            md: load(&snap_path)?,
+            path: snap_path.clone(),
+        };
+        let mut roles = BTreeMap::new();
+        if let Some(meta) = snapshot.md.signed().get("meta").and_then(Value::as_object) {
+            for (file, info) in meta {
+                let Some(role) = file.strip_suffix(".json") else {
+                    continue;
+                };
+                let version = info.get("version").and_then(Value::as_u64).ok_or_else(|| {
+                    RepoError::Invalid {
+                        path: snap_path.clone(),
+                        reason: format!("meta.\"{file}\".version is missing"),
+                    }
+                })?;
+                let path = layout.role(role, version, consistent);
+                roles.insert(
+                    role.to_string(),
+                    Loaded {
+                        md: load(&path)?,
+                        path,
+                    },
+                );
+            }
+        }
+        Ok(Published {
+            timestamp: Some(timestamp),
+            snapshot: Some(snapshot),
+            roles,
+        })
+    }
+}
+
+/// `signed.meta[file].version`.
+pub fn meta_version(md: &Metadata, file: &str) -> Option<u64> {
+    md.signed().get("meta")?.get(file)?.get("version")?.as_u64()
+}
+
+/// One targets role in the delegation tree.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    /// The delegating role (`None` for top-level targets, which root delegates).
+    pub parent: Option<String>,
+    /// The role object in the parent's `delegations.roles` (`Null` for `targets`).
+    pub def: Value,
+}
+
+/// Targets roles in client search order (pre-order, delegations in listed order),
+/// starting at `targets`. Roles that are delegated but have no document yet are
+/// listed too; a role delegated twice is listed where clients first reach it.
+pub fn tree(docs: &BTreeMap<String, Metadata>) -> Vec<Node> {
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    walk(docs, "targets", None, Value::Null, &mut seen, &mut out);
+    out
+}
+
+fn walk(
+    docs: &BTreeMap<String, Metadata>,
+    name: &str,
+    parent: Option<String>,
+    def: Value,
+    seen: &mut BTreeSet<String>,
+    out: &mut Vec<Node>,
+) {
+    if !seen.insert(name.to_string()) {
+        return;
+    }
+    out.push(Node {
+        name: name.to_string(),
+        parent,
+        def,
+    });
+    let Some(md) = docs.get(name) else {
+        return;
+    };
+    let roles = md
+        .signed()
+        .get("delegations")
+        .and_then(|d| d.get("roles"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for r in roles {
+        if let Some(child) = r.get("name").and_then(Value::as_str) {
+            walk(docs, child, Some(name.to_string()), r.clone(), seen, out);
+        }
+    }
+}

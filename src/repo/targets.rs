@@ -1,0 +1,493 @@
+//! Adding and removing targets: which role a path belongs to (as clients will search
+//! for it), hashing files, target entries given by hash for artifacts stored elsewhere,
+//! and staging the edited roles.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value};
+
+use super::error::RepoError;
+use super::staging::Staging;
+use super::state::{tree, Node, Published};
+use super::{Progress, Repository};
+use crate::tuf::fileinfo::{FileInfo, HashAlg};
+use crate::tuf::paths::{check_target_path, describe_role_paths, role_may_hold};
+use crate::tuf::Metadata;
+
+/// A target to record.
+#[derive(Debug, Clone)]
+pub struct NewTarget {
+    pub path: String,
+    pub info: FileInfo,
+    pub custom: Option<Value>,
+    /// The local file to publish under `targets/`; `None` for artifacts stored elsewhere.
+    pub source: Option<PathBuf>,
+}
+
+/// Where one target went.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Recorded {
+    pub path: String,
+    pub role: String,
+    pub length: u64,
+    pub replaced: bool,
+}
+
+/// The targets roles as they will be committed: published documents with staged ones
+/// over them, and a fresh empty document for `targets` before the first commit.
+pub fn working_docs(repo: &Repository) -> Result<BTreeMap<String, Metadata>, RepoError> {
+    let published = Published::load(&repo.layout, repo.consistent())?;
+    let mut docs: BTreeMap<String, Metadata> = published
+        .roles
+        .into_iter()
+        .map(|(k, l)| (k, l.md))
+        .collect();
+    docs.extend(Staging::new(&repo.layout).roles()?);
+    Ok(docs)
+}
+
+/// An empty targets document (version 1; `commit` sets version and expiry).
+pub fn empty_targets() -> Metadata {
+    // A fixed, valid document: building it cannot fail.
+    Metadata::new(json!({
+        "_type": "targets",
+        "spec_version": "1.0.31",
+        "version": 1,
+        "expires": "1970-01-01T00:00:00Z",
+        "targets": {},
+    }))
+    .unwrap_or_else(|_| unreachable!("a fixed targets document is valid"))
+}
+
+/// Hashes a local file for `path`, checking it against hashes/length given by hand.
+pub fn hash_file(
+    file: &Path,
+    algs: &[HashAlg],
+    progress: &dyn Progress,
+) -> Result<FileInfo, RepoError> {
+    let err = |source| RepoError::File {
+        path: file.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(file).map_err(err)?;
+    if !meta.is_file() {
+        return Err(RepoError::File {
+            path: file.to_path_buf(),
+            source: std::io::Error::other("not a regular file"),
+        });
+    }
+    let mut f = std::fs::File::open(file).map_err(err)?;
+    let mut last = 0u64;
+    FileInfo::of_reader(&mut f, algs, |n| {
+        progress.advance(n - last);
+        last = n;
+    })
+    .map_err(err)
+}
+
+/// Checks hashes given by hand (`sha256:HEX`) against what a file hashed to.
+pub fn check_given(what: &str, given: &FileInfo, actual: &FileInfo) -> Result<(), RepoError> {
+    if given.length != actual.length {
+        return Err(RepoError::HashMismatch {
+            what: what.into(),
+            alg: "length".into(),
+            given: given.length.to_string(),
+            actual: actual.length.to_string(),
+        });
+    }
+    for (alg, hex) in &given.hashes {
+        if let Some(a) = actual.hash(alg) {
+            if a != hex {
+                return Err(RepoError::HashMismatch {
+                    what: what.into(),
+                    alg: alg.clone(),
+                    given: hex.clone(),
+                    actual: a.into(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses `sha256:HEX` (or `sha512:HEX`).
+pub fn parse_hash(what: &str, spec: &str) -> Result<(String, String), RepoError> {
+    let bad = |reason: String| RepoError::BadTargetInfo {
+        what: what.into(),
+        reason,
+    };
+    let (alg, hex) = spec
+        .split_once(':')
+        .ok_or_else(|| bad(format!("hash `{spec}` must look like sha256:HEX")))?;
+    let a = HashAlg::from_name(alg).ok_or_else(|| {
+        bad(format!(
+            "hash algorithm `{alg}` is not one tufkey writes (sha256, sha512)"
+        ))
+    })?;
+    let hex = hex.to_ascii_lowercase();
+    if hex.len() != a.hex_len() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(bad(format!(
+            "the {alg} hash must be {} hex digits, got `{hex}`",
+            a.hex_len()
+        )));
+    }
+    Ok((alg.to_string(), hex))
+}
+
+/// Reads a manifest of targets stored elsewhere: JSON in TUF's own form
+/// (`{"PATH": {"length": N, "hashes": {...}, "custom": {...}}}`), or one target a line,
+/// `PATH LENGTH sha256:HEX [sha512:HEX]`, `#` comments allowed.
+pub fn read_manifest(file: &Path) -> Result<Vec<NewTarget>, RepoError> {
+    let text = std::fs::read_to_string(file).map_err(|source| RepoError::File {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let bad = |line: usize, reason: String| RepoError::Invalid {
+        path: file.to_path_buf(),
+        reason: if line > 0 {
+            format!("line {line}: {reason}")
+        } else {
+            reason
+        },
+    };
+    let mut out = Vec::new();
+    if text.trim_start().starts_with('{') {
+        let v: Map<String, Value> =
+            serde_json::from_str(&text).map_err(|e| bad(0, format!("not a JSON object: {e}")))?;
+        for (path, entry) in v {
+            let info = FileInfo::from_value(&entry)
+                .ok_or_else(|| bad(0, format!("`{path}` needs `length` and `hashes`")))?;
+            for (alg, hex) in &info.hashes {
+                parse_hash(
+                    &format!("{} `{path}`", file.display()),
+                    &format!("{alg}:{hex}"),
+                )?;
+            }
+            out.push(NewTarget {
+                path,
+                info,
+                custom: entry.get("custom").cloned(),
+                source: None,
+            });
+        }
+        return Ok(out);
+    }
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        if parts.len() < 3 {
+            return Err(bad(
+                i + 1,
+                "expected `PATH LENGTH sha256:HEX [sha512:HEX]`".into(),
+            ));
+        }
+        let length = parts[1]
+            .parse::<u64>()
+            .map_err(|_| bad(i + 1, format!("length `{}` is not a number", parts[1])))?;
+        let what = format!("{} line {}", file.display(), i + 1);
+        let hashes = parts[2..]
+            .iter()
+            .map(|h| parse_hash(&what, h))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(NewTarget {
+            path: parts[0].to_string(),
+            info: FileInfo { length, hashes },
+            custom: None,
+            source: None,
+        });
+    }
+    Ok(out)
+}
+
+/// Every role with the paths it is trusted for, for messages.
+fn describe_roles(nodes: &[Node]) -> String {
+    nodes
+        .iter()
+        .map(|n| {
+            if n.parent.is_none() {
+                format!("`{}` (any path)", n.name)
+            } else {
+                format!("`{}` ({})", n.name, describe_role_paths(&n.def))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether clients following delegations reach `node` for `path`: every delegation
+/// on the way down must be trusted for it.
+fn reachable(nodes: &[Node], node: &Node, path: &str) -> Result<(), String> {
+    let mut cur = Some(node);
+    while let Some(n) = cur {
+        if n.parent.is_some() && !role_may_hold(&n.def, path) {
+            return Err(if n.name == node.name {
+                format!("its {}", describe_role_paths(&n.def))
+            } else {
+                format!(
+                    "it is delegated through `{}`, whose {}",
+                    n.name,
+                    describe_role_paths(&n.def)
+                )
+            });
+        }
+        cur = n
+            .parent
+            .as_ref()
+            .and_then(|p| nodes.iter().find(|x| &x.name == p));
+    }
+    Ok(())
+}
+
+fn is_ancestor(nodes: &[Node], ancestor: &str, of: &Node) -> bool {
+    let mut cur = of.parent.clone();
+    while let Some(p) = cur {
+        if p == ancestor {
+            return true;
+        }
+        cur = nodes
+            .iter()
+            .find(|x| x.name == p)
+            .and_then(|x| x.parent.clone());
+    }
+    false
+}
+
+fn lists(docs: &BTreeMap<String, Metadata>, role: &str, path: &str) -> bool {
+    docs.get(role)
+        .and_then(|d| d.signed().get("targets"))
+        .and_then(|t| t.get(path))
+        .is_some()
+}
+
+/// The role `path` goes to: `requested` when it may hold it, else the most specific
+/// delegated role clients reach for it (the first matching delegation at each level),
+/// else top-level `targets`. Refuses a role clients would never consult for the path.
+pub fn choose_role(
+    docs: &BTreeMap<String, Metadata>,
+    path: &str,
+    requested: Option<&str>,
+) -> Result<String, RepoError> {
+    let nodes = tree(docs);
+    let chosen = match requested {
+        Some(r) => {
+            let node = nodes
+                .iter()
+                .find(|n| n.name == r)
+                .ok_or_else(|| RepoError::NoSuchRole {
+                    role: r.into(),
+                    roles: describe_roles(&nodes),
+                })?;
+            reachable(&nodes, node, path).map_err(|reason| RepoError::RoleCannotHold {
+                role: r.into(),
+                path: path.into(),
+                reason,
+                roles: describe_roles(&nodes),
+            })?;
+            node.clone()
+        }
+        None => {
+            let mut cur = nodes[0].clone();
+            while let Some(next) = nodes.iter().find(|n| {
+                n.parent.as_deref() == Some(cur.name.as_str()) && role_may_hold(&n.def, path)
+            }) {
+                cur = next.clone();
+            }
+            cur
+        }
+    };
+    // Clients search in pre-order and stop at the first role that lists the path, or at
+    // a terminating delegation that matches it: nothing earlier may get in the way.
+    for n in nodes.iter().take_while(|n| n.name != chosen.name) {
+        if reachable(&nodes, n, path).is_err() {
+            continue;
+        }
+        if lists(docs, &n.name, path) {
+            return Err(RepoError::Shadowed {
+                path: path.into(),
+                role: chosen.name.clone(),
+                holder: n.name.clone(),
+            });
+        }
+        let terminating = n.def.get("terminating").and_then(Value::as_bool) == Some(true);
+        if terminating && !is_ancestor(&nodes, &n.name, &chosen) {
+            return Err(RepoError::RoleCannotHold {
+                role: chosen.name.clone(),
+                path: path.into(),
+                reason: format!(
+                    "clients searching for it stop at the terminating role `{}` first",
+                    n.name
+                ),
+                roles: describe_roles(&nodes),
+            });
+        }
+    }
+    Ok(chosen.name)
+}
+
+/// Records targets into their roles' staged documents and stages their files. Every
+/// target is checked first; nothing is written unless all of them can be recorded.
+pub fn add(
+    repo: &Repository,
+    items: &[NewTarget],
+    role: Option<&str>,
+) -> Result<Vec<Recorded>, RepoError> {
+    let mut docs = working_docs(repo)?;
+    if !docs.contains_key("targets") {
+        docs.insert("targets".into(), empty_targets());
+    }
+    let mut changed: BTreeMap<String, Metadata> = BTreeMap::new();
+    let mut out = Vec::new();
+    for t in items {
+        check_target_path(&t.path)?;
+        if let Some(c) = &t.custom {
+            if !c.is_object() {
+                return Err(RepoError::BadTargetInfo {
+                    what: format!("target `{}`", t.path),
+                    reason: "--custom must be a JSON object".into(),
+                });
+            }
+        }
+        if t.info.hash("sha256").is_none() {
+            return Err(RepoError::BadTargetInfo {
+                what: format!("target `{}`", t.path),
+                reason: "a SHA-256 hash is required (sha256:HEX)".into(),
+            });
+        }
+        let name = choose_role(&docs, &t.path, role)?;
+        let mut entry = t.info.to_value();
+        if let Some(c) = &t.custom {
+            entry["custom"] = c.clone();
+        }
+        let doc = changed
+            .entry(name.clone())
+            .or_insert_with(|| docs.get(&name).cloned().unwrap_or_else(empty_targets));
+        let replaced = lists(&docs, &name, &t.path);
+        doc.edit(|s| {
+            let targets = s
+                .as_object_mut()
+                .and_then(|o| {
+                    o.entry("targets")
+                        .or_insert_with(|| json!({}))
+                        .as_object_mut()
+                })
+                .ok_or_else(|| crate::tuf::TufError::Schema {
+                    path: "$.signed.targets".into(),
+                    reason: "must be an object".into(),
+                })?;
+            targets.insert(t.path.clone(), entry);
+            Ok(())
+        })
+        .map_err(|source| RepoError::Metadata {
+            path: repo.layout.staged_role(&name),
+            source,
+        })?;
+        docs.insert(name.clone(), doc.clone());
+        out.push(Recorded {
+            path: t.path.clone(),
+            role: name,
+            length: t.info.length,
+            replaced,
+        });
+    }
+    let staging = Staging::new(&repo.layout);
+    for t in items {
+        if let (Some(src), Some(h)) = (&t.source, t.info.hash("sha256")) {
+            staging.stage_file(src, h)?;
+        }
+    }
+    for (name, md) in &changed {
+        staging.write_role(name, md)?;
+    }
+    Ok(out)
+}
+
+/// Removes targets from the roles that list them (`role` to pick one). The files stay
+/// under `targets/` for clients still on the previous snapshot.
+pub fn remove(
+    repo: &Repository,
+    paths: &[String],
+    role: Option<&str>,
+) -> Result<Vec<Recorded>, RepoError> {
+    let mut docs = working_docs(repo)?;
+    let nodes = tree(&docs);
+    let mut changed: BTreeMap<String, Metadata> = BTreeMap::new();
+    let mut out = Vec::new();
+    for path in paths {
+        let holder = match role {
+            Some(r) => {
+                if !nodes.iter().any(|n| n.name == r) {
+                    return Err(RepoError::NoSuchRole {
+                        role: r.into(),
+                        roles: describe_roles(&nodes),
+                    });
+                }
+                lists(&docs, r, path).then(|| r.to_string())
+            }
+            None => nodes
+                .iter()
+                .find(|n| lists(&docs, &n.name, path))
+                .map(|n| n.name.clone()),
+        };
+        let Some(holder) = holder else {
+            return Err(RepoError::NotATarget {
+                path: path.clone(),
+                role: match role {
+                    Some(r) => format!("role `{r}`"),
+                    None => "any role".into(),
+                },
+            });
+        };
+        let Some(mut doc) = changed.get(&holder).or(docs.get(&holder)).cloned() else {
+            continue;
+        };
+        let length = doc.signed()["targets"][path.as_str()]["length"]
+            .as_u64()
+            .unwrap_or(0);
+        doc.edit(|s| {
+            if let Some(t) = s.get_mut("targets").and_then(Value::as_object_mut) {
+                t.remove(path);
+            }
+            Ok(())
+        })
+        .map_err(|source| RepoError::Metadata {
+            path: repo.layout.staged_role(&holder),
+            source,
+        })?;
+        docs.insert(holder.clone(), doc.clone());
+        changed.insert(holder.clone(), doc);
+        out.push(Recorded {
+            path: path.clone(),
+            role: holder,
+            length,
+            replaced: false,
+        });
+    }
+    let staging = Staging::new(&repo.layout);
+    for (name, md) in &changed {
+        staging.write_role(name, md)?;
+    }
+    Ok(out)
+}
+
+/// Stages an unchanged copy of `role` so it can be edited by hand or with
+/// `tufkey delegation …`; returns the staged file.
+pub fn stage_for_edit(repo: &Repository, role: &str) -> Result<PathBuf, RepoError> {
+    let docs = working_docs(repo)?;
+    let nodes = tree(&docs);
+    if !nodes.iter().any(|n| n.name == role) {
+        return Err(RepoError::NoSuchRole {
+            role: role.into(),
+            roles: describe_roles(&nodes),
+        });
+    }
+    let path = repo.layout.staged_role(role);
+    if !path.exists() {
+        let md = docs.get(role).cloned().unwrap_or_else(empty_targets);
+        Staging::new(&repo.layout).write_role(role, &md)?;
+    }
+    Ok(path)
+}
