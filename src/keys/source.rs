@@ -357,7 +357,11 @@ impl std::str::FromStr for KeySource {
 /// Lists the objects a PKCS#11 URI selects (after a login: private objects are private).
 fn pkcs11_deletion(u: &Pkcs11Uri, policy: &PinPolicy) -> Result<Deletion, KeyError> {
     if u.object.is_none() && u.id.is_none() {
-        return Err(KeyError::NeedsObjectName { uri: u.to_string() });
+        return Err(KeyError::Unsupported {
+            uri: u.to_string(),
+            reason: "it names no key; add object= and/or id= so that only one key is deleted"
+                .into(),
+        });
     }
     let token = Token::open(u)?;
     token.login(u, policy)?;
