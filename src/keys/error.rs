@@ -191,6 +191,14 @@ impl Outcome {
 }
 
 impl KeyError {
+    /// Whether the message names only a file, not the key URI (callers then add the URI).
+    pub fn names_only_a_file(&self) -> bool {
+        matches!(
+            self,
+            KeyError::Io { .. } | KeyError::KeyFile { .. } | KeyError::Passphrase { .. }
+        )
+    }
+
     /// The kind of this error (see [`Outcome`]).
     pub fn outcome(&self) -> Outcome {
         use KeyError as E;
