@@ -1,6 +1,6 @@
 //! Keys named by URI, and the one trait every backend implements.
 //!
-//! Backends: [`pkcs11`] (HSMs, SoftHSM), `yubikey` (PIV, feature `yubikey`), [`file`]
+//! Backends: [`pkcs11`] (HSMs, SoftHSM), `yubikey` (PIV, feature `yubikey`), [`file`](mod@file)
 //! (`file:` keys) and [`remote`] (a key held by `tufkey serve`). [`KeySource`] is the one
 //! way in: it turns a URI into the backend's operations, and nothing outside it matches
 //! on the kind of key. None of the backends knows about ceremonies, HTTP or metadata

@@ -81,7 +81,7 @@ impl Token {
 
     /// Logs the user in once for the whole application. `uri` supplies pin-value and
     /// pin-source. Exactly one C_Login is made per call that needs one. The PIN is not
-    /// kept: it is zeroized when this returns (a [`Pkcs11Signer`] keeps its own).
+    /// kept: it is zeroized when this returns (a `Pkcs11Signer` keeps its own).
     pub fn login(&self, uri: &Pkcs11Uri, policy: &PinPolicy) -> Result<(), KeyError> {
         let live = self.enter()?;
         self.login_in(&live, uri, policy, LoginBy::Caller, None)

@@ -9,7 +9,7 @@
 //! A token can go away under a running process. A signature that fails in a way that
 //! may mean so makes tufkey ask the token for its info: if it answers, the sessions,
 //! login and key handle are renewed and the signature is tried once more; if not, the
-//! token is marked unavailable and the caller gets [`KeyError::DeviceUnavailable`] at
+//! token is marked unavailable and the caller gets [`KeyError::DeviceUnavailable`](crate::keys::error::KeyError::DeviceUnavailable) at
 //! once. Later uses look for the token again by label and serial, and re-initialise the
 //! module (C_Finalize + C_Initialize; SoftHSM needs that to see a token folder that came
 //! back) at most once per [`REINIT_INTERVAL`], and for a token that stays away at

@@ -47,7 +47,7 @@ pub fn module_path(uri: &Pkcs11Uri) -> Result<PathBuf, KeyError> {
 ///
 /// Every call tufkey makes into the module runs under a read lock of `state` and for
 /// its generation. Re-initialising (after a device went away, see
-/// [`Pkcs11Signer::sign`]) takes the write lock when it is free within
+/// `Pkcs11Signer::sign`) takes the write lock when it is free within
 /// [`REINIT_LOCK_WAIT`] (else it gives up for now), so no call runs between C_Finalize
 /// and C_Initialize; it then bumps the generation, and
 /// sessions, logins, slot ids and object handles of an older generation are never used
@@ -220,7 +220,7 @@ pub(super) fn load(path: &Path) -> Result<Arc<Module>, KeyError> {
 
 /// The initialised module for `path`, loading and initialising it on first use, for
 /// callers that make their own PKCS#11 calls (benchmarks, tests). Such calls are not
-/// ordered against a re-initialisation that a [`Pkcs11Signer`] of this process makes
+/// ordered against a re-initialisation that a `Pkcs11Signer` of this process makes
 /// after a device went away; tufkey's own calls are.
 pub fn module(path: &Path) -> Result<Pkcs11, KeyError> {
     Ok(load(path)?.pkcs11.clone())

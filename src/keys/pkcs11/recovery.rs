@@ -56,8 +56,8 @@ impl Token {
 
     /// Tries to get an unavailable token back: first looks for it as the module is now
     /// (a device that came back in its slot, or a re-initialisation another thread made),
-    /// then re-initialises the module, at most once per [`REINIT_INTERVAL`] per module and,
-    /// while the token stays away, at doubling intervals up to [`REINIT_BACKOFF_MAX`] (a
+    /// then re-initialises the module, at most once per `REINIT_INTERVAL` per module and,
+    /// while the token stays away, at doubling intervals up to `REINIT_BACKOFF_MAX` (a
     /// token that is gone for good must not log every other token of the module out every
     /// second). Never logs in: the next signature does that, from the PIN its signer holds.
     pub(super) fn recover(&self, uri: &str) -> Result<(), KeyError> {
@@ -136,7 +136,7 @@ impl Token {
     }
 
     /// Whether the token can be used now, for health checks: an unavailable token is
-    /// looked for again (see [`Token::recover`], rate-limited); an available one is asked
+    /// looked for again (see `Token::recover`, rate-limited); an available one is asked
     /// for its token info. Spends no PIN try.
     pub fn check(&self) -> Result<(), KeyError> {
         let uri = self.uri().to_string();

@@ -136,7 +136,7 @@ impl Signer for Pkcs11Signer {
     }
     /// Signs in the token. When the device went away the answer is at once a
     /// [`KeyError::DeviceUnavailable`]; later calls look for the token again (see
-    /// [`Token::recover`]: re-found by label and serial, the module re-initialised at most
+    /// `Token::recover`: re-found by label and serial, the module re-initialised at most
     /// once a second, less often while it stays away), log in again with the PIN this
     /// signer holds (never a prompt, never a final try; a failure other than a device
     /// that is plainly gone stops all further tries), find the key again and sign. A

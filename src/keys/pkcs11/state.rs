@@ -18,7 +18,7 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// An object as [`Token::key_objects`] listed it (and the user confirmed).
+/// An object as `Token::key_objects` listed it (and the user confirmed).
 #[derive(Clone, PartialEq, Eq)]
 pub(super) struct Listed {
     pub(super) handle: ObjectHandle,
@@ -65,7 +65,7 @@ pub(super) struct LoginState {
     pub(super) generation: Option<u64>,
     /// The PIN that logged in last. The token does not own it (tokens live in a static
     /// map, which is never dropped): the signers that logged in with it hold it (see
-    /// [`Pkcs11Signer`]) to log in again after the device comes back or the module is
+    /// `Pkcs11Signer`) to log in again after the device comes back or the module is
     /// re-initialised, and it is zeroized when the last of them is dropped. This lets a
     /// signer opened later on the logged-in token share it.
     pub(super) pin: Weak<Secret>,

@@ -5,7 +5,7 @@
 //! spending a try, never retries a wrong PIN, explains a sharing violation, warns about
 //! a factory-default PIN, and never resets or overwrites a key it did not make.
 //!
-//! Never resets a card it only read: every open YubiKey is a [`Held`], which disconnects
+//! Never resets a card it only read: every open YubiKey is a `Held`, which disconnects
 //! with "leave card" unless tufkey gave the card a PIN or a management key, and then
 //! resets it so the verified PIN and the management-key authentication do not outlive
 //! tufkey's use (see docs/yubikey.md).
