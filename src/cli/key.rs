@@ -194,7 +194,7 @@ fn list(sources: &[String], ctx: &Ctx) -> Result<()> {
         rows.extend(
             source
                 .list(&ctx.pins)
-                .with_context(|| format!("listing keys of {}", source.uri()))?,
+                .with_context(|| format!("listing keys of `{}`", source.uri()))?,
         );
     }
     if ctx.json {
