@@ -15,7 +15,7 @@ use crate::keys::uri::Pkcs11Uri;
 
 use super::answers::{login_device_gone, rv_name};
 use super::module::Live;
-use super::pin_rules::{check_pin_state, PinState, UNLOCK_SO};
+use super::pin_rules::{check_pin_state, FinalTry, PinState, UNLOCK_SO};
 use super::state::lock;
 use super::token::Token;
 
@@ -130,8 +130,12 @@ impl Token {
             return Ok(held.or_else(|| st.pin.upgrade()));
         }
         // A login tufkey makes by itself never spends a final try, --force or not.
-        let force = policy.force && by == LoginBy::Caller;
-        check_pin_state(self.pin_state_in(live)?, force, &self.label, &shown)?;
+        let final_try = if policy.force && by == LoginBy::Caller {
+            FinalTry::Spend
+        } else {
+            FinalTry::Refuse
+        };
+        check_pin_state(self.pin_state_in(live)?, final_try, &self.label, &shown)?;
         let (secret, origin) = match held.or_else(|| st.pin.upgrade()) {
             Some(pin) => (pin, None),
             None => {

@@ -46,7 +46,7 @@ pub use limits::{REINIT_BACKOFF_MAX, REINIT_INTERVAL, REINIT_LOCK_WAIT};
 pub use listing::{list_keys, list_tokens, TokenSummary};
 pub use module::{module, module_generation, module_path, DEFAULT_MODULES};
 pub use objects::{public_key, KeyObject};
-pub use pin_rules::{check_pin_state, PinState};
+pub use pin_rules::{check_pin_state, FinalTry, PinState};
 pub use pool::PooledSession;
 pub use recovery::check_token;
 pub use signer::Pkcs11Signer;

@@ -46,17 +46,25 @@ impl PinState {
     }
 }
 
+/// Whether a login may spend a PIN's final try: only with `--force`, and never when
+/// tufkey logs in again by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalTry {
+    Refuse,
+    Spend,
+}
+
 /// Decides whether a login may be attempted in `state`. Locked and uninitialised PINs
-/// are never tried; a final try needs `force`.
+/// are never tried; a final try needs [`FinalTry::Spend`].
 pub fn check_pin_state(
     state: PinState,
-    force: bool,
+    final_try: FinalTry,
     token: &str,
     uri: &str,
 ) -> Result<(), KeyError> {
     match state {
         PinState::Ok | PinState::CountLow => Ok(()),
-        PinState::FinalTry if force => Ok(()),
+        PinState::FinalTry if final_try == FinalTry::Spend => Ok(()),
         PinState::FinalTry => Err(KeyError::PinFinalTry {
             token: token.into(),
         }),
@@ -77,19 +85,19 @@ mod tests {
 
     #[test]
     pub(super) fn pin_rules() {
-        assert!(check_pin_state(PinState::Ok, false, "t", "u").is_ok());
-        assert!(check_pin_state(PinState::CountLow, false, "t", "u").is_ok());
+        assert!(check_pin_state(PinState::Ok, FinalTry::Refuse, "t", "u").is_ok());
+        assert!(check_pin_state(PinState::CountLow, FinalTry::Refuse, "t", "u").is_ok());
         assert!(matches!(
-            check_pin_state(PinState::FinalTry, false, "t", "u"),
+            check_pin_state(PinState::FinalTry, FinalTry::Refuse, "t", "u"),
             Err(KeyError::PinFinalTry { .. })
         ));
-        assert!(check_pin_state(PinState::FinalTry, true, "t", "u").is_ok());
+        assert!(check_pin_state(PinState::FinalTry, FinalTry::Spend, "t", "u").is_ok());
         assert!(matches!(
-            check_pin_state(PinState::Locked, true, "t", "u"),
+            check_pin_state(PinState::Locked, FinalTry::Spend, "t", "u"),
             Err(KeyError::PinLocked { .. })
         ));
         assert!(matches!(
-            check_pin_state(PinState::NotInitialized, true, "t", "u"),
+            check_pin_state(PinState::NotInitialized, FinalTry::Spend, "t", "u"),
             Err(KeyError::PinNotInitialized { .. })
         ));
     }
