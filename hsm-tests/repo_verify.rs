@@ -113,6 +113,8 @@ fn a_repository_written_by_python_tuf_is_accepted_by_ngclient_and_by_repo_verify
         ("good_not_consistent", false, &["team"][..]),
         // Succinct hash-bin delegations (TAP 15): every bin is a role of its own.
         ("good_succinct", true, &bins[..]),
+        // `team` delegated by path_hash_prefixes instead of paths.
+        ("good_hash_prefixes", true, &["team"][..]),
     ] {
         good_repository_verifies(&built, case, consistent, delegated);
     }
@@ -211,8 +213,7 @@ fn each_broken_copy_is_refused_naming_the_file_and_ngclient_refuses_it_too() {
             "metadata/1.snapshot.json",
             &[
                 "sha256 is",
-                "0000000000000000",
-                "stated by metadata/timestamp.json",
+                "but metadata/timestamp.json states 0000000000000000",
             ],
             "LengthOrHashMismatchError",
         ),
@@ -227,7 +228,7 @@ fn each_broken_copy_is_refused_naming_the_file_and_ngclient_refuses_it_too() {
             ".hello.txt",
             &[
                 "target `hello.txt`",
-                "length is 30 bytes, but 22 is stated by metadata/1.targets.json",
+                "length is 30 bytes, but metadata/1.targets.json states 22",
             ],
             "DownloadLengthMismatchError",
         ),
@@ -252,6 +253,15 @@ fn each_broken_copy_is_refused_naming_the_file_and_ngclient_refuses_it_too() {
             &["lists target `team/tool.bin`", "hash bin `bins-2`"],
             "LookupError",
         ),
+        (
+            "deep_role_beyond_team_paths",
+            "metadata/1.deep.json",
+            &[
+                "lists target `other.bin`",
+                "but targets delegates `team` only paths [\"team/*\"]",
+            ],
+            "LookupError",
+        ),
     ];
     for (case, file, words, ng_error) in cases {
         let dir = built.case(case);
@@ -269,8 +279,10 @@ fn each_broken_copy_is_refused_naming_the_file_and_ngclient_refuses_it_too() {
         assert_eq!(snapshot(&dir), before, "{case}: repo verify changed a file");
 
         let mut targets = built.targets.clone();
-        if *case == "target_outside_delegated_paths" {
-            targets.push("elsewhere/tool.bin".into());
+        match *case {
+            "target_outside_delegated_paths" => targets.push("elsewhere/tool.bin".into()),
+            "deep_role_beyond_team_paths" => targets.push("other.bin".into()),
+            _ => {}
         }
         let root1 = dir.join("metadata/1.root.json");
         let ng = ngclient(&dir, &root1, "now", &targets);
@@ -581,5 +593,175 @@ fn delegation_add_key_refuses_a_public_key_listed_under_another_key_id() {
             before,
             "{role}: a refused add-key changed a file"
         );
+    }
+}
+
+#[test]
+fn ceremony_add_key_refuses_a_public_key_the_trusted_root_lists_under_another_key_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let pass = [("TUFKEY_PASSPHRASE", "pw")];
+    let key_file = dir.path().join("k.p8");
+    let uri = format!("file:{}", key_file.display());
+    let (_, _, key) = harness::generate(None, &uri, "ed25519", &pass);
+    // A trusted root listing this key under a made-up key id (python-tuf does not check
+    // ids), signed by it under that id.
+    let alias = "ab".repeat(32);
+    let role = serde_json::json!({"keyids": [&alias], "threshold": 1});
+    let root = dir.path().join("root.json");
+    harness::write_unsigned(
+        &root,
+        serde_json::json!({
+            "_type": "root", "spec_version": "1.0.31", "version": 1,
+            "expires": harness::next_year(), "consistent_snapshot": true,
+            "keys": {&alias: key},
+            "roles": {"root": role, "targets": role, "snapshot": role, "timestamp": role},
+        }),
+    );
+    let mut c = tufkey(None);
+    c.args(["sign", root.to_str().unwrap(), "--key", &uri])
+        .envs(pass);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&root).unwrap()).unwrap();
+    doc["signatures"][0]["keyid"] = alias.clone().into();
+    std::fs::write(&root, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    harness::ok(None, &["verify", root.to_str().unwrap()]);
+
+    let ceremony = dir.path().join("ceremony");
+    harness::ok(
+        None,
+        &[
+            "ceremony",
+            "init",
+            ceremony.to_str().unwrap(),
+            "--trusted",
+            root.to_str().unwrap(),
+        ],
+    );
+    let before = snapshot(&ceremony);
+    let mut c = tufkey(None);
+    c.args([
+        "ceremony",
+        "add-key",
+        ceremony.to_str().unwrap(),
+        "--role",
+        "targets",
+        "--key",
+        &uri,
+    ])
+    .envs(pass);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!("already listed as key id {alias}")),
+        "{err}"
+    );
+    assert_eq!(
+        snapshot(&ceremony),
+        before,
+        "a refused add-key changed the ceremony"
+    );
+}
+
+#[test]
+fn malformed_documents_are_problems_in_their_file_never_a_crash() {
+    let built = Built::new();
+    type Edit = fn(&mut Value);
+    // (file, edit, words of the problem reported in that file)
+    let cases: &[(&str, Edit, &str)] = &[
+        (
+            "metadata/timestamp.json",
+            |d| d["signed"]["meta"] = 5.into(),
+            "`meta` must state `snapshot.json`",
+        ),
+        (
+            "metadata/timestamp.json",
+            |d| d["signed"]["spec_version"] = "2.0.0".into(),
+            "is not a TUF 1.x version",
+        ),
+        (
+            "metadata/timestamp.json",
+            |d| d["signed"]["expires"] = "tomorrow".into(),
+            "expires `tomorrow`",
+        ),
+        (
+            "metadata/timestamp.json",
+            |d| d["signatures"] = serde_json::json!({}),
+            "`signatures` must be an array",
+        ),
+        (
+            "metadata/1.targets.json",
+            |d| d["signed"]["targets"] = serde_json::json!([]),
+            "`targets` must be an object",
+        ),
+        (
+            "metadata/1.targets.json",
+            |d| d["signed"]["targets"]["hello.txt"]["length"] = (-5).into(),
+            "`length` must be a non-negative integer",
+        ),
+        (
+            "metadata/1.targets.json",
+            |d| {
+                d["signed"]["targets"]["../../etc/passwd"] =
+                    serde_json::json!({"length": 1, "hashes": {"sha256": "00"}})
+            },
+            "must not contain `.` or `..` parts",
+        ),
+        (
+            "metadata/1.targets.json",
+            |d| d["signed"]["delegations"]["roles"][0]["paths"] = 3.into(),
+            "`paths` must be an array of strings",
+        ),
+        (
+            "metadata/1.targets.json",
+            |d| d["signed"]["delegations"]["roles"][0]["name"] = "../x".into(),
+            "cannot be a metadata file name",
+        ),
+        (
+            "metadata/1.targets.json",
+            |d| {
+                d["signed"]["delegations"]["succinct_roles"] = serde_json::json!({"bit_length": 99})
+            },
+            "not both",
+        ),
+    ];
+    for (i, (file, edit, words)) in cases.iter().enumerate() {
+        let dir = built.dir.path().join(format!("malformed-{i}"));
+        copy_dir(&built.case("good"), &dir);
+        let path = dir.join(file);
+        let mut doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        edit(&mut doc);
+        std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+        let (code, report) = verify_json(&dir, &[]);
+        assert_eq!(code, 3, "{file} / {words}: {report:#}");
+        let found = problems(&report);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with(&format!("{file}: ")) && p.contains(words)),
+            "{file}: no problem saying {words:?}; got {found:#?}"
+        );
+    }
+    // A file that is not JSON at all.
+    let dir = built.dir.path().join("malformed-json");
+    copy_dir(&built.case("good"), &dir);
+    std::fs::write(dir.join("metadata/2.root.json"), b"{nope").unwrap();
+    let (code, report) = verify_json(&dir, &[]);
+    assert_eq!(code, 3);
+    assert!(problems(&report)
+        .iter()
+        .any(|p| p.starts_with("metadata/2.root.json: is not valid TUF metadata")));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
     }
 }

@@ -17,6 +17,7 @@ repository comes from tufkey.
 import copy
 import datetime
 import functools
+import hashlib
 import http.server
 import json
 import os
@@ -120,6 +121,7 @@ def build_one(out, keys, tweak=lambda stage, signed, keys: None, post=lambda out
         delegated = {"team": Targets(expires=IN_A_YEAR)}
         delegated["team"].targets["team/tool.bin"] = files["team/tool.bin"]
         tweak("team", delegated["team"], keys)
+    tweak("delegated", delegated, keys)
     delegated_bytes = {}
     for name, signed in delegated.items():
         md = Metadata(signed)
@@ -243,11 +245,37 @@ def tool_in_the_wrong_bin(stage, delegated, keys):
             "team/tool.bin", TARGETS["team/tool.bin"], ["sha256", "sha512"])
 
 
+def team_by_hash_prefix(stage, delegated, keys):
+    """targets delegates `team` by path_hash_prefixes: the first two hex digits of the
+    SHA-256 of team/tool.bin."""
+    if stage == "targets":
+        prefix = hashlib.sha256(b"team/tool.bin").hexdigest()[:2]
+        role = delegated.delegations.roles["team"]
+        role.paths = None
+        role.path_hash_prefixes = [prefix]
+
+
+def deep_role_beyond_team_paths(stage, delegated, keys):
+    """team delegates `deep` every path ("*"), and deep lists other.bin: but targets
+    gave team only team/*, so no client looks for other.bin in deep."""
+    if stage != "delegated":
+        return
+    team_key = keys["team"].public_key
+    delegated["team"].delegations = Delegations(
+        keys={team_key.keyid: team_key},
+        roles={"deep": DelegatedRole("deep", [team_key.keyid], 1, False, paths=["*"])},
+    )
+    delegated["deep"] = Targets(expires=IN_A_YEAR)
+    delegated["deep"].targets["other.bin"] = TargetFile.from_data("other.bin", b"other")
+
+
 CASES = {
     "good": {},
     "good_not_consistent": {"consistent": False},
     "good_succinct": {"succinct": True},
+    "good_hash_prefixes": {"tweak": team_by_hash_prefix},
     "succinct_wrong_bin": {"succinct": True, "tweak": tool_in_the_wrong_bin},
+    "deep_role_beyond_team_paths": {"tweak": deep_role_beyond_team_paths},
     "bad_signature": {"post": flip_signature},
     "same_key_two_ids": {"tweak": same_key_two_ids, "extra_sign": sign_as_alias},
     "snapshot_wrong_targets_version": {"tweak": snapshot_states_targets_v2, "post": copy_targets_as_v2},

@@ -3,7 +3,7 @@
 #   0. checks the README's first command on a fresh machine (hsm-tests/fresh-machine.sh:
 #      builds and runs the demo with no pkg-config and libpcsclite hidden),
 #   1. installs what the tests need when it is missing (Debian packages softhsm2, opensc,
-#      keyutils, pcscd, vsmartcard-vpcd, libpcsclite1, libclang-dev, yubico-piv-tool,
+#      keyutils, pcscd, vsmartcard-vpcd, libpcsclite1, libclang-dev, yubico-piv-tool, faketime,
 #      postgresql (the replica tests start their own throwaway server);
 #      a Python venv in target/interop-venv with python-tuf from PyPI),
 #   2. checks formatting and clippy,
@@ -36,6 +36,8 @@ command -v pcscd >/dev/null 2>&1 || missing+=(pcscd)
 dpkg -s vsmartcard-vpcd >/dev/null 2>&1 || missing+=(vsmartcard-vpcd)
 dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 command -v yubico-piv-tool >/dev/null 2>&1 || missing+=(yubico-piv-tool)
+# The real-world repositories are read by the test clients at their own (past) time.
+command -v faketime >/dev/null 2>&1 || missing+=(faketime)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 # The replica tests start their own throwaway PostgreSQL server (never the system cluster).
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
@@ -61,6 +63,9 @@ cargo fmt --all -- --check
 say "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 cargo clippy -p pcsc-sys --all-targets --quiet -- -D warnings
+
+say "building the tough client (hsm-tests/tough-client: a second TUF client for the interop tests)"
+cargo build --quiet -p tough-client
 
 say "starting the virtual YubiKey (pcscd + virtual-piv on a private reader config)"
 cargo build --quiet -p virtual-piv

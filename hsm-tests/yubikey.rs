@@ -1937,3 +1937,181 @@ fn a_running_signer_answers_at_once_while_its_yubikey_is_out_and_signs_once_it_i
     drop(signer);
     drop(kept);
 }
+
+/// Three failures that look alike to a user and need different answers: pcscd not
+/// running and the YubiKey not inserted mean "retry once it is back" (exit 7, with a hint,
+/// and `Outcome::Unavailable`, which the daemon answers with 503), a wrong PIN means
+/// "a person has to act" (exit 1, `Outcome::Refused`).
+#[test]
+fn a_stopped_pcscd_an_absent_yubikey_and_a_wrong_pin_each_get_their_own_outcome() {
+    use tufkey::keys::{open_signer, Outcome, PinPolicy};
+    let Some(card) = card() else { return };
+    let k = keys(&card);
+
+    // No pcscd behind the socket this process asks: pcsc-lite reads PCSCLITE_CSOCK_NAME.
+    let nowhere = tempfile::tempdir().unwrap();
+    let socket = nowhere.path().join("pcscd.comm");
+    let (code, msg) = tk_fails(
+        &["key", "show", &k.p256.uri],
+        &[("PCSCLITE_CSOCK_NAME", p(&socket))],
+    );
+    assert_eq!(code, 7, "{msg}");
+    assert!(
+        msg.contains("pcscd is not running") && msg.contains("systemctl start pcscd"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("hint: the device or service is not available now"),
+        "{msg}"
+    );
+
+    // pcscd runs, but no YubiKey with this serial is inserted.
+    let absent = "yubikey:serial=1;slot=9c";
+    let (code, msg) = tk_fails(&["key", "show", absent], &[("TUFKEY_YUBIKEY_WAIT", "0")]);
+    assert_eq!(code, 7, "{msg}");
+    assert!(
+        msg.contains("YubiKey serial 1 is not inserted") && msg.contains(SERIAL),
+        "{msg}"
+    );
+    std::env::set_var("TUFKEY_YUBIKEY_WAIT", "0");
+    let e = open_signer(absent, &PinPolicy::default()).err();
+    std::env::remove_var("TUFKEY_YUBIKEY_WAIT");
+    let e = e.expect("no such YubiKey");
+    assert_eq!(e.outcome(), Outcome::Unavailable, "{e}");
+
+    // A wrong PIN: refused, one try spent (and given back below), no hint to retry.
+    let _restore = RestorePinOnDrop;
+    let var = format!("TUFKEY_PIN_{SERIAL}");
+    std::env::set_var(&var, "654321");
+    let e = open_signer(&k.p256.uri, &PinPolicy::default()).err();
+    std::env::remove_var(&var);
+    let e = e.expect("a wrong PIN opens no signer");
+    assert_eq!(e.outcome(), Outcome::Refused, "{e}");
+    assert!(e.to_string().contains("wrong PIN"), "{e}");
+    assert_eq!(pin_tries(), 2, "exactly one try spent");
+    piv_tool(&["-a", "verify-pin", "-P", PIN]);
+    assert_eq!(pin_tries(), 3);
+}
+
+/// The signer daemon with a key on a YubiKey answers 503 `hsm-unavailable` while pcscd
+/// cannot be reached and while the YubiKey is out, names the cause, and signs again once
+/// both are back. "pcscd cannot be reached": the daemon finds pcscd through a socket path
+/// of its own (PCSCLITE_CSOCK_NAME, a link to the real socket); with the link removed and
+/// the card pulled (which ends the daemon's card connection), it has no pcscd to ask.
+#[test]
+fn the_daemon_answers_503_while_pcscd_is_unreachable_or_the_yubikey_is_out() {
+    use harness::daemon::{client_policy, daemon_folder, expires_in, signer_toml, Daemon};
+    let Some(card) = card() else { return };
+    let mut aes = AesCard::start(&card, &[]);
+    let (code, out, err) = aes_generate("9c", &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let generated = json_of(&out);
+    let key_uri = generated["uri"].as_str().unwrap().to_string();
+    let keyid = generated["keyid"].as_str().unwrap().to_string();
+
+    let (dir, ca) = daemon_folder("tufkey-serve-yk-");
+    let d = dir.path();
+    let config = d.join("signer.toml");
+    std::fs::write(
+        &config,
+        signer_toml(
+            "state = \"state.json\"\naudit = \"audit.jsonl\"",
+            "",
+            &[&key_uri],
+            &[client_policy(
+                "ci-main",
+                &[&keyid],
+                &["*"],
+                &["timestamp"],
+                "7d",
+                "",
+            )],
+        ),
+    )
+    .unwrap();
+    let link = d.join("pcscd.comm");
+    std::os::unix::fs::symlink("/run/pcscd/pcscd.comm", &link).unwrap();
+    let ready = d.join("daemon.ready");
+    let log = d.join("daemon.log");
+    let mut c = tufkey(None);
+    c.args(["serve", "--config"])
+        .arg(&config)
+        .arg("--ready-file")
+        .arg(&ready)
+        .env(format!("TUFKEY_PIN_{AES_SERIAL}"), PIN)
+        .env("PCSCLITE_CSOCK_NAME", &link)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let child = c.spawn().expect("start tufkey serve");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let addr = loop {
+        if let Ok(addr) = std::fs::read_to_string(&ready) {
+            break addr;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "tufkey serve did not become ready: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let daemon = Daemon { child, addr, log };
+    let (cert, key) = ca.issue(d, "ci-main", "ci-main", false, false);
+    let client = daemon.client(&tufkey::keys::remote::ClientTls {
+        ca: d.join("client-ca.pem"),
+        identity: Some((cert, key)),
+    });
+    let sign = |version: u64| {
+        let doc = json!({
+            "signed": {
+                "_type": "timestamp",
+                "spec_version": "1.0.31",
+                "version": version,
+                "expires": expires_in(3600),
+                "meta": {"snapshot.json": {"version": version}},
+            },
+            "signatures": [],
+        });
+        let r = client
+            .post_json(
+                "/v1/sign",
+                &json!({"repository": "acme", "key_id": keyid, "metadata": doc}),
+            )
+            .unwrap();
+        let body = r.json();
+        (r.status, body)
+    };
+
+    let (status, body) = sign(1);
+    assert_eq!(status, 200, "{body}");
+
+    // No pcscd to reach, and the daemon's card connection is gone.
+    std::fs::remove_file(&link).unwrap();
+    aes.unplug();
+    let (status, body) = sign(2);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("hsm-unavailable")),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("pcscd is not running"), "{message}");
+    assert!(!message.contains(PIN), "the PIN leaked: {message}");
+
+    // pcscd is reachable again, but the YubiKey is still out.
+    std::os::unix::fs::symlink("/run/pcscd/pcscd.comm", &link).unwrap();
+    let (status, body) = sign(3);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("hsm-unavailable")),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("is not inserted"), "{message}");
+
+    // Both back: the daemon opens the card again and signs, no restart.
+    aes.plug_in();
+    let (status, body) = sign(4);
+    assert_eq!(status, 200, "{body}");
+    daemon.stop();
+}

@@ -3,6 +3,7 @@
 //! command left every file as it was.
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod daemon;
 mod files;
 pub mod pg;

@@ -11,7 +11,7 @@ use serde_json::json;
 use tufkey::ceremony::{
     default_actor, review::spaced, AttestationRecord, Ceremony, Provenance, Status,
 };
-use tufkey::keys::{self, pkcs11, KeyUri};
+use tufkey::keys::{self, KeySource};
 use tufkey::tuf::time::{format_expires, parse_expiry_spec};
 use tufkey::tuf::Key;
 
@@ -430,15 +430,14 @@ fn expiry(spec: &str) -> Result<String> {
 fn read_key(uri: &str, ctx: &Ctx) -> Result<(Key, Provenance)> {
     let public = keys::public_key(uri, &ctx.pins)
         .with_context(|| format!("reading the public key of {}", keys::uri::redact(uri)))?;
-    let parsed = KeyUri::parse(uri)?;
+    let source = KeySource::parse(uri)?;
     let mut from = Provenance {
-        uri: parsed.to_string(),
+        uri: source.uri(),
         ..Default::default()
     };
-    if let KeyUri::Pkcs11(u) = &parsed {
-        let t = pkcs11::Token::open(u)?;
-        from.token = Some(t.label.clone());
-        from.serial = Some(t.serial.clone());
+    if let Some((label, serial)) = source.token()? {
+        from.token = Some(label);
+        from.serial = Some(serial);
     }
     Ok((public.to_tuf_key(), from))
 }
@@ -706,33 +705,37 @@ fn read_ca(ca: Option<&Path>) -> Result<Vec<u8>> {
 /// cannot be attested (PKCS#11, files) and, with a warning, for YubiKey keys whose
 /// attestation fails (the ceremony refuses those itself under --require-attestation).
 fn attestation(uri: &str, ca: Option<&Path>) -> Result<Option<AttestationRecord>> {
-    let KeyUri::YubiKey(y) = KeyUri::parse(uri)? else {
+    let source = KeySource::parse(uri)?;
+    if !matches!(source, KeySource::YubiKey(_)) {
         return Ok(None);
-    };
+    }
     let extra = read_ca(ca)?;
-    match piv::attest(&y, &extra) {
+    match piv::attest(&source, &extra) {
         Ok(rec) => Ok(Some(rec)),
         Err(e) => {
-            eprintln!("warning: no valid attestation for {y}: {e:#}");
+            eprintln!("warning: no valid attestation for {}: {e:#}", source.uri());
             Ok(None)
         }
     }
 }
 
-#[cfg(feature = "yubikey")]
+/// PIV attestations for the ceremony record, through the key source.
 mod piv {
     use super::*;
-    use tufkey::keys::uri::YubiKeyUri;
-    use tufkey::keys::yubikey as backend;
 
-    pub fn attest(y: &YubiKeyUri, extra: &[u8]) -> Result<AttestationRecord> {
-        let (a, slot_pem, inter_pem) = backend::attest(y, extra)?;
-        let uri = YubiKeyUri {
-            serial: a.serial.or(y.serial),
-            slot: y.slot,
+    pub fn attest(source: &KeySource, extra: &[u8]) -> Result<AttestationRecord> {
+        let (a, slot_pem, inter_pem) = source.attest(extra)?;
+        // The record names the YubiKey by the serial it attested.
+        let uri = match (source, a.serial) {
+            (KeySource::YubiKey(y), Some(serial)) => keys::uri::YubiKeyUri {
+                serial: Some(serial),
+                slot: y.slot,
+            }
+            .to_string(),
+            _ => source.uri(),
         };
         Ok(AttestationRecord {
-            uri: uri.to_string(),
+            uri,
             slot_certificate: slot_pem,
             intermediate: inter_pem,
             statement: serde_json::to_value(&a)?,
@@ -745,31 +748,10 @@ mod piv {
         extra: &[u8],
     ) -> Result<String, String> {
         let public = key.public_key()?;
-        let spki = backend::spki_der(&public).ok_or("the key has no SubjectPublicKeyInfo")?;
-        let KeyUri::YubiKey(y) = KeyUri::parse(&rec.uri).map_err(|e| e.to_string())? else {
-            return Err(format!("{} is not a yubikey: URI", rec.uri));
-        };
-        let a =
-            backend::verify_recorded(&y, &rec.slot_certificate, &rec.intermediate, extra, &spki)
-                .map_err(|e| e.to_string())?;
+        let source = KeySource::parse(&rec.uri).map_err(|e| e.to_string())?;
+        let a = source
+            .verify_attestation(&rec.slot_certificate, &rec.intermediate, extra, &public)
+            .map_err(|e| e.to_string())?;
         Ok(format!("serial {}", a.serial.unwrap_or_default()))
-    }
-}
-
-#[cfg(not(feature = "yubikey"))]
-mod piv {
-    use super::*;
-    use tufkey::keys::uri::YubiKeyUri;
-
-    pub fn attest(_: &YubiKeyUri, _: &[u8]) -> Result<AttestationRecord> {
-        bail!("this tufkey was built without the `yubikey` feature")
-    }
-
-    pub fn check_recorded(
-        _: &AttestationRecord,
-        _: &tufkey::tuf::Key,
-        _: &[u8],
-    ) -> Result<String, String> {
-        Err("this tufkey was built without the `yubikey` feature, so attestations cannot be checked".into())
     }
 }

@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use serde_json::json;
-use tufkey::fsutil;
-use tufkey::keys::{self, pkcs11, software, KeyUri, PivPinPolicy, PivTouchPolicy, Pkcs11Uri};
+use tufkey::keys::{self, file, KeySource, ListedKey, NewKey, NewKeyOptions};
 use tufkey::tuf::{KeyType, PublicKey};
 
 use super::auditor::{shown_path, Audited};
@@ -26,10 +25,9 @@ pub fn audited(cmd: &KeyCmd) -> Option<Audited> {
 
 /// The key file a file: URI names.
 fn file_of(uri: &str) -> Option<PathBuf> {
-    match KeyUri::parse(uri) {
-        Ok(KeyUri::File(f)) => Some(f.path),
-        _ => None,
-    }
+    KeySource::parse(uri)
+        .ok()
+        .and_then(|s| s.key_file().map(Path::to_path_buf))
 }
 
 /// Records a change of key material that has just happened. If the entry cannot be
@@ -71,10 +69,10 @@ pub enum KeyCmd {
         key_type: KeyType,
         /// YubiKey only: when the PIN is needed.
         #[arg(long, value_enum, default_value = "default")]
-        pin_policy: PivPinPolicy,
+        pin_policy: PinPolicyArg,
         /// YubiKey only: when a touch is needed.
         #[arg(long, value_enum, default_value = "never")]
-        touch_policy: PivTouchPolicy,
+        touch_policy: TouchPolicyArg,
     },
     /// Verify a YubiKey slot's attestation: the key was made on that YubiKey and cannot leave it.
     ///
@@ -129,8 +127,16 @@ pub fn run(cmd: KeyCmd, ctx: &Ctx) -> Result<ExitCode> {
             key_type,
             pin_policy,
             touch_policy,
-        } => generate(&uri, key_type, (pin_policy, touch_policy), ctx),
-        KeyCmd::Attest { uri, ca } => yk::attest_cmd(&uri, ca.as_deref(), ctx),
+        } => generate(
+            &uri,
+            NewKeyOptions {
+                key_type,
+                pin_policy: pin_policy.into(),
+                touch_policy: touch_policy.into(),
+            },
+            ctx,
+        ),
+        KeyCmd::Attest { uri, ca } => attest(&uri, ca.as_deref(), ctx),
         KeyCmd::List { sources } => list(&sources, ctx),
         KeyCmd::Show { uri } => show(&uri, ctx),
         KeyCmd::Import { file, uri } => import(&file, &uri, ctx),
@@ -157,58 +163,10 @@ fn report_key(action: &str, uri: &str, public: &PublicKey, ctx: &Ctx) {
     }
 }
 
-fn generate(
-    uri: &str,
-    key_type: KeyType,
-    piv: (PivPinPolicy, PivTouchPolicy),
-    ctx: &Ctx,
-) -> Result<()> {
-    match KeyUri::parse(uri)? {
-        KeyUri::YubiKey(y) => {
-            let (new_uri, public) = yk::generate(&y, key_type, piv, ctx)?;
-            audit_generated(ctx, &new_uri, &public, None)?;
-            report_key(
-                "generated in the YubiKey slot a non-extractable",
-                &new_uri,
-                &public,
-                ctx,
-            );
-        }
-        KeyUri::Remote(r) => {
-            bail!("{r} is a key of a remote signer; create keys on the signer's own device")
-        }
-        KeyUri::Pkcs11(u) => {
-            let (new_uri, public) = pkcs11::generate(&u, key_type, &ctx.pins)?;
-            audit_generated(ctx, &new_uri.to_string(), &public, None)?;
-            report_key(
-                "generated on the token a non-extractable",
-                &new_uri.to_string(),
-                &public,
-                ctx,
-            );
-        }
-        KeyUri::File(f) => {
-            if f.path.exists() {
-                bail!(
-                    "key file {} already exists; choose another path or delete it first",
-                    f.path.display()
-                );
-            }
-            let key = software::SoftKey::generate(key_type).map_err(anyhow::Error::msg)?;
-            let pem = software::encrypt_key(&f.path, &key, &ctx.pins)?;
-            let public = key.public();
-            let pub_json = serde_json::to_vec_pretty(&public.to_tuf_key().to_value())?;
-            let pub_path = software::public_path(&f.path);
-            fsutil::create_new_atomic(&f.path, pem.as_bytes(), Some(0o600))
-                .with_context(|| format!("writing key file {}", f.path.display()))?;
-            if let Err(e) = fsutil::write_atomic(&pub_path, &pub_json) {
-                let _ = std::fs::remove_file(&f.path);
-                return Err(e).with_context(|| format!("writing {}", pub_path.display()));
-            }
-            audit_generated(ctx, &f.to_string(), &public, Some(&f.path))?;
-            report_key("generated an encrypted", &f.to_string(), &public, ctx);
-        }
-    }
+fn generate(uri: &str, opts: NewKeyOptions, ctx: &Ctx) -> Result<()> {
+    let new: NewKey = KeySource::parse(uri)?.generate(opts, &ctx.pins)?;
+    audit_generated(ctx, &new.uri, &new.public, new.file.as_deref())?;
+    report_key(new.made, &new.uri, &new.public, ctx);
     Ok(())
 }
 
@@ -223,13 +181,8 @@ fn audit_generated(ctx: &Ctx, uri: &str, public: &PublicKey, file: Option<&Path>
     )
 }
 
-struct Listed {
-    uri: String,
-    public: Result<PublicKey, String>,
-}
-
 fn list(sources: &[String], ctx: &Ctx) -> Result<()> {
-    let mut rows: Vec<Listed> = Vec::new();
+    let mut rows: Vec<ListedKey> = Vec::new();
     let defaults = [String::from("pkcs11:")];
     let sources = if sources.is_empty() {
         &defaults[..]
@@ -237,35 +190,12 @@ fn list(sources: &[String], ctx: &Ctx) -> Result<()> {
         sources
     };
     for s in sources {
-        if s == "yubikey:" || s == "yubikey" {
-            rows.extend(
-                yk::list()?
-                    .into_iter()
-                    .map(|(uri, public)| Listed { uri, public }),
-            );
-            continue;
-        }
-        match KeyUri::parse(s)? {
-            KeyUri::YubiKey(y) => {
-                let public = keys::public_key(s, &ctx.pins).map_err(|e| e.to_string());
-                rows.push(Listed {
-                    uri: y.to_string(),
-                    public,
-                });
-            }
-            KeyUri::Remote(r) => {
-                bail!("list a remote signer's keys with its API; {r} names one key")
-            }
-            KeyUri::Pkcs11(u) => {
-                for k in pkcs11::list_keys(&u).with_context(|| format!("listing keys of {s}"))? {
-                    rows.push(Listed {
-                        uri: k.uri.to_string(),
-                        public: k.public,
-                    });
-                }
-            }
-            KeyUri::File(f) => rows.extend(list_files(&f.path)?),
-        }
+        let source = KeySource::parse_for_listing(s)?;
+        rows.extend(
+            source
+                .list(&ctx.pins)
+                .with_context(|| format!("listing keys of `{}`", source.uri()))?,
+        );
     }
     if ctx.json {
         let items: Vec<_> = rows
@@ -299,32 +229,6 @@ fn list(sources: &[String], ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-fn list_files(dir: &Path) -> Result<Vec<Listed>> {
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("reading folder {}", dir.display()))?;
-    let mut out = Vec::new();
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for p in paths {
-        let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        let Some(stem) = name.strip_suffix(".pub.json") else {
-            continue;
-        };
-        let key_path = p.with_file_name(stem);
-        if !key_path.exists() {
-            continue;
-        }
-        let uri = format!("file:{}", key_path.display());
-        out.push(Listed {
-            uri: uri.clone(),
-            public: keys::public_key(&uri, &Default::default()).map_err(|e| e.to_string()),
-        });
-    }
-    Ok(out)
-}
-
 fn show(uri: &str, ctx: &Ctx) -> Result<()> {
     let public = keys::public_key(uri, &ctx.pins)?;
     let key = public.to_tuf_key();
@@ -350,229 +254,148 @@ fn show(uri: &str, ctx: &Ctx) -> Result<()> {
 }
 
 fn uri_display(uri: &str) -> String {
-    KeyUri::parse(uri)
-        .map(|u| u.to_string())
+    KeySource::parse(uri)
+        .map(|s| s.uri())
         .unwrap_or_else(|_| keys::uri::redact(uri))
 }
 
-fn import(file: &Path, uri: &str, ctx: &Ctx) -> Result<()> {
-    let KeyUri::Pkcs11(u) = KeyUri::parse(uri)? else {
-        bail!("import moves a key into a PKCS#11 token; {uri} is not a pkcs11: URI");
-    };
-    let key = software::read_key_file(file, &ctx.pins)?;
-    let (new_uri, public) = pkcs11::import(&u, &key, &ctx.pins)
-        .with_context(|| format!("importing {} into {}", file.display(), u))?;
+fn import(path: &Path, uri: &str, ctx: &Ctx) -> Result<()> {
+    let dest = KeySource::parse(uri)?;
+    let key = file::read_key_file(path, &ctx.pins)?;
+    let new = dest
+        .import(&key, &ctx.pins)
+        .with_context(|| format!("importing {} into {}", path.display(), dest.uri()))?;
     audit_key(
         ctx,
         "key import",
-        &new_uri.to_string(),
-        Some(public.to_tuf_key().key_id()),
-        Some(file),
+        &new.uri,
+        Some(new.public.to_tuf_key().key_id()),
+        Some(path),
         format!(
             "imported a key of type {} from {}",
-            public.algorithm(),
-            file.display()
+            new.public.algorithm(),
+            path.display()
         ),
     )?;
-    report_key(
-        "imported as a non-extractable",
-        &new_uri.to_string(),
-        &public,
-        ctx,
-    );
+    report_key(new.made, &new.uri, &new.public, ctx);
     Ok(())
 }
 
 fn delete(uri: &str, yes: bool, ctx: &Ctx) -> Result<()> {
-    match KeyUri::parse(uri)? {
-        KeyUri::YubiKey(y) => bail!(
-            "tufkey does not delete or reset YubiKey slots ({y}); overwrite the slot with `tufkey key generate` or use ykman"
-        ),
-        KeyUri::Remote(r) => bail!("{r} belongs to a remote signer; its operator manages its keys"),
-        KeyUri::Pkcs11(u) => delete_pkcs11(&u, yes, ctx),
-        KeyUri::File(f) => {
-            let pub_path = software::public_path(&f.path);
-            if !f.path.exists() {
-                bail!("no key file {}", f.path.display());
-            }
-            if !confirm(
-                &format!(
-                    "Delete key file {} (this cannot be undone)?",
-                    f.path.display()
-                ),
-                yes,
-            )? {
-                bail!("not deleted");
-            }
-            let key_id = keys::public_key(uri, &Default::default())
-                .ok()
-                .map(|p| p.to_tuf_key().key_id());
-            std::fs::remove_file(&f.path)
-                .with_context(|| format!("deleting {}", f.path.display()))?;
-            let _ = std::fs::remove_file(&pub_path);
-            audit_key(
-                ctx,
-                "key delete",
-                uri,
-                key_id,
-                Some(&f.path),
-                format!("deleted key file {}", f.path.display()),
-            )?;
-            if !ctx.json {
-                println!("deleted {}", f.path.display());
-            } else {
-                print_json(&json!({"deleted": [f.path]}));
-            }
-            Ok(())
-        }
-    }
-}
-
-fn delete_pkcs11(u: &Pkcs11Uri, yes: bool, ctx: &Ctx) -> Result<()> {
-    if u.object.is_none() && u.id.is_none() {
-        bail!("{u} names no key; add object= and/or id= so that only one key is deleted");
-    }
-    let token = pkcs11::Token::open(u)?;
-    token.login(u, &ctx.pins)?;
-    let objects = token.key_objects(u)?;
-    if objects.is_empty() {
-        bail!("no key matches {u} on token \"{}\"", token.label);
-    }
-    let names: Vec<String> = objects.iter().map(|(_, d)| d.clone()).collect();
+    let source = KeySource::parse(uri)?;
+    let deletion = source.deletion(&ctx.pins)?;
     if !ctx.json {
-        println!("on token \"{}\" (serial {}):", token.label, token.serial);
-        for n in &names {
-            println!("  {n}");
+        if let Some(h) = &deletion.header {
+            println!("{h}");
+            for item in &deletion.items {
+                println!("  {item}");
+            }
         }
     }
-    if !confirm(
-        &format!(
-            "Destroy these {} objects? A deleted key cannot be recovered",
-            names.len()
-        ),
-        yes,
-    )? {
+    if !confirm(&deletion.prompt, yes)? {
         bail!("not deleted");
     }
-    // The key id for the audit entry, read from the public half while it still exists.
-    let key_id = keys::public_key(&u.to_string(), &ctx.pins)
-        .ok()
-        .map(|p| p.to_tuf_key().key_id());
-    let handles: Vec<_> = objects.iter().map(|(h, _)| *h).collect();
-    token.destroy(&handles)?;
+    let items = deletion.items.clone();
+    let key_id = deletion.key_id.clone();
+    let detail = deletion.detail.clone();
+    let file = deletion.file().map(Path::to_path_buf);
+    deletion.delete()?;
     audit_key(
         ctx,
         "key delete",
-        &u.to_string(),
+        &source.uri(),
         key_id,
-        None,
-        format!(
-            "destroyed on token \"{}\" (serial {}): {}",
-            token.label,
-            token.serial,
-            names.join(", ")
-        ),
+        file.as_deref(),
+        detail,
     )?;
     if ctx.json {
-        print_json(&json!({"deleted": names}));
+        print_json(&json!({ "deleted": items }));
+    } else if file.is_some() {
+        println!("deleted {}", items.join(", "));
     } else {
-        println!("deleted {} objects", names.len());
+        println!("deleted {} objects", items.len());
     }
     Ok(())
 }
 
-/// YubiKey commands, present when tufkey is built with the `yubikey` feature.
-#[cfg(feature = "yubikey")]
-mod yk {
-    use super::*;
-    use tufkey::keys::piv_attest::Attestation;
-    use tufkey::keys::uri::YubiKeyUri;
-    use tufkey::keys::yubikey as backend;
-
-    pub fn generate(
-        y: &YubiKeyUri,
-        t: KeyType,
-        piv: (PivPinPolicy, PivTouchPolicy),
-        ctx: &Ctx,
-    ) -> Result<(String, PublicKey)> {
-        let (uri, public) = backend::generate(y, t, piv.0, piv.1, &ctx.pins)?;
-        Ok((uri.to_string(), public))
-    }
-
-    pub fn list() -> Result<Vec<(String, Result<PublicKey, String>)>> {
-        Ok(backend::list_keys()?
-            .into_iter()
-            .map(|(u, k)| (u.to_string(), k))
-            .collect())
-    }
-
-    pub fn attest(y: &YubiKeyUri, extra: &[u8]) -> Result<(Attestation, String, String)> {
-        Ok(backend::attest(y, extra)?)
-    }
-
-    pub fn attest_cmd(uri: &str, ca: Option<&Path>, ctx: &Ctx) -> Result<()> {
-        let KeyUri::YubiKey(y) = KeyUri::parse(uri)? else {
-            bail!("only YubiKey keys carry a PIV attestation; {uri} is not a yubikey: URI");
-        };
-        let extra = match ca {
-            Some(p) => std::fs::read(p)
-                .with_context(|| format!("reading the attestation CA {}", p.display()))?,
-            None => Vec::new(),
-        };
-        let (a, _, _) = attest(&y, &extra)?;
-        if ctx.json {
-            print_json(&json!({"uri": y.to_string(), "attestation": a}));
-        } else {
-            println!("attestation of {y}: VERIFIED");
-            println!(
-                "  chain:        slot certificate -> device attestation certificate -> {}",
-                a.root
-            );
-            println!(
-                "  serial:       {}",
-                a.serial
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "(not stated)".into())
-            );
-            println!(
-                "  firmware:     {}",
-                a.firmware.as_deref().unwrap_or("(not stated)")
-            );
-            println!("  PIN policy:   {}", a.pin_policy);
-            println!("  touch policy: {}", a.touch_policy);
-            if let Some(f) = &a.form_factor {
-                println!("  form factor:  {f}");
-            }
-            println!(
-                "  key:          the attested key is the key in the slot (SPKI SHA-256 {})",
-                a.spki_sha256
-            );
+fn attest(uri: &str, ca: Option<&Path>, ctx: &Ctx) -> Result<()> {
+    let source = KeySource::parse(uri)?;
+    let extra = match ca {
+        Some(p) => std::fs::read(p)
+            .with_context(|| format!("reading the attestation CA {}", p.display()))?,
+        None => Vec::new(),
+    };
+    let (a, _, _) = source.attest(&extra)?;
+    let shown = source.uri();
+    if ctx.json {
+        print_json(&json!({"uri": shown, "attestation": a}));
+    } else {
+        println!("attestation of {shown}: VERIFIED");
+        println!(
+            "  chain:        slot certificate -> device attestation certificate -> {}",
+            a.root
+        );
+        println!(
+            "  serial:       {}",
+            a.serial
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "(not stated)".into())
+        );
+        println!(
+            "  firmware:     {}",
+            a.firmware.as_deref().unwrap_or("(not stated)")
+        );
+        println!("  PIN policy:   {}", a.pin_policy);
+        println!("  touch policy: {}", a.touch_policy);
+        if let Some(f) = &a.form_factor {
+            println!("  form factor:  {f}");
         }
-        Ok(())
+        println!(
+            "  key:          the attested key is the key in the slot (SPKI SHA-256 {})",
+            a.spki_sha256
+        );
+    }
+    Ok(())
+}
+
+/// `--pin-policy`: the CLI's name for [`keys::PivPinPolicy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PinPolicyArg {
+    /// The slot's default (9c: always).
+    Default,
+    /// The PIN once per session.
+    Once,
+    /// The PIN before every signature.
+    Always,
+}
+
+impl From<PinPolicyArg> for keys::PivPinPolicy {
+    fn from(a: PinPolicyArg) -> keys::PivPinPolicy {
+        match a {
+            PinPolicyArg::Default => keys::PivPinPolicy::Default,
+            PinPolicyArg::Once => keys::PivPinPolicy::Once,
+            PinPolicyArg::Always => keys::PivPinPolicy::Always,
+        }
     }
 }
 
-#[cfg(not(feature = "yubikey"))]
-mod yk {
-    use super::*;
-    use tufkey::keys::uri::YubiKeyUri;
+/// `--touch-policy`: the CLI's name for [`keys::PivTouchPolicy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TouchPolicyArg {
+    /// No touch.
+    Never,
+    /// A touch for every signature.
+    Always,
+    /// A touch, remembered for 15 seconds.
+    Cached,
+}
 
-    const MISSING: &str = "this tufkey was built without the `yubikey` feature";
-
-    pub fn generate(
-        _: &YubiKeyUri,
-        _: KeyType,
-        _: (PivPinPolicy, PivTouchPolicy),
-        _: &Ctx,
-    ) -> Result<(String, PublicKey)> {
-        bail!(MISSING)
-    }
-
-    pub fn list() -> Result<Vec<(String, Result<PublicKey, String>)>> {
-        bail!(MISSING)
-    }
-
-    pub fn attest_cmd(_: &str, _: Option<&Path>, _: &Ctx) -> Result<()> {
-        bail!(MISSING)
+impl From<TouchPolicyArg> for keys::PivTouchPolicy {
+    fn from(a: TouchPolicyArg) -> keys::PivTouchPolicy {
+        match a {
+            TouchPolicyArg::Never => keys::PivTouchPolicy::Never,
+            TouchPolicyArg::Always => keys::PivTouchPolicy::Always,
+            TouchPolicyArg::Cached => keys::PivTouchPolicy::Cached,
+        }
     }
 }

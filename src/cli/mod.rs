@@ -9,6 +9,7 @@ mod ctx;
 mod delegation;
 mod demo;
 mod key;
+mod outcome;
 mod output;
 mod pin;
 mod repo;
@@ -209,12 +210,16 @@ pub fn run() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
+            let kind = outcome::outcome(&e);
+            if let Some(hint) = outcome::hint(kind) {
+                eprintln!("hint: {hint}");
+            }
             if let Some(what) = &audited {
                 if let Err(ae) = ctx.audit.record_failure(what, &e) {
                     eprintln!("error: and this failure could not be audited: {ae}");
                 }
             }
-            ExitCode::FAILURE
+            outcome::exit_code(kind)
         }
     }
 }

@@ -2,10 +2,10 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Subcommand;
 use serde_json::json;
-use tufkey::keys::{pin_cache, pkcs11, KeyUri};
+use tufkey::keys::KeySource;
 
 use super::ctx::Ctx;
 use super::output::print_json;
@@ -21,17 +21,13 @@ pub enum PinCmd {
 
 pub fn run(cmd: PinCmd, ctx: &Ctx) -> Result<ExitCode> {
     let PinCmd::Forget { uri } = cmd;
-    let KeyUri::Pkcs11(u) = KeyUri::parse(&uri)? else {
-        bail!("only PKCS#11 PINs are cached; {uri} is not a pkcs11: URI");
-    };
-    let token = pkcs11::Token::open(&u.token_only())?;
-    let removed = pin_cache::forget(&token.cache_key()).map_err(anyhow::Error::msg)?;
+    let (label, removed) = KeySource::parse(&uri)?.forget_cached_pin()?;
     if ctx.json {
-        print_json(&json!({"token": token.label, "removed": removed}));
+        print_json(&json!({"token": label, "removed": removed}));
     } else if removed {
-        println!("forgot the cached PIN of token \"{}\"", token.label);
+        println!("forgot the cached PIN of token \"{}\"", label);
     } else {
-        println!("no PIN was cached for token \"{}\"", token.label);
+        println!("no PIN was cached for token \"{}\"", label);
     }
     Ok(ExitCode::SUCCESS)
 }

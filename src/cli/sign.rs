@@ -123,11 +123,10 @@ pub fn sign(args: SignArgs, ctx: &Ctx) -> Result<ExitCode> {
 
 fn with_uri(e: KeyError, uri: &str) -> anyhow::Error {
     // KeyError messages already name the URI or token; add it where they name only a file.
-    match e {
-        KeyError::Io { .. } | KeyError::KeyFile { .. } | KeyError::Passphrase { .. } => {
-            anyhow::Error::new(e).context(format!("opening key {}", keys::uri::redact(uri)))
-        }
-        other => other.into(),
+    if e.names_only_a_file() {
+        anyhow::Error::new(e).context(format!("opening key {}", keys::uri::redact(uri)))
+    } else {
+        e.into()
     }
 }
 

@@ -5,31 +5,10 @@
 use std::fmt;
 use std::io::IsTerminal;
 
-use zeroize::Zeroizing;
-
 use super::error::KeyError;
 use super::pin_cache;
-
-/// A PIN or passphrase. Its `Debug` and `Display` print `***`.
-#[derive(Clone)]
-pub struct Secret(Zeroizing<String>);
-
-impl Secret {
-    pub fn new(s: String) -> Secret {
-        Secret(Zeroizing::new(s))
-    }
-
-    /// The secret itself, for handing to a device or KDF; never print it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use super::secret::Secret;
+use zeroize::Zeroizing;
 
 /// How a command may obtain and spend PINs.
 #[derive(Debug, Clone, Copy, Default)]

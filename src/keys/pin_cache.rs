@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Once, OnceLock};
 
-use super::pin::Secret;
+use super::secret::Secret;
 
 const SERVICE: &str = "tufkey";
 static STORE: OnceLock<bool> = OnceLock::new();

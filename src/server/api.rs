@@ -22,7 +22,7 @@ use super::metrics::Metrics;
 use super::served::ServedKey;
 use super::store::{ReserveError, Store, StoreError};
 use crate::audit::Event;
-use crate::keys::KeyError;
+use crate::keys::{KeyError, Outcome};
 use crate::tuf::Metadata;
 
 /// How long `/healthz` waits for one HSM token to answer.
@@ -223,11 +223,13 @@ impl App {
         }
         let mut checks = Vec::new();
         for (id, k) in &self.keys {
-            let Ok(crate::keys::KeyUri::Pkcs11(u)) = crate::keys::KeyUri::parse(&k.config.uri)
-            else {
+            let Ok(source) = crate::keys::KeySource::parse(&k.config.uri) else {
                 continue;
             };
-            let check = tokio::task::spawn_blocking(move || crate::keys::pkcs11::check_token(&u));
+            if !source.has_health_check() {
+                continue;
+            }
+            let check = tokio::task::spawn_blocking(move || source.health());
             checks.push((id.clone(), check));
         }
         let deadline = tokio::time::Instant::now() + HEALTH_CHECK_TIMEOUT;
@@ -718,32 +720,7 @@ impl App {
                 if let Ok(mut cached) = self.health.try_lock() {
                     *cached = None;
                 }
-                match e {
-                    // The token went away: nothing to fix in the request; the backend
-                    // looks for the token again on the next request.
-                    KeyError::DeviceUnavailable { .. } | KeyError::CardAbsent { .. } => {
-                        Err(Refusal {
-                            retry_after: Some(1),
-                            ..refuse(
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                "hsm-unavailable",
-                                e.to_string(),
-                            )
-                        })
-                    }
-                    KeyError::Pkcs11 { .. }
-                    | KeyError::Module { .. }
-                    | KeyError::NoToken { .. } => Err(refuse(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "hsm-error",
-                        e.to_string(),
-                    )),
-                    _ => Err(refuse(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "hsm-error",
-                        e.to_string(),
-                    )),
-                }
+                Err(key_refusal(&e))
             }
             Err(e) => {
                 self.metrics.hsm_error();
@@ -759,5 +736,63 @@ impl App {
                 ))
             }
         }
+    }
+}
+
+/// The answer to a signature the key backend could not make, chosen by the error's
+/// [`Outcome`]: a device or service that is away (an HSM token, a YubiKey, pcscd) is a
+/// 503 with `Retry-After`, since nothing in the request needs fixing and the backend
+/// looks for the device again on the next request; anything else is the daemon's own
+/// problem (its key configuration, a refused PIN, a faulty device), a 500.
+fn key_refusal(e: &KeyError) -> Refusal {
+    match e.outcome() {
+        Outcome::Unavailable => Refusal {
+            retry_after: Some(1),
+            ..refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "hsm-unavailable",
+                e.to_string(),
+            )
+        },
+        Outcome::Refused | Outcome::Usage | Outcome::Internal => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "hsm-error",
+            e.to_string(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::CardProblem;
+
+    #[test]
+    fn a_stopped_pcscd_and_an_absent_yubikey_are_503_and_a_refused_pin_is_500() {
+        let uri = "yubikey:serial=5437251;slot=9c".to_string();
+        let stopped = key_refusal(&KeyError::Card {
+            uri: uri.clone(),
+            problem: CardProblem::ServiceNotRunning,
+        });
+        let absent = key_refusal(&KeyError::CardAbsent {
+            uri: uri.clone(),
+            reason: "YubiKey serial 5437251 is not inserted (none present)".into(),
+        });
+        for r in [&stopped, &absent] {
+            assert_eq!(
+                (r.status, r.code, r.retry_after),
+                (StatusCode::SERVICE_UNAVAILABLE, "hsm-unavailable", Some(1))
+            );
+        }
+        assert!(stopped.message.contains("pcscd is not running"));
+        let wrong = key_refusal(&KeyError::ReloginRefused {
+            token: "YubiKey 5437251".into(),
+            uri,
+            reason: "wrong PIN".into(),
+        });
+        assert_eq!(
+            (wrong.status, wrong.retry_after),
+            (StatusCode::INTERNAL_SERVER_ERROR, None)
+        );
     }
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::paths::{PathRule, Succinct};
 use super::roots::FinalRoot;
 use super::top::{check_version, Snapshot};
-use super::Walk;
+use super::walk::Walk;
 use crate::tuf::verify::RoleKeys;
 use crate::tuf::{Delegator, Key, Metadata};
 
@@ -26,9 +26,19 @@ pub(super) struct Listed {
 /// A role to visit: its name, who delegates it, and the path rules on the way to it.
 struct Visit {
     role: String,
+    /// The file whose delegations name this role (empty for top-level targets).
+    named_in: String,
     /// Shared by every role one document delegates (hash bins can be thousands).
     delegator: Option<(String, Rc<Delegator>)>,
-    rules: Vec<(String, PathRule)>,
+    rules: Vec<Step>,
+}
+
+/// One delegation on the way to a role: `by` delegates `role` the paths `rule` allows.
+#[derive(Clone)]
+struct Step {
+    by: String,
+    role: String,
+    rule: PathRule,
 }
 
 pub(super) fn walk(walk: &mut Walk, root: &FinalRoot, snapshot: &Snapshot) -> Vec<Listed> {
@@ -36,6 +46,7 @@ pub(super) fn walk(walk: &mut Walk, root: &FinalRoot, snapshot: &Snapshot) -> Ve
     let mut visited = BTreeSet::new();
     let mut stack = vec![Visit {
         role: "targets".into(),
+        named_in: String::new(),
         delegator: None,
         rules: Vec::new(),
     }];
@@ -43,10 +54,9 @@ pub(super) fn walk(walk: &mut Walk, root: &FinalRoot, snapshot: &Snapshot) -> Ve
         if !visited.insert(visit.role.clone()) {
             continue;
         }
-        let Some(md) = load_role(walk, root, snapshot, &visit) else {
+        let Some((file, md)) = load_role(walk, root, snapshot, &visit) else {
             continue;
         };
-        let (file, md) = md;
         list_targets(walk, &file, &md, &visit, &mut listed);
         let children = delegated_roles(walk, &file, &md, &visit);
         // Pushed in reverse so the first delegation is searched first, as clients do.
@@ -63,6 +73,13 @@ fn load_role(
     visit: &Visit,
 ) -> Option<(String, Metadata)> {
     let role = &visit.role;
+    if role.contains('/') || role.contains('\\') || role.starts_with('.') || role.is_empty() {
+        walk.problem(
+            &visit.named_in,
+            format!("delegates role `{role}`, a name that cannot be a metadata file name (no `/`, `\\`, or leading `.`); tufkey does not check such roles"),
+        );
+        return None;
+    }
     let Some(info) = snapshot.meta.get(&format!("{role}.json")).cloned() else {
         walk.problem(
             &snapshot.file,
@@ -81,13 +98,6 @@ fn load_role(
         );
         return None;
     };
-    if role.contains('/') || role.contains('\\') || role.starts_with('.') || role.is_empty() {
-        walk.problem(
-            &snapshot.file,
-            format!("role name `{role}` cannot be published as a file name; tufkey does not check such roles"),
-        );
-        return None;
-    }
     let name = if root.consistent_snapshot {
         format!("{version}.{role}.json")
     } else {
@@ -122,13 +132,14 @@ fn list_targets(walk: &mut Walk, file: &str, md: &Metadata, visit: &Visit, out: 
         return;
     };
     for (path, info) in targets {
-        if let Some((by, rule)) = visit.rules.iter().find(|(_, rule)| !rule.allows(path)) {
+        if let Some(step) = visit.rules.iter().find(|s| !s.rule.allows(path)) {
             walk.problem(
                 file,
                 format!(
-                    "lists target `{path}`, but {by} delegates `{}` only {}; clients never look for this target here",
-                    visit.role,
-                    rule.describe()
+                    "lists target `{path}`, but {} delegates `{}` only {}; clients never look for this target here",
+                    step.by,
+                    step.role,
+                    step.rule.describe()
                 ),
             );
         }
@@ -163,9 +174,14 @@ fn delegated_roles(walk: &mut Walk, file: &str, md: &Metadata, visit: &Visit) ->
                             bins: bins.clone(),
                             name: name.clone(),
                         };
-                        rules.push((visit.role.clone(), rule));
+                        rules.push(Step {
+                            by: visit.role.clone(),
+                            role: name.clone(),
+                            rule,
+                        });
                         Visit {
                             role: name,
+                            named_in: file.to_owned(),
                             delegator: Some((visit.role.clone(), Rc::clone(&keys))),
                             rules,
                         }
@@ -205,9 +221,14 @@ fn delegated_roles(walk: &mut Walk, file: &str, md: &Metadata, visit: &Visit) ->
             }
         };
         let mut rules = visit.rules.clone();
-        rules.push((visit.role.clone(), rule));
+        rules.push(Step {
+            by: visit.role.clone(),
+            role: name.clone(),
+            rule,
+        });
         out.push(Visit {
             role: name,
+            named_in: file.to_owned(),
             delegator: Some((visit.role.clone(), Rc::clone(&keys))),
             rules,
         });

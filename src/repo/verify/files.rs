@@ -49,21 +49,27 @@ impl Stated {
         Ok(Stated { length, hashes })
     }
 
-    /// Compares with the actual bytes; one message per difference.
-    pub fn check_bytes(&self, bytes: &[u8]) -> Vec<String> {
+    /// Compares with the actual bytes; one message per difference, naming `by`, the
+    /// file that states the length and hashes.
+    pub fn check_bytes(&self, bytes: &[u8], by: &str) -> Vec<String> {
         let mut hashers = BTreeMap::new();
-        let mut problems = self.hashers(&mut hashers);
+        let mut problems = self.hashers(&mut hashers, by);
         for h in hashers.values_mut() {
             h.update(bytes);
         }
-        problems.extend(self.compare(bytes.len() as u64, hashers));
+        problems.extend(self.compare(bytes.len() as u64, hashers, by));
         problems
     }
 
     /// As [`Stated::check_bytes`] for a file read in pieces (targets can be large).
-    pub fn check_file(&self, path: &Path, on_bytes: &dyn Fn(u64)) -> std::io::Result<Vec<String>> {
+    pub fn check_file(
+        &self,
+        path: &Path,
+        by: &str,
+        on_bytes: &dyn Fn(u64),
+    ) -> std::io::Result<Vec<String>> {
         let mut hashers = BTreeMap::new();
-        let mut problems = self.hashers(&mut hashers);
+        let mut problems = self.hashers(&mut hashers, by);
         let mut f = std::fs::File::open(path)?;
         let mut buf = vec![0u8; 1 << 16];
         let mut len = 0u64;
@@ -78,11 +84,11 @@ impl Stated {
                 h.update(&buf[..n]);
             }
         }
-        problems.extend(self.compare(len, hashers));
+        problems.extend(self.compare(len, hashers, by));
         Ok(problems)
     }
 
-    fn hashers(&self, out: &mut BTreeMap<String, Box<dyn DynDigest>>) -> Vec<String> {
+    fn hashers(&self, out: &mut BTreeMap<String, Box<dyn DynDigest>>, by: &str) -> Vec<String> {
         let mut problems = Vec::new();
         for alg in self.hashes.keys() {
             match hasher(alg) {
@@ -90,25 +96,30 @@ impl Stated {
                     out.insert(alg.clone(), h);
                 }
                 None => problems.push(format!(
-                    "hash algorithm `{alg}` is not supported (sha224, sha256, sha384, sha512), so the file cannot be checked"
+                    "{by} states a hash by `{alg}`, which is not supported (sha224, sha256, sha384, sha512), so the file cannot be checked"
                 )),
             }
         }
         problems
     }
 
-    fn compare(&self, len: u64, hashers: BTreeMap<String, Box<dyn DynDigest>>) -> Vec<String> {
+    fn compare(
+        &self,
+        len: u64,
+        hashers: BTreeMap<String, Box<dyn DynDigest>>,
+        by: &str,
+    ) -> Vec<String> {
         let mut problems = Vec::new();
         if let Some(want) = self.length {
             if want != len {
-                problems.push(format!("length is {len} bytes, but {want} is stated"));
+                problems.push(format!("length is {len} bytes, but {by} states {want}"));
             }
         }
         for (alg, h) in hashers {
             let got = hex::encode(h.finalize());
             let want = &self.hashes[&alg];
             if !got.eq_ignore_ascii_case(want) {
-                problems.push(format!("{alg} is {got}, but {want} is stated"));
+                problems.push(format!("{alg} is {got}, but {by} states {want}"));
             }
         }
         problems
@@ -166,10 +177,13 @@ mod tests {
     fn stated_lengths_and_hashes_are_compared_with_the_bytes() {
         let info = json!({"length": 5, "hashes": {"sha256": "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"}});
         let s = Stated::from_info(&info, true).unwrap();
-        assert!(s.check_bytes(b"hello").is_empty());
-        let problems = s.check_bytes(b"hello!");
+        assert!(s.check_bytes(b"hello", "targets.json").is_empty());
+        let problems = s.check_bytes(b"hello!", "targets.json");
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].contains("length is 6 bytes, but 5"));
+        assert_eq!(problems[0], "length is 6 bytes, but targets.json states 5");
+        let md5 = Stated::from_info(&json!({"hashes": {"md5": "00"}}), false).unwrap();
+        assert!(md5.check_bytes(b"x", "snapshot.json")[0]
+            .contains("snapshot.json states a hash by `md5`"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::files::Stated;
 use super::report::RoleReport;
-use super::Walk;
+use super::walk::Walk;
 use crate::tuf::time::parse_expires;
 use crate::tuf::{Delegator, Metadata, RoleVerification};
 
@@ -117,8 +117,8 @@ impl Walk<'_> {
     pub(super) fn check_stated(&mut self, loaded: &Loaded, info: &Value, by: &str) {
         match Stated::from_info(info, false) {
             Ok(stated) => {
-                for p in stated.check_bytes(&loaded.bytes) {
-                    self.problem(&loaded.file, format!("{p} by {by}"));
+                for p in stated.check_bytes(&loaded.bytes, by) {
+                    self.problem(&loaded.file, p);
                 }
             }
             Err(e) => self.problem(by, format!("the entry for {}: {e}", loaded.file)),

@@ -13,56 +13,20 @@
 mod delegations;
 mod files;
 mod load;
+mod options;
 mod paths;
 mod report;
 mod roots;
 mod targets;
 mod top;
+mod walk;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-
-pub use paths::{fnmatch, PathRule};
+pub use options::{Progress, VerifyError, VerifyOptions};
+pub use paths::{fnmatch, PathRule, Succinct};
 pub use report::{Problem, Report, RoleReport, TargetsSummary};
-
-/// Called with (bytes hashed so far, bytes to hash in all) while target files are read.
-pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
-
-/// What to check, against which trust, at which time.
-#[derive(Clone)]
-pub struct VerifyOptions {
-    /// The root the client already trusts; default `metadata/1.root.json`.
-    pub trusted_root: Option<PathBuf>,
-    /// The time expiry is checked at (a client's "now").
-    pub at: DateTime<Utc>,
-    /// Whether target files under `targets/` are read and compared.
-    pub check_targets: bool,
-    /// Progress while hashing target files, for a bar on a terminal.
-    pub progress: Option<Progress>,
-}
-
-impl VerifyOptions {
-    /// Every check, now, from `metadata/1.root.json`.
-    pub fn now() -> VerifyOptions {
-        VerifyOptions {
-            trusted_root: None,
-            at: Utc::now(),
-            check_targets: true,
-            progress: None,
-        }
-    }
-}
-
-/// Input that cannot be checked at all (as opposed to a repository that fails checks).
-#[derive(Debug, thiserror::Error)]
-pub enum VerifyError {
-    #[error("{0}: {1}; give the repository folder, the one with metadata/ (and targets/) that clients fetch")]
-    NotARepository(PathBuf, String),
-    #[error("trusted root {0}: {1}")]
-    TrustedRoot(PathBuf, String),
-}
+use walk::Walk;
 
 /// Checks the repository in `dir`. `Err` only when there is nothing to check against
 /// (no folder, no readable trusted root); everything else is a problem in the report.
@@ -87,63 +51,4 @@ pub fn verify_repository(dir: &Path, options: &VerifyOptions) -> Result<Report, 
     }
     walk.finish();
     Ok(walk.report)
-}
-
-/// The state of one check: where the repository is and what was found so far.
-struct Walk<'a> {
-    dir: PathBuf,
-    options: &'a VerifyOptions,
-    report: Report,
-}
-
-impl<'a> Walk<'a> {
-    fn new(dir: &Path, options: &'a VerifyOptions) -> Walk<'a> {
-        Walk {
-            dir: dir.to_path_buf(),
-            options,
-            report: Report {
-                dir: dir.display().to_string(),
-                checked_at: options.at.to_rfc3339_opts(SecondsFormat::Secs, true),
-                trusted_root: String::new(),
-                trusted_root_version: None,
-                consistent_snapshot: false,
-                roles: Vec::new(),
-                targets: TargetsSummary {
-                    checked_files: options.check_targets,
-                    ..TargetsSummary::default()
-                },
-                problems: Vec::new(),
-                notes: Vec::new(),
-            },
-        }
-    }
-
-    fn problem(&mut self, file: &str, message: impl Into<String>) {
-        self.report.problems.push(Problem {
-            file: file.to_owned(),
-            message: message.into(),
-        });
-    }
-
-    fn note(&mut self, file: &str, message: impl Into<String>) {
-        self.report.notes.push(Problem {
-            file: file.to_owned(),
-            message: message.into(),
-        });
-    }
-
-    /// `metadata/NAME`, as a path and as the name problems carry.
-    fn metadata_file(&self, name: &str) -> (PathBuf, String) {
-        (
-            self.dir.join("metadata").join(name),
-            format!("metadata/{name}"),
-        )
-    }
-
-    /// Marks each role line with whether its file had a problem.
-    fn finish(&mut self) {
-        for r in &mut self.report.roles {
-            r.ok = !self.report.problems.iter().any(|p| p.file == r.file);
-        }
-    }
 }

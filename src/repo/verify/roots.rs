@@ -3,7 +3,8 @@
 //! each exactly one version up; the last one must not be expired.
 
 use super::load::Loaded;
-use super::{VerifyError, Walk};
+use super::options::VerifyError;
+use super::walk::Walk;
 use crate::tuf::Delegator;
 
 /// The newest root reached: what timestamp, snapshot and targets are checked against.

@@ -4,7 +4,7 @@
 
 use super::delegations::Listed;
 use super::files::{safe_target_path, target_file_names, Stated};
-use super::Walk;
+use super::walk::Walk;
 
 pub(super) fn check_files(walk: &mut Walk, listed: &[Listed]) {
     let consistent = walk.report.consistent_snapshot;
@@ -60,16 +60,14 @@ pub(super) fn check_files(walk: &mut Walk, listed: &[Listed]) {
     let mut verified = std::collections::BTreeSet::new();
     for (t, stated, name) in jobs {
         let file = format!("targets/{name}");
-        match stated.check_file(&walk.dir.join("targets").join(&name), &on_bytes) {
+        let path = walk.dir.join("targets").join(&name);
+        match stated.check_file(&path, &t.role_file, &on_bytes) {
             Ok(problems) if problems.is_empty() => {
                 verified.insert(t.path.clone());
             }
             Ok(problems) => {
                 for p in problems {
-                    walk.problem(
-                        &file,
-                        format!("target `{}`: {p} by {}", t.path, t.role_file),
-                    );
+                    walk.problem(&file, format!("target `{}`: {p}", t.path));
                 }
             }
             Err(e) => walk.problem(&file, format!("cannot be read: {e}")),

@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 use super::load::Loaded;
 use super::roots::FinalRoot;
-use super::Walk;
+use super::walk::Walk;
 
 /// The snapshot a client would trust, with the `meta` it states for targets roles.
 pub(super) struct Snapshot {

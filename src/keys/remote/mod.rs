@@ -12,7 +12,7 @@
 //! parses those bytes, checks that they re-canonicalise to the same bytes, and posts
 //! `{"signed": <that>, "signatures": []}`. The daemon answers with the SHA-256 of the
 //! payload it signed, which must equal the hash of the bytes we were asked to sign,
-//! and [`super::sign_checked`] then verifies the signature locally. The repository is
+//! and `keys::sign_checked` then verifies the signature locally. The repository is
 //! `TUFKEY_REMOTE_REPOSITORY` (optional when the client's policy names only one), the
 //! role is `_type` unless `TUFKEY_REMOTE_ROLE` names a delegated role.
 
@@ -29,10 +29,15 @@ use rustls::{ClientConfig, RootCertStore};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::error::KeyError;
-use super::remote_config::{self, SignerEntry};
-use super::uri::RemoteUri;
-use super::Signer;
+pub mod config;
+pub mod error;
+
+pub use error::RemoteError;
+
+use self::config::SignerEntry;
+use crate::keys::error::KeyError;
+use crate::keys::signer::Signer;
+use crate::keys::uri::RemoteUri;
 use crate::tuf::cjson::to_canonical;
 use crate::tuf::{Key, PublicKey};
 
@@ -47,30 +52,6 @@ pub const ENV_ROLE: &str = "TUFKEY_REMOTE_ROLE";
 /// How long one request may take, connection and TLS included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What went wrong talking to a signer.
-#[derive(Debug, thiserror::Error)]
-pub enum RemoteError {
-    #[error("{what} {path}: {reason}")]
-    Material {
-        what: &'static str,
-        path: PathBuf,
-        reason: String,
-    },
-    #[error("{0}")]
-    Setup(String),
-    #[error("cannot reach the signer at {base}: {reason}")]
-    Connect { base: String, reason: String },
-    #[error("the signer at {base} answered {status} {code}: {message}")]
-    Refused {
-        base: String,
-        status: u16,
-        code: String,
-        message: String,
-    },
-    #[error("the signer at {base} sent an answer tufkey does not understand: {reason}")]
-    Protocol { base: String, reason: String },
-}
-
 /// The CA to trust and, normally, the client's certificate and key (PEM files).
 #[derive(Debug, Clone)]
 pub struct ClientTls {
@@ -84,21 +65,18 @@ impl ClientTls {
     /// `TUFKEY_REMOTE_CA`, `TUFKEY_REMOTE_CERT` and `TUFKEY_REMOTE_KEY` (the CLI's
     /// `--remote-*` flags set them).
     pub fn from_env() -> Result<ClientTls, RemoteError> {
-        Self::resolve(
-            &SignerEntry::default(),
-            &remote_config::Found::NoFile.hint(""),
-        )
+        Self::resolve(&SignerEntry::default(), &config::Found::NoFile.hint(""))
     }
 
     /// The settings for the signer at `base`: each from the flags/environment, else
-    /// from the client config file's entry for that signer (see [`remote_config`]).
+    /// from the client config file's entry for that signer (see [`config`]).
     pub fn for_signer(base: &str) -> Result<(ClientTls, SignerEntry), RemoteError> {
-        let found = remote_config::find(base).map_err(RemoteError::Setup)?;
+        let found = config::find(base).map_err(RemoteError::Setup)?;
         // A file that exists but has no entry for this signer is named, with the urls
         // it does have, so a typo in `url` is found at once.
         let hint = found.hint(base);
         let entry = match found {
-            remote_config::Found::Entry(_, e) => e,
+            config::Found::Entry(_, e) => e,
             _ => SignerEntry::default(),
         };
         let tls = Self::resolve(&entry, &hint)?;
@@ -106,7 +84,7 @@ impl ClientTls {
     }
 
     /// `hint` says where else the settings could come from (see
-    /// [`remote_config::Found::hint`]).
+    /// [`config::Found::hint`]).
     fn resolve(file: &SignerEntry, hint: &str) -> Result<ClientTls, RemoteError> {
         let var = |n: &str| {
             std::env::var_os(n)
@@ -368,10 +346,19 @@ pub struct RemoteSigner {
     role: Option<String>,
 }
 
-fn key_err(uri: &RemoteUri, e: impl std::fmt::Display) -> KeyError {
+/// A failure talking to the signer, kept typed (its outcome depends on what failed).
+fn key_err(uri: &RemoteUri, err: RemoteError) -> KeyError {
+    KeyError::Remote {
+        uri: uri.to_string(),
+        err,
+    }
+}
+
+/// Something about the key itself that is not right.
+fn key_wrong(uri: &RemoteUri, reason: impl std::fmt::Display) -> KeyError {
     KeyError::Unsupported {
         uri: uri.to_string(),
-        reason: e.to_string(),
+        reason: reason.to_string(),
     }
 }
 
@@ -396,7 +383,7 @@ impl RemoteSigner {
         })?;
         let keyid = public.key_id();
         if keyid != uri.keyid {
-            return Err(key_err(
+            return Err(key_wrong(
                 uri,
                 format!("the signer's key has key id {keyid}, not the one in the URI"),
             ));
@@ -416,7 +403,9 @@ impl RemoteSigner {
 /// The public key of a remote key.
 pub fn public_key(uri: &RemoteUri) -> Result<PublicKey, KeyError> {
     let s = RemoteSigner::open(uri)?;
-    s.public.public_key().map_err(|reason| key_err(uri, reason))
+    s.public
+        .public_key()
+        .map_err(|reason| key_wrong(uri, reason))
 }
 
 impl Signer for RemoteSigner {
@@ -434,6 +423,10 @@ impl Signer for RemoteSigner {
             uri: self.uri.clone(),
             reason,
         };
+        let remote = |err: RemoteError| KeyError::Remote {
+            uri: self.uri.clone(),
+            err,
+        };
         let signed: Value = serde_json::from_slice(message)
             .ok()
             .filter(|v: &Value| v.is_object() && to_canonical(v).ok().as_deref() == Some(message))
@@ -450,14 +443,8 @@ impl Signer for RemoteSigner {
         if let Some(r) = &self.role {
             req["role"] = json!(r);
         }
-        let resp = self
-            .client
-            .post_json("/v1/sign", &req)
-            .map_err(|e| err(e.to_string()))?;
-        let v = self
-            .client
-            .expect_ok(resp)
-            .map_err(|e| err(e.to_string()))?;
+        let resp = self.client.post_json("/v1/sign", &req).map_err(remote)?;
+        let v = self.client.expect_ok(resp).map_err(remote)?;
         let want = hex::encode(Sha256::digest(message));
         if v["payload_sha256"].as_str() != Some(want.as_str()) {
             return Err(err(format!(

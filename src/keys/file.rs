@@ -12,7 +12,8 @@ use zeroize::Zeroizing;
 
 use super::error::KeyError;
 use super::pin::{self, PinPolicy, PinRequest, Secret};
-use super::Signer;
+use super::signer::Signer;
+use crate::fsutil;
 use crate::tuf::{Key, KeyType, PublicKey};
 
 const OID_EC: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -218,6 +219,104 @@ pub fn encrypt_key(
         .to_pem("ENCRYPTED PRIVATE KEY", pkcs8::LineEnding::LF)
         .map_err(|e| bad(e.to_string()))?;
     Ok(pem)
+}
+
+/// Makes a new encrypted key file at `path` (refused when it exists) and its
+/// `.pub.json`, each written atomically (temporary file, fsync, rename); the key file is
+/// removed again when the public file cannot be written.
+pub fn generate(path: &Path, key_type: KeyType, policy: &PinPolicy) -> Result<PublicKey, KeyError> {
+    let exists = |reason: &str| KeyError::KeyFile {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    };
+    if path.exists() {
+        return Err(exists(
+            "already exists; choose another path or delete it first",
+        ));
+    }
+    let key = SoftKey::generate(key_type).map_err(|reason| KeyError::KeyFile {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    let pem = encrypt_key(path, &key, policy)?;
+    let public = key.public();
+    let pub_json = serde_json::to_vec_pretty(&public.to_tuf_key().to_value()).map_err(|e| {
+        KeyError::KeyFile {
+            path: public_path(path),
+            reason: e.to_string(),
+        }
+    })?;
+    let pub_path = public_path(path);
+    fsutil::create_new_atomic(path, pem.as_bytes(), Some(0o600)).map_err(|err| KeyError::Io {
+        path: path.to_path_buf(),
+        err,
+    })?;
+    if let Err(err) = fsutil::write_atomic(&pub_path, &pub_json) {
+        let _ = std::fs::remove_file(path);
+        return Err(KeyError::Io {
+            path: pub_path,
+            err,
+        });
+    }
+    Ok(public)
+}
+
+/// The public key of a `file:` key: from the `.pub.json` beside it, else (that file
+/// missing or unreadable) by decrypting the key, which needs the passphrase.
+pub fn public_key(path: &Path, policy: &PinPolicy) -> Result<PublicKey, KeyError> {
+    let pub_path = public_path(path);
+    if let Ok(text) = std::fs::read_to_string(&pub_path) {
+        let bad = |reason: String| KeyError::KeyFile {
+            path: pub_path.clone(),
+            reason,
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let key = Key::from_value("(public key file)", &v).map_err(|e| bad(e.to_string()))?;
+        return key.public_key().map_err(bad);
+    }
+    Ok(read_key_file(path, policy)?.public())
+}
+
+/// A key file found in a folder: its URI, and its public key or why it could not be read.
+pub type FoundKey = (String, Result<PublicKey, String>);
+
+/// The `file:` keys in a folder: every `<name>.pub.json` with its `<name>` beside it, as
+/// (URI, public key or why it could not be read).
+pub fn list_folder(dir: &Path) -> Result<Vec<FoundKey>, KeyError> {
+    let entries = std::fs::read_dir(dir).map_err(|err| KeyError::Io {
+        path: dir.to_path_buf(),
+        err,
+    })?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for p in paths {
+        let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(stem) = name.strip_suffix(".pub.json") else {
+            continue;
+        };
+        let key_path = p.with_file_name(stem);
+        if !key_path.exists() {
+            continue;
+        }
+        out.push((
+            format!("file:{}", key_path.display()),
+            public_key(&key_path, &PinPolicy::default()).map_err(|e| e.to_string()),
+        ));
+    }
+    Ok(out)
+}
+
+/// Deletes a key file and the `.pub.json` beside it.
+pub fn delete(path: &Path) -> Result<(), KeyError> {
+    std::fs::remove_file(path).map_err(|err| KeyError::Io {
+        path: path.to_path_buf(),
+        err,
+    })?;
+    let _ = std::fs::remove_file(public_path(path));
+    Ok(())
 }
 
 /// A signer backed by a decrypted `file:` key.

@@ -1,0 +1,17 @@
+//! The one trait every backend implements.
+
+use super::error::KeyError;
+use crate::tuf::Key;
+
+/// A key that can sign. `message` is the exact canonical bytes; each backend hashes as
+/// its mechanism needs (Ed25519 signs the whole message). Blocking.
+pub trait Signer: Send + Sync {
+    /// The key's URI, with any PIN redacted.
+    fn uri(&self) -> &str;
+    /// The TUF public key.
+    fn public_key(&self) -> &Key;
+    /// The TUF key id of [`Signer::public_key`].
+    fn key_id(&self) -> &str;
+    /// A signature in TUF's encoding for the key's scheme.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError>;
+}
