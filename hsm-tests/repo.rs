@@ -293,6 +293,29 @@ fn targets_added_then_removed_disappear_for_clients_but_their_files_stay() {
     let b = k.path("b.txt");
     write(&b, "bee");
     k.ok(&["repo", "add", p(&dir), p(&b)]);
+    // A key whose token is not there: exit 7 (retry once the device is back), nothing published.
+    let before = snapshot(&dir);
+    let absent = format!(
+        "timestamp=pkcs11:token=absent;object=key?module-path={}",
+        harness::softhsm_module().display()
+    );
+    let (code, msg) = k.fails(&[
+        "repo",
+        "commit",
+        p(&dir),
+        "--key",
+        &format!("targets={}", k.targets.uri),
+        "--key",
+        &format!("snapshot={}", k.snapshot.uri),
+        "--key",
+        &absent,
+    ]);
+    assert_eq!(code, 7, "{msg}");
+    assert!(
+        msg.contains("for role `timestamp`") && msg.contains("token=absent"),
+        "{msg}"
+    );
+    assert_unchanged(&before, &dir, "a commit with an absent token");
     k.commit(&dir, &[]);
     let removed = k.json(&["repo", "remove", p(&dir), "hello.txt"]);
     assert_eq!(removed["removed"][0]["role"], "targets");

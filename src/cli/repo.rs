@@ -216,6 +216,26 @@ pub fn run(cmd: RepoCmd, ctx: &Ctx) -> Result<ExitCode> {
     }
 }
 
+/// A library error for the CLI's error chain: a key error behind it is put in the chain
+/// itself, so the exit code tells an unavailable device (7) from other failures.
+fn lift(e: lib::RepoError) -> anyhow::Error {
+    let what = match &e {
+        lib::RepoError::Sign { uri, role, .. } => {
+            format!("signing role `{role}` with {uri}; nothing was published")
+        }
+        lib::RepoError::KeyRead { uri, role, .. } => {
+            format!("reading the public key of {uri} for role `{role}`")
+        }
+        _ => return e.into(),
+    };
+    match e {
+        lib::RepoError::Sign { source, .. } | lib::RepoError::KeyRead { source, .. } => {
+            anyhow::Error::new(*source).context(what)
+        }
+        other => other.into(),
+    }
+}
+
 fn open(dir: &Path) -> Result<Repository> {
     Ok(Repository::open(dir)?)
 }
@@ -283,7 +303,8 @@ fn init(a: InitArgs, ctx: &Ctx) -> Result<ExitCode> {
     for (r, u) in key_pairs(&a.keys)? {
         keys.entry(r).or_default().push(u);
     }
-    let done = lib::init::init(&a.dir, &a.root, &a.root_chain, &keys, &ctx.pins, Utc::now())?;
+    let done = lib::init::init(&a.dir, &a.root, &a.root_chain, &keys, &ctx.pins, Utc::now())
+        .map_err(lift)?;
     if ctx.json {
         print_json(&json!({
             "dir": a.dir, "root_version": done.root_version,
@@ -559,6 +580,7 @@ fn commit(a: CommitArgs, ctx: &Ctx) -> Result<ExitCode> {
         now: Utc::now(),
     };
     let done = lib::commit::commit(&repo, &held, &opts, &mut hooks)
+        .map_err(lift)
         .with_context(|| format!("committing {}", a.dir.display()))?;
     match done {
         None => {
@@ -604,6 +626,7 @@ fn refresh(a: CommitArgs, ctx: &Ctx) -> Result<ExitCode> {
         now: Utc::now(),
     };
     let done = lib::refresh::refresh(&repo, &held, &opts, &mut hooks)
+        .map_err(lift)
         .with_context(|| format!("refreshing {}", a.dir.display()))?;
     match done {
         Refreshed::NothingToDo {

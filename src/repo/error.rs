@@ -106,6 +106,15 @@ pub enum RepoError {
 }
 
 impl RepoError {
+    /// The key error behind a refusal to read or use a key, for callers that map device
+    /// outcomes (unavailable, refused) to exit codes or HTTP statuses.
+    pub fn key_error(&self) -> Option<&KeyError> {
+        match self {
+            RepoError::KeyRead { source, .. } | RepoError::Sign { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> RepoError {
         let path = path.into();
