@@ -300,15 +300,18 @@ pub fn commit(
     let mut steps = steps_targets;
     outcome.target_files = steps.len();
     steps.extend(steps_roles);
+    let root_bytes = root.to_pretty_bytes();
     if root_changed {
-        let bytes = root.to_pretty_bytes();
         steps.push(Step::Metadata {
             path: layout.root(root_version),
-            bytes: bytes.clone(),
+            bytes: root_bytes.clone(),
         });
+    }
+    // root.json follows the newest root (also after a commit killed between the two).
+    if std::fs::read(layout.root_copy()).ok().as_deref() != Some(root_bytes.as_slice()) {
         steps.push(Step::Metadata {
             path: layout.root_copy(),
-            bytes,
+            bytes: root_bytes,
         });
     }
     steps.push(Step::Metadata {
