@@ -533,3 +533,116 @@ fn ngclient_tough_and_repo_verify_agree_on_a_repository_in_every_state_from_cere
     );
     signer.daemon.stop();
 }
+
+// ---- the targets key on a YubiKey -------------------------------------------------------
+
+/// The virtual card's factory-default PIN (hsm-tests/virtual-piv).
+const CARD_PIN: &str = "123456";
+
+/// PIV key slots, the retired ones first, so other card tests keep 9a–9e.
+const CARD_SLOTS: [&str; 24] = [
+    "95", "94", "93", "92", "91", "90", "8f", "8e", "8d", "8c", "8b", "8a", "89", "88", "87", "86",
+    "85", "84", "83", "82", "9e", "9d", "9c", "9a",
+];
+
+/// Whether the virtual PIV card runs (`TUFKEY_TEST_PIV_CA`, exported once pcscd and the
+/// card started); without it the test says why it is skipped, and fails under `CI=true`.
+fn card_running() -> bool {
+    match std::env::var_os("TUFKEY_TEST_PIV_CA") {
+        Some(ca) => {
+            assert!(
+                Path::new(&ca).is_file(),
+                "TUFKEY_TEST_PIV_CA={} is not a file; is the virtual PIV card running? (hsm-tests/run.sh starts it)",
+                Path::new(&ca).display()
+            );
+            true
+        }
+        None if std::env::var("CI").as_deref() == Ok("true") => panic!(
+            "the virtual PIV card did not start in CI: TUFKEY_TEST_PIV_CA is unset (hsm-tests/run.sh exports it once pcscd and virtual-piv run; see its log above)"
+        ),
+        None => {
+            eprintln!(
+                "skipped: virtual PIV card not running (TUFKEY_TEST_PIV_CA unset); run ./hsm-tests/run.sh, or /work/piv-test.sh-style: start the card with hsm-tests/piv/start.sh and export TUFKEY_TEST_PIV_CA=STATEDIR/attest-ca.pem"
+            );
+            false
+        }
+    }
+}
+
+/// A new P-256 key in the first free slot of the card: (URI with serial, key id, key).
+/// tufkey refuses to generate over a slot that holds a key; that slot is skipped.
+fn generate_on_card() -> (String, String, Value) {
+    for slot in CARD_SLOTS {
+        let uri = format!("yubikey:slot={slot}");
+        let mut c = harness::tufkey(None);
+        c.args(["key", "generate", &uri, "--type", "ecdsa-p256", "--json"])
+            .env("TUFKEY_PIN", CARD_PIN);
+        let (code, out, err) = harness::run(c);
+        if code != 0 && err.contains("already holds a key") {
+            continue;
+        }
+        assert_eq!(code, 0, "tufkey key generate {uri} failed:\n{out}{err}");
+        let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        return (
+            v["uri"].as_str().unwrap().to_string(),
+            v["keyid"].as_str().unwrap().to_string(),
+            v["key"].clone(),
+        );
+    }
+    panic!("no free PIV slot left on the virtual card; restart it with a fresh state folder (hsm-tests/piv/stop.sh, start.sh)");
+}
+
+#[test]
+fn a_fresh_repository_with_its_targets_key_on_a_yubikey_is_read_by_ngclient_and_tough_and_verified()
+{
+    if !card_running() {
+        return;
+    }
+    let mut k = Keys::new(1);
+    // The targets role's key is on the YubiKey; its SoftHSM token stays unused.
+    let (uri, keyid, key) = generate_on_card();
+    k.targets.uri = uri;
+    k.targets.keyid = keyid;
+    k.targets.key = key;
+    let signer = Signer::start(&k);
+    let root1 = k.ceremony_root(1);
+    let root = read_json(&root1);
+    assert_eq!(
+        root["signed"]["roles"]["targets"]["keyids"][0], k.targets.keyid,
+        "the ceremony's root names the YubiKey key for targets"
+    );
+    let dir = k.path("repo");
+    k.ok(&["repo", "init", p(&dir), "--root", p(&root1)]);
+    signer.configure(&k, &dir, &k.targets.uri);
+    let hello = k.path("hello.txt");
+    write(&hello, b"signed on a yubikey\n");
+    k.ok(&["repo", "add", p(&dir), p(&hello)]);
+    signer.tufkey(&k, &["repo", "commit", p(&dir)], Some(CARD_PIN));
+    let readers = Readers::new(&dir, &root1);
+    readers.all_accept(
+        &k,
+        "a fresh repository, targets on the YubiKey",
+        "hello.txt",
+        b"signed on a yubikey\n",
+    );
+    let targets = read_json(&dir.join("metadata/1.targets.json"));
+    assert_eq!(targets["signatures"][0]["keyid"], k.targets.keyid);
+
+    // A second release: the card signs targets again, the daemon snapshot and timestamp.
+    let b = k.path("b.txt");
+    write(&b, b"second release");
+    k.ok(&["repo", "add", p(&dir), p(&b)]);
+    signer.tufkey(&k, &["repo", "commit", p(&dir)], Some(CARD_PIN));
+    readers.all_accept(
+        &k,
+        "a second commit signed on the YubiKey",
+        "b.txt",
+        b"second release",
+    );
+    assert_eq!(readers.published_versions().targets, 2);
+    assert_eq!(
+        (signer.signed("snapshot"), signer.signed("timestamp")),
+        (2, 2)
+    );
+    signer.daemon.stop();
+}
