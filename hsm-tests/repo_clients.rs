@@ -297,6 +297,26 @@ fn staged_targets(k: &Keys, dir: &Path) -> String {
         .to_string()
 }
 
+/// A root rotation by a ceremony (`ceremony init --trusted`, the `edits` as `ceremony`
+/// subcommands, `ceremony run` with `signers`); returns the finalized `N+1.root.json`.
+fn rotate_root(k: &Keys, trusted: &Path, edits: &[&[&str]], signers: &[&Holder]) -> PathBuf {
+    let version = read_json(trusted)["signed"]["version"].as_u64().unwrap() + 1;
+    let dir = k.path(&format!("ceremony-{version}"));
+    let out = k.path(&format!("roots-{version}"));
+    k.ok(&["ceremony", "init", p(&dir), "--trusted", p(trusted)]);
+    for edit in edits {
+        let mut args = vec!["ceremony", edit[0], p(&dir)];
+        args.extend_from_slice(&edit[1..]);
+        k.ok(&args);
+    }
+    let mut args = vec!["ceremony", "run", p(&dir), "--out", p(&out), "--yes"];
+    for h in signers {
+        args.extend(["--key", h.uri.as_str()]);
+    }
+    k.ok(&args);
+    out.join(format!("{version}.root.json"))
+}
+
 /// Where a target's bytes are published (hash-prefixed when consistent snapshots are on).
 fn published_target(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
     let file = dir.join(format!("targets/{}.{name}", sha256_hex(content)));
@@ -422,8 +442,18 @@ fn ngclient_tough_and_repo_verify_agree_on_a_repository_in_every_state_from_cere
         );
     }
 
-    // 4. Root rotation to version 2 (same keys), signed by both version-1 root keys.
-    let root2 = k.hand_root(2, true, &[&k.targets], "2.root.json");
+    // 4. Root rotation to version 2 by a ceremony: root key 2 leaves, root-3 joins;
+    //    signed by both version-1 keys and both version-2 keys.
+    let root3 = k.extra("root-3", "ecdsa-p256");
+    let root2 = rotate_root(
+        &k,
+        &root1,
+        &[
+            &["remove-key", "--role", "root", "--keyid", &k.root[1].keyid],
+            &["add-key", "--role", "root", "--key", &root3.uri],
+        ],
+        &[&k.root[0], &k.root[1], &root3],
+    );
     k.ok(&["repo", "root", p(&dir), p(&root2)]);
     let c = k.path("c.txt");
     write(&c, b"after root 2");
@@ -435,12 +465,27 @@ fn ngclient_tough_and_repo_verify_agree_on_a_repository_in_every_state_from_cere
         "c.txt",
         b"after root 2",
     );
+    k.root[1] = root3;
 
-    // 5. Targets-key rotation: root version 3 names a new targets key (P-256 this time);
-    //    the commit re-signs targets with it.
+    // 5. Targets-key rotation: a ceremony makes root version 3 with a new targets key
+    //    (P-256 this time); the commit re-signs targets with it.
     let targets2 = k.extra("targets-2", "ecdsa-p256");
-    let root3 = k.hand_root(3, true, &[&targets2], "3.root.json");
-    k.ok(&["repo", "root", p(&dir), p(&root3)]);
+    let root3_file = rotate_root(
+        &k,
+        &root2,
+        &[
+            &[
+                "remove-key",
+                "--role",
+                "targets",
+                "--keyid",
+                &k.targets.keyid,
+            ],
+            &["add-key", "--role", "targets", "--key", &targets2.uri],
+        ],
+        &[&k.root[0], &k.root[1]],
+    );
+    k.ok(&["repo", "root", p(&dir), p(&root3_file)]);
     let targets2_key = format!("targets={}", targets2.uri);
     signer.tufkey(
         &k,
@@ -448,6 +493,7 @@ fn ngclient_tough_and_repo_verify_agree_on_a_repository_in_every_state_from_cere
         None,
     );
     readers.all_accept(&k, "after a targets-key rotation", "c.txt", b"after root 2");
+    assert_eq!(readers.published_versions().root, 3);
     k.targets = targets2;
 
     // 6. Delegated-key rotation: a team member leaves, the team key is replaced.
