@@ -569,6 +569,29 @@ fn ngclient_tough_and_repo_verify_agree_on_a_repository_in_every_state_from_cere
     write(&file, b"bee");
     readers.all_accept(&k, "the target restored", "b.txt", b"bee");
 
+    // Broken: timestamp.json's signature altered on the server (one hex digit). Both
+    // clients refuse to update at all, repo verify names the timestamp; put back, all
+    // three accept again.
+    let ts_file = dir.join("metadata/timestamp.json");
+    let good = std::fs::read(&ts_file).unwrap();
+    let mut ts = read_json(&ts_file);
+    let sig = ts["signatures"][0]["sig"].as_str().unwrap().to_string();
+    let flipped = if sig.ends_with('0') { '1' } else { '0' };
+    ts["signatures"][0]["sig"] = Value::String(format!("{}{flipped}", &sig[..sig.len() - 1]));
+    write(&ts_file, &serde_json::to_vec(&ts).unwrap());
+    let (ng, to, report) =
+        readers.all_refuse(&k, "a timestamp with a bad signature", "b.txt", None);
+    assert_eq!(
+        (ng.as_str(), to.as_str()),
+        ("UnsignedMetadataError", "VerifyMetadata")
+    );
+    assert!(
+        report.to_string().contains("timestamp"),
+        "repo verify should name the timestamp: {report:#}"
+    );
+    write(&ts_file, &good);
+    readers.all_accept(&k, "the timestamp restored", "b.txt", b"bee");
+
     // Broken: the timestamp (1 day) has expired three days from now. Last, since tough
     // refuses a clock that goes back once its datastore saw a later one.
     let later = harness::daemon::expires_in(3 * 86400);
