@@ -603,6 +603,50 @@ fn ngclient_tough_and_repo_verify_agree_on_a_repository_in_every_state_from_cere
     signer.daemon.stop();
 }
 
+#[test]
+fn without_consistent_snapshots_ngclient_tough_and_repo_verify_agree_and_tough_finds_targets_in_folders(
+) {
+    // A root written by hand (ceremonies always turn consistent snapshots on), signed with
+    // `tufkey sign` on SoftHSM; every role signed on SoftHSM.
+    let k = Keys::new(1);
+    let root1 = k.hand_root(1, false, &[&k.targets], "1.root.json");
+    let dir = k.path("repo");
+    k.ok(&["repo", "init", p(&dir), "--root", p(&root1)]);
+    let guide = k.path("guide.txt");
+    write(&guide, b"a guide in a folder");
+    k.ok(&[
+        "repo",
+        "add",
+        p(&dir),
+        p(&guide),
+        "--path",
+        "docs/guide.txt",
+    ]);
+    k.commit(&dir, &[]);
+    assert!(dir.join("metadata/snapshot.json").is_file());
+    assert!(dir.join("targets/docs/guide.txt").is_file());
+    let readers = Readers::new(&dir, &root1);
+    // Unprefixed, a target in a folder is at the same URL for every client.
+    readers.all_accept(
+        &k,
+        "without consistent snapshots",
+        "docs/guide.txt",
+        b"a guide in a folder",
+    );
+
+    let b = k.path("b.txt");
+    write(&b, b"bee");
+    k.ok(&["repo", "add", p(&dir), p(&b)]);
+    k.commit(&dir, &[]);
+    readers.all_accept(
+        &k,
+        "a second commit without consistent snapshots",
+        "b.txt",
+        b"bee",
+    );
+    assert_eq!(readers.published_versions().snapshot, 2);
+}
+
 // ---- the targets key on a YubiKey -------------------------------------------------------
 
 /// The virtual card's factory-default PIN (hsm-tests/virtual-piv).
