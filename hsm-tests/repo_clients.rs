@@ -537,6 +537,7 @@ fn ngclient_tough_and_repo_verify_agree_on_a_repository_in_every_state_from_cere
     // 7. `repo refresh` once the timestamp is due (signing period widened to 2 days):
     //    a new timestamp through the daemon, the same snapshot.
     let before = readers.published_versions();
+    let old_timestamp = std::fs::read(dir.join("metadata/timestamp.json")).unwrap();
     let toml = dir.join("repo.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
     std::fs::write(
@@ -590,6 +591,23 @@ fn ngclient_tough_and_repo_verify_agree_on_a_repository_in_every_state_from_cere
         "repo verify should name the timestamp: {report:#}"
     );
     write(&ts_file, &good);
+    readers.all_accept(&k, "the timestamp restored", "b.txt", b"bee");
+
+    // Rolled back: the server serves the timestamp from before the refresh again. Both
+    // clients remember the newer one and refuse; repo verify checks a folder and has no
+    // history, so the older (still valid, self-consistent) repository verifies: a
+    // rollback is caught by clients, not by a check of the published files.
+    let ts_file = dir.join("metadata/timestamp.json");
+    let current = std::fs::read(&ts_file).unwrap();
+    write(&ts_file, &old_timestamp);
+    let refused: Vec<String> = [&readers.ngclient, &readers.tough]
+        .iter()
+        .map(|client| client.refresh().refusal().0.to_string())
+        .collect();
+    assert_eq!(refused, ["BadVersionNumberError", "OlderMetadata"]);
+    let (code, _) = readers.repo_verify(&k, None);
+    assert_eq!(code, 0, "repo verify has no memory of the newer timestamp");
+    write(&ts_file, &current);
     readers.all_accept(&k, "the timestamp restored", "b.txt", b"bee");
 
     // Broken: the timestamp (1 day) has expired three days from now. Last, since tough
