@@ -203,3 +203,54 @@ fn a_path_no_role_lists_or_one_with_dot_dot_is_refused_without_writing() {
     );
     assert!(!out.exists(), "nothing is written on a refusal");
 }
+
+/// Repositories written by python-tuf itself (hsm-tests/repo_verify_repos.py): delegation
+/// by `paths`, by `path_hash_prefixes`, by succinct hash bins, and without consistent
+/// snapshots. For every target, tufkey downloads exactly what ngclient delivers.
+#[test]
+fn on_repositories_python_tuf_wrote_every_target_downloads_as_ngclient_delivers_it() {
+    let work = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(harness::python())
+        .arg(harness::repo().join("hsm-tests/repo_verify_repos.py"))
+        .args(["build", p(work.path())])
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let built: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let targets: Vec<&str> = built["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(targets.len() >= 2, "{built}");
+    for case in [
+        "good",
+        "good_not_consistent",
+        "good_hash_prefixes",
+        "good_succinct",
+    ] {
+        let dir = work.path().join(case);
+        let root = dir.join("metadata/1.root.json");
+        let http = HttpRepo::serve(&dir);
+        for (i, target) in targets.iter().enumerate() {
+            let file = work.path().join(format!("{case}-{i}.out"));
+            let mut c = harness::tufkey(None);
+            c.args(["repo", "download", p(&dir), target, "--out", p(&file)]);
+            let (code, said, err) = harness::run(c);
+            assert_eq!(code, 0, "{case} {target}: {said}{err}");
+            let ours = std::fs::read(&file).unwrap();
+            let cache = work.path().join(format!("ngclient-{case}-{i}"));
+            let theirs = ngclient(&http, &root, &cache).download(target).delivered();
+            assert_eq!(
+                theirs,
+                (ours.len() as u64, sha256_hex(&ours)),
+                "{case} {target}: ngclient and tufkey disagree"
+            );
+        }
+    }
+}

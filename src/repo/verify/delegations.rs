@@ -222,8 +222,9 @@ fn delegated_roles(walk: &mut Walk, file: &str, md: &Metadata, visit: &Visit) ->
                             named_in: file.to_owned(),
                             delegator: Some((visit.role.clone(), Rc::clone(&keys))),
                             rules,
-                            // python-tuf's SuccinctRoles yields every bin as non-terminating.
-                            terminating: false,
+                            // python-tuf yields a path's one bin as terminating: no other
+                            // bin can hold it, so the search ends there.
+                            terminating: true,
                         }
                     })
                     .collect()
