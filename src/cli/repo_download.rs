@@ -28,10 +28,11 @@ What a client does, on a repository folder (as `tuftool download` or python-tuf'
   trust starts from the trusted root and walks N+1.root.json while it exists; then
   timestamp, the snapshot it states, targets; then the target is searched in the clients'
   order (pre-order depth first through delegations whose paths, path_hash_prefixes or
-  hash bin match it; a terminating delegation ends the search below it; at most 32 roles)
-  and taken from the first role that lists it. The file (targets/HASH.NAME when
-  consistent_snapshot) must have that role's length and every hash it states. Only then
-  is --out written, atomically; on any refusal it is left as it was.
+  hash bin match it; a terminating delegation ends the search below it; at most 32
+  delegated roles) and taken from the first role that lists it. The file
+  (targets/HASH.NAME when consistent_snapshot) must have that role's length and every
+  hash it states. Only then is --out written, atomically; on any refusal it is left as
+  it was.
 
 Every metadata file is checked, not only those on the target's path: download refuses a
 repository that `tufkey repo verify --no-targets` refuses.
@@ -133,7 +134,7 @@ pub fn run(args: DownloadArgs, ctx: &Ctx) -> Result<ExitCode> {
 fn find(report: &Report, args: &DownloadArgs) -> Result<Found> {
     report.find_target(&args.target).or_else(|miss| {
         let cut = if miss.gave_up {
-            format!(" (the search stops after {MAX_DELEGATIONS} roles, as clients' does)")
+            format!(" (the search stops after {MAX_DELEGATIONS} delegated roles, as clients' does)")
         } else {
             String::new()
         };

@@ -2,7 +2,7 @@
 //! loaded and verified: python-tuf ngclient's `_preorder_depth_first_walk` rules (the
 //! first role that lists the path wins; only delegations whose paths, hash prefixes or
 //! bin match are followed; a `terminating` delegation ends the search below it; at most
-//! [`MAX_DELEGATIONS`] roles). No file is read here, so the download command cannot
+//! [`MAX_DELEGATIONS`] roles besides `targets`). No file is read here, so the download command cannot
 //! drift from what `repo verify` checked.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::report::{Report, SearchRole};
 
-/// ngclient's default `max_delegations`: a search visiting more roles gives up, so a
-/// target further away is not found by clients either.
+/// ngclient's default `max_delegations`: a search gives up once it has visited this many
+/// roles besides `targets`, so a target further away is not found by clients either.
 pub const MAX_DELEGATIONS: usize = 32;
 
 /// The role a client takes a target from, and what that role states about it.
@@ -30,7 +30,7 @@ pub struct Found {
 pub struct NotFound {
     /// The roles searched, in order.
     pub searched: Vec<String>,
-    /// Whether the search stopped at [`MAX_DELEGATIONS`] roles.
+    /// Whether the search stopped after [`MAX_DELEGATIONS`] delegated roles.
     pub gave_up: bool,
 }
 
@@ -45,7 +45,7 @@ impl Report {
         let mut searched = Vec::new();
         let mut stack = vec!["targets"];
         while let Some(name) = stack.pop() {
-            if searched.len() >= MAX_DELEGATIONS {
+            if searched.len() > MAX_DELEGATIONS {
                 return Err(NotFound {
                     searched,
                     gave_up: true,
@@ -157,6 +157,33 @@ mod tests {
         let miss = r.find_target("app/x").unwrap_err();
         assert_eq!(miss.searched, ["targets", "a"]);
         assert!(!miss.gave_up);
+    }
+
+    /// targets -> r1 -> ... -> r`len`, the last listing `x`.
+    fn chain(len: usize) -> Report {
+        let mut roles = vec![role("targets", &[], vec![to("r1", "*", false)])];
+        for i in 1..len {
+            roles.push(role(
+                &format!("r{i}"),
+                &[],
+                vec![to(&format!("r{}", i + 1), "*", false)],
+            ));
+        }
+        roles.push(role(&format!("r{len}"), &["x"], vec![]));
+        report(roles)
+    }
+
+    #[test]
+    fn the_search_gives_up_after_as_many_delegated_roles_as_ngclient() {
+        let found = chain(MAX_DELEGATIONS).find_target("x").unwrap();
+        assert_eq!(found.role, format!("r{MAX_DELEGATIONS}"));
+        let miss = chain(MAX_DELEGATIONS + 1).find_target("x").unwrap_err();
+        assert!(miss.gave_up);
+        assert_eq!(
+            miss.searched.len(),
+            MAX_DELEGATIONS + 1,
+            "targets and 32 more"
+        );
     }
 
     #[test]
