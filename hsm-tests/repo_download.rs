@@ -9,7 +9,8 @@ mod harness;
 use std::path::{Path, PathBuf};
 
 use harness::clients::{ngclient, HttpRepo};
-use harness::repo::{p, Keys};
+use harness::p;
+use harness::repo::Keys;
 
 fn write(path: &Path, text: &str) {
     if let Some(d) = path.parent() {
