@@ -170,6 +170,24 @@ fn a_tampered_target_file_or_an_expired_timestamp_is_refused_and_out_is_left_alo
         std::fs::read_to_string(&out).unwrap(),
         "what was here before"
     );
+    // Scripts get the same refusal as JSON.
+    let (code, said, _) = k.run(&[
+        "--json",
+        "repo",
+        "download",
+        p(&dir),
+        "team/a.txt",
+        "--out",
+        p(&out),
+    ]);
+    assert_eq!(code, 3);
+    let v: serde_json::Value = serde_json::from_str(&said).unwrap();
+    assert_eq!(v["downloaded"], false);
+    assert_eq!(v["problems"][0]["file"], format!("targets/team/{name}"));
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "what was here before"
+    );
 }
 
 #[test]
