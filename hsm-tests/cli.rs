@@ -872,11 +872,15 @@ fn without_a_usable_keyring_remember_pin_says_so_once_and_still_signs() {
     assert_eq!(err.matches("keyring is not usable").count(), 1, "{err}");
 }
 
+/// The README's first command, on SoftHSM tokens and on file: keys: a ceremony, a
+/// rotation, and a repository published from both roots that a client trusting root v1
+/// downloads from (tufkey's and python-tuf's ngclient), with a refresh that signs.
 #[test]
-fn the_readme_demo_runs_a_whole_ceremony_and_rotation_on_softhsm_and_on_files() {
+fn the_readme_demo_runs_a_ceremony_a_rotation_and_a_published_repository_on_softhsm_and_on_files() {
     for extra in [&[][..], &["--files"][..]] {
+        let work = tempfile::tempdir().unwrap();
         let mut c = tufkey(None);
-        c.arg("demo").args(extra);
+        c.arg("demo").args(extra).arg("--dir").arg(work.path());
         let (code, out, err) = run(c);
         assert_eq!(code, 0, "demo {extra:?} failed:\n{out}\n{err}");
         assert!(
@@ -889,6 +893,35 @@ fn the_readme_demo_runs_a_whole_ceremony_and_rotation_on_softhsm_and_on_files() 
             out.contains("softhsm2-util --init-token"),
             extra.is_empty(),
             "SoftHSM is used unless --files"
+        );
+
+        // The client step wrote the published file's bytes.
+        let dir = work.path();
+        assert_eq!(
+            std::fs::read(dir.join("downloaded.txt")).unwrap(),
+            b"tufkey demo release 1.0\n"
+        );
+        // Refresh: first nothing due, then a timestamp version 2 signed.
+        assert!(out.contains("nothing to do"), "{out}");
+        let site = dir.join("site");
+        let ts = read_json(&site.join("metadata/timestamp.json"));
+        assert_eq!(ts["signed"]["version"], 2, "the second refresh signed");
+        // What the demo published is what a client that ships root v1 accepts.
+        let v1 = dir.join("repo/1.root.json");
+        ok(
+            None,
+            &["repo", "verify", p(&site), "--trusted-root", p(&v1)],
+        );
+        let http = harness::clients::HttpRepo::serve(&site);
+        let delivered = harness::clients::ngclient(&http, &v1, &dir.join("ngclient"))
+            .download("app/1.0/app.txt")
+            .delivered();
+        let want = b"tufkey demo release 1.0\n";
+        use sha2::Digest;
+        assert_eq!(
+            delivered,
+            (want.len() as u64, hex::encode(sha2::Sha256::digest(want))),
+            "ngclient delivers the demo's target"
         );
     }
 }

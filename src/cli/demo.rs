@@ -1,6 +1,7 @@
 //! `tufkey demo`: the main job on throwaway keys, printing each command as it runs it,
 //! so a newcomer sees the real CLI at work: a 3-of-5 root ceremony, finalized and
-//! verified, then rotated once. With SoftHSM installed each keyholder's key lives on its
+//! verified, then rotated once; then a repository published from those roots, a client
+//! download and a timestamp refresh. With SoftHSM installed each keyholder's key lives on its
 //! own throwaway token (own SOFTHSM2_CONF in a temporary folder); otherwise in encrypted
 //! `file:` keys.
 
@@ -45,6 +46,24 @@ impl Demo {
 
     /// Runs `tufkey ARGS`, echoing the command line and its output.
     fn tufkey(&self, args: &[&str]) -> Result<(bool, String)> {
+        let (code, out) = self.exec(args)?;
+        Ok((code == Some(0), out))
+    }
+
+    /// Runs `tufkey ARGS`, which must exit with `code` (e.g. 4: `repo refresh` had nothing to do).
+    fn must_exit(&self, args: &[&str], code: i32) -> Result<String> {
+        let (got, out) = self.exec(args)?;
+        if got != Some(code) {
+            bail!(
+                "the demo step `tufkey {}` exited with {got:?}, not {code}",
+                args.join(" ")
+            );
+        }
+        Ok(out)
+    }
+
+    /// Runs `tufkey ARGS`, echoing the command line and its output; returns the exit code.
+    fn exec(&self, args: &[&str]) -> Result<(Option<i32>, String)> {
         println!(
             "\n$ tufkey {}",
             args.iter()
@@ -65,7 +84,7 @@ impl Demo {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         print!("{stdout}");
         eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        Ok((out.status.success(), stdout))
+        Ok((out.status.code(), stdout))
     }
 
     fn must(&self, args: &[&str]) -> Result<String> {
@@ -300,8 +319,91 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     if ok {
         bail!("a tampered file verified");
     }
-    println!("\nDemo complete: a 3-of-5 root signed, finalized and verified; rotated to version 2 under both thresholds; targets signed; tampering caught.");
+    publish(&demo, k(6), k(7))?;
+    println!("\nDemo complete: a 3-of-5 root signed, finalized and verified; rotated to version 2 under both thresholds; targets signed; tampering caught; a repository published from both roots, downloaded by a client trusting root v1, and its timestamp refreshed.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's target, written by the demo and downloaded back by the client step.
+const DEMO_TARGET: &[u8] = b"tufkey demo release 1.0\n";
+
+/// Steps 12-16: the finalized roots become a repository that a client updates from.
+fn publish(demo: &Demo, release: &str, online: &str) -> Result<()> {
+    step("12. Start a repository from the finalized roots (v2, and v1 so old clients can walk to it)");
+    let targets = format!("targets={release}");
+    let snapshot = format!("snapshot={online}");
+    let timestamp = format!("timestamp={online}");
+    demo.must(&[
+        "repo",
+        "init",
+        "site",
+        "--root",
+        "repo/2.root.json",
+        "--root-chain",
+        "repo/1.root.json",
+        "--key",
+        &targets,
+        "--key",
+        &snapshot,
+        "--key",
+        &timestamp,
+    ])?;
+
+    step("13. Add a release file and commit: the release key signs targets, the online key snapshot and timestamp (keys from site/repo.toml)");
+    std::fs::write(demo.dir.join("app-1.0.txt"), DEMO_TARGET)?;
+    demo.must(&[
+        "repo",
+        "add",
+        "site",
+        "app-1.0.txt",
+        "--path",
+        "app/1.0/app.txt",
+    ])?;
+    demo.must(&["repo", "commit", "site"])?;
+    demo.must(&["repo", "verify", "site"])?;
+
+    step("14. A client that ships root v1 downloads the target: root chain, timestamp, snapshot, targets, length and hashes checked");
+    demo.must(&[
+        "repo",
+        "download",
+        "site",
+        "app/1.0/app.txt",
+        "--out",
+        "downloaded.txt",
+        "--trusted-root",
+        "repo/1.root.json",
+    ])?;
+    let got = std::fs::read(demo.dir.join("downloaded.txt")).context("reading downloaded.txt")?;
+    if got != DEMO_TARGET {
+        bail!("the downloaded target differs from the file the demo published");
+    }
+    println!("downloaded.txt has the bytes of app-1.0.txt");
+
+    step("15. The timer's refresh: nothing is due yet (exit 4)");
+    demo.must_exit(&["repo", "refresh", "site"], 4)?;
+
+    step("16. Re-sign the timestamp once it is inside its signing period; a 25h period on a 1-day timestamp makes it due now");
+    let config = demo.dir.join("site/repo.toml");
+    let text = std::fs::read_to_string(&config).context("reading site/repo.toml")?;
+    let line = "timestamp = \"25h\"\n";
+    let text = match text.find("[signing_period]\n") {
+        Some(i) => {
+            let at = i + "[signing_period]\n".len();
+            format!("{}{line}{}", &text[..at], &text[at..])
+        }
+        None => format!("{text}\n[signing_period]\n{line}"),
+    };
+    std::fs::write(&config, text).context("writing site/repo.toml")?;
+    println!("$ # site/repo.toml, [signing_period]: {}", line.trim());
+    demo.must(&["repo", "refresh", "site"])?;
+    demo.must(&[
+        "repo",
+        "verify",
+        "site",
+        "--trusted-root",
+        "repo/1.root.json",
+    ])?;
+    Ok(())
 }
 
 fn which(cmd: &str) -> bool {

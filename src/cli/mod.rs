@@ -13,6 +13,7 @@ mod outcome;
 mod output;
 mod pin;
 mod repo;
+mod repo_download;
 mod repo_verify;
 mod serve;
 mod sign;

@@ -74,6 +74,8 @@ default 1-day timestamp). Exit codes: 0 signed, 4 nothing was due (systemd: Succ
     /// Check a whole repository the way a client would: root chain, timestamp, snapshot,
     /// targets and delegated roles, target files, expiry. Exit 3 when it does not verify.
     Verify(super::repo_verify::VerifyArgs),
+    /// Fetch one target as a TUF client would (trusted root, every check) and write it.
+    Download(super::repo_download::DownloadArgs),
 }
 
 #[derive(Args)]
@@ -213,6 +215,7 @@ pub fn run(cmd: RepoCmd, ctx: &Ctx) -> Result<ExitCode> {
         RepoCmd::Refresh(a) => refresh(a, ctx),
         RepoCmd::Status(a) => status(a, ctx),
         RepoCmd::Verify(a) => super::repo_verify::run(a, ctx),
+        RepoCmd::Download(a) => super::repo_download::run(a, ctx),
     }
 }
 

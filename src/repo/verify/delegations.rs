@@ -9,6 +9,7 @@ use std::rc::Rc;
 use serde_json::Value;
 
 use super::paths::{PathRule, Succinct};
+use super::report::{Delegation, SearchRole};
 use super::roots::FinalRoot;
 use super::top::{check_version, Snapshot};
 use super::walk::Walk;
@@ -31,6 +32,8 @@ struct Visit {
     /// Shared by every role one document delegates (hash bins can be thousands).
     delegator: Option<(String, Rc<Delegator>)>,
     rules: Vec<Step>,
+    /// Whether the delegation to it is `terminating` (clients stop searching below it).
+    terminating: bool,
 }
 
 /// One delegation on the way to a role: `by` delegates `role` the paths `rule` allows.
@@ -49,6 +52,7 @@ pub(super) fn walk(walk: &mut Walk, root: &FinalRoot, snapshot: &Snapshot) -> Ve
         named_in: String::new(),
         delegator: None,
         rules: Vec::new(),
+        terminating: false,
     }];
     while let Some(visit) = stack.pop() {
         if !visited.insert(visit.role.clone()) {
@@ -59,6 +63,7 @@ pub(super) fn walk(walk: &mut Walk, root: &FinalRoot, snapshot: &Snapshot) -> Ve
         };
         list_targets(walk, &file, &md, &visit, &mut listed);
         let children = delegated_roles(walk, &file, &md, &visit);
+        record_for_search(walk, &file, &md, &visit, &children);
         // Pushed in reverse so the first delegation is searched first, as clients do.
         stack.extend(children.into_iter().rev());
     }
@@ -151,6 +156,39 @@ fn list_targets(walk: &mut Walk, file: &str, md: &Metadata, visit: &Visit, out: 
     }
 }
 
+/// Keeps what a client's search for one target needs from this role (the report's
+/// `search`): its targets and its delegations in order, each with its own path rule.
+fn record_for_search(
+    walk: &mut Walk,
+    file: &str,
+    md: &Metadata,
+    visit: &Visit,
+    children: &[Visit],
+) {
+    let targets = md
+        .signed()
+        .get("targets")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let delegates = children
+        .iter()
+        .filter_map(|c| {
+            c.rules.last().map(|step| Delegation {
+                role: c.role.clone(),
+                rule: step.rule.clone(),
+                terminating: c.terminating,
+            })
+        })
+        .collect();
+    walk.report.search.push(SearchRole {
+        role: visit.role.clone(),
+        file: file.to_owned(),
+        targets,
+        delegates,
+    });
+}
+
 /// The roles this targets document delegates, as visits.
 fn delegated_roles(walk: &mut Walk, file: &str, md: &Metadata, visit: &Visit) -> Vec<Visit> {
     let Some(delegations) = md.signed().get("delegations") else {
@@ -184,6 +222,9 @@ fn delegated_roles(walk: &mut Walk, file: &str, md: &Metadata, visit: &Visit) ->
                             named_in: file.to_owned(),
                             delegator: Some((visit.role.clone(), Rc::clone(&keys))),
                             rules,
+                            // python-tuf yields a path's one bin as terminating: no other
+                            // bin can hold it, so the search ends there.
+                            terminating: true,
                         }
                     })
                     .collect()
@@ -226,11 +267,16 @@ fn delegated_roles(walk: &mut Walk, file: &str, md: &Metadata, visit: &Visit) ->
             role: name.clone(),
             rule,
         });
+        let terminating = entry
+            .get("terminating")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         out.push(Visit {
             role: name,
             named_in: file.to_owned(),
             delegator: Some((visit.role.clone(), Rc::clone(&keys))),
             rules,
+            terminating,
         });
     }
     out

@@ -17,15 +17,18 @@ mod options;
 mod paths;
 mod report;
 mod roots;
+mod search;
 mod targets;
 mod top;
 mod walk;
 
 use std::path::Path;
 
+pub use files::{safe_target_path, target_file_names, Stated};
 pub use options::{Progress, VerifyError, VerifyOptions};
 pub use paths::{fnmatch, PathRule, Succinct};
-pub use report::{Problem, Report, RoleReport, TargetsSummary};
+pub use report::{Delegation, Problem, Report, RoleReport, SearchRole, TargetsSummary};
+pub use search::{Found, NotFound, MAX_DELEGATIONS};
 use walk::Walk;
 
 /// Checks the repository in `dir`. `Err` only when there is nothing to check against

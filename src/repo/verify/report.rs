@@ -1,6 +1,9 @@
 //! What a repository check found: one line per role, every problem with its file.
 
 use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::paths::PathRule;
 
 /// A problem (or a note) and the file it is in, relative to the repository folder
 /// when the file is inside it.
@@ -55,6 +58,10 @@ pub struct Report {
     pub problems: Vec<Problem>,
     /// Things worth knowing that do not make the repository fail.
     pub notes: Vec<Problem>,
+    /// The targets roles loaded, in the order they were reached, for
+    /// `Report::find_target` (a client's search for one target).
+    #[serde(skip)]
+    pub search: Vec<SearchRole>,
 }
 
 impl Report {
@@ -62,4 +69,22 @@ impl Report {
     pub fn verified(&self) -> bool {
         self.problems.is_empty()
     }
+}
+
+/// A targets role as the check loaded it: what it lists and whom it delegates, in order.
+#[derive(Debug, Clone)]
+pub struct SearchRole {
+    pub role: String,
+    /// The metadata file it was loaded from, relative to the repository folder.
+    pub file: String,
+    pub targets: Map<String, Value>,
+    pub delegates: Vec<Delegation>,
+}
+
+/// One delegation as a client follows it.
+#[derive(Debug, Clone)]
+pub struct Delegation {
+    pub role: String,
+    pub rule: PathRule,
+    pub terminating: bool,
 }

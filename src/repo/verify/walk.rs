@@ -33,6 +33,7 @@ impl<'a> Walk<'a> {
                 },
                 problems: Vec::new(),
                 notes: Vec::new(),
+                search: Vec::new(),
             },
         }
     }
