@@ -668,7 +668,11 @@ impl Ceremony {
 
     /// What this ceremony changes, for keyholders to read before they sign.
     pub fn review(&self) -> Result<Review, CeremonyError> {
-        review::review(self)
+        review::review(&review::Inputs {
+            proposed: &self.proposed,
+            trusted: self.trusted.as_ref(),
+            transcript: &self.transcript,
+        })
     }
 
     /// Writes `OUT/N.root.json` and `OUT/root.json` once everything verifies.

@@ -12,8 +12,8 @@ use clap::Args;
 use tufkey::repo::verify::{verify_repository, Report, VerifyOptions};
 use tufkey::tuf::time::parse_user_time;
 
+use super::ctx::{Ctx, EXIT_NOT_VERIFIED};
 use super::output::{print_json, short};
-use super::{Ctx, EXIT_NOT_VERIFIED};
 
 #[derive(Args)]
 #[command(after_help = "\
