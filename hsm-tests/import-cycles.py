@@ -160,7 +160,6 @@ def expand_use(body):
 
 def resolve(files, crate, here, segs):
     """The file a path's item lives in, or None (std, external crates, unknown)."""
-    here_is_dir = files.get((crate, here), "").endswith(("mod.rs", "lib.rs", "main.rs"))
     base_mod = here
     segs = list(segs)
     if segs[0] == "crate":
@@ -188,7 +187,6 @@ def resolve(files, crate, here, segs):
             best = files[(target_crate, cur)]
         else:
             break
-    _ = here_is_dir
     return best
 
 
