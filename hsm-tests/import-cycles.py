@@ -15,9 +15,10 @@ connected component of more than one file). The design wants none: the one-way
 dependency line of docs/architecture.md holds file by file.
 
 Deliberately small: it reads Rust as text (comments and string literals removed),
-which is enough for this code base's import style. It knows two crates: the library
-(src/lib.rs) and the binary (src/main.rs with src/cli/), which names the library as
-`tufkey::`.
+which is enough for this code base's import style. It knows the library (src/lib.rs),
+the binary (src/main.rs and the modules it declares, src/cli/), which names the library
+as `tufkey::`, and any crate nested in src/ with its own Cargo.toml (src/pcsc-sys), whose
+`crate::` is its own.
 """
 
 import os
@@ -27,6 +28,14 @@ import sys
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 LIB_NAME = "tufkey"
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+
+
+def raw_string_starts(text, i):
+    """Whether the `r` at `i` opens a raw string: `r"`, `r#"` or `br#"`, not `for"`."""
+    before = text[max(0, i - 2) : i]
+    if before.endswith("b"):
+        before = before[:-1]
+    return not before or not re.match(r"\w", before[-1])
 
 
 def strip(text):
@@ -40,7 +49,7 @@ def strip(text):
         elif text.startswith("/*", i):
             j = text.find("*/", i + 2)
             i = n if j < 0 else j + 2
-        elif c == "r" and re.match(r'r#*"', text[i:]) and (i == 0 or not re.match(r"\w", text[i - 1])):
+        elif c == "r" and re.match(r'r#*"', text[i:]) and raw_string_starts(text, i):
             m = re.match(r'r(#*)"', text[i:])
             end = '"' + m.group(1)
             j = text.find(end, i + len(m.group(0)))
@@ -60,31 +69,62 @@ def strip(text):
     return "".join(out)
 
 
-def module_of(rel):
-    """src-relative file -> (crate, module path as a tuple)."""
+def nested_crates():
+    """Folders under src/ with their own Cargo.toml (src/pcsc-sys): other crates, whose
+    `crate::` is their own and whose files are not modules of tufkey."""
+    out = []
+    for d, _, names in os.walk(ROOT):
+        if "Cargo.toml" in names and os.path.abspath(d) != os.path.abspath(ROOT):
+            out.append(os.path.relpath(d, ROOT).replace(os.sep, "/"))
+    return out
+
+
+def binary_modules():
+    """The top-level modules src/main.rs declares (`mod cli;`): the binary's own files."""
+    path = os.path.join(ROOT, "main.rs")
+    if not os.path.exists(path):
+        return set()
+    text = strip(open(path, encoding="utf-8").read())
+    return set(re.findall(r"^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(" + IDENT + r")\s*;", text, re.M))
+
+
+def module_of(rel, nested, bin_mods):
+    """src-relative file -> (crate, module path as a tuple), or None for a nested crate's
+    file outside its src/ (build.rs)."""
+    crate = None
+    for d in nested:
+        if rel.startswith(d + "/"):
+            if not rel.startswith(d + "/src/"):
+                return None
+            crate, rel = d, rel[len(d) + len("/src/") :]
     parts = rel[:-3].split("/")
     if parts[-1] == "mod":
         parts = parts[:-1]
     if parts in (["lib"], ["main"]):
-        return ("bin" if parts == ["main"] else "lib"), ()
-    crate = "bin" if parts[0] == "cli" else "lib"
+        return (crate or ("bin" if parts == ["main"] else "lib")), ()
+    if crate is None:
+        crate = "bin" if parts[0] in bin_mods else "lib"
     return crate, tuple(parts)
 
 
 def build_index():
     files = {}
+    nested, bin_mods = nested_crates(), binary_modules()
     for d, _, names in os.walk(ROOT):
         for name in names:
             if name.endswith(".rs"):
                 rel = os.path.relpath(os.path.join(d, name), ROOT).replace(os.sep, "/")
-                files[module_of(rel)] = rel
+                key = module_of(rel, nested, bin_mods)
+                if key is not None:
+                    files[key] = rel
     return files
 
 
 def expand_use(body):
     """`a::{b, c::{d, e}}` -> [a::b, a::c::d, a::c::e] (as lists of segments)."""
+    # Drop `as alias` before the spaces go: `yubikey as backend` must stay `yubikey`.
+    body = re.sub(r"\s+as\s+" + IDENT, "", body)
     body = re.sub(r"\s+", "", body)
-    body = re.sub(r"\bas" + IDENT, "", body)
 
     def split_top(s):
         items, depth, cur = [], 0, ""
@@ -120,7 +160,6 @@ def expand_use(body):
 
 def resolve(files, crate, here, segs):
     """The file a path's item lives in, or None (std, external crates, unknown)."""
-    here_is_dir = files.get((crate, here), "").endswith(("mod.rs", "lib.rs", "main.rs"))
     base_mod = here
     segs = list(segs)
     if segs[0] == "crate":
@@ -148,7 +187,6 @@ def resolve(files, crate, here, segs):
             best = files[(target_crate, cur)]
         else:
             break
-    _ = here_is_dir
     return best
 
 

@@ -674,6 +674,55 @@ fn attested_ceremony(dir: &Path, roles: &[(&str, &YkKey)], ca: &str) {
     }
 }
 
+#[test]
+fn an_attested_key_refused_by_the_ceremony_leaves_no_attestation_file_behind() {
+    let Some(card) = card() else { return };
+    let k = keys(&card);
+    let ca = p(&card.ca);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("ceremony");
+    tk_ok(&["ceremony", "init", p(&dir), "--require-attestation"], &[]);
+    let before = snapshot(&dir);
+
+    // The attestation is fetched and valid, but a root has no role `mirror`.
+    let (code, msg) = tk_fails(
+        &[
+            "ceremony",
+            "add-key",
+            p(&dir),
+            "--role",
+            "mirror",
+            "--key",
+            &k.p256.uri,
+        ],
+        &[("TUFKEY_ATTESTATION_CA", ca)],
+    );
+    assert_eq!(code, 1, "{msg}");
+    assert!(msg.contains("mirror"), "{msg}");
+    assert!(
+        !dir.join("attestations").exists(),
+        "the refused key left an attestation record"
+    );
+    assert_eq!(snapshot(&dir), before);
+
+    // The same key for a role that exists is recorded with its attestation.
+    tk_ok(
+        &[
+            "ceremony",
+            "add-key",
+            p(&dir),
+            "--role",
+            "root",
+            "--key",
+            &k.p256.uri,
+        ],
+        &[("TUFKEY_ATTESTATION_CA", ca)],
+    );
+    assert!(dir
+        .join(format!("attestations/{}.json", k.p256.keyid))
+        .exists());
+}
+
 /// Rewrites the transcript with `edit` applied to each entry and the hash chain redone,
 /// as someone covering their tracks would.
 fn forge_transcript(dir: &Path, edit: impl Fn(&mut Value)) {

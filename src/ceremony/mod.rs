@@ -12,6 +12,8 @@
 
 mod error;
 pub mod review;
+#[cfg(test)]
+mod tests;
 pub mod transcript;
 
 use std::fs::File;
@@ -276,33 +278,56 @@ impl Ceremony {
                 from.uri
             )));
         }
-        let attested = match attestation {
+        // Check first, write last: a refused key (a role that does not exist, a public
+        // key already listed under another key id, a root.json changed by hand) must not
+        // leave an attestation file behind. The edit is tried on a copy before anything
+        // is written.
+        self.check_untouched()?;
+        edit::add_key(&mut self.proposed.signed().clone(), Holder::Root, role, key)?;
+        let (attested, written) = match attestation {
             Some(a) => {
-                let dir = self.dir.join("attestations");
-                std::fs::create_dir_all(&dir).map_err(|e| CeremonyError::Io(dir.clone(), e))?;
-                let path = dir.join(format!("{keyid}.json"));
-                // A key added to a second role keeps its first record: a device makes a
-                // new attestation certificate on every request, and the transcript already
-                // holds the hash of the first one.
-                let bytes = match std::fs::read(&path) {
-                    Ok(existing) => existing,
-                    Err(_) => {
-                        let bytes = serde_json::to_vec_pretty(a)
-                            .map_err(|e| CeremonyError::Invalid(e.to_string()))?;
-                        fsutil::write_atomic(&path, &bytes)
-                            .map_err(|e| CeremonyError::Io(path.clone(), e))?;
-                        bytes
-                    }
-                };
-                json!({"file": format!("attestations/{keyid}.json"), "sha256": hex::encode(Sha256::digest(&bytes)), "statement": a.statement})
+                let (bytes, written) = self.store_attestation(&keyid, a)?;
+                (
+                    json!({"file": format!("attestations/{keyid}.json"), "sha256": hex::encode(Sha256::digest(&bytes)), "statement": a.statement}),
+                    written,
+                )
             }
-            None => Value::Null,
+            None => (Value::Null, None),
         };
         let details = json!({"role": role, "keyid": keyid, "keytype": key.keytype, "scheme": key.scheme, "uri": from.uri, "token": from.token, "serial": from.serial, "attestation": attested});
-        self.change(actor, "add-key", details, |s| {
+        let entries = self.transcript.entries.len();
+        let changed = self.change(actor, "add-key", details, |s| {
             edit::add_key(s, Holder::Root, role, key).map(|_| ())
-        })?;
+        });
+        if let (Err(_), Some(path)) = (&changed, written) {
+            // Failed before the transcript named the new file: take it back.
+            if self.transcript.entries.len() == entries {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        changed?;
         Ok(keyid)
+    }
+
+    /// The bytes of `attestations/<keyid>.json`, written now unless a record is there,
+    /// and the path when this call wrote it. A key added to a second role keeps its first
+    /// record: a device makes a new attestation certificate on every request, and the
+    /// transcript already holds the hash of the first one.
+    fn store_attestation(
+        &self,
+        keyid: &str,
+        a: &AttestationRecord,
+    ) -> Result<(Vec<u8>, Option<PathBuf>), CeremonyError> {
+        let dir = self.dir.join("attestations");
+        let path = dir.join(format!("{keyid}.json"));
+        if let Ok(existing) = std::fs::read(&path) {
+            return Ok((existing, None));
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| CeremonyError::Io(dir.clone(), e))?;
+        let bytes =
+            serde_json::to_vec_pretty(a).map_err(|e| CeremonyError::Invalid(e.to_string()))?;
+        fsutil::write_atomic(&path, &bytes).map_err(|e| CeremonyError::Io(path.clone(), e))?;
+        Ok((bytes, Some(path)))
     }
 
     /// Whether `init --require-attestation` was given.
@@ -668,7 +693,11 @@ impl Ceremony {
 
     /// What this ceremony changes, for keyholders to read before they sign.
     pub fn review(&self) -> Result<Review, CeremonyError> {
-        review::review(self)
+        review::review(&review::Inputs {
+            proposed: &self.proposed,
+            trusted: self.trusted.as_ref(),
+            transcript: &self.transcript,
+        })
     }
 
     /// Writes `OUT/N.root.json` and `OUT/root.json` once everything verifies.

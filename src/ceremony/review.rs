@@ -6,8 +6,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::error::CeremonyError;
-use super::Ceremony;
-use crate::tuf::{Delegator, Key};
+use super::transcript::Transcript;
+use crate::tuf::{Delegator, Key, Metadata};
 
 /// A key as the review shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -43,7 +43,15 @@ pub struct Review {
     pub payload_sha256: String,
 }
 
-fn info(keyid: &str, key: Option<&Key>, c: &Ceremony) -> KeyInfo {
+/// What a review is computed from: the ceremony's files, passed in so that this file
+/// needs nothing of `Ceremony` (the ceremony's `review()` hands them over).
+pub(super) struct Inputs<'a> {
+    pub proposed: &'a Metadata,
+    pub trusted: Option<&'a Metadata>,
+    pub transcript: &'a Transcript,
+}
+
+fn info(keyid: &str, key: Option<&Key>, c: &Inputs) -> KeyInfo {
     let source = c
         .transcript
         .entries
@@ -71,9 +79,9 @@ fn info(keyid: &str, key: Option<&Key>, c: &Ceremony) -> KeyInfo {
     }
 }
 
-pub(super) fn review(c: &Ceremony) -> Result<Review, CeremonyError> {
-    let new = Delegator::from_metadata(&c.proposed)?;
-    let old = match &c.trusted {
+pub(super) fn review(c: &Inputs) -> Result<Review, CeremonyError> {
+    let new = Delegator::from_metadata(c.proposed)?;
+    let old = match c.trusted {
         Some(t) => Some(Delegator::from_metadata(t)?),
         None => None,
     };
@@ -102,7 +110,7 @@ pub(super) fn review(c: &Ceremony) -> Result<Review, CeremonyError> {
         });
     }
     let mut other_changes = Vec::new();
-    if let Some(t) = &c.trusted {
+    if let Some(t) = c.trusted {
         let (a, b) = (t.signed(), c.proposed.signed());
         let names: std::collections::BTreeSet<&String> = a
             .as_object()
@@ -125,12 +133,9 @@ pub(super) fn review(c: &Ceremony) -> Result<Review, CeremonyError> {
         }
     }
     Ok(Review {
-        version_from: c.trusted.as_ref().and_then(|t| t.version()),
+        version_from: c.trusted.and_then(|t| t.version()),
         version_to: c.proposed.version().unwrap_or(0),
-        expires_from: c
-            .trusted
-            .as_ref()
-            .and_then(|t| t.expires().map(str::to_owned)),
+        expires_from: c.trusted.and_then(|t| t.expires().map(str::to_owned)),
         expires_to: c.proposed.expires().unwrap_or_default().to_string(),
         roles,
         other_changes,

@@ -16,8 +16,8 @@ use tufkey::tuf::time::{format_expires, parse_expiry_spec};
 use tufkey::tuf::Key;
 
 use super::auditor::{is_audit_failure, shown_path, Audited};
+use super::ctx::{Ctx, EXIT_NOT_VERIFIED};
 use super::output::{confirm, print_json, short};
-use super::{Ctx, EXIT_NOT_VERIFIED};
 
 /// The ceremony commands that sign or change the proposed root (or write it out) are
 /// audited; review, status and verify only read.

@@ -10,8 +10,8 @@ use tufkey::keys::{self, file, KeySource, ListedKey, NewKey, NewKeyOptions};
 use tufkey::tuf::{KeyType, PublicKey};
 
 use super::auditor::{shown_path, Audited};
+use super::ctx::Ctx;
 use super::output::{confirm, print_json, short};
-use super::Ctx;
 
 /// The key commands that change key material are audited.
 pub fn audited(cmd: &KeyCmd) -> Option<Audited> {

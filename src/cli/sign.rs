@@ -12,8 +12,8 @@ use tufkey::keys::{self, KeyError};
 use tufkey::tuf::{Delegator, Metadata, Signature};
 
 use super::auditor::{shown_path, Audited};
+use super::ctx::Ctx;
 use super::output::{print_json, short};
-use super::Ctx;
 
 /// `sign`'s failure entries name the file it signs.
 pub fn audited_sign(a: &SignArgs) -> Audited {

@@ -7,8 +7,8 @@ use clap::Subcommand;
 use serde_json::json;
 use tufkey::keys::{pkcs11, Pkcs11Uri};
 
+use super::ctx::Ctx;
 use super::output::print_json;
-use super::Ctx;
 
 #[derive(Subcommand)]
 pub enum TokenCmd {

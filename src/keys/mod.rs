@@ -26,7 +26,7 @@ pub use piv_policy::{PivPinPolicy, PivTouchPolicy};
 pub use secret::Secret;
 pub use signer::Signer;
 pub use source::{Deletion, KeySource, ListedKey, NewKey, NewKeyOptions};
-pub use uri::{KeyUri, Pkcs11Uri};
+pub use uri::{DaemonRefusal, KeyUri, Pkcs11Uri};
 
 use crate::tuf::{PublicKey, Signature};
 

@@ -47,6 +47,32 @@ impl KeyUri {
             })
         }
     }
+
+    /// Why a signer daemon (`tufkey serve`) may not hold this key, or `None` when it may.
+    /// The rule lives here, not in the daemon's config reader, so that nothing outside
+    /// `keys/` looks inside a URI to decide what a kind of key may do.
+    pub fn daemon_refusal(&self) -> Option<DaemonRefusal> {
+        match self {
+            KeyUri::Pkcs11(p) if p.pin_value.is_some() => Some(DaemonRefusal::ClearPin),
+            KeyUri::Remote(_) => Some(DaemonRefusal::Remote),
+            KeyUri::Pkcs11(_) | KeyUri::File(_) | KeyUri::YubiKey(_) => None,
+        }
+    }
+}
+
+/// Why `tufkey serve` refuses a key URI in its config; the words are what the config
+/// error shows at the key's line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DaemonRefusal {
+    /// A config file is read by operators and kept in version control: a PIN in it leaks.
+    #[error(
+        "the key URI carries a clear pin-value; PINs never go in the config: use pin-source=file:/path or the TUFKEY_PIN_<LABEL> environment variable"
+    )]
+    ClearPin,
+    /// The daemon signs only with keys it holds itself; relaying to another signer would
+    /// hide which device signed.
+    #[error("a signer cannot serve a remote key; give a pkcs11:, yubikey: or file: URI")]
+    Remote,
 }
 
 impl fmt::Display for KeyUri {
@@ -403,6 +429,23 @@ mod tests {
             KeyUri::Pkcs11(u) => *u,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_daemon_may_hold_local_keys_but_not_a_clear_pin_or_a_remote_key() {
+        let refusal = |s: &str| KeyUri::parse(s).unwrap().daemon_refusal();
+        assert_eq!(
+            refusal("pkcs11:token=a;object=k?pin-source=file:/run/pin"),
+            None
+        );
+        assert_eq!(refusal("file:/keys/ts.p8"), None);
+        assert_eq!(refusal("yubikey:slot=9c"), None);
+        assert_eq!(
+            refusal("pkcs11:token=a;object=k?pin-value=1234"),
+            Some(DaemonRefusal::ClearPin)
+        );
+        let remote = format!("https://signer.example:7443/keys/{}", "ab".repeat(32));
+        assert_eq!(refusal(&remote), Some(DaemonRefusal::Remote));
     }
 
     #[test]

@@ -358,20 +358,8 @@ impl Config {
             let uri = k.get_ref().uri.get_ref();
             let at = k.get_ref().uri.span().start;
             let parsed = KeyUri::parse(uri).map_err(|e| err(at, e.to_string()))?;
-            match &parsed {
-                KeyUri::Pkcs11(p) if p.pin_value.is_some() => {
-                    return Err(err(
-                        at,
-                        "the key URI carries a clear pin-value; PINs never go in the config: use pin-source=file:/path or the TUFKEY_PIN_<LABEL> environment variable".into(),
-                    ))
-                }
-                KeyUri::Remote(_) => {
-                    return Err(err(
-                        at,
-                        "a signer cannot serve a remote key; give a pkcs11:, yubikey: or file: URI".into(),
-                    ))
-                }
-                _ => {}
+            if let Some(refusal) = parsed.daemon_refusal() {
+                return Err(err(at, refusal.to_string()));
             }
             let roles = match &k.get_ref().roles {
                 Some(r) if r.get_ref().is_empty() => {
@@ -581,6 +569,23 @@ rate = "60/min"
             assert_eq!(e.line, line, "{e}");
             assert!(e.to_string().contains(word), "{e}");
         }
+    }
+
+    #[test]
+    fn a_key_the_daemon_cannot_hold_is_refused_at_its_line_with_what_to_use_instead() {
+        let (_d, p) = setup();
+        let pin = GOOD.replace("pin-source=file:/run/pin", "pin-value=1234");
+        let e = Config::parse(&p, &pin).unwrap_err();
+        assert_eq!(e.line, 15, "{e}");
+        assert!(e.to_string().contains("pin-source=file:/path"), "{e}");
+        assert!(!e.to_string().contains("1234"), "{e}");
+        let remote = GOOD.replace(
+            "pkcs11:token=online;object=ts?pin-source=file:/run/pin",
+            &format!("https://signer.example:7443/keys/{}", "ab".repeat(32)),
+        );
+        let e = Config::parse(&p, &remote).unwrap_err();
+        assert_eq!(e.line, 15, "{e}");
+        assert!(e.to_string().contains("cannot serve a remote key"), "{e}");
     }
 
     #[test]

@@ -267,7 +267,8 @@ impl RoleVerification {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tuf::{PublicKey, Signature};
+    use crate::tuf::key::PublicKey;
+    use crate::tuf::metadata::Signature;
     use ed25519_dalek::Signer;
     use serde_json::json;
 

@@ -1,7 +1,7 @@
 //! PC/SC return codes, flags and attribute ids, with the values pcsc-lite and winscard
 //! define.
 
-use crate::{DWORD, LONG, ULONG};
+use crate::types::{DWORD, LONG, ULONG};
 
 pub const SCARD_S_SUCCESS: LONG = 0x0000_0000;
 pub const SCARD_F_INTERNAL_ERROR: LONG = 0x8010_0001;
@@ -100,7 +100,7 @@ pub const SCARD_EJECT_CARD: DWORD = 0x0003;
 // Card states: bit flags in pcsc-lite, an enumeration in winscard.
 #[cfg(not(windows))]
 mod card_state {
-    use crate::DWORD;
+    use crate::types::DWORD;
     pub const SCARD_UNKNOWN: DWORD = 0x0001;
     pub const SCARD_ABSENT: DWORD = 0x0002;
     pub const SCARD_PRESENT: DWORD = 0x0004;
@@ -111,7 +111,7 @@ mod card_state {
 }
 #[cfg(windows)]
 mod card_state {
-    use crate::DWORD;
+    use crate::types::DWORD;
     pub const SCARD_UNKNOWN: DWORD = 0;
     pub const SCARD_ABSENT: DWORD = 1;
     pub const SCARD_PRESENT: DWORD = 2;

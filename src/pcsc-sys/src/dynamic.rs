@@ -4,7 +4,9 @@ use std::os::raw::{c_char, c_void};
 use std::path::Path;
 use std::sync::OnceLock;
 
-use crate::*;
+use crate::consts::*;
+use crate::structs::*;
+use crate::types::*;
 
 /// A library to load instead of the system's (a pcsc-lite installed elsewhere).
 pub const LIBRARY_ENV: &str = "TUFKEY_PCSC_LIBRARY";

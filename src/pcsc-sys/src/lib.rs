@@ -13,10 +13,12 @@
 #![allow(overflowing_literals)]
 #![allow(clippy::missing_safety_doc)]
 
-use std::os::raw::{c_char, c_void};
-
 mod consts;
+mod structs;
+mod types;
 pub use consts::*;
+pub use structs::*;
+pub use types::*;
 
 #[cfg(not(any(windows, target_os = "macos")))]
 mod dynamic;
@@ -27,56 +29,6 @@ pub use dynamic::*;
 mod linked;
 #[cfg(any(windows, target_os = "macos"))]
 pub use linked::*;
-
-#[cfg(not(any(windows, target_os = "macos")))]
-pub type DWORD = std::os::raw::c_ulong;
-#[cfg(not(any(windows, target_os = "macos")))]
-pub type LONG = std::os::raw::c_long;
-#[cfg(not(any(windows, target_os = "macos")))]
-pub type ULONG = std::os::raw::c_ulong;
-
-#[cfg(windows)]
-pub type DWORD = std::os::raw::c_ulong;
-#[cfg(windows)]
-pub type LONG = std::os::raw::c_long;
-#[cfg(windows)]
-pub type ULONG = std::os::raw::c_ulong;
-
-#[cfg(target_os = "macos")]
-pub type DWORD = u32;
-#[cfg(target_os = "macos")]
-pub type LONG = i32;
-#[cfg(target_os = "macos")]
-pub type ULONG = u32;
-
-#[cfg(windows)]
-pub type SCARDCONTEXT = usize;
-#[cfg(windows)]
-pub type SCARDHANDLE = usize;
-#[cfg(not(windows))]
-pub type SCARDCONTEXT = LONG;
-#[cfg(not(windows))]
-pub type SCARDHANDLE = LONG;
-
-/// Protocol control information for `SCardTransmit`.
-#[cfg_attr(not(target_os = "macos"), repr(C))]
-#[cfg_attr(target_os = "macos", repr(C, packed))]
-pub struct SCARD_IO_REQUEST {
-    pub dwProtocol: DWORD,
-    pub cbPciLength: DWORD,
-}
-
-/// One reader's state for `SCardGetStatusChange`.
-#[cfg_attr(not(target_os = "macos"), repr(C))]
-#[cfg_attr(target_os = "macos", repr(C, packed))]
-pub struct SCARD_READERSTATE {
-    pub szReader: *const c_char,
-    pub pvUserData: *mut c_void,
-    pub dwCurrentState: DWORD,
-    pub dwEventState: DWORD,
-    pub cbAtr: DWORD,
-    pub rgbAtr: [u8; ATR_BUFFER_SIZE],
-}
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,8 @@
 
 use std::os::raw::{c_char, c_void};
 
-use crate::*;
+use crate::structs::*;
+use crate::types::*;
 
 /// Always `None`: the system library is linked.
 pub fn library_error() -> Option<&'static str> {
