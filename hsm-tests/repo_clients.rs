@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 use harness::clients::{ngclient, tough, Client, ClientOutcome, HttpRepo, TrustedVersions};
 use harness::daemon::{client_policy, daemon_folder, signer_toml, Ca, Daemon};
-use harness::repo::{p, Holder, Keys};
+use harness::p;
+use harness::repo::{Holder, Keys};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 

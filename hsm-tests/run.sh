@@ -64,6 +64,9 @@ say "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 cargo clippy -p pcsc-sys --all-targets --quiet -- -D warnings
 
+say "no import circle between files of src/ (hsm-tests/import-cycles.py)"
+python3 hsm-tests/import-cycles.py
+
 say "building the tough client (hsm-tests/tough-client: a second TUF client for the interop tests)"
 cargo build --quiet -p tough-client
 

@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use tufkey::keys::PinPolicy;
 
-pub use ctx::{Ctx, EXIT_NOT_VERIFIED};
+use ctx::Ctx;
 
 #[derive(Parser)]
 #[command(
