@@ -98,6 +98,16 @@ impl PyRepo {
         build_repo(&["timestamp", s(&self.dir()), &days.to_string()]);
     }
 
+    /// A new top-level target; returns its (length, sha256).
+    fn add_target(&self, path: &str, text: &str) -> (u64, String) {
+        let out = build_repo(&["add-target", s(&self.dir()), path, text]);
+        let t = &out["target"];
+        (
+            t["length"].as_u64().expect("length"),
+            t["sha256"].as_str().expect("sha256").to_string(),
+        )
+    }
+
     fn metadata(&self, name: &str) -> PathBuf {
         self.repo().join("metadata").join(name)
     }
@@ -254,6 +264,37 @@ fn with_consistent_snapshots_both_clients_fetch_version_prefixed_metadata_and_ha
             "{}: {requests:?}",
             client.name()
         );
+    }
+}
+
+#[test]
+fn after_a_new_target_is_published_both_clients_fetch_the_new_snapshot_by_version_and_download_it()
+{
+    let repo = PyRepo::new();
+    let http = HttpRepo::serve(&repo.repo());
+    for client in repo.clients(&http) {
+        assert_eq!(client.refresh().trusted(), versions(1, 1, 1, 1));
+    }
+    let added = repo.add_target("release-2.txt", "the second release\n");
+    http.take_requests();
+    for client in repo.clients(&http) {
+        let got = client.download("release-2.txt");
+        assert_eq!(got.trusted(), versions(1, 2, 2, 2), "{}", client.name());
+        assert_eq!(got.delivered(), added, "{}", client.name());
+        let requests = http.take_requests();
+        for expected in ["/metadata/2.snapshot.json", "/metadata/2.targets.json"] {
+            assert!(
+                paths_with_status(&requests, 200).contains(&expected),
+                "{} did not fetch {expected}: {requests:?}",
+                client.name()
+            );
+        }
+        // The old targets still verify under the new targets version.
+        assert_eq!(
+            client.download("hello.txt").delivered(),
+            repo.target("hello.txt")
+        );
+        http.take_requests();
     }
 }
 
