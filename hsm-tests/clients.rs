@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use harness::clients::{
-    ngclient, paths_with_status, tough, tough_folder, Client, HttpRepo, TrustedVersions,
+    both, ngclient, paths_with_status, tough, tough_folder, Client, HttpRepo, TrustedVersions,
 };
 use serde_json::Value;
 
@@ -67,10 +67,11 @@ impl PyRepo {
 
     /// Both clients, each with its own cache folder, fetching from `http`.
     fn clients(&self, http: &HttpRepo) -> [Client; 2] {
-        [
-            ngclient(http, &self.trusted_root(), &self.cache("ngclient")),
-            tough(http, &self.trusted_root(), &self.cache("tough")),
-        ]
+        both(
+            http,
+            &self.trusted_root(),
+            &self.state.path().join("caches"),
+        )
     }
 
     fn target(&self, path: &str) -> (u64, String) {
@@ -499,11 +500,11 @@ impl RealWorld {
     }
 
     fn today(&self) -> [Client; 2] {
-        let root = self.dir.join("initial_root.json");
-        [
-            ngclient(&self.http, &root, &self.caches.path().join("ngclient")),
-            tough(&self.http, &root, &self.caches.path().join("tough")),
-        ]
+        both(
+            &self.http,
+            &self.dir.join("initial_root.json"),
+            self.caches.path(),
+        )
     }
 
     fn target_path(&self) -> String {

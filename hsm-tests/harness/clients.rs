@@ -266,6 +266,15 @@ pub fn tough(http: &HttpRepo, trusted_root: &Path, datastore: &Path) -> Client {
     )
 }
 
+/// One client of each kind fetching from `http`, with caches `caches/ngclient` and
+/// `caches/tough`: what a test runs when both clients must agree.
+pub fn both(http: &HttpRepo, trusted_root: &Path, caches: &Path) -> [Client; 2] {
+    [
+        ngclient(http, trusted_root, &caches.join("ngclient")),
+        tough(http, trusted_root, &caches.join("tough")),
+    ]
+}
+
 /// tough reading a repository folder through its filesystem transport (`file://` URLs).
 pub fn tough_folder(repo_dir: &Path, trusted_root: &Path, datastore: &Path) -> Client {
     let dir = repo_dir
