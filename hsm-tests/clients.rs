@@ -365,8 +365,13 @@ fn an_expired_timestamp_is_accepted_by_both_clients_at_a_time_before_it_expired(
     .format("%Y-%m-%dT%H:%M:%SZ")
     .to_string();
     for client in repo.clients(&http) {
-        let got = client.at(&before).download("hello.txt");
-        assert_eq!(got.trusted(), versions(1, 2, 1, 1), "{before}");
+        let client = client.at(&before);
+        // Several update cycles in a row: the faked clock runs on between them, so tough's
+        // refusal of a clock that went back does not trip.
+        for _ in 0..3 {
+            assert_eq!(client.refresh().trusted(), versions(1, 2, 1, 1), "{before}");
+        }
+        let got = client.download("hello.txt");
         assert_eq!(got.delivered(), repo.target("hello.txt"));
     }
 }
