@@ -9,7 +9,8 @@
 //!
 //! Neither client can be given a time: python-tuf reads the clock, tough too (and refuses a
 //! clock that went back since its datastore was last used). `.at(time)` runs the client
-//! under `faketime` (Debian package `faketime`).
+//! under `faketime` (Debian package `faketime`) with the clock set back or forward by a
+//! fixed offset, so it starts at `time` and runs on across calls, as a real clock does.
 //!
 //! Needs: `$TUFKEY_TEST_PYTHON` (python-tuf venv, see hsm-tests/run.sh) and the tough client
 //! built with `cargo build -p tough-client` (or `$TUFKEY_TEST_TOUGH_CLIENT`).
@@ -240,7 +241,8 @@ pub struct Client {
     targets_url: String,
     trusted_root: PathBuf,
     cache: PathBuf,
-    at: Option<String>,
+    /// Seconds to add to the real clock (through faketime), if any.
+    clock_offset: Option<i64>,
 }
 
 /// python-tuf's `ngclient.Updater` fetching from `http`, starting from `trusted_root`,
@@ -264,6 +266,15 @@ pub fn tough(http: &HttpRepo, trusted_root: &Path, datastore: &Path) -> Client {
         trusted_root,
         datastore,
     )
+}
+
+/// One client of each kind fetching from `http`, with caches `caches/ngclient` and
+/// `caches/tough`: what a test runs when both clients must agree.
+pub fn both(http: &HttpRepo, trusted_root: &Path, caches: &Path) -> [Client; 2] {
+    [
+        ngclient(http, trusted_root, &caches.join("ngclient")),
+        tough(http, trusted_root, &caches.join("tough")),
+    ]
 }
 
 /// tough reading a repository folder through its filesystem transport (`file://` URLs).
@@ -294,14 +305,20 @@ impl Client {
             targets_url,
             trusted_root: trusted_root.to_path_buf(),
             cache: cache.to_path_buf(),
-            at: None,
+            clock_offset: None,
         }
     }
 
-    /// Runs this client with its clock set to `time` (`2025-02-09 12:02:08+00:00` or
-    /// `2025-02-09T12:02:08Z`), through `faketime`.
+    /// Runs this client with a clock that reads `time` now (`2025-02-09 12:02:08+00:00` or
+    /// `2025-02-09T12:02:08Z`) and keeps running, through `faketime`. An offset rather than
+    /// a fixed time: tough refuses a clock that reads earlier than at its previous run.
     pub fn at(mut self, time: &str) -> Client {
-        self.at = Some(time.to_string());
+        let t =
+            chrono::DateTime::parse_from_rfc3339(&time.replacen(' ', "T", 1)).unwrap_or_else(|e| {
+                panic!("time {time:?}: {e}: give 2025-02-09T12:02:08Z or 2025-02-09 12:02:08+00:00")
+            });
+        self.clock_offset =
+            Some((t.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds());
         self
     }
 
@@ -351,12 +368,12 @@ impl Client {
             (Program::Tough, Some(t)) => argv.extend(["--target".to_string(), t.to_string()]),
             (_, None) => {}
         }
-        let mut cmd = match &self.at {
-            Some(time) => {
+        let mut cmd = match self.clock_offset {
+            Some(offset) => {
+                // libfaketime's relative form: "+N" / "-N" seconds from the real clock.
                 let mut c = Command::new(faketime_bin());
-                c.arg(time)
+                c.args(["-f", &format!("{offset:+}")])
                     .args(&argv)
-                    .env("TZ", "UTC")
                     .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
                 c
             }

@@ -41,6 +41,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}\n\nLoads a TUF repository with the tough crate and prints one JSON outcome (see the module doc in hsm-tests/tough-client/src/main.rs).");
+        return ExitCode::SUCCESS;
+    }
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
