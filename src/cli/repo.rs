@@ -565,13 +565,20 @@ fn outcome_json(o: &Outcome, written: &[PathBuf]) -> Value {
     json!({"roles": o.roles, "signatures": sigs, "target_files": o.target_files, "written": written, "warnings": o.warnings})
 }
 
-fn commit(a: CommitArgs, ctx: &Ctx) -> Result<ExitCode> {
+/// What `commit` and `refresh` share: open the repository, take its lock, sign with the
+/// keys given (audited before anything is published) and collect the files written.
+fn publishing<T>(
+    a: &CommitArgs,
+    ctx: &Ctx,
+    action: &str,
+    run: impl FnOnce(&Repository, &RepoLock, &SignOptions, &mut Hooks) -> Result<T, lib::RepoError>,
+) -> Result<(T, Vec<PathBuf>)> {
     let repo = open(&a.dir)?;
     let keys = key_pairs(&a.keys)?;
     let held = lock(&repo, a.wait)?;
     let bar = Bar::new(ctx, false);
     let mut written = Vec::new();
-    let mut audit = audit_hook(ctx, "repo commit", &a.dir);
+    let mut audit = audit_hook(ctx, action, &a.dir);
     let mut hooks = Hooks {
         progress: &bar,
         before_publish: &mut audit,
@@ -582,9 +589,14 @@ fn commit(a: CommitArgs, ctx: &Ctx) -> Result<ExitCode> {
         pins: &ctx.pins,
         now: Utc::now(),
     };
-    let done = lib::commit::commit(&repo, &held, &opts, &mut hooks)
+    let done = run(&repo, &held, &opts, &mut hooks)
         .map_err(lift)
-        .with_context(|| format!("committing {}", a.dir.display()))?;
+        .with_context(|| format!("{action}: {}", a.dir.display()))?;
+    Ok((done, written))
+}
+
+fn commit(a: CommitArgs, ctx: &Ctx) -> Result<ExitCode> {
+    let (done, written) = publishing(&a, ctx, "repo commit", lib::commit::commit)?;
     match done {
         None => {
             if ctx.json {
@@ -612,25 +624,7 @@ fn commit(a: CommitArgs, ctx: &Ctx) -> Result<ExitCode> {
 }
 
 fn refresh(a: CommitArgs, ctx: &Ctx) -> Result<ExitCode> {
-    let repo = open(&a.dir)?;
-    let keys = key_pairs(&a.keys)?;
-    let held = lock(&repo, a.wait)?;
-    let bar = Bar::new(ctx, false);
-    let mut written = Vec::new();
-    let mut audit = audit_hook(ctx, "repo refresh", &a.dir);
-    let mut hooks = Hooks {
-        progress: &bar,
-        before_publish: &mut audit,
-        on_write: &mut |p: &Path| written.push(p.to_path_buf()),
-    };
-    let opts = SignOptions {
-        keys: &keys,
-        pins: &ctx.pins,
-        now: Utc::now(),
-    };
-    let done = lib::refresh::refresh(&repo, &held, &opts, &mut hooks)
-        .map_err(lift)
-        .with_context(|| format!("refreshing {}", a.dir.display()))?;
+    let (done, written) = publishing(&a, ctx, "repo refresh", lib::refresh::refresh)?;
     match done {
         Refreshed::NothingToDo {
             timestamp_expires,
