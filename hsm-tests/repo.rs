@@ -11,7 +11,7 @@ use std::path::Path;
 use harness::repo::{
     assert_repo_verify, assert_unchanged, ngclient, ngclient_ok, run_env, Keys, Signer,
 };
-use harness::{p, read_json, snapshot};
+use harness::{edit_file, p, read_json, snapshot};
 use serde_json::Value;
 
 fn write(path: &Path, text: &str) {
@@ -258,15 +258,11 @@ fn without_consistent_snapshots_keys_come_from_repo_toml_and_files_are_unprefixe
     ]);
     // Snapshot states the length and hash of targets.json too; ngclient checks them.
     let toml = dir.join("repo.toml");
-    let text = std::fs::read_to_string(&toml).unwrap();
-    std::fs::write(
+    edit_file(
         &toml,
-        text.replace(
-            "meta_lengths_and_hashes = false",
-            "meta_lengths_and_hashes = true",
-        ),
-    )
-    .unwrap();
+        "meta_lengths_and_hashes = false",
+        "meta_lengths_and_hashes = true",
+    );
     k.ok(&["repo", "commit", p(&dir)]);
     let snap = read_json(&dir.join("metadata/snapshot.json"));
     let targets_bytes = std::fs::read(dir.join("metadata/targets.json")).unwrap();
@@ -611,12 +607,7 @@ fn refresh_re_signs_only_what_is_due_and_says_so_otherwise() {
     assert_unchanged(&before, &dir, "a refresh with nothing due");
 
     let toml = dir.join("repo.toml");
-    let text = std::fs::read_to_string(&toml).unwrap();
-    std::fs::write(
-        &toml,
-        text.replace("# timestamp = \"12h\"", "timestamp = \"2d\""),
-    )
-    .unwrap();
+    edit_file(&toml, "# timestamp = \"12h\"", "timestamp = \"2d\"");
     let (code, out, err) = refresh(&k);
     assert_eq!(code, 0, "{out}{err}");
     let roles: Vec<&str> = out["roles"]
@@ -636,12 +627,7 @@ fn refresh_re_signs_only_what_is_due_and_says_so_otherwise() {
     );
 
     // Snapshot due too: both are re-signed, snapshot first.
-    let text = std::fs::read_to_string(&toml).unwrap();
-    std::fs::write(
-        &toml,
-        text.replace("# snapshot = \"182d\"", "snapshot = \"400d\""),
-    )
-    .unwrap();
+    edit_file(&toml, "# snapshot = \"182d\"", "snapshot = \"400d\"");
     let (code, out, err) = refresh(&k);
     assert_eq!(code, 0, "{out}{err}");
     let v = ngclient_ok(&dir, &root, &["hello.txt"]);
@@ -662,24 +648,14 @@ fn refresh_refuses_an_expired_targets_role_and_status_reports_it() {
     let dir = k.path("repo");
     k.ok(&["repo", "init", p(&dir), "--root", p(&root)]);
     let toml = dir.join("repo.toml");
-    let text = std::fs::read_to_string(&toml).unwrap();
-    std::fs::write(
-        &toml,
-        text.replace("targets = \"365d\"", "targets = \"2s\""),
-    )
-    .unwrap();
+    edit_file(&toml, "targets = \"365d\"", "targets = \"2s\"");
     k.commit(&dir, &[]);
     std::thread::sleep(std::time::Duration::from_secs(3));
     let before = snapshot(&dir);
-    let (code, msg) = k.fails(&[
-        "repo",
-        "refresh",
-        p(&dir),
-        "--key",
-        &format!("snapshot={}", k.snapshot.uri),
-        "--key",
-        &format!("timestamp={}", k.timestamp.uri),
-    ]);
+    let online = k.online_keys();
+    let mut args = vec!["repo", "refresh", p(&dir)];
+    args.extend(online.iter().map(String::as_str));
+    let (code, msg) = k.fails(&args);
     assert_eq!(code, 1);
     assert!(
         msg.contains("role `targets` expired at") && msg.contains("does not paper over"),
@@ -973,12 +949,7 @@ fn snapshot_and_timestamp_are_signed_through_a_running_signer() {
     }
     // refresh through the signer too, once the timestamp is due.
     let toml = dir.join("repo.toml");
-    let text = std::fs::read_to_string(&toml).unwrap();
-    std::fs::write(
-        &toml,
-        text.replace("# timestamp = \"12h\"", "timestamp = \"2d\""),
-    )
-    .unwrap();
+    edit_file(&toml, "# timestamp = \"12h\"", "timestamp = \"2d\"");
     let (code, out, err) = run_env(&k, &["repo", "refresh", p(&dir)], &signer.env());
     assert_eq!(code, 0, "{out}{err}");
     let v = ngclient_ok(&dir, &root, &["hello.txt"]);
@@ -1073,36 +1044,20 @@ fn refresh_refuses_an_expired_snapshot_instead_of_signing_a_timestamp_over_it() 
     let dir = k.path("repo");
     k.ok(&["repo", "init", p(&dir), "--root", p(&root)]);
     let toml = dir.join("repo.toml");
-    let text = std::fs::read_to_string(&toml).unwrap();
-    std::fs::write(
-        &toml,
-        text.replace("snapshot = \"365d\"", "snapshot = \"2s\""),
-    )
-    .unwrap();
+    edit_file(&toml, "snapshot = \"365d\"", "snapshot = \"2s\"");
     k.commit(&dir, &[]);
     std::thread::sleep(std::time::Duration::from_secs(3));
     let before = snapshot(&dir);
-    let (code, msg) = k.fails(&[
-        "repo",
-        "refresh",
-        p(&dir),
-        "--key",
-        &format!("snapshot={}", k.snapshot.uri),
-        "--key",
-        &format!("timestamp={}", k.timestamp.uri),
-    ]);
+    let online = k.online_keys();
+    let mut args = vec!["repo", "refresh", p(&dir)];
+    args.extend(online.iter().map(String::as_str));
+    let (code, msg) = k.fails(&args);
     assert_eq!(code, 1);
     assert!(msg.contains("role `snapshot` expired at"), "{msg}");
     assert_unchanged(&before, &dir, "a refused refresh");
     // The way out is a commit, which signs a new snapshot and timestamp even with
     // nothing staged.
-    std::fs::write(
-        &toml,
-        std::fs::read_to_string(&toml)
-            .unwrap()
-            .replace("snapshot = \"2s\"", "snapshot = \"365d\""),
-    )
-    .unwrap();
+    edit_file(&toml, "snapshot = \"2s\"", "snapshot = \"365d\"");
     k.commit(&dir, &[]);
     let v = ngclient_ok(&dir, &root, &[]);
     assert_eq!(v["snapshot_version"], 2);

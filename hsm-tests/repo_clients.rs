@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use harness::clients::{ngclient, tough, Client, ClientOutcome, HttpRepo, TrustedVersions};
 use harness::daemon::{client_policy, daemon_folder, signer_toml, Ca, Daemon};
-use harness::p;
 use harness::repo::{Holder, Keys};
+use harness::{edit_file, p};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -540,12 +540,7 @@ fn ngclient_tough_and_repo_verify_agree_on_a_repository_in_every_state_from_cere
     let before = readers.published_versions();
     let old_timestamp = std::fs::read(dir.join("metadata/timestamp.json")).unwrap();
     let toml = dir.join("repo.toml");
-    let text = std::fs::read_to_string(&toml).unwrap();
-    std::fs::write(
-        &toml,
-        text.replace("# timestamp = \"12h\"", "timestamp = \"2d\""),
-    )
-    .unwrap();
+    edit_file(&toml, "# timestamp = \"12h\"", "timestamp = \"2d\"");
     signer.tufkey(&k, &["repo", "refresh", p(&dir)], None);
     let after = readers.published_versions();
     assert_eq!(

@@ -20,3 +20,16 @@ pub fn write_json(path: &Path, v: &Value) {
     std::fs::write(path, serde_json::to_vec_pretty(v).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
+
+/// Edits a text file (a `repo.toml`) by replacing `from` with `to`; a `from` that is not
+/// there fails the test, so an edit can never silently do nothing.
+pub fn edit_file(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        text.contains(from),
+        "{}: no `{from}` to replace",
+        path.display()
+    );
+    std::fs::write(path, text.replace(from, to))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}

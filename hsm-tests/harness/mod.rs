@@ -14,7 +14,7 @@ mod spy;
 // Every test binary compiles the whole harness and uses part of it (hence also
 // `dead_code` above): the re-exports below are the shared fixtures' one name.
 #[allow(unused_imports)]
-pub use files::{p, read_json, write_json};
+pub use files::{edit_file, p, read_json, write_json};
 #[allow(unused_imports)]
 pub use root::{root_body, verify_json, RootKey};
 #[allow(unused_imports)]

@@ -164,9 +164,15 @@ impl Keys {
 
     /// `--key ROLE=URI` arguments for targets, snapshot and timestamp.
     pub fn commit_keys(&self) -> Vec<String> {
+        let mut keys = vec!["--key".into(), format!("targets={}", self.targets.uri)];
+        keys.extend(self.online_keys());
+        keys
+    }
+
+    /// `--key ROLE=URI` arguments for the online roles, snapshot and timestamp (what
+    /// `repo refresh` needs).
+    pub fn online_keys(&self) -> Vec<String> {
         vec![
-            "--key".into(),
-            format!("targets={}", self.targets.uri),
             "--key".into(),
             format!("snapshot={}", self.snapshot.uri),
             "--key".into(),
