@@ -14,4 +14,11 @@ pub trait Signer: Send + Sync {
     fn key_id(&self) -> &str;
     /// A signature in TUF's encoding for the key's scheme.
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError>;
+    /// Signatures for many messages, one result each, in order. Re-signing thousands of
+    /// hashed bins is bound by the key, so backends that can do better than one at a
+    /// time override this: a token signs over several sessions in parallel, a remote
+    /// signer sends one batch request. A refused message does not stop the others.
+    fn sign_many(&self, messages: &[&[u8]]) -> Vec<Result<Vec<u8>, KeyError>> {
+        messages.iter().map(|m| self.sign(m)).collect()
+    }
 }
