@@ -13,6 +13,8 @@ mod outcome;
 mod output;
 mod pin;
 mod repo;
+mod repo_bins;
+mod repo_common;
 mod repo_download;
 mod repo_verify;
 mod serve;

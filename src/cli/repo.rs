@@ -3,8 +3,7 @@
 //! results, and maps outcomes to exit codes a monitor can use.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,18 +11,18 @@ use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
-use tufkey::repo::commit::{Outcome, SignOptions};
 use tufkey::repo::config::parse_duration;
-use tufkey::repo::lock::RepoLock;
 use tufkey::repo::refresh::Refreshed;
-use tufkey::repo::signing::Made;
 use tufkey::repo::targets::{self, NewTarget};
-use tufkey::repo::{self as lib, Hooks, Progress, Repository};
+use tufkey::repo::{self as lib, Progress};
 use tufkey::tuf::fileinfo::{FileInfo, HashAlg};
 
 use super::auditor::{shown_path, Audited};
 use super::ctx::Ctx;
 use super::output::{print_json, short};
+use super::repo_common::{
+    key_pairs, lift, lock, open, outcome_json, publishing, show_outcome, wait_arg, Bar, CommitArgs,
+};
 
 /// `repo refresh`: nothing was due, nothing was signed.
 pub const EXIT_NOTHING_TO_DO: u8 = 4;
@@ -76,6 +75,10 @@ default 1-day timestamp). Exit codes: 0 signed, 4 nothing was due (systemd: Succ
     Verify(super::repo_verify::VerifyArgs),
     /// Fetch one target as a TUF client would (trusted root, every check) and write it.
     Download(super::repo_download::DownloadArgs),
+    /// Delegate the targets path space to N succinct hash bins (TAP 15), advise a bin
+    /// count, or re-sign every bin.
+    #[command(after_help = super::repo_bins::AFTER_HELP)]
+    Bins(super::repo_bins::BinsArgs),
 }
 
 #[derive(Args)]
@@ -158,20 +161,6 @@ pub struct RootArgs {
 }
 
 #[derive(Args)]
-pub struct CommitArgs {
-    /// The repository folder.
-    dir: PathBuf,
-    /// A key to sign ROLE with: ROLE=URI (pkcs11:, yubikey:, file:, https://…/keys/ID).
-    /// Replaces repo.toml's keys for that role; repeat to meet a threshold.
-    #[arg(long = "key", value_name = "ROLE=URI")]
-    keys: Vec<String>,
-    /// Wait this long for another commit or refresh holding the lock (e.g. 30s, 5m);
-    /// default: refuse at once, naming the holder.
-    #[arg(long, default_value = "0s", value_parser = wait_arg)]
-    wait: Duration,
-}
-
-#[derive(Args)]
 pub struct StatusArgs {
     /// The repository folder.
     dir: PathBuf,
@@ -179,15 +168,6 @@ pub struct StatusArgs {
     /// snapshot once past their refresh point (a refresh was missed), other roles 30d.
     #[arg(long, value_parser = window_arg, value_name = "DURATION")]
     expiring_within: Option<chrono::Duration>,
-}
-
-fn wait_arg(s: &str) -> Result<Duration, String> {
-    if s.trim() == "0" || s.trim() == "0s" {
-        return Ok(Duration::ZERO);
-    }
-    parse_duration(s)
-        .and_then(|d| d.to_std().ok())
-        .ok_or_else(|| format!("`{s}` is not a duration; write e.g. 30s, 5m, 1h"))
 }
 
 fn window_arg(s: &str) -> Result<chrono::Duration, String> {
@@ -200,6 +180,7 @@ pub fn audited(cmd: &RepoCmd) -> Option<Audited> {
         RepoCmd::Commit(a) => Some(Audited::new("repo commit", Some(&a.dir))),
         RepoCmd::Refresh(a) => Some(Audited::new("repo refresh", Some(&a.dir))),
         RepoCmd::Root(a) => Some(Audited::new("repo root", Some(&a.dir))),
+        RepoCmd::Bins(a) if !a.advise => Some(Audited::new("repo bins", Some(&a.dir))),
         _ => None,
     }
 }
@@ -216,88 +197,7 @@ pub fn run(cmd: RepoCmd, ctx: &Ctx) -> Result<ExitCode> {
         RepoCmd::Status(a) => status(a, ctx),
         RepoCmd::Verify(a) => super::repo_verify::run(a, ctx),
         RepoCmd::Download(a) => super::repo_download::run(a, ctx),
-    }
-}
-
-/// A library error for the CLI's error chain: a key error behind it is put in the chain
-/// itself, so the exit code tells an unavailable device (7) from other failures.
-fn lift(e: lib::RepoError) -> anyhow::Error {
-    let what = match &e {
-        lib::RepoError::Sign { uri, role, .. } => {
-            format!("signing role `{role}` with {uri}; nothing was published")
-        }
-        lib::RepoError::KeyRead { uri, role, .. } => {
-            format!("reading the public key of {uri} for role `{role}`")
-        }
-        _ => return e.into(),
-    };
-    match e {
-        lib::RepoError::Sign { source, .. } | lib::RepoError::KeyRead { source, .. } => {
-            anyhow::Error::new(*source).context(what)
-        }
-        other => other.into(),
-    }
-}
-
-fn open(dir: &Path) -> Result<Repository> {
-    Ok(Repository::open(dir)?)
-}
-
-fn lock(repo: &Repository, wait: Duration) -> Result<RepoLock> {
-    let command: Vec<String> = std::env::args().collect();
-    Ok(RepoLock::acquire(
-        &repo.layout.lock(),
-        wait,
-        &command.join(" "),
-    )?)
-}
-
-/// `ROLE=URI` pairs.
-fn key_pairs(keys: &[String]) -> Result<Vec<(String, String)>> {
-    keys.iter()
-        .map(|k| match k.split_once('=') {
-            Some((r, u)) if !r.is_empty() && !u.is_empty() && !r.contains(':') => {
-                Ok((r.to_string(), u.to_string()))
-            }
-            _ => bail!(
-                "--key {}: write ROLE=URI, e.g. --key timestamp=pkcs11:token=online;object=ts",
-                tufkey::keys::uri::redact(k)
-            ),
-        })
-        .collect()
-}
-
-/// A progress bar on stderr when it is a terminal and output is for people.
-struct Bar(indicatif::ProgressBar);
-
-impl Bar {
-    fn new(ctx: &Ctx, bytes: bool) -> Bar {
-        if ctx.json || !std::io::stderr().is_terminal() {
-            return Bar(indicatif::ProgressBar::hidden());
-        }
-        let template = if bytes {
-            "{msg:>10} [{bar:30}] {bytes}/{total_bytes} ({eta})"
-        } else {
-            "{msg:>10} [{bar:30}] {pos}/{len}"
-        };
-        let style = indicatif::ProgressStyle::with_template(template)
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> ");
-        Bar(indicatif::ProgressBar::new(0).with_style(style))
-    }
-}
-
-impl Progress for Bar {
-    fn start(&self, what: &str, total: u64) {
-        self.0.reset();
-        self.0.set_length(total);
-        self.0.set_message(what.to_string());
-    }
-    fn advance(&self, n: u64) {
-        self.0.inc(n);
-    }
-    fn finish(&self) {
-        self.0.finish_and_clear();
+        RepoCmd::Bins(a) => super::repo_bins::run(a, ctx),
     }
 }
 
@@ -510,93 +410,8 @@ fn root(a: RootArgs, ctx: &Ctx) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Audit entries for every signature, before anything is published.
-fn audit_hook<'a>(
-    ctx: &'a Ctx,
-    action: &'a str,
-    dir: &'a Path,
-) -> impl FnMut(&[Made]) -> Result<(), String> + 'a {
-    move |made| {
-        for m in made {
-            let mut ev = ctx.audit.event(action, "signed");
-            ev.file = Some(shown_path(dir));
-            ev.role = Some(m.role.clone());
-            ev.version = Some(m.version);
-            ev.key_id = Some(m.keyid.clone());
-            ev.key_uri = Some(tufkey::keys::uri::redact(&m.uri));
-            ev.payload_sha256 = Some(m.payload_sha256.clone());
-            ctx.audit.record(ev).map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    }
-}
-
-fn show_outcome(o: &Outcome, written: &[PathBuf]) {
-    for r in &o.roles {
-        println!(
-            "  {:<10} version {:<4} expires {}",
-            r.role, r.version, r.expires
-        );
-    }
-    let by_role = o
-        .signatures
-        .iter()
-        .fold(BTreeMap::<&str, Vec<&str>>::new(), |mut m, s| {
-            m.entry(&s.role).or_default().push(short(&s.keyid));
-            m
-        });
-    for (role, ids) in by_role {
-        println!("  signed {role} with {}", ids.join(" "));
-    }
-    println!("  {} file(s) written, timestamp.json last", written.len());
-    for w in &o.warnings {
-        println!("  warning: {w}");
-    }
-}
-
-fn outcome_json(o: &Outcome, written: &[PathBuf]) -> Value {
-    let sigs: Vec<Value> = o
-        .signatures
-        .iter()
-        .map(
-            |s| json!({"role": s.role, "keyid": s.keyid, "uri": tufkey::keys::uri::redact(&s.uri)}),
-        )
-        .collect();
-    json!({"roles": o.roles, "signatures": sigs, "target_files": o.target_files, "written": written, "warnings": o.warnings})
-}
-
-/// What `commit` and `refresh` share: open the repository, take its lock, sign with the
-/// keys given (audited before anything is published) and collect the files written.
-fn publishing<T>(
-    a: &CommitArgs,
-    ctx: &Ctx,
-    action: &str,
-    run: impl FnOnce(&Repository, &RepoLock, &SignOptions, &mut Hooks) -> Result<T, lib::RepoError>,
-) -> Result<(T, Vec<PathBuf>)> {
-    let repo = open(&a.dir)?;
-    let keys = key_pairs(&a.keys)?;
-    let held = lock(&repo, a.wait)?;
-    let bar = Bar::new(ctx, false);
-    let mut written = Vec::new();
-    let mut audit = audit_hook(ctx, action, &a.dir);
-    let mut hooks = Hooks {
-        progress: &bar,
-        before_publish: &mut audit,
-        on_write: &mut |p: &Path| written.push(p.to_path_buf()),
-    };
-    let opts = SignOptions {
-        keys: &keys,
-        pins: &ctx.pins,
-        now: Utc::now(),
-    };
-    let done = run(&repo, &held, &opts, &mut hooks)
-        .map_err(lift)
-        .with_context(|| format!("{action}: {}", a.dir.display()))?;
-    Ok((done, written))
-}
-
 fn commit(a: CommitArgs, ctx: &Ctx) -> Result<ExitCode> {
-    let (done, written) = publishing(&a, ctx, "repo commit", lib::commit::commit)?;
+    let (done, written) = publishing(&a, ctx, "repo commit", false, lib::commit::commit)?;
     match done {
         None => {
             if ctx.json {
@@ -624,7 +439,7 @@ fn commit(a: CommitArgs, ctx: &Ctx) -> Result<ExitCode> {
 }
 
 fn refresh(a: CommitArgs, ctx: &Ctx) -> Result<ExitCode> {
-    let (done, written) = publishing(&a, ctx, "repo refresh", lib::refresh::refresh)?;
+    let (done, written) = publishing(&a, ctx, "repo refresh", false, lib::refresh::refresh)?;
     match done {
         Refreshed::NothingToDo {
             timestamp_expires,

@@ -21,4 +21,22 @@ pub trait Signer: Send + Sync {
     fn sign_many(&self, messages: &[&[u8]]) -> Vec<Result<Vec<u8>, KeyError>> {
         messages.iter().map(|m| self.sign(m)).collect()
     }
+    /// [`Signer::sign_many`], telling `done(i, result)` as message `i` is signed, from
+    /// whichever thread signed it: a caller checks each signature and moves a progress
+    /// bar while the key is still busy with the others. By default the whole batch is
+    /// signed first (one request for a remote key), then `done` is told in order.
+    fn sign_many_with(
+        &self,
+        messages: &[&[u8]],
+        done: &Done<'_>,
+    ) -> Vec<Result<Vec<u8>, KeyError>> {
+        let out = self.sign_many(messages);
+        for (i, r) in out.iter().enumerate() {
+            done(i, r);
+        }
+        out
+    }
 }
+
+/// What [`Signer::sign_many_with`] tells about each message signed.
+pub type Done<'a> = dyn Fn(usize, &Result<Vec<u8>, KeyError>) + Sync + 'a;

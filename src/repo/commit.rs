@@ -9,6 +9,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
+use super::bins;
 use super::error::RepoError;
 use super::lock::RepoLock;
 use super::publish::{publish, Step};
@@ -31,6 +32,8 @@ pub struct SignOptions<'a> {
     pub keys: &'a [(String, String)],
     pub pins: &'a PinPolicy,
     pub now: DateTime<Utc>,
+    /// Re-sign every hash bin (new version and expiry), changed or not.
+    pub resign_bins: bool,
 }
 
 /// One role written by a commit or refresh.
@@ -100,6 +103,21 @@ pub(crate) fn timestamp_doc(
     .unwrap_or_else(|_| unreachable!("a timestamp of integers and strings is canonical"))
 }
 
+/// Whether `md` carries signatures by at least `def.threshold` of its key ids (not checked
+/// cryptographically: for bins tufkey published under an unchanged delegation).
+fn signed_by_threshold(md: &Metadata, def: &RoleKeys) -> bool {
+    let signed = def
+        .keyids
+        .iter()
+        .filter(|k| {
+            md.signatures()
+                .iter()
+                .any(|s| &s.keyid == *k && !s.sig.is_empty())
+        })
+        .count();
+    signed as u64 >= def.threshold
+}
+
 /// The role definition `role` has in `delegator`, or an error naming the file.
 pub(crate) fn role_keys(d: &Delegator, role: &str, path: &Path) -> Result<RoleKeys, RepoError> {
     d.roles
@@ -146,39 +164,68 @@ pub fn commit(
     docs.entry("targets".into()).or_insert_with(empty_targets);
     let nodes = tree(&docs);
 
+    // Delegators read once each: a binned targets delegates to thousands of roles.
+    let mut delegators: BTreeMap<String, Delegator> = BTreeMap::new();
+    for p in nodes.iter().filter_map(|n| n.parent.as_ref()) {
+        if !delegators.contains_key(p) {
+            // A parent in the tree always has a document: the walk descends only there.
+            let parent = docs.get(p).ok_or_else(|| RepoError::NoSuchRole {
+                role: p.clone(),
+                roles: docs.keys().cloned().collect::<Vec<_>>().join(", "),
+            })?;
+            let d = bins::delegator_of(parent, &layout.staged_role(p))?;
+            delegators.insert(p.clone(), d);
+        }
+    }
     // Which targets roles change, each with the definition its (new) delegator gives it.
     let mut to_sign: Vec<(String, RoleKeys)> = Vec::new();
     let mut warnings = Vec::new();
+    let mut expired_bins = 0usize;
     for node in &nodes {
         let (d, dpath) = match &node.parent {
-            None => (root_d.clone(), root_path.clone()),
-            Some(p) => {
-                let path = layout.staged_role(p);
-                // A parent in the tree always has a document: the walk descends only there.
-                let parent = docs.get(p).ok_or_else(|| RepoError::NoSuchRole {
-                    role: p.clone(),
-                    roles: docs.keys().cloned().collect::<Vec<_>>().join(", "),
-                })?;
-                let d = Delegator::from_metadata(parent).map_err(meta_error(&path))?;
-                (d, path)
-            }
+            None => (&root_d, root_path.clone()),
+            Some(p) => match delegators.get(p) {
+                Some(d) => (d, layout.staged_role(p)),
+                None => continue,
+            },
         };
-        let def = role_keys(&d, &node.name, &dpath)?;
+        let def = role_keys(d, &node.name, &dpath)?;
         let before = published.roles.get(&node.name);
-        let still_valid = before
-            .and_then(|l| d.verify_role(&node.name, &l.md).ok())
-            .is_some_and(|r| r.verified());
-        if staged.contains_key(&node.name) || !still_valid {
+        let parent_staged = node.parent.as_ref().is_some_and(|p| staged.contains_key(p));
+        let still_valid = match before {
+            None => false,
+            // A bin tufkey published (each signature checked before it was written)
+            // under a delegation unchanged since still verifies; counting its key ids
+            // spares re-verifying thousands of bins on every commit. `repo verify`
+            // checks every signature.
+            Some(l) if node.bins.is_some() && !parent_staged => signed_by_threshold(&l.md, &def),
+            Some(l) => d
+                .verify_role(&node.name, &l.md)
+                .ok()
+                .is_some_and(|r| r.verified()),
+        };
+        let resign = opts.resign_bins && node.bins.is_some();
+        if staged.contains_key(&node.name) || !still_valid || resign {
             to_sign.push((node.name.clone(), def));
         } else if let Some(l) = before {
             if l.md.expires().and_then(|e| parse_expires(e).ok()) <= Some(opts.now) {
-                warnings.push(format!(
-                    "role `{}` (unchanged) expired at {}; stage it (`tufkey repo edit`) and commit it with its keys",
-                    node.name,
-                    l.md.expires().unwrap_or_default()
-                ));
+                if node.bins.is_some() {
+                    expired_bins += 1;
+                } else {
+                    warnings.push(format!(
+                        "role `{}` (unchanged) expired at {}; stage it (`tufkey repo edit`) and commit it with its keys",
+                        node.name,
+                        l.md.expires().unwrap_or_default()
+                    ));
+                }
             }
         }
+    }
+    if expired_bins > 0 {
+        warnings.push(format!(
+            "{expired_bins} hash bin(s) (unchanged) have expired; re-sign every bin with `tufkey repo bins {} --resign`",
+            layout.dir.display()
+        ));
     }
     // Snapshot and timestamp that clients refuse (or soon will) are renewed even with
     // nothing staged: a commit is the way out of an expired snapshot.
@@ -205,7 +252,15 @@ pub fn commit(
     for top in ["snapshot", "timestamp"] {
         plan_roles.push((top.into(), role_keys(&root_d, top, &root_path)?));
     }
-    let uris = signing::key_uris(&repo.config, opts.keys);
+    let mut uris = signing::key_uris(&repo.config, opts.keys);
+    // Bins are signed with the keys repo.toml (or --key) names under their prefix.
+    for node in nodes.iter().filter(|n| n.bins.is_some()) {
+        if !uris.contains_key(&node.name) {
+            if let Some(list) = uris.get(bins::setting_name(node)).cloned() {
+                uris.insert(node.name.clone(), list);
+            }
+        }
+    }
     let plan = signing::plan(&plan_roles, &uris, opts.pins)?;
 
     let total: usize = plan.roles.iter().map(|(_, u)| u.len()).sum();
@@ -216,8 +271,11 @@ pub fn commit(
         warnings,
         ..Outcome::default()
     };
-    let mut steps_targets = Vec::new();
-    let mut steps_roles = Vec::new();
+    let setting: BTreeMap<&str, &str> = nodes
+        .iter()
+        .map(|n| (n.name.as_str(), bins::setting_name(n)))
+        .collect();
+    let mut batch: Vec<(String, Metadata)> = Vec::with_capacity(to_sign.len());
     for (name, _) in &to_sign {
         let mut md = docs.get(name).cloned().unwrap_or_else(empty_targets);
         let version = published
@@ -225,11 +283,26 @@ pub fn commit(
             .get(name)
             .and_then(|l| l.md.version())
             .map_or(1, |v| v + 1);
-        let expires = format_expires(opts.now + repo.config.expiry(name));
+        let lifetime = repo
+            .config
+            .expiry(setting.get(name.as_str()).copied().unwrap_or(name));
+        let expires = format_expires(opts.now + lifetime);
         bump(&mut md, version, &expires, &layout.staged_role(name))?;
-        outcome
-            .signatures
-            .extend(signers.sign(&plan, name, &mut md, progress)?);
+        outcome.roles.push(RoleWritten {
+            role: name.clone(),
+            version,
+            expires,
+        });
+        batch.push((name.clone(), md));
+    }
+    // Every targets role in one batch per key.
+    outcome
+        .signatures
+        .extend(signers.sign_all(&plan, &mut batch, progress)?);
+    let mut steps_targets = Vec::new();
+    let mut delegated = Vec::new();
+    let mut top_targets = None;
+    for (name, md) in batch {
         for (path, entry) in md
             .signed()
             .get("targets")
@@ -253,23 +326,27 @@ pub fn commit(
                 });
             }
         }
-        let step = Step::Metadata {
-            path: layout.role(name, version, consistent),
-            bytes: md.to_pretty_bytes(),
-        };
+        let path = layout.role(&name, md.version().unwrap_or(1), consistent);
+        let bytes = md.to_pretty_bytes();
         // Delegated roles before `targets`, which points at them.
         if name == "targets" {
-            steps_roles.push(step);
+            top_targets = Some(Step::Metadata { path, bytes });
         } else {
-            steps_roles.insert(0, step);
+            delegated.push((path, bytes));
         }
-        outcome.roles.push(RoleWritten {
-            role: name.clone(),
-            version,
-            expires,
-        });
-        docs.insert(name.clone(), md);
+        docs.insert(name, md);
     }
+    // Delegated roles (all durable, in any order, before `targets`), then `targets`.
+    let mut steps_roles = Vec::new();
+    match delegated.len() {
+        0 => {}
+        1 => {
+            let (path, bytes) = delegated.remove(0);
+            steps_roles.push(Step::Metadata { path, bytes });
+        }
+        _ => steps_roles.push(Step::Many(delegated)),
+    }
+    steps_roles.extend(top_targets);
 
     // Snapshot: every targets role clients can reach.
     let mut meta = Map::new();

@@ -101,6 +101,8 @@ pub enum RepoError {
     Locked { lock: PathBuf, holder: String },
     #[error("role `{role}` expired at {expires}; refresh does not paper over an expired {role}: commit a new {role} with its keys (`tufkey repo commit`)")]
     Expired { role: String, expires: String },
+    #[error("--count {count}: {reason}; nothing was changed")]
+    BinCount { count: u64, reason: String },
     #[error("{0}")]
     Other(String),
 }

@@ -6,6 +6,8 @@
 //! `repo.toml` (keys, lifetimes), `staged/` (changes waiting for `commit`) and
 //! `repo.lock`. This module uses `tuf` and `keys` only; the CLI shows what it returns.
 
+pub mod bins;
+pub mod bins_advise;
 pub mod commit;
 pub mod config;
 pub mod error;

@@ -2,8 +2,8 @@
 //! bar on a terminal, the library only reports.
 
 /// Progress of long work (hashing files, signing roles), shown by the CLI as a bar on a
-/// terminal; the library only reports.
-pub trait Progress {
+/// terminal; the library only reports. `Sync`: signing threads report as they finish.
+pub trait Progress: Sync {
     /// A new phase of `total` steps (bytes or items).
     fn start(&self, what: &str, total: u64);
     /// `n` more steps done.

@@ -3,13 +3,16 @@
 //! signer per URI signs every role that uses it.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
 
 use super::config::RepoConfig;
 use super::error::RepoError;
 use super::progress::Progress;
-use crate::keys::{self, PinPolicy, Signer};
+use crate::keys::{self, KeyError, PinPolicy, Signer};
 use crate::tuf::verify::RoleKeys;
-use crate::tuf::Metadata;
+use crate::tuf::{Metadata, Signature};
 
 /// Key URIs per role for one run: `--key ROLE=URI` replaces repo.toml's list for ROLE.
 pub fn key_uris(config: &RepoConfig, given: &[(String, String)]) -> BTreeMap<String, Vec<String>> {
@@ -124,38 +127,100 @@ impl<'a> Signers<'a> {
         md: &mut Metadata,
         progress: &dyn Progress,
     ) -> Result<Vec<Made>, RepoError> {
-        let uris = plan
+        let mut one = [(role.to_string(), md.clone())];
+        let made = self.sign_all(plan, &mut one, progress)?;
+        let [(_, signed)] = one;
+        *md = signed;
+        Ok(made)
+    }
+
+    /// Signs every `(role, document)` with the URIs the plan chose for its role: one
+    /// [`Signer::sign_many_with`] call per key for all the documents it signs (a token
+    /// signs them over several sessions, a remote signer gets one batch). Each signature
+    /// is checked against the key's public key as it arrives, on the thread that made
+    /// it; any failure stops everything and nothing is returned to publish.
+    pub fn sign_all(
+        &mut self,
+        plan: &KeyPlan,
+        docs: &mut [(String, Metadata)],
+        progress: &dyn Progress,
+    ) -> Result<Vec<Made>, RepoError> {
+        let uris_of: BTreeMap<&str, &[String]> = plan
             .roles
             .iter()
-            .find(|(r, _)| r == role)
-            .map(|(_, u)| u.clone())
-            .unwrap_or_default();
-        let payload = md.payload();
+            .map(|(r, u)| (r.as_str(), u.as_slice()))
+            .collect();
+        // Which documents each key signs, keys in the order they are first needed.
+        let mut by_uri: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, (role, _)) in docs.iter().enumerate() {
+            for uri in uris_of.get(role.as_str()).copied().unwrap_or_default() {
+                match by_uri.iter_mut().find(|(u, _)| u == uri) {
+                    Some((_, list)) => list.push(i),
+                    None => by_uri.push((uri.clone(), vec![i])),
+                }
+            }
+        }
+        let payloads: Vec<Vec<u8>> = docs.iter().map(|(_, md)| md.payload()).collect();
         let mut made = Vec::new();
-        for uri in uris {
-            let err = |source| RepoError::Sign {
+        for (uri, indices) in by_uri {
+            let err = |role: &str, source| RepoError::Sign {
                 uri: keys::uri::redact(&uri),
                 role: role.into(),
                 source: Box::new(source),
             };
             if !self.open.contains_key(&uri) {
-                let s = keys::open_signer(&uri, self.pins).map_err(err)?;
+                let first = indices.first().map_or("", |i| docs[*i].0.as_str());
+                let s = keys::open_signer(&uri, self.pins).map_err(|e| err(first, e))?;
                 self.open.insert(uri.clone(), s);
             }
             let Some(signer) = self.open.get(&uri) else {
                 continue;
             };
-            let sig = keys::sign_checked(signer.as_ref(), &payload).map_err(err)?;
-            made.push(Made {
-                role: role.into(),
-                version: md.version().unwrap_or(0),
-                keyid: sig.keyid.clone(),
-                uri: signer.uri().to_string(),
-                payload_sha256: md.payload_sha256(),
+            let signer = signer.as_ref();
+            let messages: Vec<&[u8]> = indices.iter().map(|i| payloads[*i].as_slice()).collect();
+            let checked: Vec<OnceLock<Result<Signature, KeyError>>> =
+                messages.iter().map(|_| OnceLock::new()).collect();
+            let results = signer.sign_many_with(&messages, &|j, r| {
+                if let (Ok(raw), Some(m)) = (r, messages.get(j)) {
+                    let _ = checked[j].set(check(signer, m, raw));
+                }
+                progress.advance(1);
             });
-            md.set_signature(sig);
-            progress.advance(1);
+            for (j, (result, check_slot)) in results.into_iter().zip(checked).enumerate() {
+                let i = indices[j];
+                let role = docs[i].0.clone();
+                let raw = result.map_err(|e| err(&role, e))?;
+                let sig = match check_slot.into_inner() {
+                    Some(c) => c,
+                    None => check(signer, messages[j], &raw),
+                }
+                .map_err(|e| err(&role, e))?;
+                let md = &mut docs[i].1;
+                made.push(Made {
+                    role,
+                    version: md.version().unwrap_or(0),
+                    keyid: sig.keyid.clone(),
+                    uri: signer.uri().to_string(),
+                    payload_sha256: hex::encode(Sha256::digest(messages[j])),
+                });
+                md.set_signature(sig);
+            }
         }
         Ok(made)
     }
+}
+
+/// A signature as TUF writes it, checked against the key's own public key (as
+/// [`keys::sign_checked`] does) so that a wrong mechanism or a faulty token never
+/// reaches a published file.
+fn check(signer: &dyn Signer, message: &[u8], raw: &[u8]) -> Result<Signature, KeyError> {
+    let sig = Signature::new(signer.key_id(), raw);
+    signer
+        .public_key()
+        .verify_hex(message, &sig.sig)
+        .map_err(|reason| KeyError::SelfCheck {
+            uri: signer.uri().to_string(),
+            reason,
+        })?;
+    Ok(sig)
 }

@@ -5,10 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::error::RepoError;
 use super::layout::Layout;
+use super::verify::Succinct;
 use crate::tuf::Metadata;
 
 /// A metadata file read from disk.
@@ -138,8 +139,11 @@ pub struct Node {
     pub name: String,
     /// The delegating role (`None` for top-level targets, which root delegates).
     pub parent: Option<String>,
-    /// The role object in the parent's `delegations.roles` (`Null` for `targets`).
+    /// The role object in the parent's `delegations.roles` (`Null` for `targets`); for a
+    /// hash bin, `{name, keyids, threshold, terminating: true}` from `succinct_roles`.
     pub def: Value,
+    /// The succinct delegation this role is a bin of (TAP 15), if it is one.
+    pub bins: Option<Succinct>,
 }
 
 /// Targets roles in client search order (pre-order, delegations in listed order),
@@ -148,7 +152,15 @@ pub struct Node {
 pub fn tree(docs: &BTreeMap<String, Metadata>) -> Vec<Node> {
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
-    walk(docs, "targets", None, Value::Null, &mut seen, &mut out);
+    walk(
+        docs,
+        "targets",
+        None,
+        Value::Null,
+        None,
+        &mut seen,
+        &mut out,
+    );
     out
 }
 
@@ -157,6 +169,7 @@ fn walk(
     name: &str,
     parent: Option<String>,
     def: Value,
+    bins: Option<Succinct>,
     seen: &mut BTreeSet<String>,
     out: &mut Vec<Node>,
 ) {
@@ -167,10 +180,32 @@ fn walk(
         name: name.to_string(),
         parent,
         def,
+        bins,
     });
     let Some(md) = docs.get(name) else {
         return;
     };
+    if let Some(succinct) = md
+        .signed()
+        .get("delegations")
+        .and_then(|d| d.get("succinct_roles"))
+    {
+        let Ok(b) = Succinct::from_value(succinct) else {
+            return;
+        };
+        // Every bin shares the keys and threshold; python-tuf treats each as terminating.
+        for bin in b.names() {
+            let def = json!({
+                "name": bin,
+                "keyids": succinct.get("keyids").cloned().unwrap_or_else(|| json!([])),
+                "threshold": succinct.get("threshold").cloned().unwrap_or_else(|| json!(1)),
+                "terminating": true,
+            });
+            let parent = Some(name.to_string());
+            walk(docs, &bin, parent, def, Some(b.clone()), seen, out);
+        }
+        return;
+    }
     let roles = md
         .signed()
         .get("delegations")
@@ -180,7 +215,8 @@ fn walk(
         .unwrap_or_default();
     for r in roles {
         if let Some(child) = r.get("name").and_then(Value::as_str) {
-            walk(docs, child, Some(name.to_string()), r.clone(), seen, out);
+            let parent = Some(name.to_string());
+            walk(docs, child, parent, r.clone(), None, seen, out);
         }
     }
 }

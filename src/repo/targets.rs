@@ -203,19 +203,46 @@ pub fn read_manifest(file: &Path) -> Result<Vec<NewTarget>, RepoError> {
     Ok(out)
 }
 
-/// Every role with the paths it is trusted for, for messages.
+/// Every role with the paths it is trusted for, for messages; hash bins as one entry.
 fn describe_roles(nodes: &[Node]) -> String {
-    nodes
-        .iter()
-        .map(|n| {
-            if n.parent.is_none() {
-                format!("`{}` (any path)", n.name)
-            } else {
-                format!("`{}` ({})", n.name, describe_role_paths(&n.def))
+    let mut out: Vec<String> = Vec::new();
+    let mut bins_shown = std::collections::BTreeSet::new();
+    for n in nodes {
+        if let Some(b) = &n.bins {
+            if bins_shown.insert(b.name_prefix.clone()) {
+                let mut names = b.names();
+                let first = names.next().unwrap_or_default();
+                out.push(format!(
+                    "`{first}` … `{}` ({} hash bins: a path goes to the bin its SHA-256 picks)",
+                    names.last().unwrap_or_default(),
+                    b.count()
+                ));
             }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+        } else if n.parent.is_none() {
+            out.push(format!("`{}` (any path)", n.name));
+        } else {
+            out.push(format!("`{}` ({})", n.name, describe_role_paths(&n.def)));
+        }
+    }
+    out.join(", ")
+}
+
+/// Whether the delegation to `n` covers `path` (a hash bin: whether the path hashes there).
+fn node_may_hold(n: &Node, path: &str) -> bool {
+    match &n.bins {
+        Some(b) => b.role_for(path) == n.name,
+        None => role_may_hold(&n.def, path),
+    }
+}
+
+fn describe_node(n: &Node) -> String {
+    match &n.bins {
+        Some(b) => format!(
+            "hash bin (one of {}) holds only the paths whose SHA-256 falls in it",
+            b.count()
+        ),
+        None => describe_role_paths(&n.def),
+    }
 }
 
 /// Whether clients following delegations reach `node` for `path`: every delegation
@@ -223,14 +250,17 @@ fn describe_roles(nodes: &[Node]) -> String {
 fn reachable(nodes: &[Node], node: &Node, path: &str) -> Result<(), String> {
     let mut cur = Some(node);
     while let Some(n) = cur {
-        if n.parent.is_some() && !role_may_hold(&n.def, path) {
+        if n.parent.is_some() && !node_may_hold(n, path) {
             return Err(if n.name == node.name {
-                format!("its {}", describe_role_paths(&n.def))
+                match &n.bins {
+                    Some(b) => format!("the path hashes into bin `{}`", b.role_for(path)),
+                    None => format!("its {}", describe_node(n)),
+                }
             } else {
                 format!(
                     "it is delegated through `{}`, whose {}",
                     n.name,
-                    describe_role_paths(&n.def)
+                    describe_node(n)
                 )
             });
         }
@@ -291,9 +321,10 @@ pub fn choose_role(
         }
         None => {
             let mut cur = nodes[0].clone();
-            while let Some(next) = nodes.iter().find(|n| {
-                n.parent.as_deref() == Some(cur.name.as_str()) && role_may_hold(&n.def, path)
-            }) {
+            while let Some(next) = nodes
+                .iter()
+                .find(|n| n.parent.as_deref() == Some(cur.name.as_str()) && node_may_hold(n, path))
+            {
                 cur = next.clone();
             }
             cur

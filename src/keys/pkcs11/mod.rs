@@ -34,6 +34,7 @@ mod listing;
 mod login;
 mod module;
 mod objects;
+pub mod parallel;
 mod pin_rules;
 mod pool;
 mod recovery;

@@ -11,13 +11,14 @@ use sha2::{Digest, Sha256};
 
 use crate::keys::error::KeyError;
 use crate::keys::pin::{PinPolicy, Secret};
-use crate::keys::signer::Signer;
+use crate::keys::signer::{Done, Signer};
 use crate::keys::uri::Pkcs11Uri;
 use crate::tuf::{Key, PublicKey};
 
 use super::answers::{brief, device_trouble};
 use super::login::{LoginBy, LoginFailure};
 use super::module::Live;
+use super::parallel;
 use super::state::lock;
 use super::token::Token;
 
@@ -174,6 +175,19 @@ impl Signer for Pkcs11Signer {
             },
             other => other.map_err(Failure::into_error),
         }
+    }
+
+    /// Over several sessions of the token at once ([`parallel::threads`]).
+    fn sign_many(&self, messages: &[&[u8]]) -> Vec<Result<Vec<u8>, KeyError>> {
+        self.sign_many_with(messages, &|_, _| {})
+    }
+
+    fn sign_many_with(
+        &self,
+        messages: &[&[u8]],
+        done: &Done<'_>,
+    ) -> Vec<Result<Vec<u8>, KeyError>> {
+        parallel::sign_parallel(self, messages, parallel::threads(), done)
     }
 }
 

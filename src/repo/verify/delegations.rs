@@ -284,11 +284,14 @@ fn delegated_roles(walk: &mut Walk, file: &str, md: &Metadata, visit: &Visit) ->
 
 /// The most bins checked one by one (2^16): a repository with more is refused as too
 /// large to walk rather than read for hours.
-const MAX_BINS: u64 = 1 << 16;
+pub const MAX_BINS: u64 = 1 << 16;
 
 /// The bins of succinct delegations and a delegator that gives each bin the shared
-/// keys and threshold.
-fn succinct_bins(delegations: &Value, succinct: &Value) -> Result<(Succinct, Delegator), String> {
+/// keys and threshold (also how `repo commit` reads a binned delegator).
+pub(crate) fn succinct_bins(
+    delegations: &Value,
+    succinct: &Value,
+) -> Result<(Succinct, Delegator), String> {
     let bins = Succinct::from_value(succinct)?;
     if bins.count() > MAX_BINS {
         return Err(format!(

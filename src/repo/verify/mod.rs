@@ -24,6 +24,8 @@ mod walk;
 
 use std::path::Path;
 
+pub(crate) use delegations::succinct_bins;
+pub use delegations::MAX_BINS;
 pub use files::{safe_target_path, target_file_names, Stated};
 pub use options::{Progress, VerifyError, VerifyOptions};
 pub use paths::{fnmatch, PathRule, Succinct};

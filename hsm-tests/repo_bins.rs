@@ -1,0 +1,354 @@
+//! Succinct hashed bins (TAP 15) in a tufkey repository, end to end: `repo bins` on a
+//! repository that already has targets, `repo commit` signing every bin with a P-256 key
+//! on SoftHSM through the real module, python-tuf's ngclient finding targets through
+//! 1,024 bins over loopback HTTP, a later `repo add` + `commit` re-signing exactly one bin,
+//! snapshot and timestamp, `repo bins --resign`, `--advise`, the refusals (each leaving the
+//! folder byte-for-byte as it was), and `repo verify` refusing a target filed in the wrong bin.
+
+#[path = "harness/mod.rs"]
+mod harness;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use harness::clients::{ngclient, HttpRepo};
+use harness::repo::{assert_repo_verify, assert_unchanged, Holder, Keys};
+use harness::{p, read_json, sign_with, snapshot};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn write(path: &Path, text: &str) {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// The bin python-tuf's `SuccinctRoles.get_role_for_target` names for `target`: the
+/// first `bits` bits of SHA-256(path), as lower-case hex padded to ceil(bits/4) digits.
+fn bin_for(target: &str, bits: u32) -> String {
+    let d = Sha256::digest(target.as_bytes());
+    let first = u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
+    let width = bits.div_ceil(4) as usize;
+    format!("bins-{:0width$x}", first >> (32 - bits))
+}
+
+/// A consistent-snapshot repository from a ceremony root with `hello.txt` and
+/// `app/v1/tool.bin` committed in top-level targets, and a P-256 key for the bins.
+fn repo_with_targets(k: &Keys) -> (PathBuf, PathBuf, Holder) {
+    let root = k.ceremony_root(1);
+    let dir = k.path("repo");
+    k.ok(&["repo", "init", p(&dir), "--root", p(&root)]);
+    let hello = k.path("hello.txt");
+    write(&hello, "hello, world\n");
+    let tool = k.path("tool.bin");
+    write(&tool, "binary bits");
+    k.ok(&["repo", "add", p(&dir), p(&hello)]);
+    k.ok(&[
+        "repo",
+        "add",
+        p(&dir),
+        p(&tool),
+        "--path",
+        "app/v1/tool.bin",
+    ]);
+    k.commit(&dir, &[]);
+    (dir, root, k.extra("bins", "ecdsa-p256"))
+}
+
+/// `repo bins DIR --count N --key URI` then `repo commit`; returns the commit's JSON.
+fn bin_and_commit(k: &Keys, dir: &Path, count: u64, bins: &Holder) -> Value {
+    let staged = k.json(&[
+        "repo",
+        "bins",
+        p(dir),
+        "--count",
+        &count.to_string(),
+        "--key",
+        &bins.uri,
+    ]);
+    assert_eq!(staged["staged"]["count"], count);
+    let keys = k.commit_keys();
+    let mut args = vec!["--json", "repo", "commit", p(dir)];
+    args.extend(keys.iter().map(String::as_str));
+    serde_json::from_str(&k.ok(&args)).unwrap()
+}
+
+/// Every metadata file's version as clients see it: timestamp's, and snapshot's `meta`.
+fn versions(dir: &Path) -> BTreeMap<String, u64> {
+    let ts = read_json(&dir.join("metadata/timestamp.json"));
+    let snap_v = ts["signed"]["meta"]["snapshot.json"]["version"]
+        .as_u64()
+        .unwrap();
+    let snap = read_json(&dir.join(format!("metadata/{snap_v}.snapshot.json")));
+    let mut out: BTreeMap<String, u64> = snap["signed"]["meta"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v["version"].as_u64().unwrap()))
+        .collect();
+    out.insert(
+        "timestamp.json".into(),
+        ts["signed"]["version"].as_u64().unwrap(),
+    );
+    out.insert("snapshot.json".into(), snap_v);
+    out
+}
+
+/// The metadata files a client may fetch that name a bin.
+fn bin_requests(http: &HttpRepo) -> Vec<String> {
+    http.take_requests()
+        .into_iter()
+        .filter(|r| r.path.contains(".bins-"))
+        .map(|r| r.path)
+        .collect()
+}
+
+#[test]
+fn ngclient_finds_targets_through_1024_succinct_bins_and_one_new_target_re_signs_one_bin() {
+    let k = Keys::new(1);
+    let (dir, root, bins) = repo_with_targets(&k);
+    let out = bin_and_commit(&k, &dir, 1024, &bins);
+
+    // targets v2 delegates to 1,024 bins by succinct_roles and lists no target itself.
+    let targets = read_json(&dir.join("metadata/2.targets.json"));
+    let succinct = &targets["signed"]["delegations"]["succinct_roles"];
+    assert_eq!(succinct["bit_length"], 10);
+    assert_eq!(succinct["name_prefix"], "bins");
+    assert_eq!(succinct["keyids"][0], bins.keyid.as_str());
+    assert_eq!(targets["signed"]["targets"], serde_json::json!({}));
+    // Every bin is published at version 1 and listed in snapshot.
+    let v = versions(&dir);
+    let bin_names: Vec<&String> = v.keys().filter(|n| n.starts_with("bins-")).collect();
+    assert_eq!(bin_names.len(), 1024);
+    assert_eq!(bin_names[0], "bins-000.json");
+    assert_eq!(bin_names[1023], "bins-3ff.json");
+    assert!(v
+        .iter()
+        .filter(|(n, _)| n.starts_with("bins-"))
+        .all(|(_, ver)| *ver == 1));
+    assert_eq!(v["targets.json"], 2);
+    assert_eq!(out["signatures"].as_array().unwrap().len(), 1024 + 3);
+    // The existing targets moved into the bins their paths hash into.
+    for t in ["hello.txt", "app/v1/tool.bin"] {
+        let bin = bin_for(t, 10);
+        let doc = read_json(&dir.join(format!("metadata/1.{bin}.json")));
+        assert!(
+            doc["signed"]["targets"].get(t).is_some(),
+            "{t} not in {bin}"
+        );
+    }
+
+    // python-tuf's ngclient downloads through the bin of the target, and only that bin.
+    let http = HttpRepo::serve(&dir);
+    let cache = k.path("ngclient-cache");
+    let client = ngclient(&http, &root, &cache);
+    let got = client.download("hello.txt");
+    assert_eq!(got.delivered().0, 13);
+    assert_eq!(got.trusted().targets, 2);
+    assert_eq!(
+        bin_requests(&http),
+        [format!("/metadata/1.{}.json", bin_for("hello.txt", 10))]
+    );
+    assert_repo_verify(&dir, &root, 0);
+    // tufkey's own client-side download follows the bins too.
+    let fetched = k.path("hello.out");
+    k.ok(&[
+        "repo",
+        "download",
+        p(&dir),
+        "hello.txt",
+        "--out",
+        p(&fetched),
+    ]);
+    assert_eq!(std::fs::read_to_string(&fetched).unwrap(), "hello, world\n");
+
+    // One new target: exactly its bin, snapshot and timestamp are re-signed.
+    let before_files = snapshot(&dir.join("metadata"));
+    let before = versions(&dir);
+    let new = k.path("new.txt");
+    write(&new, "a new release\n");
+    let added = k.json(&["repo", "add", p(&dir), p(&new)]);
+    let bin = bin_for("new.txt", 10);
+    assert_eq!(added["staged"][0]["role"], bin.as_str());
+    let keys = k.commit_keys();
+    let mut args = vec!["--json", "repo", "commit", p(&dir)];
+    args.extend(keys.iter().map(String::as_str));
+    let out: Value = serde_json::from_str(&k.ok(&args)).unwrap();
+    let signed: Vec<&str> = out["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(signed, [bin.as_str(), "snapshot", "timestamp"]);
+    let after = versions(&dir);
+    for (name, ver) in &before {
+        let expected = if *name == format!("{bin}.json")
+            || name == "snapshot.json"
+            || name == "timestamp.json"
+        {
+            ver + 1
+        } else {
+            *ver
+        };
+        assert_eq!(after[name], expected, "version of {name}");
+    }
+    assert_eq!(after.len(), before.len());
+    // On disk: the new bin and snapshot versions are new files, timestamp.json changed,
+    // every other metadata file is untouched.
+    let after_files = snapshot(&dir.join("metadata"));
+    let added_files: Vec<String> = after_files
+        .keys()
+        .filter(|f| !before_files.contains_key(*f))
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let mut expected_new = vec![
+        format!("2.{bin}.json"),
+        format!("{}.snapshot.json", after["snapshot.json"]),
+    ];
+    expected_new.sort();
+    let mut added_sorted = added_files.clone();
+    added_sorted.sort();
+    assert_eq!(added_sorted, expected_new);
+    let changed: Vec<&PathBuf> = before_files
+        .iter()
+        .filter(|(f, b)| after_files.get(*f) != Some(*b))
+        .map(|(f, _)| f)
+        .collect();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert!(changed[0].ends_with("timestamp.json"));
+
+    // The same installed client updates and fetches the new target through its bin.
+    let got = client.download("new.txt");
+    assert_eq!(got.delivered().0, 14);
+    assert_eq!(bin_requests(&http), [format!("/metadata/2.{bin}.json")]);
+    assert_repo_verify(&dir, &root, 0);
+}
+
+#[test]
+fn bad_bin_counts_a_second_binning_and_a_wrong_key_are_refused_and_change_nothing() {
+    let k = Keys::new(1);
+    let (dir, _root, bins) = repo_with_targets(&k);
+    let before = snapshot(&dir);
+    for (count, says) in [
+        ("0", "from 2 to 65536"),
+        ("1", "from 2 to 65536"),
+        ("3", "power of two"),
+        ("1000", "try 512 or 1024"),
+        ("131072", "from 2 to 65536"),
+    ] {
+        let (code, err) = k.fails(&[
+            "repo",
+            "bins",
+            p(&dir),
+            "--count",
+            count,
+            "--key",
+            &bins.uri,
+        ]);
+        assert_eq!(code, 1, "--count {count}: {err}");
+        assert!(
+            err.contains(&format!("--count {count}")) && err.contains(says),
+            "--count {count}: {err}"
+        );
+        assert!(err.contains("nothing was changed"), "{err}");
+        assert_unchanged(&before, &dir, &format!("repo bins --count {count}"));
+    }
+    // A key that does not exist is named, before anything is written.
+    let missing = bins.uri.replace("object=key", "object=nope");
+    let (code, err) = k.fails(&["repo", "bins", p(&dir), "--count", "16", "--key", &missing]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("object=nope"), "{err}");
+    assert_unchanged(&before, &dir, "repo bins with a missing key");
+    // Without a mode, the usage says what to give.
+    let (code, err) = k.fails(&["repo", "bins", p(&dir)]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("--count N --key URI") && err.contains("--advise"),
+        "{err}"
+    );
+
+    // Binned once, a second binning is refused naming the bins already there.
+    bin_and_commit(&k, &dir, 16, &bins);
+    let before = snapshot(&dir);
+    let (code, err) = k.fails(&["repo", "bins", p(&dir), "--count", "32", "--key", &bins.uri]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already delegates to 16 hash bins"), "{err}");
+    assert_unchanged(&before, &dir, "a second repo bins");
+}
+
+#[test]
+fn resign_re_signs_every_bin_and_advise_recommends_a_power_of_two() {
+    let k = Keys::new(1);
+    let (dir, root, bins) = repo_with_targets(&k);
+    bin_and_commit(&k, &dir, 16, &bins);
+    let before = versions(&dir);
+
+    let mut args = vec!["--json", "repo", "bins", p(&dir), "--resign"];
+    let online = k.online_keys();
+    args.extend(online.iter().map(String::as_str));
+    let out: Value = serde_json::from_str(&k.ok(&args)).unwrap();
+    assert_eq!(out["resigned"], true);
+    let after = versions(&dir);
+    for (name, ver) in &before {
+        // Every bin, snapshot and timestamp move on; top-level targets does not.
+        let expected = if name == "targets.json" {
+            *ver
+        } else {
+            ver + 1
+        };
+        assert_eq!(after[name], expected, "version of {name}");
+    }
+    let http = HttpRepo::serve(&dir);
+    let got = ngclient(&http, &root, &k.path("cache")).download("app/v1/tool.bin");
+    assert_eq!(got.delivered().0, 11);
+    assert_repo_verify(&dir, &root, 0);
+
+    let advice = k.json(&["repo", "bins", p(&dir), "--advise"]);
+    assert_eq!(advice["targets"], 2);
+    assert_eq!(advice["current"], 16);
+    let n = advice["recommended"].as_u64().unwrap();
+    assert!(n.is_power_of_two() && (2..=65536).contains(&n), "{advice}");
+    // Two targets are far too few for bins to pay, and the advice says so.
+    assert_eq!(advice["bins_worth_it"], false);
+    let human = k.ok(&["repo", "bins", p(&dir), "--advise"]);
+    assert!(
+        human.contains("recommended:") && human.contains("per update"),
+        "{human}"
+    );
+}
+
+#[test]
+fn repo_verify_refuses_a_bin_listing_a_target_that_hashes_into_another_bin() {
+    let k = Keys::new(1);
+    let (dir, root, bins) = repo_with_targets(&k);
+    bin_and_commit(&k, &dir, 16, &bins);
+    assert_repo_verify(&dir, &root, 0);
+
+    // Put hello.txt's entry into a bin it does not hash into, signed by the bins key, so
+    // the only thing wrong is the bin.
+    let right = bin_for("hello.txt", 4);
+    let wrong = if right == "bins-0" {
+        "bins-1"
+    } else {
+        "bins-0"
+    };
+    let right_doc = read_json(&dir.join(format!("metadata/1.{right}.json")));
+    let entry = right_doc["signed"]["targets"]["hello.txt"].clone();
+    let wrong_file = dir.join(format!("metadata/1.{wrong}.json"));
+    let mut doc = read_json(&wrong_file);
+    doc["signed"]["targets"]["hello.txt"] = entry;
+    doc["signatures"] = serde_json::json!([]);
+    std::fs::write(&wrong_file, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    sign_with(Some(&k.hsm), &wrong_file, &[&bins.uri]);
+
+    let mut c = harness::tufkey(None);
+    c.args(["repo", "verify", p(&dir), "--trusted-root", p(&root)]);
+    let (code, out, err) = harness::run(c);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        out.contains(&format!("1.{wrong}.json")) && out.contains("hello.txt"),
+        "{out}"
+    );
+}
