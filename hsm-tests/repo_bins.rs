@@ -305,6 +305,18 @@ fn resign_re_signs_every_bin_and_advise_recommends_a_power_of_two() {
     assert_eq!(got.delivered().0, 11);
     assert_repo_verify(&dir, &root, 0);
 
+    // `repo status` checks every bin against the succinct delegation: all verify.
+    let status = k.json(&["repo", "status", p(&dir)]);
+    assert_eq!(status["exit_code"], 0, "{status}");
+    let bins_ok = status["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["role"].as_str().unwrap().starts_with("bins-"))
+        .filter(|r| r["threshold_met"] == true && r["version"] == 2)
+        .count();
+    assert_eq!(bins_ok, 16, "{status}");
+
     let advice = k.json(&["repo", "bins", p(&dir), "--advise"]);
     assert_eq!(advice["targets"], 2);
     assert_eq!(advice["current"], 16);

@@ -1,11 +1,13 @@
 //! `status`: every published role's version, expiry, signers and threshold, as a
 //! monitoring probe needs them to page someone before clients break.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
+use super::bins;
 use super::error::RepoError;
 use super::staging::Staging;
 use super::state::{tree, Loaded, Published};
@@ -122,18 +124,26 @@ pub fn status(
         .iter()
         .map(|(k, l)| (k.clone(), l.md.clone()))
         .collect();
+    // Delegators read once each: a binned targets delegates to thousands of roles.
+    let mut delegators: BTreeMap<String, Option<Delegator>> = BTreeMap::new();
     for node in tree(&docs) {
         let Some(l) = published.roles.get(&node.name) else {
             continue;
         };
         let d = match &node.parent {
-            None => Some(root_d.clone()),
-            Some(p) => published
-                .roles
-                .get(p)
-                .and_then(|pl| Delegator::from_metadata(&pl.md).ok()),
+            None => Some(&root_d),
+            Some(p) => delegators
+                .entry(p.clone())
+                .or_insert_with(|| {
+                    published
+                        .roles
+                        .get(p)
+                        .and_then(|pl| bins::delegator_of(&pl.md, &pl.path).ok())
+                })
+                .as_ref(),
         };
-        roles.push(one(&node.name, l, d.as_ref(), now, w(&node.name)));
+        let setting = bins::setting_name(&node);
+        roles.push(one(&node.name, l, d, now, w(setting)));
     }
     let staging = Staging::new(&repo.layout);
     let mut staged: Vec<String> = staging.roles()?.into_keys().collect();
