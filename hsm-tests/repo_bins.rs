@@ -364,3 +364,55 @@ fn repo_verify_refuses_a_bin_listing_a_target_that_hashes_into_another_bin() {
         "{out}"
     );
 }
+
+#[test]
+fn sign_many_on_a_pkcs11_key_signs_on_several_sessions_and_reports_each_signature_once() {
+    use std::sync::Mutex;
+    use tufkey::keys::pkcs11::{self, parallel, Pkcs11Signer};
+    use tufkey::keys::{KeyUri, PinPolicy, Signer};
+
+    // In process: SoftHSM reads SOFTHSM2_CONF when this binary first loads the module
+    // (the other tests here run the tufkey binary with their own environment).
+    let hsm = harness::SoftHsm::new();
+    let token = hsm.token("parallel", "2468");
+    std::env::set_var("SOFTHSM2_CONF", &hsm.conf);
+    std::env::set_var(parallel::THREADS_ENV, "3");
+    assert_eq!(parallel::threads(), 3);
+    let text = format!(
+        "pkcs11:token=parallel;object=bins?module-path={}&pin-value=2468",
+        harness::softhsm_module().display()
+    );
+    let KeyUri::Pkcs11(uri) = KeyUri::parse(&text).unwrap() else {
+        panic!("{text} is a PKCS#11 URI");
+    };
+    let policy = PinPolicy::default();
+    pkcs11::generate(&uri, tufkey::tuf::KeyType::EcdsaP256, &policy).unwrap();
+    let signer = Pkcs11Signer::open(&uri, &policy).unwrap();
+    drop(token);
+
+    let messages: Vec<Vec<u8>> = (0..300)
+        .map(|i| format!("bin {i:04x}").into_bytes())
+        .collect();
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let seen = Mutex::new(Vec::new());
+    let results = signer.sign_many_with(&refs, &|i, r| {
+        assert!(r.is_ok(), "message {i}: {r:?}");
+        seen.lock().unwrap().push((i, std::thread::current().id()));
+    });
+    assert_eq!(results.len(), 300);
+    // One result per message, in order: each verifies over its own message only.
+    for (i, r) in results.iter().enumerate() {
+        let sig = hex::encode(r.as_ref().unwrap());
+        signer.public_key().verify_hex(&messages[i], &sig).unwrap();
+        let other = &messages[(i + 1) % 300];
+        assert!(signer.public_key().verify_hex(other, &sig).is_err());
+    }
+    let mut seen = seen.into_inner().unwrap();
+    let threads: std::collections::HashSet<_> = seen.iter().map(|(_, t)| *t).collect();
+    assert!(threads.len() >= 2, "signed on {} thread(s)", threads.len());
+    assert!(!threads.contains(&std::thread::current().id()));
+    seen.sort_by_key(|(i, _)| *i);
+    let indices: Vec<usize> = seen.iter().map(|(i, _)| *i).collect();
+    assert_eq!(indices, (0..300).collect::<Vec<_>>());
+    assert!(signer.token().pooled_sessions() >= 2);
+}
