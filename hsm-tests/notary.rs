@@ -908,3 +908,238 @@ fn after_migrate_a_ceremony_and_repo_commit_ngclient_downloads_license_with_nota
         .clone();
     assert_eq!(published["signatures"][0]["keyid"], listed);
 }
+
+// ---- notary import-key into the virtual YubiKey (P-256) -----------------------------------
+
+/// The virtual YubiKey's factory-default PIN.
+const PIV_PIN: &str = "123456";
+
+/// Whether the virtual card runs (hsm-tests/run.sh exports TUFKEY_TEST_PIV_CA once it
+/// does); under CI=true a missing card fails the test instead of skipping it.
+fn piv_card_running() -> bool {
+    if std::env::var_os("TUFKEY_TEST_PIV_CA").is_some() {
+        return true;
+    }
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "the virtual PIV card did not start in CI: TUFKEY_TEST_PIV_CA is unset"
+    );
+    eprintln!("skipped: virtual PIV card not running (TUFKEY_TEST_PIV_CA unset); run ./hsm-tests/run.sh or /work/piv-test.sh");
+    false
+}
+
+#[test]
+fn notary_p256_keys_imported_into_the_virtual_yubikey_sign_what_notarys_root_json_verifies() {
+    if !piv_card_running() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    // Other test files take free slots from 9a upwards; these take them from 95 down,
+    // skipping any slot that already holds a key (import never overwrites one).
+    let mut slots = (0x82u8..=0x95).rev();
+    for f in FIXTURES {
+        for (id, role) in [f.keys[0], f.keys[1]] {
+            let (uri, out) = loop {
+                let slot = slots.next().expect("a free retired PIV slot (82-95)");
+                let uri = format!("yubikey:slot={slot:02x}");
+                let mut c = tufkey(None);
+                c.args(["--json", "notary", "import-key", p(&f.dir()), id, &uri])
+                    .env(PASS_ENV, PASS)
+                    .env("TUFKEY_PIN", PIV_PIN);
+                let (code, out, err) = run(c);
+                if code == 0 {
+                    break (uri, serde_json::from_str::<Value>(&out).unwrap());
+                }
+                assert!(
+                    err.contains("already holds a key"),
+                    "import into {uri} failed: {err}"
+                );
+            };
+            assert_eq!(out["notary_keyid"], id);
+            assert_eq!(out["role"], role);
+            let file = work.path().join(format!("{}-{role}.json", f.name));
+            write_unsigned(
+                &file,
+                serde_json::json!({
+                    "_type": "targets", "spec_version": "1.0.31", "version": 1,
+                    "expires": next_year(), "targets": {},
+                }),
+            );
+            let mut c = tufkey(None);
+            c.args(["sign", p(&file), "--key", &uri])
+                .env("TUFKEY_PIN", PIV_PIN);
+            let (code, _, err) = run(c);
+            assert_eq!(code, 0, "signing with {uri}: {err}");
+            let doc = read_json(&file);
+            let message = tufkey::tuf::cjson::to_canonical(&doc["signed"]).unwrap();
+            let sig = hex::decode(doc["signatures"][0]["sig"].as_str().unwrap()).unwrap();
+            f.notary_public_key(role)
+                .verify(&message, &p256::ecdsa::Signature::from_der(&sig).unwrap())
+                .unwrap_or_else(|e| panic!("{} {role} in {uri}: {e}", f.name));
+            assert_eq!(doc["signatures"][0]["keyid"], out["keyid"]);
+        }
+    }
+    // Importing into a slot that now holds one of these keys is refused, naming the slot.
+    let mut c = tufkey(None);
+    c.args([
+        "notary",
+        "import-key",
+        p(&NOTARY_03.dir()),
+        NOTARY_03.keys[2].0,
+        "yubikey:slot=95",
+    ])
+    .env(PASS_ENV, PASS)
+    .env("TUFKEY_PIN", PIV_PIN);
+    let (code, _, err) = run(c);
+    assert_eq!(code, 1);
+    assert!(err.contains("slot 95 already holds a key"), "{err}");
+}
+
+// ---- Notary 0.4+ key stores: flat private/ with role and gun headers, PKCS#8 ---------------
+
+fn openssl(args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("openssl")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "openssl {args:?} failed");
+    out.stdout
+}
+
+/// A PEM block with Notary's `role` and `gun` headers inserted after its BEGIN line.
+fn with_headers(pem: &[u8], role: &str, gun: &str) -> String {
+    let text = String::from_utf8(pem.to_vec()).unwrap();
+    let (begin, rest) = text.split_once('\n').unwrap();
+    // A legacy block already has headers (Proc-Type, DEK-Info) and a blank line.
+    if rest.starts_with("Proc-Type") {
+        format!("{begin}\nrole: {role}\ngun: {gun}\n{rest}")
+    } else {
+        format!("{begin}\nrole: {role}\ngun: {gun}\n\n{rest}")
+    }
+}
+
+/// Notary's key id of a public key given as SPKI DER.
+fn notary_id(keytype: &str, spki_der: &[u8]) -> String {
+    let v = serde_json::json!({"keytype": keytype, "keyval": {"private": null,
+        "public": base64::engine::general_purpose::STANDARD.encode(spki_der)}});
+    // serde_json sorts object keys: this is the canonical form for strings and null.
+    hex::encode(Sha256::digest(serde_json::to_vec(&v).unwrap()))
+}
+
+#[test]
+fn keys_in_notarys_later_flat_layout_pkcs8_and_legacy_rsa_are_listed_and_imported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let private = tmp.path().join("private");
+    std::fs::create_dir_all(&private).unwrap();
+    let gun = "example.com/app";
+    // The 0.3 targets key as Notary 0.4+ writes it: PKCS#8, PBES2 with PBKDF2-HMAC-SHA1
+    // (2048 iterations) and AES-256-CBC, `role` and `gun` headers.
+    let (ec_id, _) = NOTARY_03.keys[1];
+    let source = NOTARY_03
+        .dir()
+        .join("private/tuf_keys")
+        .join(NOTARY_03.gun)
+        .join(format!("{ec_id}.key"));
+    let plain = openssl(
+        &["ec", "-in", p(&source), "-passin", &format!("pass:{PASS}")],
+        b"",
+    );
+    let pkcs8 = openssl(
+        &[
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-v2prf",
+            "hmacWithSHA1",
+            "-iter",
+            "2048",
+            "-passout",
+            &format!("pass:{PASS}"),
+        ],
+        &plain,
+    );
+    std::fs::write(
+        private.join(format!("{ec_id}.key")),
+        with_headers(&pkcs8, "targets", gun),
+    )
+    .unwrap();
+    // An RSA key in OpenSSL's legacy encrypted PKCS#1 form.
+    let rsa = openssl(&["genrsa", "2048"], b"");
+    let rsa_enc = openssl(
+        &[
+            "rsa",
+            "-aes256",
+            "-traditional",
+            "-passout",
+            &format!("pass:{PASS}"),
+        ],
+        &rsa,
+    );
+    let rsa_spki = openssl(&["rsa", "-pubout", "-outform", "DER"], &rsa);
+    let rsa_id = notary_id("rsa", &rsa_spki);
+    std::fs::write(
+        private.join(format!("{rsa_id}.key")),
+        with_headers(&rsa_enc, "snapshot", gun),
+    )
+    .unwrap();
+
+    let rows = listed(tmp.path(), Some(PASS), &[]);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for (id, role, alg, format) in [
+        (ec_id.to_string(), "targets", "ecdsa-p256", "PKCS#8 (PBES2)"),
+        (
+            rsa_id.clone(),
+            "snapshot",
+            "rsa-2048",
+            "legacy PEM (PKCS#1, AES-CBC)",
+        ),
+    ] {
+        let r = rows
+            .iter()
+            .find(|r| r["file_keyid"] == id.as_str())
+            .unwrap();
+        assert!(r["problem"].is_null(), "{r}");
+        assert_eq!(r["notary_keyid"], id.as_str());
+        assert_eq!(
+            (r["role"].as_str(), r["gun"].as_str()),
+            (Some(role), Some(gun))
+        );
+        assert_eq!(
+            (r["role_from"].as_str(), r["gun_from"].as_str()),
+            (Some("header"), Some("header"))
+        );
+        assert_eq!(r["algorithm"], alg);
+        assert_eq!(r["format"], format);
+        assert_eq!(r["layout"], "notary 0.4+ (role and gun headers)");
+    }
+    let rows = listed(tmp.path(), Some("wrong"), &[]);
+    assert!(
+        rows.iter()
+            .all(|r| r["problem"].as_str().unwrap().contains("wrong passphrase")),
+        "{rows:?}"
+    );
+
+    let hsm = SoftHsm::new();
+    let token = hsm.token("notary", "1234");
+    let ec = import(&hsm, tmp.path(), ec_id, &token.uri("ec"), &[]);
+    assert_eq!(
+        p256::ecdsa::VerifyingKey::from_public_key_pem(
+            ec["key"]["keyval"]["public"].as_str().unwrap()
+        )
+        .unwrap(),
+        NOTARY_03.notary_public_key("targets")
+    );
+    let rsa = import(&hsm, tmp.path(), &rsa_id, &token.uri("rsa"), &[]);
+    assert_eq!(rsa["key"]["scheme"], "rsassa-pss-sha256");
+    let pem = rsa["key"]["keyval"]["public"].as_str().unwrap();
+    let der = spki::Document::from_public_key_pem(pem).unwrap();
+    assert_eq!(der.as_bytes(), &rsa_spki[..]);
+    assert_private_keys_stay_on_the_token(&hsm, &token, 2);
+}

@@ -239,3 +239,47 @@ fn from_pkcs8(der: &[u8]) -> Result<SoftKey, String> {
         Err("a PKCS#8 key of an algorithm Notary did not use (P-256, RSA, Ed25519)".into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notary::pemfile;
+
+    fn notary_ed25519_pem(body: &[u8]) -> String {
+        use base64::Engine;
+        format!(
+            "-----BEGIN ED25519 PRIVATE KEY-----\nrole: targets/releases\ngun: example.com/app\n\n{}\n-----END ED25519 PRIVATE KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(body)
+        )
+    }
+
+    #[test]
+    fn notarys_ed25519_format_public_then_go_private_key_is_read() {
+        let k = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        let public = k.verifying_key().to_bytes();
+        let mut body = public.to_vec();
+        body.extend_from_slice(&[7u8; 32]);
+        body.extend_from_slice(&public);
+        let block = pemfile::parse(&notary_ed25519_pem(&body)).unwrap();
+        assert_eq!(block.headers["role"], "targets/releases");
+        let Ok(SoftKey::Ed25519(got)) = decrypt(&block, None) else {
+            panic!("not read as Ed25519");
+        };
+        assert_eq!(got.verifying_key().to_bytes(), public);
+    }
+
+    #[test]
+    fn an_ed25519_key_whose_halves_disagree_is_refused_as_damaged() {
+        let mut body = vec![1u8; 32];
+        body.extend_from_slice(&[7u8; 64]);
+        let block = pemfile::parse(&notary_ed25519_pem(&body)).unwrap();
+        match decrypt(&block, None) {
+            Err(ReadFailure::Damaged(r)) => assert!(r.contains("does not match"), "{r}"),
+            _ => panic!("accepted a key whose public half is not its own"),
+        }
+        let block = pemfile::parse(&notary_ed25519_pem(&[0u8; 64])).unwrap();
+        assert!(
+            matches!(decrypt(&block, None), Err(ReadFailure::Damaged(r)) if r.contains("96 bytes"))
+        );
+    }
+}
