@@ -1143,3 +1143,165 @@ fn keys_in_notarys_later_flat_layout_pkcs8_and_legacy_rsa_are_listed_and_importe
     assert_eq!(der.as_bytes(), &rsa_spki[..]);
     assert_private_keys_stay_on_the_token(&hsm, &token, 2);
 }
+
+// ---- delegations, on a Notary repository made here ----------------------------------------
+
+/// Notary's JSON of a P-256 public key and its Notary key id.
+fn notary_ecdsa_key(k: &p256::ecdsa::SigningKey) -> (String, Value) {
+    let der = k.verifying_key().to_public_key_der().unwrap();
+    let v = serde_json::json!({"keytype": "ecdsa", "keyval": {"private": null,
+        "public": base64::engine::general_purpose::STANDARD.encode(der.as_bytes())}});
+    (notary_id("ecdsa", der.as_bytes()), v)
+}
+
+/// A Notary envelope: `signed` signed the way Notary signs (raw r‖s, base64, `method`).
+fn notary_signed(signed: Value, signers: &[(&str, &p256::ecdsa::SigningKey)]) -> Vec<u8> {
+    use p256::ecdsa::signature::Signer;
+    let msg = tufkey::tuf::cjson::to_canonical(&signed).unwrap();
+    let sigs: Vec<Value> = signers
+        .iter()
+        .map(|(id, k)| {
+            let s: p256::ecdsa::Signature = k.sign(&msg);
+            serde_json::json!({"keyid": id, "method": "ecdsa",
+                "sig": base64::engine::general_purpose::STANDARD.encode(s.to_bytes())})
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({"signed": signed, "signatures": sigs})).unwrap()
+}
+
+fn meta(bytes: &[u8]) -> Value {
+    serde_json::json!({"length": bytes.len(), "hashes": {
+        "sha256": base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))}})
+}
+
+/// A Notary repository for `gun` with a delegation `targets/releases` (paths
+/// `release/`) that lists one target inside its paths and one outside; returns its
+/// trust folder.
+fn notary_repo_with_delegation(into: &Path, gun: &str) -> PathBuf {
+    use p256::pkcs8::DecodePrivateKey;
+    use rcgen::{CertificateParams, DnType, KeyPair};
+    let root_pair = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, gun);
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2040, 1, 1);
+    let cert = params.self_signed(&root_pair).unwrap();
+    let root_key = p256::ecdsa::SigningKey::from_pkcs8_der(&root_pair.serialize_der()).unwrap();
+    let cert_key = serde_json::json!({"keytype": "ecdsa-x509", "keyval": {"private": null,
+        "public": base64::engine::general_purpose::STANDARD.encode(cert.pem())}});
+    let cert_id = hex::encode(Sha256::digest(serde_json::to_vec(&cert_key).unwrap()));
+    let new_key = || p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let (targets_k, snapshot_k, timestamp_k, releases_k) =
+        (new_key(), new_key(), new_key(), new_key());
+    let [(t_id, t_pub), (s_id, s_pub), (ts_id, ts_pub), (r_id, r_pub)] =
+        [&targets_k, &snapshot_k, &timestamp_k, &releases_k].map(notary_ecdsa_key);
+    let expires = "2039-01-01T00:00:00Z";
+    let role = |id: &str| serde_json::json!({"keyids": [id], "threshold": 1});
+    let root = notary_signed(
+        serde_json::json!({"_type": "Root", "consistent_snapshot": false, "expires": expires, "version": 1,
+            "keys": {cert_id.clone(): cert_key, t_id.clone(): t_pub, s_id.clone(): s_pub, ts_id.clone(): ts_pub},
+            "roles": {"root": role(&cert_id), "targets": role(&t_id), "snapshot": role(&s_id), "timestamp": role(&ts_id)}}),
+        &[(&cert_id, &root_key)],
+    );
+    let file = |len: u64, byte: u8| {
+        serde_json::json!({"length": len, "hashes": {
+        "sha256": base64::engine::general_purpose::STANDARD.encode([byte; 32])}, "custom": {"by": "test"}})
+    };
+    let targets = notary_signed(
+        serde_json::json!({"_type": "Targets", "expires": expires, "version": 3,
+            "targets": {"LICENSE": file(11309, 1)},
+            "delegations": {"keys": {r_id.clone(): r_pub},
+                "roles": [{"name": "targets/releases", "keyids": [r_id], "threshold": 1, "paths": ["release/"]}]}}),
+        &[(&t_id, &targets_k)],
+    );
+    let releases = notary_signed(
+        serde_json::json!({"_type": "Targets", "expires": expires, "version": 2,
+            "targets": {"release/app.tgz": file(42, 2), "other/stray.tgz": file(7, 3)},
+            "delegations": {"keys": {}, "roles": []}}),
+        &[(&r_id, &releases_k)],
+    );
+    let snapshot = notary_signed(
+        serde_json::json!({"_type": "Snapshot", "expires": expires, "version": 3,
+            "meta": {"root": meta(&root), "targets": meta(&targets), "targets/releases": meta(&releases)}}),
+        &[(&s_id, &snapshot_k)],
+    );
+    let timestamp = notary_signed(
+        serde_json::json!({"_type": "Timestamp", "expires": expires, "version": 3,
+            "meta": {"snapshot": meta(&snapshot)}}),
+        &[(&ts_id, &timestamp_k)],
+    );
+    let md = into.join("tuf").join(gun).join("metadata");
+    std::fs::create_dir_all(md.join("targets")).unwrap();
+    for (name, bytes) in [
+        ("root", &root),
+        ("targets", &targets),
+        ("targets/releases", &releases),
+        ("snapshot", &snapshot),
+        ("timestamp", &timestamp),
+    ] {
+        std::fs::write(md.join(format!("{name}.json")), bytes).unwrap();
+    }
+    into.to_path_buf()
+}
+
+#[test]
+fn delegated_roles_are_checked_with_their_keys_and_paths_and_migrated_as_their_own_manifest() {
+    let gun = "example.com/delegated";
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = notary_repo_with_delegation(&tmp.path().join("trust"), gun);
+    let (code, v) = verify(&dir, gun, None);
+    assert_eq!(code, 0, "{}", problems(&v));
+    assert_eq!(v["targets"]["release/app.tgz"], "targets/releases");
+    assert!(v["targets"].get("other/stray.tgz").is_none());
+    assert!(v["warnings"]
+        .to_string()
+        .contains("other/stray.tgz is outside the paths delegated to targets/releases"));
+    let releases = v["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["role"] == "targets/releases")
+        .unwrap();
+    assert_eq!(
+        (releases["version"].as_u64(), releases["ok"].as_bool()),
+        (Some(2), Some(true))
+    );
+
+    let out = tmp.path().join("out");
+    notary_ok(None, &["notary", "migrate", p(&dir), "--out", p(&out)]);
+    let manifest = read_json(&out.join("delegated/releases.json"));
+    assert_eq!(manifest["release/app.tgz"]["length"], 42);
+    assert_eq!(
+        manifest["release/app.tgz"]["hashes"]["sha256"],
+        hex::encode([2u8; 32])
+    );
+    assert_eq!(
+        manifest["release/app.tgz"]["custom"],
+        serde_json::json!({"by": "test"})
+    );
+    assert!(manifest.get("other/stray.tgz").is_none());
+    assert_eq!(
+        read_json(&out.join("targets.json"))["LICENSE"]["hashes"]["sha256"],
+        hex::encode([1u8; 32])
+    );
+
+    // The delegated role changed after signing: its signature and the snapshot disagree.
+    let file = dir
+        .join("tuf")
+        .join(gun)
+        .join("metadata/targets/releases.json");
+    let mut doc = read_json(&file);
+    doc["signed"]["targets"]["release/app.tgz"]["length"] = Value::from(43);
+    std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let (code, v) = verify(&dir, gun, None);
+    assert_eq!(code, 3);
+    let p = problems(&v);
+    assert!(
+        p.contains("the signature by targets/releases key") && p.contains("does not verify"),
+        "{p}"
+    );
+    assert!(
+        p.contains("the sha256 of") && p.contains("but `meta.targets/releases` states"),
+        "{p}"
+    );
+}

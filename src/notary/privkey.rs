@@ -132,13 +132,13 @@ fn legacy_decrypt(block: &PemBlock, pass: &Secret) -> Result<Zeroizing<Vec<u8>>,
     }
     // EVP_BytesToKey(MD5, salt = first 8 bytes of the IV, one round).
     let mut key = Zeroizing::new(Vec::with_capacity(48));
-    let mut prev: Vec<u8> = Vec::new();
+    let mut prev = Zeroizing::new(Vec::new());
     while key.len() < key_len {
         let mut h = Md5::new();
-        h.update(&prev);
+        h.update(&*prev);
         h.update(pass.expose().as_bytes());
         h.update(&iv[..8]);
-        prev = h.finalize().to_vec();
+        *prev = h.finalize().to_vec();
         key.extend_from_slice(&prev);
     }
     key.truncate(key_len);
