@@ -787,7 +787,12 @@ fn migrate_writes_the_fixture_targets_and_refuses_tampered_data_or_a_used_folder
 
 #[test]
 fn after_migrate_a_ceremony_and_repo_commit_ngclient_downloads_license_with_notarys_sha256() {
-    let f = &NOTARY_03;
+    for f in FIXTURES {
+        migrate_ceremony_commit_download(f);
+    }
+}
+
+fn migrate_ceremony_commit_download(f: &Fixture) {
     let hsm = SoftHsm::new();
     let token = hsm.token("notary", "1234");
     let tmp = tempfile::tempdir().unwrap();
