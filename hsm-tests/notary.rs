@@ -553,6 +553,24 @@ fn notary_verify_accepts_both_fixture_repositories_at_a_time_they_were_valid() {
 }
 
 #[test]
+fn a_root_certificate_close_to_expiry_verifies_with_a_warning() {
+    let (code, v) = verify(
+        &NOTARY_03.dir(),
+        NOTARY_03.gun,
+        Some("2026-03-01T00:00:00Z"),
+    );
+    assert_eq!(code, 0, "{}", problems(&v));
+    assert!(
+        v["warnings"]
+            .to_string()
+            .contains("expires at 2026-07-23T21:31:26+00:00, within 182 days"),
+        "{v}"
+    );
+    let (_, v) = verify(&NOTARY_03.dir(), NOTARY_03.gun, Some(NOTARY_03.valid_at));
+    assert_eq!(v["warnings"], serde_json::json!([]));
+}
+
+#[test]
 fn notary_verify_today_refuses_what_has_expired_since_as_notarys_client_does() {
     for f in FIXTURES {
         let (code, v) = verify(&f.dir(), f.gun, None);

@@ -273,7 +273,8 @@ fn import(
             yes,
         )?;
     let pass = passphrase(&stored.path.display().to_string(), ctx)?;
-    let opened = store::open(&stored, pass.as_ref())?;
+    let opened = store::open(&stored, pass.as_ref())
+        .with_context(|| format!("nothing was written to {}", dest.uri()))?;
     drop(pass);
     let new = dest.import(&opened.key, &ctx.pins).with_context(|| {
         format!(

@@ -19,7 +19,7 @@ pub enum NotaryError {
     #[error("{path}: {reason}")]
     KeyFile { path: PathBuf, reason: String },
     /// Decryption failed: the passphrase is not the one this file was encrypted with.
-    #[error("{path}: wrong passphrase (the file could not be decrypted with it); nothing was written. Use the passphrase Notary asked for when it made this key")]
+    #[error("{path}: wrong passphrase (the file could not be decrypted with it); use the passphrase Notary asked for when it made this key")]
     WrongPassphrase { path: PathBuf },
     /// No key in the store has this key id.
     #[error("no key with id {keyid} in the Notary key store {dir} (known: {known}); `tufkey notary keys {dir}` lists them")]

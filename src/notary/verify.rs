@@ -31,6 +31,10 @@ use super::pubkey::{verify_signature, NotaryKey};
 use super::trust::{self, Envelope};
 use crate::tuf::cjson::to_canonical;
 
+/// A root certificate expiring within this many days of the checked time gets a warning
+/// (Notary's client warns within six months).
+const NEAR_EXPIRY_DAYS: i64 = 182;
+
 /// Delegations deeper than this are not followed (Notary's own limit is similar).
 const MAX_DELEGATION_DEPTH: usize = 16;
 
@@ -322,6 +326,15 @@ pub fn verify(dir: &Path, gun: Option<&str>, at: DateTime<Utc>) -> Result<Report
                 let p = cert.problems(&c.gun, c.at);
                 if p.is_empty() {
                     valid_certs.insert(id.clone());
+                    if cert.not_after < c.at + chrono::Duration::days(NEAR_EXPIRY_DAYS) {
+                        c.report.warnings.push(format!(
+                            "{}: root key {id}: certificate CN={} expires at {}, within {NEAR_EXPIRY_DAYS} days of {} (Notary warns too); migrate before then",
+                            root.path.display(),
+                            cert.common_name,
+                            cert.not_after.to_rfc3339(),
+                            c.report.at
+                        ));
+                    }
                 }
                 for p in p {
                     c.problem(format!("{}: root key {id}: {p}", root.path.display()));
