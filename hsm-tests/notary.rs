@@ -243,6 +243,28 @@ fn a_wrong_passphrase_is_named_per_key_and_fails_the_listing() {
 }
 
 #[test]
+fn a_passphrase_per_kind_of_key_is_read_from_its_own_variable_first() {
+    // Notary asked for a root passphrase and a repository one; so can the environment.
+    let mut c = tufkey(None);
+    c.args(["--json", "notary", "keys", p(&NOTARY_03.dir())])
+        .env(PASS_ENV, "the-repository-one")
+        .env(format!("{PASS_ENV}_ROOT"), PASS);
+    let (code, out, _) = run(c);
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    for r in v["keys"].as_array().unwrap() {
+        if r["role"] == "root" {
+            assert!(r["problem"].is_null(), "{r}");
+        } else {
+            assert!(
+                r["problem"].as_str().unwrap().contains("wrong passphrase"),
+                "{r}"
+            );
+        }
+    }
+}
+
+#[test]
 fn damaged_and_unknown_key_files_are_named_with_what_is_wrong() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = NOTARY_03.copy(tmp.path());

@@ -1,6 +1,7 @@
 //! `tufkey notary …`: leaving Notary v1 — its keys into hardware, its trust data checked,
 //! its targets carried into a TUF 1.0 repository (runbook: docs/notary.md).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -27,7 +28,9 @@ pub enum NotaryCmd {
     ///
     /// DIR is Notary's trust folder (~/.docker/trust, ~/.notary) or its private/ folder.
     /// Role and GUN come from the files themselves; the key ids and algorithm need the
-    /// passphrase (TUFKEY_NOTARY_PASSPHRASE or a hidden prompt), unless --no-decrypt.
+    /// passphrase, unless --no-decrypt: TUFKEY_NOTARY_PASSPHRASE_ROOT, _TARGETS,
+    /// _SNAPSHOT, _DELEGATION (Notary's kinds), then TUFKEY_NOTARY_PASSPHRASE, then a
+    /// hidden prompt once per kind.
     ///
     /// Examples:
     ///   tufkey notary keys ~/.docker/trust
@@ -152,19 +155,50 @@ pub fn run(cmd: NotaryCmd, ctx: &Ctx) -> Result<ExitCode> {
 }
 
 /// The Notary passphrase: TUFKEY_NOTARY_PASSPHRASE, else a hidden prompt when allowed.
-fn passphrase(what: &str, ctx: &Ctx) -> Result<Option<Secret>> {
-    if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
-        return Ok(Some(Secret::new(p)));
+/// Notary asked for one passphrase per kind of key (its NOTARY_ROOT_PASSPHRASE,
+/// NOTARY_TARGETS_PASSPHRASE, … variables): the kind a role's passphrase belongs to.
+fn passphrase_kind(role: Option<&str>) -> &'static str {
+    match role {
+        Some("root") => "root",
+        Some("targets") => "targets",
+        Some("snapshot") => "snapshot",
+        Some("timestamp") => "timestamp",
+        Some(_) => "delegation",
+        None => "unknown-role",
+    }
+}
+
+/// The Notary passphrase for keys of `role`: TUFKEY_NOTARY_PASSPHRASE_<KIND> (ROOT,
+/// TARGETS, SNAPSHOT, TIMESTAMP, DELEGATION), then TUFKEY_NOTARY_PASSPHRASE, then a
+/// hidden prompt (once per kind, remembered in `asked` for this command) when allowed.
+fn passphrase(
+    role: Option<&str>,
+    what: &str,
+    ctx: &Ctx,
+    asked: &mut BTreeMap<&'static str, Secret>,
+) -> Result<Option<Secret>> {
+    let kind = passphrase_kind(role);
+    let specific = format!("{PASSPHRASE_ENV}_{}", kind.replace('-', "_").to_uppercase());
+    for var in [specific.as_str(), PASSPHRASE_ENV] {
+        if let Ok(p) = std::env::var(var) {
+            return Ok(Some(Secret::new(p)));
+        }
+    }
+    if let Some(p) = asked.get(kind) {
+        return Ok(Some(p.clone()));
     }
     if !ctx.pins.interactive {
         return Ok(None);
     }
-    let p = dialoguer::Password::new()
-        .with_prompt(format!("Notary passphrase for {what}"))
-        .allow_empty_password(true)
-        .interact()
-        .context("reading the passphrase")?;
-    Ok(Some(Secret::new(p)))
+    let p = Secret::new(
+        dialoguer::Password::new()
+            .with_prompt(format!("Notary passphrase for {kind} keys ({what})"))
+            .allow_empty_password(true)
+            .interact()
+            .context("reading the passphrase")?,
+    );
+    asked.insert(kind, p.clone());
+    Ok(Some(p))
 }
 
 fn at_time(at: Option<&str>) -> Result<chrono::DateTime<Utc>> {
@@ -178,16 +212,14 @@ fn at_time(at: Option<&str>) -> Result<chrono::DateTime<Utc>> {
 
 fn list(dir: &Path, no_decrypt: bool, ctx: &Ctx) -> Result<ExitCode> {
     let stored = store::list(dir)?;
-    let pass = if no_decrypt || stored.is_empty() {
-        None
-    } else {
-        passphrase(&format!("the keys in {}", dir.display()), ctx)?
-    };
+    let mut asked = BTreeMap::new();
     let mut rows = Vec::new();
     for k in &stored {
         let opened = if no_decrypt {
             None
         } else {
+            let role = k.role.as_ref().map(|r| r.0.as_str());
+            let pass = passphrase(role, &dir.display().to_string(), ctx, &mut asked)?;
             Some(store::open(k, pass.as_ref()))
         };
         let (notary_id, tuf_id, algorithm, problem) = match &opened {
@@ -272,7 +304,13 @@ fn import(
             ),
             yes,
         )?;
-    let pass = passphrase(&stored.path.display().to_string(), ctx)?;
+    let role = stored.role.as_ref().map(|r| r.0.as_str());
+    let pass = passphrase(
+        role,
+        &stored.path.display().to_string(),
+        ctx,
+        &mut BTreeMap::new(),
+    )?;
     let opened = store::open(&stored, pass.as_ref())
         .with_context(|| format!("nothing was written to {}", dest.uri()))?;
     drop(pass);
