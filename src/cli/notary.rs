@@ -201,6 +201,36 @@ fn passphrase(
     Ok(Some(p))
 }
 
+/// Decrypts a listed key: with the passphrase the environment gives for its kind, or one
+/// typed for its kind already; else one typed for another kind if it opens this key too
+/// (Notary users often share one passphrase); else a new prompt.
+fn open_listed(
+    k: &store::StoredKey,
+    dir: &Path,
+    ctx: &Ctx,
+    asked: &mut BTreeMap<&'static str, Secret>,
+) -> Result<Result<store::Opened, tufkey::notary::NotaryError>> {
+    let role = k.role.as_ref().map(|r| r.0.as_str());
+    let kind = passphrase_kind(role);
+    let from_env = std::env::var_os(PASSPHRASE_ENV).is_some()
+        || std::env::var_os(format!(
+            "{PASSPHRASE_ENV}_{}",
+            kind.replace('-', "_").to_uppercase()
+        ))
+        .is_some();
+    if !from_env && !asked.contains_key(kind) {
+        let others: Vec<Secret> = asked.values().cloned().collect();
+        for p in others {
+            if let Ok(o) = store::open(k, Some(&p)) {
+                asked.insert(kind, p);
+                return Ok(Ok(o));
+            }
+        }
+    }
+    let pass = passphrase(role, &dir.display().to_string(), ctx, asked)?;
+    Ok(store::open(k, pass.as_ref()))
+}
+
 fn at_time(at: Option<&str>) -> Result<chrono::DateTime<Utc>> {
     match at {
         None => Ok(Utc::now()),
@@ -218,9 +248,7 @@ fn list(dir: &Path, no_decrypt: bool, ctx: &Ctx) -> Result<ExitCode> {
         let opened = if no_decrypt {
             None
         } else {
-            let role = k.role.as_ref().map(|r| r.0.as_str());
-            let pass = passphrase(role, &dir.display().to_string(), ctx, &mut asked)?;
-            Some(store::open(k, pass.as_ref()))
+            Some(open_listed(k, dir, ctx, &mut asked)?)
         };
         let (notary_id, tuf_id, algorithm, problem) = match &opened {
             Some(Ok(o)) => (
