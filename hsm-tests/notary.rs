@@ -1137,8 +1137,26 @@ fn keys_in_notarys_later_flat_layout_pkcs8_and_legacy_rsa_are_listed_and_importe
     )
     .unwrap();
 
+    // A delegation key Notary stored without a passphrase: unencrypted PKCS#8.
+    let (plain_id, _) = NOTARY_01.keys[1];
+    let source = NOTARY_01
+        .dir()
+        .join("private/tuf_keys")
+        .join(NOTARY_01.gun)
+        .join(format!("{plain_id}_targets.key"));
+    let plain = openssl(
+        &["ec", "-in", p(&source), "-passin", &format!("pass:{PASS}")],
+        b"",
+    );
+    let unencrypted = openssl(&["pkcs8", "-topk8", "-nocrypt"], &plain);
+    std::fs::write(
+        private.join(format!("{plain_id}.key")),
+        with_headers(&unencrypted, "targets/releases", gun),
+    )
+    .unwrap();
+
     let rows = listed(tmp.path(), Some(PASS), &[]);
-    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows.len(), 3, "{rows:?}");
     for (id, role, alg, format) in [
         (ec_id.to_string(), "targets", "ecdsa-p256", "PKCS#8 (PBES2)"),
         (
@@ -1146,6 +1164,12 @@ fn keys_in_notarys_later_flat_layout_pkcs8_and_legacy_rsa_are_listed_and_importe
             "snapshot",
             "rsa-2048",
             "legacy PEM (PKCS#1, AES-CBC)",
+        ),
+        (
+            plain_id.to_string(),
+            "targets/releases",
+            "ecdsa-p256",
+            "PKCS#8 (unencrypted)",
         ),
     ] {
         let r = rows
@@ -1167,11 +1191,17 @@ fn keys_in_notarys_later_flat_layout_pkcs8_and_legacy_rsa_are_listed_and_importe
         assert_eq!(r["layout"], "notary 0.4+ (role and gun headers)");
     }
     let rows = listed(tmp.path(), Some("wrong"), &[]);
-    assert!(
-        rows.iter()
-            .all(|r| r["problem"].as_str().unwrap().contains("wrong passphrase")),
-        "{rows:?}"
-    );
+    for r in &rows {
+        let problem = r["problem"].as_str();
+        if r["file_keyid"] == plain_id {
+            assert_eq!(problem, None, "an unencrypted key needs no passphrase: {r}");
+        } else {
+            assert!(
+                problem.unwrap_or_default().contains("wrong passphrase"),
+                "{r}"
+            );
+        }
+    }
 
     let hsm = SoftHsm::new();
     let token = hsm.token("notary", "1234");

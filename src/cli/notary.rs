@@ -210,6 +210,9 @@ fn open_listed(
     ctx: &Ctx,
     asked: &mut BTreeMap<&'static str, Secret>,
 ) -> Result<Result<store::Opened, tufkey::notary::NotaryError>> {
+    if !k.is_encrypted() {
+        return Ok(store::open(k, None));
+    }
     let role = k.role.as_ref().map(|r| r.0.as_str());
     let kind = passphrase_kind(role);
     let from_env = std::env::var_os(PASSPHRASE_ENV).is_some()
@@ -333,12 +336,16 @@ fn import(
             yes,
         )?;
     let role = stored.role.as_ref().map(|r| r.0.as_str());
-    let pass = passphrase(
-        role,
-        &stored.path.display().to_string(),
-        ctx,
-        &mut BTreeMap::new(),
-    )?;
+    let pass = if stored.is_encrypted() {
+        passphrase(
+            role,
+            &stored.path.display().to_string(),
+            ctx,
+            &mut BTreeMap::new(),
+        )?
+    } else {
+        None
+    };
     let opened = store::open(&stored, pass.as_ref())
         .with_context(|| format!("nothing was written to {}", dest.uri()))?;
     drop(pass);

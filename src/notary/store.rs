@@ -54,6 +54,17 @@ impl StoredKey {
         }
     }
 
+    /// Whether opening the key needs a passphrase (false for Notary's unencrypted files,
+    /// and for unreadable ones, which fail without asking).
+    pub fn is_encrypted(&self) -> bool {
+        self.block.as_ref().is_ok_and(|b| {
+            b.kind == "ENCRYPTED PRIVATE KEY"
+                || b.headers
+                    .get("Proc-Type")
+                    .is_some_and(|v| v.contains("ENCRYPTED"))
+        })
+    }
+
     /// Decrypts the key. A wrong passphrase and a damaged file are told apart.
     pub fn decrypt(&self, pass: Option<&Secret>) -> Result<SoftKey, NotaryError> {
         let block = self
