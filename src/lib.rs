@@ -14,6 +14,7 @@ pub mod audit;
 pub mod ceremony;
 pub mod fsutil;
 pub mod keys;
+pub mod notary;
 pub mod pem;
 pub mod pg;
 pub mod repo;

@@ -9,6 +9,7 @@ mod ctx;
 mod delegation;
 mod demo;
 mod key;
+mod notary;
 mod outcome;
 mod output;
 mod pin;
@@ -143,6 +144,9 @@ enum Command {
     /// Check the hash chain of an audit log.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Leave Notary v1: list and import its keys, verify its trust data, migrate its targets.
+    #[command(subcommand)]
+    Notary(notary::NotaryCmd),
     /// Run a whole 3-of-5 root ceremony and a rotation on throwaway keys, printing each command.
     Demo(demo::DemoArgs),
 }
@@ -157,6 +161,7 @@ fn audited(cmd: &Command) -> Option<auditor::Audited> {
         Command::Ceremony(c) => ceremony::audited(c),
         Command::Delegation(c) => Some(delegation::audited(c)),
         Command::Repo(c) => repo::audited(c),
+        Command::Notary(c) => notary::audited(c),
         _ => None,
     }
 }
@@ -208,6 +213,7 @@ pub fn run() -> ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Audit(c) => audit::run(c, &ctx),
+        Command::Notary(c) => notary::run(c, &ctx),
     };
     match result {
         Ok(code) => code,

@@ -240,7 +240,8 @@ impl KeySource {
         }
     }
 
-    /// Writes a software key into the device as a non-extractable key (PKCS#11 only).
+    /// Writes a software key into the device as a non-extractable key (a PKCS#11 token,
+    /// or a YubiKey slot for P-256 keys with the slot's default PIN policy, no touch).
     pub fn import(&self, key: &file::SoftKey, policy: &PinPolicy) -> Result<NewKey, KeyError> {
         match self {
             KeySource::Pkcs11(u) => {
@@ -252,9 +253,10 @@ impl KeySource {
                     file: None,
                 })
             }
+            KeySource::YubiKey(y) => piv::import(y, key, policy),
             _ => Err(self.refuse(
                 "imported into",
-                "import moves a key into a PKCS#11 token; give a pkcs11: URI",
+                "import moves a key into a PKCS#11 token or a YubiKey slot; give a pkcs11: or yubikey: URI",
             )),
         }
     }
@@ -488,6 +490,22 @@ mod piv {
         })
     }
 
+    pub fn import(
+        y: &YubiKeyUri,
+        key: &crate::keys::file::SoftKey,
+        policy: &PinPolicy,
+    ) -> Result<NewKey, KeyError> {
+        use crate::keys::piv_policy::{PivPinPolicy, PivTouchPolicy};
+        let (uri, public) =
+            backend::import(y, key, PivPinPolicy::Default, PivTouchPolicy::Never, policy)?;
+        Ok(NewKey {
+            uri: uri.to_string(),
+            public,
+            made: "imported into the YubiKey slot a non-extractable",
+            file: None,
+        })
+    }
+
     pub fn attest(
         y: &YubiKeyUri,
         extra_ca: &[u8],
@@ -543,6 +561,14 @@ mod piv {
     }
 
     pub fn generate(y: &YubiKeyUri, _: NewKeyOptions, _: &PinPolicy) -> Result<NewKey, KeyError> {
+        Err(off(y))
+    }
+
+    pub fn import(
+        y: &YubiKeyUri,
+        _: &crate::keys::file::SoftKey,
+        _: &PinPolicy,
+    ) -> Result<NewKey, KeyError> {
         Err(off(y))
     }
 

@@ -52,6 +52,8 @@ const SW_CHAINING_ERROR: u16 = 0x6883;
 const SW_SECURITY_STATUS: u16 = 0x6982;
 const SW_CONDITIONS_OF_USE: u16 = 0x6985;
 const SW_INCORRECT_P1P2: u16 = 0x6A86;
+/// PIV algorithm id of ECC P-256.
+const ALG_P256: u8 = 0x11;
 
 const RESPONSE_CAPACITY: usize = 8192;
 
@@ -72,6 +74,10 @@ pub struct SlotKey {
     pub touch_policy: u8,
     /// The content of the 7F49 template (86 point, or 81 modulus 82 exponent).
     pub public: Vec<u8>,
+    /// An imported P-256 private key (32-byte scalar), which this runner holds and signs
+    /// with itself: piv-authenticator 0.7 imports only RSA. Test use only: it is kept in
+    /// slots.txt in the clear.
+    pub imported_p256: Option<Vec<u8>>,
 }
 
 /// Slot keys, persisted as one line per slot in `<state>/slots.txt`.
@@ -87,7 +93,7 @@ impl Slots {
         if let Ok(text) = fs::read_to_string(&path) {
             for line in text.lines() {
                 let f: Vec<&str> = line.split_whitespace().collect();
-                if f.len() != 6 {
+                if f.len() != 6 && f.len() != 7 {
                     continue;
                 }
                 let byte = |s: &str| u8::from_str_radix(s, 16).ok();
@@ -109,6 +115,7 @@ impl Slots {
                         pin_policy: pin,
                         touch_policy: touch,
                         public,
+                        imported_p256: f.get(6).map(|s| hex_decode(s)),
                     },
                 );
             }
@@ -124,8 +131,13 @@ impl Slots {
             } else {
                 hex_encode(&k.public)
             };
+            let secret = k
+                .imported_p256
+                .as_ref()
+                .map(|s| format!(" {}", hex_encode(s)))
+                .unwrap_or_default();
             text.push_str(&format!(
-                "{slot:02x} {:02x} {:02x} {:02x} {:02x} {public}\n",
+                "{slot:02x} {:02x} {:02x} {:02x} {:02x} {public}{secret}\n",
                 k.algorithm, k.origin, k.pin_policy, k.touch_policy
             ));
         }
@@ -380,6 +392,12 @@ impl<'s, T: piv_authenticator::Client> Card<'s, T> {
                 }
                 (body, sw)
             }
+            // IMPORT ASYMMETRIC KEY (Yubico) of a P-256 key: held by this runner.
+            (0xFE, ALG_P256, slot) => self.import_p256(slot, data),
+            // GENERAL AUTHENTICATE with an imported P-256 key: signed by this runner.
+            (0x87, ALG_P256, slot) if self.imported_p256(slot).is_some() => {
+                self.sign_imported(slot, data)
+            }
             // IMPORT ASYMMETRIC KEY (Yubico): attestation is refused for imported keys.
             (0xFE, alg, slot) => {
                 let (body, sw) = self.forward(cla, ins, p1, p2, data);
@@ -394,6 +412,7 @@ impl<'s, T: piv_authenticator::Client> Card<'s, T> {
                             .and_then(|v| v.first().copied())
                             .unwrap_or(1),
                         public: Vec::new(),
+                        imported_p256: None,
                     };
                     self.shared.slots.set(slot, key);
                 }
@@ -416,6 +435,77 @@ impl<'s, T: piv_authenticator::Client> Card<'s, T> {
     }
 
     /// GET DATA 5FC109: readable once the PIN is verified.
+    /// The scalar of a P-256 key imported into `slot`, if that is what the slot holds.
+    fn imported_p256(&self, slot: u8) -> Option<Vec<u8>> {
+        self.shared
+            .slots
+            .map
+            .get(&slot)
+            .and_then(|k| k.imported_p256.clone())
+    }
+
+    /// IMPORT ASYMMETRIC KEY for P-256 (tag 06: the 32-byte scalar, then AA/AB
+    /// policies), after the management key, as a YubiKey wants it.
+    fn import_p256(&mut self, slot: u8, data: &[u8]) -> (Vec<u8>, u16) {
+        if !self.admin {
+            return (Vec::new(), SW_SECURITY_STATUS);
+        }
+        let Some(scalar) = tlv::find(data, 0x06) else {
+            return (Vec::new(), SW_WRONG_DATA);
+        };
+        let Ok(key) = p256::ecdsa::SigningKey::from_slice(scalar) else {
+            return (Vec::new(), SW_WRONG_DATA);
+        };
+        let point = key.verifying_key().to_encoded_point(false);
+        let mut public = Vec::new();
+        tlv::put(&mut public, 0x86, point.as_bytes());
+        let entry = SlotKey {
+            algorithm: ALG_P256,
+            origin: 2,
+            pin_policy: tlv::find(data, 0xAA)
+                .and_then(|v| v.first().copied())
+                .filter(|p| *p != 0)
+                .unwrap_or_else(|| default_pin_policy(slot)),
+            touch_policy: tlv::find(data, 0xAB)
+                .and_then(|v| v.first().copied())
+                .filter(|t| *t != 0)
+                .unwrap_or(1),
+            public,
+            imported_p256: Some(scalar.to_vec()),
+        };
+        self.shared.slots.set(slot, entry);
+        (Vec::new(), SW_OK)
+    }
+
+    /// GENERAL AUTHENTICATE (7C { 82 00, 81 digest }) with an imported P-256 key: only
+    /// once the PIN is verified (asked of piv-authenticator with an empty VERIFY), the
+    /// signature DER in 7C { 82 … } as a YubiKey answers.
+    fn sign_imported(&mut self, slot: u8, data: &[u8]) -> (Vec<u8>, u16) {
+        use p256::ecdsa::signature::hazmat::PrehashSigner;
+        let (_, pin_sw) = self.forward(0x00, 0x20, 0x00, 0x80, &[]);
+        if pin_sw != SW_OK {
+            return (Vec::new(), SW_SECURITY_STATUS);
+        }
+        let Some(digest) = tlv::find(data, 0x7C).and_then(|t| tlv::find(t, 0x81)) else {
+            return (Vec::new(), SW_WRONG_DATA);
+        };
+        let Some(key) = self
+            .imported_p256(slot)
+            .and_then(|s| p256::ecdsa::SigningKey::from_slice(&s).ok())
+        else {
+            return (Vec::new(), SW_WRONG_DATA);
+        };
+        let sig: p256::ecdsa::Signature = match key.sign_prehash(digest) {
+            Ok(s) => s,
+            Err(_) => return (Vec::new(), SW_WRONG_DATA),
+        };
+        let mut inner = Vec::new();
+        tlv::put(&mut inner, 0x82, sig.to_der().as_bytes());
+        let mut out = Vec::new();
+        tlv::put(&mut out, 0x7C, &inner);
+        (out, SW_OK)
+    }
+
     fn protected_object(&mut self) -> (Vec<u8>, u16) {
         let (_, sw) = self.forward(0x00, 0x20, 0x00, 0x80, &[]);
         if sw != SW_OK {
@@ -590,6 +680,7 @@ impl<'s, T: piv_authenticator::Client> Card<'s, T> {
                 pin_policy,
                 touch_policy,
                 public: public.to_vec(),
+                imported_p256: None,
             },
         );
     }

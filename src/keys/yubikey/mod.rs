@@ -16,7 +16,7 @@
 //!
 //! One concern per file: held cards and their release (`held.rs`), scanning and opening by
 //! serial, PIN rules, management-key authentication, slots (read, list, generate), the
-//! signer, and attestation (the pure X.509 chain checks in `attestation.rs` are built
+//! signer, importing a software key (`import.rs`), and attestation (the pure X.509 chain checks in `attestation.rs` are built
 //! without the `yubikey` feature too, for the types they define).
 
 #[cfg(feature = "yubikey")]
@@ -31,6 +31,8 @@ mod errors;
 #[cfg(feature = "yubikey")]
 mod held;
 #[cfg(feature = "yubikey")]
+mod import;
+#[cfg(feature = "yubikey")]
 mod mgm;
 #[cfg(feature = "yubikey")]
 mod pin;
@@ -43,6 +45,8 @@ mod slots;
 
 #[cfg(feature = "yubikey")]
 pub use attest::{attest, spki_der, verify_recorded};
+#[cfg(feature = "yubikey")]
+pub use import::import;
 #[cfg(feature = "yubikey")]
 pub use scan::{list_devices, Device};
 #[cfg(feature = "yubikey")]

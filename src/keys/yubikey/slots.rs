@@ -123,16 +123,43 @@ pub fn generate(
     let slot = slot_id(uri.slot).map_err(|r| err(uri, r))?;
     let mut yk = open_device(uri)?;
     let full = full_uri(&yk, uri);
-    // A key without a certificate (made by another tool) shows in the slot's metadata
-    // (firmware 5.3+); older firmware answers NotSupported and only the certificate tells.
-    let has_key =
-        Certificate::read(&mut yk, slot).is_ok() || yubikey::piv::metadata(&mut yk, slot).is_ok();
-    if has_key {
-        return Err(err(&full, format!("slot {:02x} already holds a key; tufkey never overwrites one. Choose another slot (9a, 9c, 9d, 9e, 82-95) or clear it with ykman", uri.slot)));
-    }
+    refuse_occupied(&mut yk, &full, slot)?;
     let pin = verify_pin(&mut yk, &full, policy, None)?;
     authenticate(&mut yk, &full)?;
-    let pin_p = match pin_policy {
+    let (pin_p, touch_p) = yk_policies(pin_policy, touch);
+    let spki = yubikey::piv::generate(&mut yk, slot, alg, pin_p, touch_p)
+        .map_err(|e| explain(&full, e))?;
+    if touch != PivTouchPolicy::Never {
+        eprintln!("Touch your YubiKey when it blinks (it signs the new key's certificate)");
+    }
+    // The self-signed certificate is a signature: slots with PIN policy "always" want the
+    // PIN again. Without a re-SELECT: the certificate write needs the management key.
+    reverify_pin(&mut yk, &full, &pin)?;
+    let public = store_self_signed(&mut yk, &full, slot, alg, spki)?;
+    Ok((full, public))
+}
+
+/// Refuses a slot that already holds a key: tufkey never overwrites one. A key without a
+/// certificate (made by another tool) shows in the slot's metadata (firmware 5.3+); older
+/// firmware answers NotSupported and only the certificate tells.
+pub(super) fn refuse_occupied(
+    yk: &mut YubiKey,
+    full: &YubiKeyUri,
+    slot: SlotId,
+) -> Result<(), KeyError> {
+    let has_key = Certificate::read(yk, slot).is_ok() || yubikey::piv::metadata(yk, slot).is_ok();
+    if has_key {
+        return Err(err(full, format!("slot {:02x} already holds a key; tufkey never overwrites one. Choose another slot (9a, 9c, 9d, 9e, 82-95) or clear it with ykman", full.slot)));
+    }
+    Ok(())
+}
+
+/// tufkey's PIN and touch policies as the `yubikey` crate names them.
+pub(super) fn yk_policies(
+    pin: PivPinPolicy,
+    touch: PivTouchPolicy,
+) -> (YkPinPolicy, YkTouchPolicy) {
+    let pin_p = match pin {
         PivPinPolicy::Default => YkPinPolicy::Default,
         PivPinPolicy::Once => YkPinPolicy::Once,
         PivPinPolicy::Always => YkPinPolicy::Always,
@@ -142,27 +169,32 @@ pub fn generate(
         PivTouchPolicy::Always => YkTouchPolicy::Always,
         PivTouchPolicy::Cached => YkTouchPolicy::Cached,
     };
-    let spki = yubikey::piv::generate(&mut yk, slot, alg, pin_p, touch_p)
-        .map_err(|e| explain(&full, e))?;
-    if touch != PivTouchPolicy::Never {
-        eprintln!("Touch your YubiKey when it blinks (it signs the new key's certificate)");
-    }
-    // The self-signed certificate is a signature: slots with PIN policy "always" want the
-    // PIN again. Without a re-SELECT: the certificate write needs the management key.
-    reverify_pin(&mut yk, &full, &pin)?;
+    (pin_p, touch_p)
+}
+
+/// Stores a self-signed certificate for the key in `slot` (made on the card from the
+/// slot's key, so a slot with PIN policy "always" needs the PIN verified just before),
+/// so its public key can be read later without a PIN; returns that public key.
+pub(super) fn store_self_signed(
+    yk: &mut YubiKey,
+    full: &YubiKeyUri,
+    slot: SlotId,
+    alg: AlgorithmId,
+    spki: x509_cert::spki::SubjectPublicKeyInfoOwned,
+) -> Result<PublicKey, KeyError> {
     let mut serial = [0u8; 16];
     rand_core::OsRng.fill_bytes(&mut serial);
     serial[0] &= 0x7f;
     let serial = x509_cert::serial_number::SerialNumber::new(&serial)
-        .map_err(|e| err(&full, e.to_string()))?;
+        .map_err(|e| err(full, e.to_string()))?;
     let validity = x509_cert::time::Validity::from_now(Duration::from_secs(100 * 365 * 86400))
-        .map_err(|e| err(&full, e.to_string()))?;
-    let subject: x509_cert::name::Name = format!("CN=tufkey {:02x} {}", uri.slot, yk.serial().0)
+        .map_err(|e| err(full, e.to_string()))?;
+    let subject: x509_cert::name::Name = format!("CN=tufkey {:02x} {}", full.slot, yk.serial().0)
         .parse()
-        .map_err(|e: x509_cert::der::Error| err(&full, e.to_string()))?;
+        .map_err(|e: x509_cert::der::Error| err(full, e.to_string()))?;
     let cert = match alg {
         AlgorithmId::EccP256 => Certificate::generate_self_signed::<_, p256::NistP256>(
-            &mut yk,
+            yk,
             slot,
             serial,
             validity,
@@ -171,7 +203,7 @@ pub fn generate(
             |_| Ok(()),
         ),
         _ => Certificate::generate_self_signed::<_, YubiRsa<Rsa2048>>(
-            &mut yk,
+            yk,
             slot,
             serial,
             validity,
@@ -180,11 +212,11 @@ pub fn generate(
             |_| Ok(()),
         ),
     }
-    .map_err(|e| explain(&full, e))?;
+    .map_err(|e| explain(full, e))?;
     let der = cert
         .subject_pki()
         .to_der()
-        .map_err(|e| err(&full, e.to_string()))?;
-    let (public, _) = spki_public_key(&der).map_err(|r| err(&full, r))?;
-    Ok((full, public))
+        .map_err(|e| err(full, e.to_string()))?;
+    let (public, _) = spki_public_key(&der).map_err(|r| err(full, r))?;
+    Ok(public)
 }
