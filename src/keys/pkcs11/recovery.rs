@@ -8,6 +8,7 @@ use crate::keys::error::KeyError;
 use crate::keys::uri::Pkcs11Uri;
 
 use super::answers::brief;
+use super::implementation::Implementation;
 use super::limits::REINIT_LOCK_WAIT;
 use super::module::{module_path, Reinit};
 use super::state::{lock, Backoff};
@@ -30,6 +31,17 @@ impl Token {
             .map_err(|e| self.unavailable(uri, brief(&self.ck("C_GetTokenInfo")(e))))?;
         let (l, s) = (info.label().trim_end(), info.serial_number().trim_end());
         if l == self.label && s == self.serial {
+            if Implementation::of(live.p11()) == Implementation::Tpm2Pkcs11 {
+                // tpm2-pkcs11 answers C_GetTokenInfo from its store without the TPM: ask
+                // the TPM itself (its random number generator), so that a TPM or
+                // resource manager that went away is seen as gone before any login.
+                let session = self
+                    .session_in(&live)
+                    .map_err(|e| self.unavailable(uri, brief(&e)))?;
+                session
+                    .generate_random_vec(8)
+                    .map_err(|e| self.unavailable(uri, brief(&self.ck("C_GenerateRandom")(e))))?;
+            }
             Ok(())
         } else {
             Err(self.unavailable(
