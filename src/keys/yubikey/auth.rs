@@ -68,6 +68,10 @@ pub(super) fn authenticate(yk: &mut Held, uri: &YubiKeyUri) -> Result<(), KeyErr
     let serial = yk.serial().0;
     let mut side: Option<SideChannel> = None;
     let meta = mgm_metadata(yk, uri, &mut side)?;
+    let v = yk.version();
+    // A card that reports firmware 5.3+ but has no GET METADATA is not a YubiKey: a
+    // generic PIV card (Nitrokey 3 and others), whose default key may be 3DES or AES.
+    let generic = meta.is_none() && (v.major, v.minor) >= (5, 3);
     let alg = meta
         .as_ref()
         .map(|m| m.algorithm)
@@ -122,20 +126,19 @@ pub(super) fn authenticate(yk: &mut Held, uri: &YubiKeyUri) -> Result<(), KeyErr
             "the 3DES management key is a weak DES key, which a YubiKey does not accept",
         ));
     }
-    let ch = side_channel(yk, uri, &mut side)?;
-    let outcome = match ch
-        .transaction(|t| mgm::mutual_auth(t, &key))
-        .map_err(|e| pcsc_explain(uri, e))?
-    {
-        Ok(()) => Ok(()),
-        Err(mgm::AuthError::Transport(e)) => {
-            return Err(err(
-                uri,
-                format!("management key authentication: smart card error: {e}"),
-            ))
+    if generic && source == MgmSource::FactoryDefault {
+        eprintln!("note: card {serial} does not report its management key (no GET METADATA, as on generic PIV cards): trying the factory default as {}, then as {}; a refused management key spends no retry counter", mgm::Algorithm::Tdes, mgm::Algorithm::Aes192);
+    }
+    let mut outcome = mutual_auth(yk, uri, &mut side, &key)?;
+    let mut alg = alg;
+    if outcome.is_err() && generic && source == MgmSource::FactoryDefault {
+        if let Some(aes) = mgm::MgmKey::default_for(mgm::Algorithm::Aes192) {
+            if mutual_auth(yk, uri, &mut side, &aes)?.is_ok() {
+                alg = mgm::Algorithm::Aes192;
+                outcome = Ok(());
+            }
         }
-        Err(e) => Err(Some(e)),
-    };
+    }
     drop(side);
     match outcome {
         Ok(()) => {
@@ -154,12 +157,39 @@ pub(super) fn authenticate(yk: &mut Held, uri: &YubiKeyUri) -> Result<(), KeyErr
                 MgmSource::Protected => format!(
                     "YubiKey {serial} refused its own PIN-protected management key (object 5FC109, {alg}){detail}: the stored copy is stale. Store it again (`ykman piv access change-management-key --generate --protect`), or give the key in TUFKEY_YUBIKEY_MGM_KEY ({digits} hex digits). Nothing was changed on the YubiKey"
                 ),
+                MgmSource::FactoryDefault if generic => format!(
+                    "card {serial} refused the factory-default management key as {} and as {}{detail}: it was changed (the card does not say which algorithm it uses). Give it in TUFKEY_YUBIKEY_MGM_KEY (hex; its length tells the algorithm). Nothing was changed on the card",
+                    mgm::Algorithm::Tdes, mgm::Algorithm::Aes192
+                ),
                 MgmSource::FactoryDefault => format!(
                     "YubiKey {serial} refused the factory-default management key ({alg}){detail}: it was changed. Give it in TUFKEY_YUBIKEY_MGM_KEY ({digits} hex digits), or make it PIN-protected (`ykman piv access change-management-key --generate --protect`). Nothing was changed on the YubiKey"
                 ),
             };
             Err(err(uri, reason))
         }
+    }
+}
+
+/// One mutual authentication with `key` over the second connection: `Ok(Err(detail))`
+/// when the card refused the key (which spends no retry counter), `Err` when the card
+/// could not be asked.
+fn mutual_auth(
+    yk: &YubiKey,
+    uri: &YubiKeyUri,
+    side: &mut Option<SideChannel>,
+    key: &mgm::MgmKey,
+) -> Result<Result<(), Option<mgm::AuthError>>, KeyError> {
+    let ch = side_channel(yk, uri, side)?;
+    match ch
+        .transaction(|t| mgm::mutual_auth(t, key))
+        .map_err(|e| pcsc_explain(uri, e))?
+    {
+        Ok(()) => Ok(Ok(())),
+        Err(mgm::AuthError::Transport(e)) => Err(err(
+            uri,
+            format!("management key authentication: smart card error: {e}"),
+        )),
+        Err(e) => Ok(Err(Some(e))),
     }
 }
 
