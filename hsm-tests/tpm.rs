@@ -69,6 +69,19 @@ fn p256_and_rsa_keys_made_in_the_tpm_sign_a_root_that_python_tuf_verifies_with_t
     assert_eq!(keys[0].2["scheme"], "ecdsa-sha2-nistp256");
     assert_eq!(keys[1].2["scheme"], "rsassa-pss-sha256");
 
+    // The private keys live in the TPM: sensitive, never extractable.
+    let out = tpm
+        .command("pkcs11-tool")
+        .args(["--module", p(&tpm_harness::tpm2_module())])
+        .args(["--token-label", "tpm-root", "--login", "--pin", "4711"])
+        .args(["--list-objects", "--type", "privkey"])
+        .output()
+        .expect("pkcs11-tool (package opensc)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("Private Key Object").count(), 3, "{text}");
+    assert_eq!(text.matches("never extractable").count(), 3, "{text}");
+    assert!(!text.contains("  extractable"), "{text}");
+
     // `key list` reads the public halves without a PIN: the same key ids.
     let listed: Value =
         serde_json::from_str(&tpm.ok(&["key", "list", &token.token_uri(), "--json"])).unwrap();
@@ -144,25 +157,88 @@ fn ed25519_is_refused_with_the_reason_before_any_pin_is_asked_for() {
         serde_json::from_str(&tpm.ok(&["key", "list", &token.token_uri(), "--json"])).unwrap();
     assert_eq!(listed, json!([]));
 
-    // An Ed25519 key cannot be imported either, also before any PIN.
+    // P-256 on the same token works: the refusal was about the mechanism, not the token.
+    tpm.generate(&token.uri("p256"), "ecdsa-p256");
+}
+
+/// python-tuf's key id for the public half of a PEM private key file.
+const PY_KEYID_OF_PEM: &str = r#"
+import sys
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from securesystemslib.signer import SSlibKey
+key = load_pem_private_key(open(sys.argv[1], "rb").read(), None)
+print(SSlibKey.from_crypto(key.public_key()).keyid)
+"#;
+
+#[test]
+fn keys_are_imported_with_tpm2_ptool_not_through_pkcs11_and_then_sign_with_python_tufs_key_id() {
+    let tpm = Tpm::start();
+    let token = tpm.token("tpm-import", "4711");
     let dir = tempfile::tempdir().unwrap();
-    let pem = dir.path().join("ed.pem");
+    let pem = dir.path().join("p256.pem");
     let st = std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "ed25519", "-out", p(&pem)])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .arg("-out")
+        .arg(&pem)
         .status()
         .expect("run openssl");
     assert!(st.success());
-    let mut c = tpm.tufkey();
-    c.args(["key", "import", p(&pem), &token.uri("ed-imported")]);
-    let (code, out, err) = run(c);
-    assert_eq!(code, 1, "{out}{err}");
+
+    // tpm2-pkcs11 creates no private key objects: refused with the way that works,
+    // before any PIN.
+    let (code, out, err, logins) =
+        tpm.run_through_spy(&["key", "import", p(&pem), &token.uri("imported")]);
+    assert_eq!((code, logins), (1, 0), "{out}{err}");
     assert!(
-        err.contains("cannot sign with an imported ed25519 key") && err.contains("CKM_EDDSA"),
+        err.contains("TPM 2.0 token (tpm2-pkcs11)")
+            && err.contains("No PIN was asked for or spent")
+            && err.contains("tpm2_ptool import --label tpm-import"),
         "{err}"
     );
 
-    // P-256 on the same token works: the refusal was about the mechanism, not the token.
-    tpm.generate(&token.uri("p256"), "ecdsa-p256");
+    // The way the message shows: the key is then on the token, and tufkey signs with
+    // it under the key id python-tuf computes from the PEM file.
+    let st = tpm
+        .command("tpm2_ptool")
+        .args([
+            "import",
+            "--label",
+            "tpm-import",
+            "--key-label",
+            "imported",
+            "--algorithm",
+            "ecc",
+            "--userpin",
+            &token.pin,
+            "--privkey",
+            p(&pem),
+            "--path",
+        ])
+        .arg(tpm.dir.path().join("store"))
+        .output()
+        .expect("run tpm2_ptool import");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let shown: Value =
+        serde_json::from_str(&tpm.ok(&["key", "show", &token.uri("imported"), "--json"])).unwrap();
+    let python_keyid = python_tuf(PY_KEYID_OF_PEM, &[p(&pem)]);
+    assert_eq!(shown["keyid"].as_str().unwrap(), python_keyid.trim());
+    let key = (
+        token.uri("imported"),
+        shown["keyid"].as_str().unwrap().to_string(),
+        shown["key"].clone(),
+    );
+    let root = signed_root(&tpm, dir.path(), &[key]);
+    assert_eq!(python_tuf_on(&root)["verified"], true);
 }
 
 /// TPM2_PT_MAX_AUTH_FAIL of the running TPM: wrong PINs before its lockout.

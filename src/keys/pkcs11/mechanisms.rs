@@ -1,5 +1,6 @@
 //! What a token can do, asked before any PIN: implementations differ (a TPM 2.0 token
-//! through tpm2-pkcs11 has no Ed25519 and takes RSA only up to its TPM's sizes), and a
+//! through tpm2-pkcs11 has no Ed25519, takes RSA only up to its TPM's sizes and imports
+//! no private keys through PKCS#11), and a
 //! raw "C_GenerateKeyPair failed: CKR_MECHANISM_INVALID" after the PIN was spent tells a
 //! user neither why nor what to choose instead.
 
@@ -9,6 +10,7 @@ use crate::keys::error::KeyError;
 use crate::keys::uri::Pkcs11Uri;
 use crate::tuf::KeyType;
 
+use super::implementation::Implementation;
 use super::token::Token;
 
 /// Every key type tufkey can make on a PKCS#11 token, in the order it suggests them.
@@ -111,6 +113,20 @@ impl Token {
         let live = self.enter()?;
         let slot = self.slot_in(&live)?;
         let p = live.p11();
+        if making == Making::Import && Implementation::of(p) == Implementation::Tpm2Pkcs11 {
+            return Err(KeyError::Unsupported {
+                uri: uri.to_string(),
+                reason: format!(
+                    "token \"{label}\" is a TPM 2.0 token (tpm2-pkcs11), which cannot create \
+                     private key objects through PKCS#11 (its C_CreateObject takes only public \
+                     keys and data). No PIN was asked for or spent. Import the key with \
+                     tpm2-pkcs11's own tool, `tpm2_ptool import --label {label} --key-label \
+                     NAME --algorithm ecc|rsa --privkey FILE.pem --userpin PIN` (on the signer \
+                     machine alone: the PIN is in its arguments), then name it pkcs11:token={label};object=NAME",
+                    label = self.label
+                ),
+            });
+        }
         let listed = p
             .get_mechanism_list(slot)
             .map_err(self.ck("C_GetMechanismList"))?;
