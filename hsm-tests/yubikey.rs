@@ -2270,3 +2270,41 @@ fn a_generic_piv_card_makes_and_signs_with_keys_and_says_what_it_cannot_do() {
     );
     assert_eq!(snapshot(&ceremony), before);
 }
+
+/// A generic PIV card whose management key was changed to an AES-256 key: without it
+/// tufkey says what it tried and how to give the key, and writes nothing; given in
+/// TUFKEY_YUBIKEY_MGM_KEY, its length tells the algorithm the card does not report.
+#[test]
+fn a_generic_piv_card_with_a_changed_management_key_takes_it_by_length_and_is_untouched_without_it()
+{
+    let Some(card) = card() else { return };
+    let aes256 = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    let generic = AesCard::start(
+        &card,
+        &["--generic", "--mgm-alg", "aes256", "--mgm-key", aes256],
+    );
+
+    let (code, out, err) = aes_generate("9a", &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("refused the factory-default management key as 3DES and as AES-192")
+            && err.contains("TUFKEY_YUBIKEY_MGM_KEY")
+            && err.contains("Nothing was changed"),
+        "{err}"
+    );
+    assert!(
+        aes_slot_shows_empty("9a"),
+        "the refused generate wrote the slot"
+    );
+
+    let (code, out, err) = aes_generate("9a", &[("TUFKEY_YUBIKEY_MGM_KEY", aes256)]);
+    assert_eq!(
+        code,
+        0,
+        "generate with the AES-256 key failed:\n{out}{err}\ncard log:\n{}",
+        generic.log()
+    );
+    let made = json_of(&out);
+    let shown = json_of(&tk_ok(&["key", "show", &aes_uri("9a"), "--json"], &[]).0);
+    assert_eq!(shown["keyid"], made["keyid"], "{shown}");
+}
