@@ -134,41 +134,37 @@ pub fn generate(
     key_type: KeyType,
     policy: &PinPolicy,
 ) -> Result<(Pkcs11Uri, PublicKey), KeyError> {
-    new_key(
-        uri,
-        (key_type, Making::Generate),
-        policy,
-        |session, mut pub_t, priv_t| {
-            let mech = match key_type {
-                KeyType::EcdsaP256 => {
-                    pub_t.push(Attribute::EcParams(P256_PARAMS.to_vec()));
-                    Mechanism::EccKeyPairGen
-                }
-                KeyType::Ed25519 => {
-                    pub_t.push(Attribute::EcParams(ED25519_OID_PARAMS.to_vec()));
-                    Mechanism::EccEdwardsKeyPairGen
-                }
-                KeyType::Rsa3072 | KeyType::Rsa2048 => {
-                    let bits: u64 = if key_type == KeyType::Rsa3072 {
-                        3072
-                    } else {
-                        2048
-                    };
-                    pub_t.push(Attribute::ModulusBits(bits.into()));
-                    pub_t.push(Attribute::PublicExponent(vec![1, 0, 1]));
-                    Mechanism::RsaPkcsKeyPairGen
-                }
-            };
-            session
-                .generate_key_pair(&mech, &pub_t, &priv_t)
-                .map(|_| ())
-                .map_err(|source| KeyError::Pkcs11 {
-                    op: "C_GenerateKeyPair",
-                    uri: uri.to_string(),
-                    err: source,
-                })
-        },
-    )
+    let making = (key_type, Making::Generate);
+    new_key(uri, making, policy, |session, mut pub_t, priv_t| {
+        let mech = match key_type {
+            KeyType::EcdsaP256 => {
+                pub_t.push(Attribute::EcParams(P256_PARAMS.to_vec()));
+                Mechanism::EccKeyPairGen
+            }
+            KeyType::Ed25519 => {
+                pub_t.push(Attribute::EcParams(ED25519_OID_PARAMS.to_vec()));
+                Mechanism::EccEdwardsKeyPairGen
+            }
+            KeyType::Rsa3072 | KeyType::Rsa2048 => {
+                let bits: u64 = if key_type == KeyType::Rsa3072 {
+                    3072
+                } else {
+                    2048
+                };
+                pub_t.push(Attribute::ModulusBits(bits.into()));
+                pub_t.push(Attribute::PublicExponent(vec![1, 0, 1]));
+                Mechanism::RsaPkcsKeyPairGen
+            }
+        };
+        session
+            .generate_key_pair(&mech, &pub_t, &priv_t)
+            .map(|_| ())
+            .map_err(|source| KeyError::Pkcs11 {
+                op: "C_GenerateKeyPair",
+                uri: uri.to_string(),
+                err: source,
+            })
+    })
 }
 
 fn read_back(token: &Token, uri: &Pkcs11Uri) -> Result<PublicKey, KeyError> {
