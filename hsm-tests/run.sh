@@ -51,7 +51,7 @@ command -v tpm2_getcap >/dev/null 2>&1 || missing+=(tpm2-tools)
 command -v tpm2_ptool >/dev/null 2>&1 || missing+=(libtpm2-pkcs11-tools)
 compgen -G '/usr/lib/*/pkcs11/libtpm2_pkcs11.so' >/dev/null || missing+=(libtpm2-pkcs11-1)
 compgen -G '/usr/lib/*/libtss2-tcti-tabrmd.so.0' >/dev/null || missing+=(libtss2-tcti-tabrmd0)
-command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus)
+command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus-daemon)
 command -v dbus-send >/dev/null 2>&1 || missing+=(dbus-bin)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
