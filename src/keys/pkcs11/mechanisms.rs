@@ -60,6 +60,27 @@ fn needs(key_type: KeyType, making: Making) -> Vec<(MechanismType, &'static str)
     }
 }
 
+/// What C_GetMechanismInfo says about one mechanism, as far as tufkey asks.
+#[derive(Debug, Clone, Copy)]
+struct Offer {
+    generate_key_pair: bool,
+    sign: bool,
+    /// Key sizes (bits for RSA); a maximum of 0 means "not stated".
+    min: usize,
+    max: usize,
+}
+
+impl From<MechanismInfo> for Offer {
+    fn from(i: MechanismInfo) -> Offer {
+        Offer {
+            generate_key_pair: i.generate_key_pair(),
+            sign: i.sign(),
+            min: i.min_key_size(),
+            max: i.max_key_size(),
+        }
+    }
+}
+
 fn rsa_bits(key_type: KeyType) -> Option<usize> {
     match key_type {
         KeyType::Rsa3072 => Some(3072),
@@ -74,7 +95,7 @@ fn missing(
     key_type: KeyType,
     making: Making,
     listed: &[MechanismType],
-    info: &dyn Fn(MechanismType) -> Option<MechanismInfo>,
+    info: &dyn Fn(MechanismType) -> Option<Offer>,
 ) -> Option<String> {
     let mut gaps = Vec::new();
     for (mech, name) in needs(key_type, making) {
@@ -84,14 +105,14 @@ fn missing(
         }
         let Some(i) = info(mech) else { continue };
         let generating = mech == needs(key_type, Making::Generate)[0].0;
-        if generating && making == Making::Generate && !i.generate_key_pair() {
+        if generating && making == Making::Generate && !i.generate_key_pair {
             gaps.push(format!("its {name} cannot generate key pairs"));
-        } else if !generating && !i.sign() {
+        } else if !generating && !i.sign {
             gaps.push(format!("its {name} cannot sign"));
         }
-        // Modules state RSA sizes in bits; 0 means "not stated".
+        // Modules state RSA sizes in bits.
         if let Some(bits) = rsa_bits(key_type) {
-            let (min, max) = (i.min_key_size(), i.max_key_size());
+            let (min, max) = (i.min, i.max);
             if max != 0 && (bits < min || bits > max) {
                 gaps.push(format!("its {name} takes {min}- to {max}-bit keys"));
             }
@@ -130,7 +151,7 @@ impl Token {
         let listed = p
             .get_mechanism_list(slot)
             .map_err(self.ck("C_GetMechanismList"))?;
-        let info = |m: MechanismType| p.get_mechanism_info(slot, m).ok();
+        let info = |m: MechanismType| p.get_mechanism_info(slot, m).ok().map(Offer::from);
         let Some(gap) = missing(key_type, making, &listed, &info) else {
             return Ok(());
         };
@@ -192,5 +213,42 @@ mod tests {
                 "{t}"
             );
         }
+    }
+
+    #[test]
+    fn an_rsa_size_outside_the_stated_range_and_a_mechanism_that_cannot_sign_are_named() {
+        let listed = [
+            MechanismType::RSA_PKCS_KEY_PAIR_GEN,
+            MechanismType::SHA256_RSA_PKCS_PSS,
+        ];
+        let up_to_2048 = |m: MechanismType| {
+            Some(Offer {
+                generate_key_pair: m == MechanismType::RSA_PKCS_KEY_PAIR_GEN,
+                sign: m == MechanismType::SHA256_RSA_PKCS_PSS,
+                min: 1024,
+                max: 2048,
+            })
+        };
+        assert_eq!(
+            missing(KeyType::Rsa2048, Making::Generate, &listed, &up_to_2048),
+            None
+        );
+        assert_eq!(
+            missing(KeyType::Rsa3072, Making::Generate, &listed, &up_to_2048).unwrap(),
+            "its CKM_RSA_PKCS_KEY_PAIR_GEN takes 1024- to 2048-bit keys, \
+             its CKM_SHA256_RSA_PKCS_PSS takes 1024- to 2048-bit keys"
+        );
+        let verify_only = |_| {
+            Some(Offer {
+                generate_key_pair: true,
+                sign: false,
+                min: 0,
+                max: 0,
+            })
+        };
+        assert_eq!(
+            missing(KeyType::Rsa3072, Making::Import, &listed, &verify_only).unwrap(),
+            "its CKM_SHA256_RSA_PKCS_PSS cannot sign"
+        );
     }
 }
