@@ -433,6 +433,10 @@ fn a_signer_daemon_signs_with_a_tpm_key_and_recovers_after_the_resource_manager_
     tpm.stop_abrmd();
     let (status, v) = sign_timestamp(&s, &key.1, 2);
     assert_eq!(status, 503, "unavailable while tpm2-abrmd is down: {v}");
+    // Health asks the TPM itself (tpm2-pkcs11 answers token info from its store).
+    let h = s.client.get("/healthz").unwrap();
+    assert_eq!(h.status, 503, "{}", String::from_utf8_lossy(&h.body));
+    assert_eq!(h.json()["unavailable"][0]["keyid"], key.1.as_str());
 
     // It comes back: the daemon re-initialises the module, logs in again with the PIN
     // it holds, and signs — without a restart.
@@ -454,4 +458,6 @@ fn a_signer_daemon_signs_with_a_tpm_key_and_recovers_after_the_resource_manager_
         std::thread::sleep(Duration::from_millis(500));
     };
     python_tuf_checks_signature(&timestamp(version), &key.1, &key.2, &v["sig"], dir.path());
+    let h = s.client.get("/healthz").unwrap();
+    assert_eq!(h.status, 200, "{}", String::from_utf8_lossy(&h.body));
 }
