@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 use tpm_harness::Tpm;
 use tufkey::keys::remote::{Client, ClientTls};
 
-/// python-tuf checks the root's threshold with its own `verify_delegate`, recomputes
-/// every key id, and checks one signature per (file, key id, key) triple given after.
+/// python-tuf checks the root's threshold with its own `verify_delegate` (it raises
+/// below it), lists the key ids whose signatures verified, and recomputes every key id.
 const PY_VERIFY: &str = r#"
 import hashlib, json, sys
 from securesystemslib.formats import encode_canonical
