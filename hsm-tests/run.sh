@@ -4,7 +4,8 @@
 #      builds and runs the demo with no pkg-config and libpcsclite hidden),
 #   1. installs what the tests need when it is missing (Debian packages softhsm2, opensc,
 #      keyutils, pcscd, vsmartcard-vpcd, libpcsclite1, libclang-dev, yubico-piv-tool, faketime,
-#      postgresql (the replica tests start their own throwaway server);
+#      postgresql (the replica tests start their own throwaway server), swtpm, swtpm-tools,
+#      tpm2-abrmd, tpm2-tools, libtpm2-pkcs11-1/-tools, dbus (each TPM test starts its own);
 #      a Python venv in target/interop-venv with python-tuf from PyPI),
 #   2. checks formatting and clippy,
 #   3. starts a private pcscd with the virtual YubiKey (hsm-tests/virtual-piv), runs every test:
@@ -41,6 +42,17 @@ command -v faketime >/dev/null 2>&1 || missing+=(faketime)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 # The replica tests start their own throwaway PostgreSQL server (never the system cluster).
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+# The TPM 2.0 token tests (hsm-tests/tpm.rs): tpm2-pkcs11 on swtpm behind tpm2-abrmd on a
+# private D-Bus session bus, one per test (hsm-tests/tpm/start.sh, stopped by PID).
+command -v swtpm >/dev/null 2>&1 || missing+=(swtpm)
+command -v swtpm_setup >/dev/null 2>&1 || missing+=(swtpm-tools)
+command -v tpm2-abrmd >/dev/null 2>&1 || missing+=(tpm2-abrmd)
+command -v tpm2_getcap >/dev/null 2>&1 || missing+=(tpm2-tools)
+command -v tpm2_ptool >/dev/null 2>&1 || missing+=(libtpm2-pkcs11-tools)
+compgen -G '/usr/lib/*/pkcs11/libtpm2_pkcs11.so' >/dev/null || missing+=(libtpm2-pkcs11-1)
+compgen -G '/usr/lib/*/libtss2-tcti-tabrmd.so.0' >/dev/null || missing+=(libtss2-tcti-tabrmd0)
+command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus-daemon)
+command -v dbus-send >/dev/null 2>&1 || missing+=(dbus-bin)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq
@@ -86,5 +98,5 @@ fi
 say "cargo test -p pcsc-sys (the PC/SC bindings loaded at run time)"
 cargo test -p pcsc-sys --quiet
 
-say "cargo test (unit, SoftHSM, YubiKey, python-tuf interop, real-world repositories)"
+say "cargo test (unit, SoftHSM, TPM 2.0 token, YubiKey, python-tuf interop, real-world repositories)"
 cargo test

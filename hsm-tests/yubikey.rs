@@ -2164,3 +2164,147 @@ fn the_daemon_answers_503_while_pcscd_is_unreachable_or_the_yubikey_is_out() {
     assert_eq!(status, 200, "{body}");
     daemon.stop();
 }
+
+// ---- a generic PIV card (no Yubico extensions) -------------------------------------
+
+/// VERIFY of the PIV PIN over a connection of the test's own, as another program (say
+/// OpenSC) does: the card's PIN is then verified for everyone until a reset.
+fn verify_pin_raw(card: &pcsc::Card, pin: &str) -> Vec<u8> {
+    let mut apdu = vec![0x00, 0x20, 0x00, 0x80, 0x08];
+    let mut padded = pin.as_bytes().to_vec();
+    padded.resize(8, 0xff);
+    apdu.extend(padded);
+    let mut out = [0u8; 258];
+    card.transmit(&apdu, &mut out)
+        .expect("VERIFY over the raw connection")
+        .to_vec()
+}
+
+/// The virtual card in its generic-PIV mode (`virtual-piv --generic`, as a Nitrokey 3):
+/// no GET METADATA, no ATTEST, the PIN kept verified across SELECT; its management key
+/// is the AES-192 factory default (firmware 5.7.1), which tufkey must find without
+/// being told the algorithm.
+#[test]
+fn a_generic_piv_card_makes_and_signs_with_keys_and_says_what_it_cannot_do() {
+    let Some(card) = card() else { return };
+    let generic = AesCard::start(&card, &["--generic"]);
+
+    // Generate: the factory-default management key is tried as 3DES, then as AES-192,
+    // and tufkey says so (a refused management key costs no PIN or PUK try).
+    let (code, out, err) = aes_generate("9c", &[]);
+    assert_eq!(
+        code,
+        0,
+        "generate on the generic card failed:\n{out}{err}\ncard log:\n{}",
+        generic.log()
+    );
+    assert!(
+        err.contains("does not report its management key (no GET METADATA")
+            && err.contains("spends no retry counter")
+            && err.contains("factory-default management key (AES-192)"),
+        "{err}"
+    );
+    let made = json_of(&out);
+    let keyid = made["keyid"].as_str().unwrap().to_string();
+
+    // Sign; python-tuf verifies and computes the same key id.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.json");
+    write_unsigned(&root, root_body(&[(keyid.as_str(), &made["key"])], 1));
+    tk_ok(
+        &["sign", p(&root), "--key", &aes_uri("9c")],
+        &[("TUFKEY_PIN", PIN)],
+    );
+    let v: Value = serde_json::from_str(&python_tuf(PY_VERIFY_ROOT, &[p(&root)])).unwrap();
+    assert_eq!(v["verified"], true, "{v}");
+    assert_eq!(v["keyids"][&keyid], keyid.as_str());
+
+    // Another program verified the PIN and holds the card: an empty VERIFY answers
+    // 9000. That is neither "locked" nor a try; tufkey says so and signs.
+    let other = raw_connection("virtual-piv 00 01");
+    assert!(select_piv(&other).is_ok());
+    assert_eq!(verify_pin_raw(&other, PIN), vec![0x90, 0x00]);
+    let (code, out, err) = tk(
+        &["sign", p(&root), "--key", &aes_uri("9c")],
+        &[("TUFKEY_PIN", PIN)],
+    );
+    let _ = other.disconnect(pcsc::Disposition::LeaveCard);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("reports its PIN already verified") && !err.contains("locked"),
+        "{err}"
+    );
+    let (code, report) = verify_json(None, &[p(&root)]);
+    assert_eq!(code, 0, "{report}");
+
+    // No attestation: said plainly, and a ceremony that requires one refuses the key.
+    let (code, msg) = tk_fails(&["key", "attest", &aes_uri("9c")], &[]);
+    assert_eq!(code, 1, "{msg}");
+    assert!(
+        msg.contains("does not implement attestation") && msg.contains("cannot be attested"),
+        "{msg}"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let ceremony = work.path().join("ceremony");
+    tk_ok(
+        &["ceremony", "init", p(&ceremony), "--require-attestation"],
+        &[],
+    );
+    let before = snapshot(&ceremony);
+    let (code, msg) = tk_fails(
+        &[
+            "ceremony",
+            "add-key",
+            p(&ceremony),
+            "--role",
+            "root",
+            "--key",
+            &aes_uri("9c"),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{msg}");
+    assert!(
+        msg.contains("requires key attestation") && msg.contains(&keyid),
+        "{msg}"
+    );
+    assert_eq!(snapshot(&ceremony), before);
+}
+
+/// A generic PIV card whose management key was changed to an AES-256 key: without it
+/// tufkey says what it tried and how to give the key, and writes nothing; given in
+/// TUFKEY_YUBIKEY_MGM_KEY, its length tells the algorithm the card does not report.
+#[test]
+fn a_generic_piv_card_with_a_changed_management_key_takes_it_by_length_and_is_untouched_without_it()
+{
+    let Some(card) = card() else { return };
+    let aes256 = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    let generic = AesCard::start(
+        &card,
+        &["--generic", "--mgm-alg", "aes256", "--mgm-key", aes256],
+    );
+
+    let (code, out, err) = aes_generate("9a", &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("refused the factory-default management key as 3DES and as AES-192")
+            && err.contains("TUFKEY_YUBIKEY_MGM_KEY")
+            && err.contains("Nothing was changed"),
+        "{err}"
+    );
+    assert!(
+        aes_slot_shows_empty("9a"),
+        "the refused generate wrote the slot"
+    );
+
+    let (code, out, err) = aes_generate("9a", &[("TUFKEY_YUBIKEY_MGM_KEY", aes256)]);
+    assert_eq!(
+        code,
+        0,
+        "generate with the AES-256 key failed:\n{out}{err}\ncard log:\n{}",
+        generic.log()
+    );
+    let made = json_of(&out);
+    let shown = json_of(&tk_ok(&["key", "show", &aes_uri("9a"), "--json"], &[]).0);
+    assert_eq!(shown["keyid"], made["keyid"], "{shown}");
+}

@@ -16,8 +16,10 @@
 #   VIRTUAL_PIV_PORT    vpcd TCP port (default 35963)
 #   VIRTUAL_PIV_TIMEOUT seconds to wait for each step (default 30)
 #   VIRTUAL_PIV_FIRMWARE, VIRTUAL_PIV_MGM_ALG, VIRTUAL_PIV_MGM_KEY,
-#   VIRTUAL_PIV_MGM_PROTECTED
+#   VIRTUAL_PIV_MGM_PROTECTED, VIRTUAL_PIV_GENERIC
 #                       read by the card itself (see `virtual-piv --help`), e.g.
+#                       VIRTUAL_PIV_GENERIC=1 for a generic SP 800-73-4 card (no GET
+#                       METADATA, no ATTEST, the PIN kept verified across SELECT), or
 #                       VIRTUAL_PIV_FIRMWARE=5.7.1 for a YubiKey 5.7 with an AES-192
 #                       default management key (default: 5.4.3, 3DES)
 #

@@ -14,6 +14,8 @@
 //!   through this runner, and for the PIN (retries);
 //! * the key history object 5FC10C reads as absent, as on a YubiKey;
 //! * re-selecting PIV clears the PIN verification, as on a YubiKey;
+//! * with `--generic` it is a plain SP 800-73-4 card instead: no GET METADATA, no
+//!   ATTEST, no 5FFF01, and the PIN stays verified across SELECT;
 //! * the management key (9B) is the runner's (see mgm.rs): 3DES or AES-128/192/256
 //!   with GENERAL AUTHENTICATE (mutual and single), SET MANAGEMENT KEY and metadata.
 
@@ -62,6 +64,9 @@ pub struct Config {
     pub firmware: [u8; 3],
     /// Yubico form factor byte for attestation (1 = USB-A keychain).
     pub form_factor: u8,
+    /// A generic PIV card (`--generic`): none of Yubico's GET METADATA and ATTEST, and
+    /// the PIN verification survives a SELECT.
+    pub generic: bool,
 }
 
 /// A key this runner saw being generated (or imported) in a slot.
@@ -339,13 +344,21 @@ impl<'s, T: piv_authenticator::Client> Card<'s, T> {
                 } else {
                     self.forward(cla, ins, p1, p2, data)
                 };
-                if is_piv && sw == SW_OK {
+                if is_piv && sw == SW_OK && !self.shared.config.generic {
                     // A YubiKey forgets the PIN verification when PIV is
                     // (re)selected; the yubikey crate relies on that to read
                     // the retry counter. piv-authenticator does not, so log out.
                     let _ = self.forward(0x00, 0x20, 0xFF, 0x80, &[]);
                 }
                 (body, sw)
+            }
+            // Yubico's extensions a generic PIV card lacks.
+            (0xF9 | 0xF7, _, _) if self.shared.config.generic => (Vec::new(), SW_INS_NOT_SUPPORTED),
+            (0xCB, 0x3F, 0xFF)
+                if self.shared.config.generic
+                    && tlv::find(data, 0x5C) == Some(&[0x5F, 0xFF, 0x01][..]) =>
+            {
+                (Vec::new(), SW_FILE_NOT_FOUND)
             }
             // GET VERSION
             (0xFD, _, _) => (self.shared.config.firmware.to_vec(), SW_OK),

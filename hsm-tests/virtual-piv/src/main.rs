@@ -30,6 +30,7 @@ const USAGE: &str = "\
 usage: virtual-piv [--port N] [--host ADDR] [--state DIR] [--serial N] [--ca-out PATH]
                    [--connect-timeout SECS] [--deterministic]
                    [--firmware X.Y.Z] [--mgm-alg ALG] [--mgm-key HEX] [--mgm-protected]
+                   [--generic]
 
   --port N              vpcd port (default 35963)
   --host ADDR           vpcd host (default 127.0.0.1)
@@ -51,11 +52,15 @@ usage: virtual-piv [--port N] [--host ADDR] [--state DIR] [--serial N] [--ca-out
                         default algorithm); replaces a stored key
   --mgm-protected       store the management key in the PIN-protected object 5FC109
                         (88 { 89 key }), as `ykman ... change-management-key --protect`
+  --generic             a generic SP 800-73-4 PIV card rather than a YubiKey: no GET
+                        METADATA (F7) and no ATTEST (F9) (both 6D00), no attestation
+                        object 5FFF01, and the PIN stays verified across SELECT (an
+                        empty VERIFY then answers 9000), as on a Nitrokey 3
   Without --mgm-alg/--mgm-key the key stored in the state dir is kept, and a fresh
   card has the factory default: 3DES before 5.7, AES-192 from 5.7, both
   010203040506070801020304050607080102030405060708.
   Environment: VIRTUAL_PIV_FIRMWARE, VIRTUAL_PIV_MGM_ALG, VIRTUAL_PIV_MGM_KEY,
-  VIRTUAL_PIV_MGM_PROTECTED=1 are read when the flag is not given.
+  VIRTUAL_PIV_MGM_PROTECTED=1, VIRTUAL_PIV_GENERIC=1 are read when the flag is not given.
 Logging: RUST_LOG=virtual_piv=debug (APDU summaries), piv_authenticator=info.";
 
 struct Args {
@@ -70,6 +75,7 @@ struct Args {
     mgm_alg: Option<u8>,
     mgm_key: Option<Vec<u8>>,
     mgm_protected: bool,
+    generic: bool,
 }
 
 fn parse_firmware(v: &str) -> Result<[u8; 3], String> {
@@ -99,6 +105,7 @@ fn parse_args() -> Result<Args, String> {
         mgm_alg: None,
         mgm_key: None,
         mgm_protected: false,
+        generic: false,
     };
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     if let Some(v) = env("VIRTUAL_PIV_FIRMWARE") {
@@ -110,6 +117,9 @@ fn parse_args() -> Result<Args, String> {
     }
     if env("VIRTUAL_PIV_MGM_PROTECTED").is_some_and(|v| v != "0") {
         a.mgm_protected = true;
+    }
+    if env("VIRTUAL_PIV_GENERIC").is_some_and(|v| v != "0") {
+        a.generic = true;
     }
     if let Some(v) = env("VIRTUAL_PIV_MGM_KEY") {
         a.mgm_key = Some(mgm::hex_decode(&v).ok_or("VIRTUAL_PIV_MGM_KEY is not hex")?);
@@ -147,6 +157,7 @@ fn parse_args() -> Result<Args, String> {
                 ))?);
             }
             "--mgm-protected" => a.mgm_protected = true,
+            "--generic" => a.generic = true,
             "--mgm-key" => {
                 a.mgm_key = Some(mgm::hex_decode(&value()?).ok_or("--mgm-key is not hex")?)
             }
@@ -239,6 +250,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             serial: args.serial,
             firmware,
             form_factor: 1,
+            generic: args.generic,
         },
         pki,
         slots,
@@ -249,7 +261,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let addr = format!("{}:{}", args.host, args.port);
     let mut conn = connect(&addr, args.connect_timeout)?;
     log::info!(
-        "card inserted: serial {}, firmware {}.{}.{}, management key algorithm {:02x}{}, state {}",
+        "card inserted: {}serial {}, firmware {}.{}.{}, management key algorithm {:02x}{}, state {}",
+        if args.generic { "generic PIV card, " } else { "" },
         args.serial,
         firmware[0],
         firmware[1],

@@ -12,6 +12,7 @@ use crate::keys::pin::PinPolicy;
 use crate::keys::uri::Pkcs11Uri;
 use crate::tuf::{KeyType, PublicKey};
 
+use super::mechanisms::Making;
 use super::objects::{label_id, ED25519_OID_PARAMS, P256_PARAMS};
 use super::token::Token;
 
@@ -90,12 +91,14 @@ fn public_template(label: &[u8], id: &[u8]) -> Vec<Attribute> {
     ]
 }
 
-/// Creates a key on the token the URI names: logs in, opens a read-write session,
+/// Creates a key on the token the URI names: checks, before any PIN, that the token has
+/// the mechanisms a `key_type` key needs, logs in, opens a read-write session,
 /// checks that no object uses the label or id yet, and hands `make` the session and the
 /// public and private templates (label, id and the key-pair attributes). Returns a URI
 /// naming the new key and its public key, read back from the token.
 fn new_key(
     uri: &Pkcs11Uri,
+    (key_type, making): (KeyType, Making),
     policy: &PinPolicy,
     make: impl FnOnce(&Session, Vec<Attribute>, Vec<Attribute>) -> Result<(), KeyError>,
 ) -> Result<(Pkcs11Uri, PublicKey), KeyError> {
@@ -106,6 +109,7 @@ fn new_key(
             uri: uri.to_string(),
         })?;
     let token = Token::open(uri)?;
+    token.require_mechanisms(uri, key_type, making)?;
     token.login(uri, policy)?;
     let id = uri.id.clone().unwrap_or_else(fresh_id);
     {
@@ -130,7 +134,8 @@ pub fn generate(
     key_type: KeyType,
     policy: &PinPolicy,
 ) -> Result<(Pkcs11Uri, PublicKey), KeyError> {
-    new_key(uri, policy, |session, mut pub_t, priv_t| {
+    let making = (key_type, Making::Generate);
+    new_key(uri, making, policy, |session, mut pub_t, priv_t| {
         let mech = match key_type {
             KeyType::EcdsaP256 => {
                 pub_t.push(Attribute::EcParams(P256_PARAMS.to_vec()));
@@ -184,7 +189,14 @@ pub fn import(
     policy: &PinPolicy,
 ) -> Result<(Pkcs11Uri, PublicKey), KeyError> {
     use rsa::traits::{PrivateKeyParts, PublicKeyParts};
-    new_key(uri, policy, |session, mut pub_t, mut priv_t| {
+    let key_type = match key {
+        SoftKey::EcdsaP256(_) => KeyType::EcdsaP256,
+        SoftKey::Ed25519(_) => KeyType::Ed25519,
+        SoftKey::Rsa(k) if k.size() <= 256 => KeyType::Rsa2048,
+        SoftKey::Rsa(_) => KeyType::Rsa3072,
+    };
+    let making = (key_type, Making::Import);
+    new_key(uri, making, policy, |session, mut pub_t, mut priv_t| {
         pub_t.push(Attribute::Class(ObjectClass::PUBLIC_KEY));
         priv_t.push(Attribute::Class(ObjectClass::PRIVATE_KEY));
         let octet = |p: &[u8]| {

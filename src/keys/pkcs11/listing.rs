@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::keys::error::KeyError;
 use crate::keys::uri::Pkcs11Uri;
 
+use super::implementation::Implementation;
 use super::module::{load, module_path};
 use super::objects::KeyObject;
 use super::pin_rules::PinState;
@@ -40,6 +41,7 @@ pub fn list_tokens(path: &Path) -> Result<Vec<TokenSummary>, KeyError> {
             err: source,
         }
     };
+    let implementation = Implementation::of(p);
     let mut out = Vec::new();
     for slot in p.get_slots_with_token().map_err(ck("C_GetSlotList"))? {
         let info = p.get_token_info(slot).map_err(ck("C_GetTokenInfo"))?;
@@ -57,8 +59,9 @@ pub fn list_tokens(path: &Path) -> Result<Vec<TokenSummary>, KeyError> {
             label: info.label().trim_end().to_string(),
             serial: info.serial_number().trim_end().to_string(),
             manufacturer: info.manufacturer_id().trim_end().to_string(),
-            model: info.model().trim_end().to_string(),
-            pin: PinState::from_info(&info),
+            // tpm2-pkcs11 pads the TPM's model with NULs.
+            model: info.model().trim_end_matches([' ', '\0']).to_string(),
+            pin: PinState::from_info(&info).as_reported_by(implementation),
             uri: uri.to_string(),
         });
     }

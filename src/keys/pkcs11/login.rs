@@ -14,6 +14,7 @@ use crate::keys::pin_cache;
 use crate::keys::uri::Pkcs11Uri;
 
 use super::answers::{login_device_gone, rv_name};
+use super::implementation::{Implementation, UNLOCK_TPM, WRONG_PIN_TPM};
 use super::module::Live;
 use super::pin_rules::{check_pin_state, FinalTry, PinState, UNLOCK_SO};
 use super::state::lock;
@@ -66,7 +67,7 @@ impl Token {
             .p11()
             .get_token_info(self.slot_in(live)?)
             .map_err(self.ck("C_GetTokenInfo"))?;
-        Ok(PinState::from_info(&info))
+        Ok(PinState::from_info(&info).as_reported_by(Implementation::of(live.p11())))
     }
 
     /// The keyring entry name of this token's cached PIN.
@@ -177,6 +178,9 @@ impl Token {
                     Ok(PinState::Locked) => "; the token is now LOCKED".to_string(),
                     _ => String::new(),
                 };
+                if Implementation::of(live.p11()) == Implementation::Tpm2Pkcs11 {
+                    after.push_str(WRONG_PIN_TPM);
+                }
                 if sticky {
                     st.pin = Weak::new();
                     st.refused = Some(format!(
@@ -218,7 +222,10 @@ impl Token {
             Err(CkError::Pkcs11(RvError::PinLocked, _)) => KeyError::PinLocked {
                 token: format!("token \"{}\"", self.label),
                 uri: shown,
-                unlock: UNLOCK_SO,
+                unlock: match Implementation::of(live.p11()) {
+                    Implementation::Tpm2Pkcs11 => UNLOCK_TPM,
+                    Implementation::Standard => UNLOCK_SO,
+                },
             },
             Err(e) => self.ck("C_Login")(e),
         };

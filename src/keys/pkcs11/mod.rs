@@ -24,14 +24,16 @@
 //!
 //! One type per concern, as cryptoki splits `Session`: [`Token`] is declared in `token.rs`
 //! and its `impl` blocks live in `pool.rs`, `login.rs`, `recovery.rs`, `objects.rs`,
-//! `destroy.rs` and `create.rs`.
+//! `destroy.rs`, `create.rs` and `mechanisms.rs`.
 
 mod answers;
 mod create;
 mod destroy;
+mod implementation;
 pub(crate) mod limits;
 mod listing;
 mod login;
+mod mechanisms;
 mod module;
 mod objects;
 pub mod parallel;

@@ -4,6 +4,8 @@ use serde::Serialize;
 
 use crate::keys::error::KeyError;
 
+use super::implementation::Implementation;
+
 /// How a locked PKCS#11 user PIN is unlocked.
 pub(super) const UNLOCK_SO: &str =
     "unlock it with the SO PIN (e.g. `pkcs11-tool --init-pin --login --login-type so`)";
@@ -17,6 +19,9 @@ pub enum PinState {
     FinalTry,
     Locked,
     NotInitialized,
+    /// The module never reports PIN counters (tpm2-pkcs11): neither a low count nor a
+    /// final try can be seen before a login.
+    NotReported,
 }
 
 impl PinState {
@@ -34,6 +39,15 @@ impl PinState {
         }
     }
 
+    /// The state as tufkey must read it for this module's implementation: "ok" from a
+    /// module that never sets the counter flags says nothing.
+    pub(super) fn as_reported_by(self, implementation: Implementation) -> PinState {
+        match (self, implementation) {
+            (PinState::Ok, Implementation::Tpm2Pkcs11) => PinState::NotReported,
+            (state, _) => state,
+        }
+    }
+
     /// Words for people.
     pub fn describe(self) -> &'static str {
         match self {
@@ -42,6 +56,7 @@ impl PinState {
             PinState::FinalTry => "FINAL TRY",
             PinState::Locked => "LOCKED",
             PinState::NotInitialized => "not initialised",
+            PinState::NotReported => "not reported (TPM: wrong PINs count toward its lockout)",
         }
     }
 }
@@ -63,7 +78,7 @@ pub fn check_pin_state(
     uri: &str,
 ) -> Result<(), KeyError> {
     match state {
-        PinState::Ok | PinState::CountLow => Ok(()),
+        PinState::Ok | PinState::CountLow | PinState::NotReported => Ok(()),
         PinState::FinalTry if final_try == FinalTry::Spend => Ok(()),
         PinState::FinalTry => Err(KeyError::PinFinalTry {
             token: token.into(),
@@ -87,6 +102,15 @@ mod tests {
     pub(super) fn pin_rules() {
         assert!(check_pin_state(PinState::Ok, FinalTry::Refuse, "t", "u").is_ok());
         assert!(check_pin_state(PinState::CountLow, FinalTry::Refuse, "t", "u").is_ok());
+        assert!(check_pin_state(PinState::NotReported, FinalTry::Refuse, "t", "u").is_ok());
+        assert_eq!(
+            PinState::Ok.as_reported_by(Implementation::Tpm2Pkcs11),
+            PinState::NotReported
+        );
+        assert_eq!(
+            PinState::Ok.as_reported_by(Implementation::Standard),
+            PinState::Ok
+        );
         assert!(matches!(
             check_pin_state(PinState::FinalTry, FinalTry::Refuse, "t", "u"),
             Err(KeyError::PinFinalTry { .. })

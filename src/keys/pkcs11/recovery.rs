@@ -7,9 +7,9 @@ use std::time::Instant;
 use crate::keys::error::KeyError;
 use crate::keys::uri::Pkcs11Uri;
 
-use super::answers::brief;
+use super::answers::{brief, device_trouble};
 use super::limits::REINIT_LOCK_WAIT;
-use super::module::{module_path, Reinit};
+use super::module::{module_path, Live, Reinit};
 use super::state::{lock, Backoff};
 use super::token::{tokens, Token};
 
@@ -30,12 +30,31 @@ impl Token {
             .map_err(|e| self.unavailable(uri, brief(&self.ck("C_GetTokenInfo")(e))))?;
         let (l, s) = (info.label().trim_end(), info.serial_number().trim_end());
         if l == self.label && s == self.serial {
+            if info.rng() {
+                self.ask_rng(&live, uri)?;
+            }
             Ok(())
         } else {
             Err(self.unavailable(
                 uri,
                 format!("slot {} now holds token \"{l}\" (serial {s})", slot.id()),
             ))
+        }
+    }
+
+    /// Asks the device's random number generator for a few bytes. Some modules answer
+    /// C_GetTokenInfo without the device — tpm2-pkcs11 reads its store, also behind
+    /// p11-kit-proxy — so a TPM or resource manager that went away shows only here, before
+    /// any login. An answer that may mean the device is gone makes the token unavailable;
+    /// any other (a module without C_GenerateRandom) says nothing about it.
+    fn ask_rng(&self, live: &Live<'_>, uri: &str) -> Result<(), KeyError> {
+        let answer = self.session_in(live).and_then(|s| {
+            s.generate_random_vec(8)
+                .map_err(self.ck("C_GenerateRandom"))
+        });
+        match answer {
+            Err(e) if device_trouble(&e) => Err(self.unavailable(uri, brief(&e))),
+            _ => Ok(()),
         }
     }
 

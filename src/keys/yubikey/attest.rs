@@ -22,7 +22,12 @@ pub fn attest(
     let full = full_uri(&yk, uri);
     let (_, _, spki) = read_slot(&mut yk, &full)?;
     let slot = slot_id(full.slot).map_err(|r| err(&full, r))?;
+    let version = yk.version();
     let att = yubikey::piv::attest(&mut yk, slot).map_err(|e| match e {
+        yubikey::Error::NotSupported if (version.major, version.minor) >= (4, 3) => err(
+            &full,
+            "this card does not implement attestation (Yubico's ATTEST; generic PIV cards such as Nitrokey 3 lack it): the key cannot be attested, and a ceremony made with --require-attestation refuses it",
+        ),
         yubikey::Error::NotSupported => err(
             &full,
             "this YubiKey cannot attest keys (firmware before 4.3)",

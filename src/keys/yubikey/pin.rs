@@ -70,6 +70,12 @@ pub(super) fn verify_pin_on(
         .get_pin_retries()
         .map_err(|e| Failure::from_card(uri, e))?;
     match retries {
+        0 if pin_already_verified(yk, uri)? => {
+            // A generic PIV card keeps the PIN verified across SELECT, so the crate's
+            // "0 tries" can mean "verified by another program": the last VERIFY
+            // succeeded, which reset the counter, so ours is not a final try.
+            eprintln!("note: card {serial} reports its PIN already verified (by another program; generic PIV cards keep it across sessions); tufkey verifies its own PIN all the same");
+        }
         0 => {
             return Err(Failure::Failed(KeyError::PinLocked {
                 token: label,
@@ -138,6 +144,17 @@ pub(super) fn verify_pin_on(
             uri: uri.to_string(),
             unlock: "unblock it with the PUK (`ykman piv access unblock-pin`)",
         })),
+        Err(e) => Err(Failure::from_card(uri, e)),
+    }
+}
+
+/// Whether the card answers an empty VERIFY with 9000: its PIN is verified already.
+/// The `yubikey` crate reads that answer as "0 tries left", like a blocked PIN (6983);
+/// asking again without its re-SELECT tells the two apart, and spends no try.
+fn pin_already_verified(yk: &mut Held, uri: &YubiKeyUri) -> Result<bool, Failure> {
+    match yk.verify_pin(&[]) {
+        Ok(()) => Ok(true),
+        Err(yubikey::Error::WrongPin { .. }) => Ok(false),
         Err(e) => Err(Failure::from_card(uri, e)),
     }
 }
