@@ -1,9 +1,10 @@
 """python-tuf's side of the big-metadata bench (benches/bigmeta/run.sh).
 
-  pytuf.py make DIR TARGETS ROOTS TUFKEY_KEY_JSON
+  pytuf.py make DIR TARGETS ROOTS TUFKEY_KEY_JSON [ecdsa|ed25519]
       DIR/py-key.pem (P-256), DIR/targets.json (TARGETS targets, unsigned),
       DIR/root.json (targets role: the python key and tufkey's key, threshold 1),
-      DIR/chain/1..ROOTS.root.json: root rotations with changing keys and thresholds.
+      DIR/chain/1..ROOTS.root.json: root rotations with changing keys and thresholds,
+      keys of the given type (default ecdsa: P-256).
   pytuf.py sign FILE KEY_PEM OUT RUNS      Metadata.from_file, sign, to_file; best of RUNS
   pytuf.py verify FILE ROOT RUNS           Metadata.from_file + root.verify_delegate; best of RUNS
   pytuf.py chain DIR ROOTS RUNS            TrustedMetadataSet(1.root) + update_root(2..ROOTS); best of RUNS
@@ -18,7 +19,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from securesystemslib.signer import CryptoSigner, Key
 from tuf.api.metadata import Metadata, Root, Role, TargetFile, Targets
 from tuf.api.serialization.json import JSONSerializer
@@ -28,7 +29,9 @@ from tuf.ngclient.config import EnvelopeType
 EXPIRES = datetime(2035, 1, 1, tzinfo=timezone.utc)
 
 
-def new_signer():
+def new_signer(kind="ecdsa"):
+    if kind == "ed25519":
+        return CryptoSigner(ed25519.Ed25519PrivateKey.generate())
     return CryptoSigner(ec.generate_private_key(ec.SECP256R1()))
 
 
@@ -45,7 +48,7 @@ def load_signer(path):
         return CryptoSigner(serialization.load_pem_private_key(f.read(), None))
 
 
-def make(d, n_targets, n_roots, tufkey_key_json):
+def make(d, n_targets, n_roots, tufkey_key_json, chain_key="ecdsa"):
     os.makedirs(os.path.join(d, "chain"), exist_ok=True)
     py = new_signer()
     with open(os.path.join(d, "py-key.pem"), "wb") as f:
@@ -56,7 +59,7 @@ def make(d, n_targets, n_roots, tufkey_key_json):
 
     targets = Metadata(Targets(version=1, expires=EXPIRES))
     for i in range(n_targets):
-        path = f"packages/{i % 997:03d}/package-{i:06d}-1.{i % 13}.{i % 7}.tar.gz"
+        path = f"pkg/{i % 997:03d}/{i:06d}.tgz"
         digest = f"{i:064x}"[::-1]
         targets.signed.targets[path] = TargetFile(1000 + i * 7, {"sha256": digest}, path)
     targets.to_file(os.path.join(d, "targets.json"), JSONSerializer(compact=False))
@@ -72,12 +75,12 @@ def make(d, n_targets, n_roots, tufkey_key_json):
     # The chain: five root keys at first; each version replaces one key, and the
     # threshold moves between 2 and 4. Every version is signed by all of the previous
     # root's keys and all of its own (as a ceremony would collect them).
-    keys = [new_signer() for _ in range(5)]
+    keys = [new_signer(chain_key) for _ in range(5)]
     threshold = 3
     prev = []
     for v in range(1, n_roots + 1):
         if v > 1:
-            keys = keys[1:] + [new_signer()]
+            keys = keys[1:] + [new_signer(chain_key)]
             threshold = 2 + (v % 3)
         r = Metadata(Root(version=v, expires=EXPIRES))
         for s in keys:
@@ -140,7 +143,7 @@ def chain(d, n_roots, runs):
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "make":
-        make(args[0], int(args[1]), int(args[2]), args[3])
+        make(args[0], int(args[1]), int(args[2]), args[3], *args[4:5])
         return
     if cmd == "sign":
         s = sign(args[0], args[1], args[2], int(args[3]))

@@ -73,11 +73,14 @@ py_chain=$("$py" "$here/pytuf.py" chain "$work" "$roots" "$runs")
 
 limit_kib=$(( (3 * size + 30 * 1024 * 1024) / 1024 ))
 printf '\n%-24s %10s %10s %8s %12s\n' "" "tufkey s" "python s" "ratio" "tufkey RSS"
-for row in "sign:$tk_sign:$py_sign" "verify:$tk_verify:$py_verify" "root chain:$tk_chain:$py_chain"; do
-  IFS=: read -r name tk pyr <<<"$row"
-  t=$(field best_s "$tk"); p=$(field best_s "$pyr"); r=$(field rss_kib "$tk")
-  printf '%-24s %10.3f %10.3f %7sx %9s KiB\n' "$name" "$t" "$p" "$(ratio "$p" "$t")" "$r"
-done
+row() {
+  local t p r
+  t=$(field best_s "$2"); p=$(field best_s "$3"); r=$(field rss_kib "$2")
+  printf '%-24s %10.3f %10.3f %7sx %9s KiB\n' "$1" "$t" "$p" "$(ratio "$p" "$t")" "$r"
+}
+row sign "$tk_sign" "$py_sign"
+row verify "$tk_verify" "$py_verify"
+row "root chain ($roots)" "$tk_chain" "$py_chain"
 echo "RSS limit for P3 (3 x file + 30 MB): $limit_kib KiB"
 if command -v tuftool >/dev/null 2>&1; then
   echo "tuftool $(tuftool --version 2>/dev/null | head -1): found, but it has no command that signs or verifies one targets file; skipped"

@@ -129,23 +129,25 @@ pub fn sign(args: SignArgs, ctx: &Ctx) -> Result<ExitCode> {
         ctx.audit
             .record(Signed::of(&md).event(ctx, "sign", "signed", out, keyid, Some(uri)))?;
     }
-    fsutil::write_atomic(out, &md.to_pretty_bytes())
-        .with_context(|| format!("writing {}", out.display()))?;
     let known = known_keyids(&md);
+    let (role, version, payload_sha256) = (
+        md.role_type().to_string(),
+        md.version(),
+        md.payload_sha256().to_string(),
+    );
+    fsutil::write_atomic(out, &md.into_pretty_bytes())
+        .with_context(|| format!("writing {}", out.display()))?;
     if ctx.json {
         let items: Vec<_> = done
             .iter()
             .map(|(u, k, r)| json!({"uri": u, "keyid": k, "replaced": r}))
             .collect();
-        print_json(
-            &json!({"file": out, "payload_sha256": md.payload_sha256(), "signatures": items}),
-        );
+        print_json(&json!({"file": out, "payload_sha256": payload_sha256, "signatures": items}));
     } else {
         println!(
-            "signed {} ({} v{})",
+            "signed {} ({role} v{})",
             out.display(),
-            md.role_type(),
-            md.version().unwrap_or(0)
+            version.unwrap_or(0)
         );
         for (u, k, r) in &done {
             println!("  {} {k}  {u}", if *r { "replaced" } else { "added   " });

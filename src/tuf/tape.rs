@@ -8,7 +8,24 @@
 //! names, odd escapes — is [`Declined`], and the caller takes the `serde_json` path,
 //! so the answer (value or error message) is always the one `serde_json` gives.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
+
+/// (key node, value node) of one object member.
+pub type Member = (usize, usize);
+
+/// Bytes that end a run of plain string content: `"`, `\\` and control bytes.
+static STRING_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
 
 /// Nesting deeper than this is left to serde_json (which stops at 128).
 pub const MAX_DEPTH: usize = 100;
@@ -67,56 +84,57 @@ impl Tape {
     }
 
     /// An object's members in file order, as (key node, value node).
-    pub fn members(&self, obj: usize) -> Vec<(usize, usize)> {
-        let end = self.nodes[obj].next as usize;
-        let mut out = Vec::new();
-        let mut i = obj + 1;
-        while i < end {
-            let v = i + 1;
-            out.push((i, v));
-            i = self.nodes[v].next as usize;
+    pub fn members(&self, obj: usize) -> Members<'_> {
+        Members {
+            tape: self,
+            at: obj + 1,
+            end: self.nodes[obj].next as usize,
         }
-        out
     }
 
     /// An array's items in order.
-    pub fn items(&self, arr: usize) -> Vec<usize> {
-        let end = self.nodes[arr].next as usize;
-        let mut out = Vec::new();
-        let mut i = arr + 1;
-        while i < end {
-            out.push(i);
-            i = self.nodes[i].next as usize;
+    pub fn items(&self, arr: usize) -> Items<'_> {
+        Items {
+            tape: self,
+            at: arr + 1,
+            end: self.nodes[arr].next as usize,
         }
-        out
+    }
+
+    /// Whether a container has no members or items.
+    pub fn is_empty(&self, i: usize) -> bool {
+        self.nodes[i].next as usize == i + 1
     }
 
     /// An object's members sorted by name (code point order, as canonical JSON and
     /// python's `sort_keys` order them). Repeated names are declined.
-    pub fn sorted_members(&self, obj: usize) -> Result<Vec<(usize, usize)>, Declined> {
-        let mut members = self.members(obj);
-        let plain = members
-            .iter()
-            .all(|(k, _)| self.nodes[*k].kind == Kind::Str);
-        if plain {
-            // Files written by python-tuf and tufkey are already sorted: one pass checks it.
-            let sorted = members
-                .windows(2)
-                .all(|w| self.span(w[0].0) < self.span(w[1].0));
-            if !sorted {
-                members.sort_by(|a, b| self.span(a.0).cmp(self.span(b.0)));
-                if members
-                    .windows(2)
-                    .any(|w| self.span(w[0].0) == self.span(w[1].0))
-                {
-                    return Err(Declined);
-                }
+    pub fn sorted_members(&self, obj: usize) -> Result<Sorted<'_>, Declined> {
+        // Files written by python-tuf and tufkey are already sorted: one pass checks it,
+        // and the members are then walked in place.
+        let mut prev: Option<&[u8]> = None;
+        let mut in_order = true;
+        for (k, _) in self.members(obj) {
+            if self.nodes[k].kind != Kind::Str {
+                in_order = false;
+                break;
             }
-            return Ok(members);
+            let name = self.span(k);
+            if prev.is_some_and(|p| p >= name) {
+                in_order = false;
+                break;
+            }
+            prev = Some(name);
         }
-        let mut keyed: Vec<(String, (usize, usize))> = Vec::with_capacity(members.len());
-        for m in members {
-            keyed.push((self.string(m.0)?, m));
+        if in_order {
+            return Ok(Sorted::InPlace(self.members(obj)));
+        }
+        let mut keyed: Vec<(Cow<'_, [u8]>, Member)> = Vec::new();
+        for m in self.members(obj) {
+            let name = match self.nodes[m.0].kind {
+                Kind::Str => Cow::Borrowed(self.span(m.0)),
+                _ => Cow::Owned(self.string(m.0)?.into_bytes()),
+            };
+            keyed.push((name, m));
         }
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
         if keyed
@@ -125,7 +143,8 @@ impl Tape {
         {
             return Err(Declined);
         }
-        Ok(keyed.into_iter().map(|(_, m)| m).collect())
+        let sorted: Vec<(usize, usize)> = keyed.into_iter().map(|(_, m)| m).collect();
+        Ok(Sorted::Moved(sorted.into_iter()))
     }
 
     /// The value of member `name` of an object (the tape holds no repeated names).
@@ -134,7 +153,6 @@ impl Tape {
             return None;
         }
         self.members(obj)
-            .into_iter()
             .find(|(k, _)| match self.nodes[*k].kind {
                 Kind::Str => self.span(*k) == name.as_bytes(),
                 _ => self.string(*k).is_ok_and(|s| s == name),
@@ -159,6 +177,60 @@ impl Tape {
         match n.kind {
             Kind::Str | Kind::EscStr => &self.bytes[n.start as usize - 1..n.end as usize + 1],
             _ => self.span(i),
+        }
+    }
+}
+
+/// An object's (key node, value node) pairs in file order.
+pub struct Members<'a> {
+    tape: &'a Tape,
+    at: usize,
+    end: usize,
+}
+
+impl Iterator for Members<'_> {
+    type Item = (usize, usize);
+    fn next(&mut self) -> Option<(usize, usize)> {
+        if self.at >= self.end {
+            return None;
+        }
+        let (k, v) = (self.at, self.at + 1);
+        self.at = self.tape.nodes[v].next as usize;
+        Some((k, v))
+    }
+}
+
+/// An array's item nodes in order.
+pub struct Items<'a> {
+    tape: &'a Tape,
+    at: usize,
+    end: usize,
+}
+
+impl Iterator for Items<'_> {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        if self.at >= self.end {
+            return None;
+        }
+        let i = self.at;
+        self.at = self.tape.nodes[i].next as usize;
+        Some(i)
+    }
+}
+
+/// Members by name: in place when the file had them sorted, else a sorted copy.
+pub enum Sorted<'a> {
+    InPlace(Members<'a>),
+    Moved(std::vec::IntoIter<(usize, usize)>),
+}
+
+impl Iterator for Sorted<'_> {
+    type Item = (usize, usize);
+    fn next(&mut self) -> Option<(usize, usize)> {
+        match self {
+            Sorted::InPlace(m) => m.next(),
+            Sorted::Moved(m) => m.next(),
         }
     }
 }
@@ -275,15 +347,17 @@ impl Parser<'_> {
         let start = self.i;
         let mut escaped = false;
         loop {
-            let b = *self.b.get(self.i).ok_or(Declined)?;
-            match b {
+            // Skip plain bytes in a tight loop; stop at a quote, a backslash or a control byte.
+            while self.i < self.b.len() && !STRING_STOP[self.b[self.i] as usize] {
+                self.i += 1;
+            }
+            match *self.b.get(self.i).ok_or(Declined)? {
                 b'"' => break,
                 b'\\' => {
                     escaped = true;
                     self.i += 2;
                 }
-                0..=0x1f => return Err(Declined),
-                _ => self.i += 1,
+                _ => return Err(Declined),
             }
         }
         let end = self.i;

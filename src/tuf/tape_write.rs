@@ -22,7 +22,7 @@ pub fn canonical(tape: &Tape, i: usize, out: &mut Vec<u8>) -> Result<(), Decline
         Kind::EscStr => write_string(&tape.string(i)?, out),
         Kind::Array => {
             out.push(b'[');
-            for (pos, item) in tape.items(i).into_iter().enumerate() {
+            for (pos, item) in tape.items(i).enumerate() {
                 if pos > 0 {
                     out.push(b',');
                 }
@@ -32,7 +32,7 @@ pub fn canonical(tape: &Tape, i: usize, out: &mut Vec<u8>) -> Result<(), Decline
         }
         Kind::Object => {
             out.push(b'{');
-            for (pos, (k, v)) in tape.sorted_members(i)?.into_iter().enumerate() {
+            for (pos, (k, v)) in tape.sorted_members(i)?.enumerate() {
                 if pos > 0 {
                     out.push(b',');
                 }
@@ -59,26 +59,24 @@ pub fn pretty(tape: &Tape, i: usize, level: usize, out: &mut Vec<u8>) -> Result<
             let _ = serde_json::to_writer(&mut *out, &tape.string(i)?);
         }
         Kind::Array => {
-            let items = tape.items(i);
             out.push(b'[');
-            for (pos, item) in items.iter().enumerate() {
+            for (pos, item) in tape.items(i).enumerate() {
                 out.extend_from_slice(if pos > 0 { b",\n" } else { b"\n" });
                 indent(out, level + 1);
-                pretty(tape, *item, level + 1, out)?;
+                pretty(tape, item, level + 1, out)?;
             }
-            close(out, level, !items.is_empty(), b']');
+            close(out, level, !tape.is_empty(i), b']');
         }
         Kind::Object => {
-            let members = tape.sorted_members(i)?;
             out.push(b'{');
-            for (pos, (k, v)) in members.iter().enumerate() {
+            for (pos, (k, v)) in tape.sorted_members(i)?.enumerate() {
                 out.extend_from_slice(if pos > 0 { b",\n" } else { b"\n" });
                 indent(out, level + 1);
-                pretty(tape, *k, level + 1, out)?;
+                pretty(tape, k, level + 1, out)?;
                 out.extend_from_slice(b": ");
-                pretty(tape, *v, level + 1, out)?;
+                pretty(tape, v, level + 1, out)?;
             }
-            close(out, level, !members.is_empty(), b'}');
+            close(out, level, !tape.is_empty(i), b'}');
         }
     }
     Ok(())
