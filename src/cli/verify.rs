@@ -19,9 +19,11 @@ use super::verify_chain;
 #[derive(Args)]
 pub struct VerifyArgs {
     /// The metadata file to check. Several root files (`2.root.json 3.root.json …`) are
-    /// checked as a chain, the way a client updates its root: each exactly one version
-    /// above the one before and signed by a threshold of its keys and of its own; the
-    /// chain starts from --root (the trusted root), or else from the first file.
+    /// checked as a chain, the way a client updates its root: each must be exactly one
+    /// version above the one before it and signed by a threshold of that root's keys and
+    /// of its own. The chain starts from --root (the trusted root), or else from the
+    /// first file. Exit 0: verified; 3: a step, a threshold or the newest root's expiry
+    /// fails; 1: a file cannot be read or is not a root.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
     /// The delegator: the trusted root.json for root, targets, snapshot and timestamp;
