@@ -283,3 +283,22 @@ fn a_python_tuf_style_file_is_read_from_its_tape_and_written_back_unchanged() {
         br#"{"_type":"targets","expires":"2030-01-01T00:00:00Z","spec_version":"1.0.31","targets":{"a/b.txt":{"hashes":{"sha256":"00ff"},"length":3}},"version":4}"#
     );
 }
+
+#[test]
+fn every_truncation_of_a_document_is_refused_with_the_same_error_both_ways() {
+    let text = r#"{"signatures":[{"keyid":"k1","sig":"ab"}],"signed":{"_type":"targets","expires":"2030-01-01T00:00:00Z","targets":{"a\u00e9":{"hashes":{"sha256":"00"},"length":-12}},"version":3},"x-top":[true,null]}"#;
+    assert!(Envelope::from_bytes(text.as_bytes().to_vec())
+        .unwrap()
+        .is_fast());
+    for end in 0..text.len() {
+        let cut = &text.as_bytes()[..end];
+        let slow = Metadata::from_slice(cut)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        let fast = Envelope::from_bytes(cut.to_vec())
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert!(slow.is_err(), "a cut document parsed: {end}");
+        assert_eq!(fast, slow, "cut at {end}");
+    }
+}
