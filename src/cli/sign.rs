@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::json;
 use tufkey::fsutil;
 use tufkey::keys::{self, KeyError};
-use tufkey::tuf::{Delegator, Envelope, Metadata, Signature};
+use tufkey::tuf::{Envelope, Metadata, Signature};
 
 use super::auditor::{shown_path, Audited};
 use super::ctx::Ctx;
@@ -215,10 +215,10 @@ pub struct AddSignatureArgs {
 }
 
 pub fn add_signature(args: AddSignatureArgs, ctx: &Ctx) -> Result<ExitCode> {
-    let mut md = load(&args.file)?;
-    let (source, delegator_md) = match &args.root {
-        Some(p) => (p.display().to_string(), load(p)?),
-        None if md.role_type() == "root" => (args.file.display().to_string(), md.clone()),
+    let mut md = load_envelope(&args.file)?;
+    let (source, delegator) = match &args.root {
+        Some(p) => (p.display().to_string(), load_envelope(p)?.delegator()),
+        None if md.role_type() == "root" => (args.file.display().to_string(), md.delegator()),
         None => bail!(
             "{} is a {} file; pass --root <root.json> or --delegator <targets.json> so the key {} can be found",
             args.file.display(),
@@ -226,14 +226,13 @@ pub fn add_signature(args: AddSignatureArgs, ctx: &Ctx) -> Result<ExitCode> {
             args.keyid
         ),
     };
-    let delegator = Delegator::from_metadata(&delegator_md)
-        .with_context(|| format!("reading the keys of {source}"))?;
+    let delegator = delegator.with_context(|| format!("reading the keys of {source}"))?;
     let key = delegator
         .keys
         .get(&args.keyid)
         .with_context(|| format!("key id {} is not among the keys of {source}", args.keyid))?;
     let sig_hex = args.sig.trim().to_ascii_lowercase();
-    key.verify_hex(&md.payload(), &sig_hex).map_err(|reason| {
+    key.verify_hex(md.payload(), &sig_hex).map_err(|reason| {
         anyhow::anyhow!(
             "the signature by key {} does not verify over the payload of {} ({reason}); nothing was written. \
 Check that it was made over `tufkey payload {}`",
@@ -249,16 +248,15 @@ Check that it was made over `tufkey payload {}`",
         extra: Default::default(),
     };
     md.set_signature(sig);
-    ctx.audit.record(signature_event(
+    ctx.audit.record(Signed::of(&md).event(
         ctx,
         "add-signature",
         "ok",
-        &md,
         &args.file,
         &args.keyid,
         None,
     ))?;
-    fsutil::write_atomic(&args.file, &md.to_pretty_bytes())
+    fsutil::write_atomic(&args.file, &md.into_pretty_bytes())
         .with_context(|| format!("writing {}", args.file.display()))?;
     if ctx.json {
         print_json(&json!({"file": args.file, "keyid": args.keyid, "replaced": replaced}));
