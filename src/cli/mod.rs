@@ -22,6 +22,7 @@ mod serve;
 mod sign;
 mod token;
 mod verify;
+mod verify_chain;
 
 use std::process::ExitCode;
 

@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::json;
 use tufkey::fsutil;
 use tufkey::keys::{self, KeyError};
-use tufkey::tuf::{Delegator, Metadata, Signature};
+use tufkey::tuf::{Envelope, Metadata, Signature};
 
 use super::auditor::{shown_path, Audited};
 use super::ctx::Ctx;
@@ -36,20 +36,62 @@ pub fn signature_event(
     keyid: &str,
     uri: Option<&str>,
 ) -> tufkey::audit::Event {
-    let mut ev = ctx.audit.event(action, result);
-    ev.file = Some(shown_path(file));
-    ev.role = Some(md.role_type().to_string());
-    ev.version = md.version();
-    ev.key_id = Some(keyid.to_string());
-    ev.key_uri = uri.map(keys::uri::redact);
-    ev.payload_sha256 = Some(md.payload_sha256());
-    ev
+    let signed = Signed {
+        role: md.role_type(),
+        version: md.version(),
+        payload_sha256: &md.payload_sha256(),
+    };
+    signed.event(ctx, action, result, file, keyid, uri)
+}
+
+/// What an audit entry says about the document a signature covers.
+struct Signed<'a> {
+    role: &'a str,
+    version: Option<u64>,
+    payload_sha256: &'a str,
+}
+
+impl Signed<'_> {
+    fn of(env: &Envelope) -> Signed<'_> {
+        Signed {
+            role: env.role_type(),
+            version: env.version(),
+            payload_sha256: env.payload_sha256(),
+        }
+    }
+
+    fn event(
+        &self,
+        ctx: &Ctx,
+        action: &str,
+        result: &str,
+        file: &Path,
+        keyid: &str,
+        uri: Option<&str>,
+    ) -> tufkey::audit::Event {
+        let mut ev = ctx.audit.event(action, result);
+        ev.file = Some(shown_path(file));
+        ev.role = Some(self.role.to_string());
+        ev.version = self.version;
+        ev.key_id = Some(keyid.to_string());
+        ev.key_uri = uri.map(keys::uri::redact);
+        ev.payload_sha256 = Some(self.payload_sha256.to_string());
+        ev
+    }
 }
 
 /// Reads and parses a metadata file; errors name the file.
 pub fn load(path: &Path) -> Result<Metadata> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     Metadata::from_slice(&bytes)
+        .with_context(|| format!("{} is not usable TUF metadata", path.display()))
+}
+
+/// Reads a metadata file for signing or verifying only: its envelope and payload,
+/// without a JSON tree of the whole document (large targets files); errors as `load`'s.
+pub fn load_envelope(path: &Path) -> Result<Envelope> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Envelope::from_bytes(bytes)
         .with_context(|| format!("{} is not usable TUF metadata", path.display()))
 }
 
@@ -66,13 +108,16 @@ pub struct SignArgs {
 }
 
 pub fn sign(args: SignArgs, ctx: &Ctx) -> Result<ExitCode> {
-    let mut md = load(&args.file)?;
-    let payload = md.payload();
+    // Every key URI is checked before the (possibly large) file is read.
+    for uri in &args.keys {
+        keys::uri::KeyUri::parse(uri).map_err(|e| with_uri(e, uri))?;
+    }
+    let mut md = load_envelope(&args.file)?;
     // Every key signs before anything is written: one failure leaves the file as it was.
     let mut done = Vec::new();
     for uri in &args.keys {
         let signer = keys::open_signer(uri, &ctx.pins).map_err(|e| with_uri(e, uri))?;
-        let sig = keys::sign_checked(signer.as_ref(), &payload)
+        let sig = keys::sign_checked(signer.as_ref(), md.payload())
             .with_context(|| format!("signing {} with {}", args.file.display(), signer.uri()))?;
         let replaced = md.signatures().iter().any(|s| s.keyid == sig.keyid);
         done.push((signer.uri().to_string(), sig.keyid.clone(), replaced));
@@ -81,33 +126,28 @@ pub fn sign(args: SignArgs, ctx: &Ctx) -> Result<ExitCode> {
     let out = args.out.as_ref().unwrap_or(&args.file);
     // Audit first: a signature whose entry did not commit is never written.
     for (uri, keyid, _) in &done {
-        ctx.audit.record(signature_event(
-            ctx,
-            "sign",
-            "signed",
-            &md,
-            out,
-            keyid,
-            Some(uri),
-        ))?;
+        ctx.audit
+            .record(Signed::of(&md).event(ctx, "sign", "signed", out, keyid, Some(uri)))?;
     }
-    fsutil::write_atomic(out, &md.to_pretty_bytes())
-        .with_context(|| format!("writing {}", out.display()))?;
     let known = known_keyids(&md);
+    let (role, version, payload_sha256) = (
+        md.role_type().to_string(),
+        md.version(),
+        md.payload_sha256().to_string(),
+    );
+    fsutil::write_atomic(out, &md.into_pretty_bytes())
+        .with_context(|| format!("writing {}", out.display()))?;
     if ctx.json {
         let items: Vec<_> = done
             .iter()
             .map(|(u, k, r)| json!({"uri": u, "keyid": k, "replaced": r}))
             .collect();
-        print_json(
-            &json!({"file": out, "payload_sha256": md.payload_sha256(), "signatures": items}),
-        );
+        print_json(&json!({"file": out, "payload_sha256": payload_sha256, "signatures": items}));
     } else {
         println!(
-            "signed {} ({} v{})",
+            "signed {} ({role} v{})",
             out.display(),
-            md.role_type(),
-            md.version().unwrap_or(0)
+            version.unwrap_or(0)
         );
         for (u, k, r) in &done {
             println!("  {} {k}  {u}", if *r { "replaced" } else { "added   " });
@@ -131,14 +171,12 @@ fn with_uri(e: KeyError, uri: &str) -> anyhow::Error {
 }
 
 /// Key ids a root lists, so that signing a root with a stranger key gets a note.
-fn known_keyids(md: &Metadata) -> Option<Vec<String>> {
+fn known_keyids(md: &Envelope) -> Option<Vec<String>> {
     if md.role_type() != "root" {
         return None;
     }
-    md.signed()
-        .get("keys")
-        .and_then(|k| k.as_object())
-        .map(|k| k.keys().cloned().collect())
+    md.signed_member("keys")
+        .and_then(|k| k.as_object().map(|k| k.keys().cloned().collect()))
 }
 
 #[derive(Args)]
@@ -151,11 +189,11 @@ pub struct PayloadArgs {
 }
 
 pub fn payload(args: PayloadArgs) -> Result<ExitCode> {
-    let md = load(&args.file)?;
+    let md = load_envelope(&args.file)?;
     if args.sha256 {
         println!("{}", md.payload_sha256());
     } else {
-        std::io::stdout().write_all(&md.payload())?;
+        std::io::stdout().write_all(md.payload())?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -177,10 +215,10 @@ pub struct AddSignatureArgs {
 }
 
 pub fn add_signature(args: AddSignatureArgs, ctx: &Ctx) -> Result<ExitCode> {
-    let mut md = load(&args.file)?;
-    let (source, delegator_md) = match &args.root {
-        Some(p) => (p.display().to_string(), load(p)?),
-        None if md.role_type() == "root" => (args.file.display().to_string(), md.clone()),
+    let mut md = load_envelope(&args.file)?;
+    let (source, delegator) = match &args.root {
+        Some(p) => (p.display().to_string(), load_envelope(p)?.delegator()),
+        None if md.role_type() == "root" => (args.file.display().to_string(), md.delegator()),
         None => bail!(
             "{} is a {} file; pass --root <root.json> or --delegator <targets.json> so the key {} can be found",
             args.file.display(),
@@ -188,14 +226,13 @@ pub fn add_signature(args: AddSignatureArgs, ctx: &Ctx) -> Result<ExitCode> {
             args.keyid
         ),
     };
-    let delegator = Delegator::from_metadata(&delegator_md)
-        .with_context(|| format!("reading the keys of {source}"))?;
+    let delegator = delegator.with_context(|| format!("reading the keys of {source}"))?;
     let key = delegator
         .keys
         .get(&args.keyid)
         .with_context(|| format!("key id {} is not among the keys of {source}", args.keyid))?;
     let sig_hex = args.sig.trim().to_ascii_lowercase();
-    key.verify_hex(&md.payload(), &sig_hex).map_err(|reason| {
+    key.verify_hex(md.payload(), &sig_hex).map_err(|reason| {
         anyhow::anyhow!(
             "the signature by key {} does not verify over the payload of {} ({reason}); nothing was written. \
 Check that it was made over `tufkey payload {}`",
@@ -211,16 +248,15 @@ Check that it was made over `tufkey payload {}`",
         extra: Default::default(),
     };
     md.set_signature(sig);
-    ctx.audit.record(signature_event(
+    ctx.audit.record(Signed::of(&md).event(
         ctx,
         "add-signature",
         "ok",
-        &md,
         &args.file,
         &args.keyid,
         None,
     ))?;
-    fsutil::write_atomic(&args.file, &md.to_pretty_bytes())
+    fsutil::write_atomic(&args.file, &md.into_pretty_bytes())
         .with_context(|| format!("writing {}", args.file.display()))?;
     if ctx.json {
         print_json(&json!({"file": args.file, "keyid": args.keyid, "replaced": replaced}));

@@ -9,16 +9,23 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::Args;
 use serde_json::json;
 use tufkey::tuf::time::{parse_expires, parse_user_time};
-use tufkey::tuf::{Delegator, Metadata, RoleVerification};
+use tufkey::tuf::{Delegator, Envelope, RoleVerification, TufError};
 
 use super::ctx::{Ctx, EXIT_NOT_VERIFIED};
 use super::output::{print_json, short};
-use super::sign::load;
+use super::sign::load_envelope;
+use super::verify_chain;
 
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// The metadata file to check.
-    file: PathBuf,
+    /// The metadata file to check. Several root files (`2.root.json 3.root.json …`) are
+    /// checked as a chain, the way a client updates its root: each must be exactly one
+    /// version above the one before it and signed by a threshold of that root's keys and
+    /// of its own. The chain starts from --root (the trusted root), or else from the
+    /// first file. Exit 0: verified; 3: a step, a threshold or the newest root's expiry
+    /// fails; 1: a file cannot be read or is not a root.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
     /// The delegator: the trusted root.json for root, targets, snapshot and timestamp;
     /// the delegating targets file for a delegated role. For a root FILE, give the
     /// previous root to check the update rule (N+1 signed by a threshold of N and of
@@ -40,29 +47,44 @@ struct Check {
 }
 
 pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<ExitCode> {
-    let md = load(&args.file)?;
+    // Arguments first: a usage error never waits for a large file to be read.
     let at: DateTime<Utc> = match &args.at {
         Some(s) => parse_user_time(s)
             .with_context(|| format!("--at `{s}` is not a time; use e.g. 2025-02-09T12:02:08Z"))?,
         None => Utc::now(),
     };
+    if args.files.len() > 1 {
+        if args.role.is_some() {
+            return Ok(usage(
+                "--role applies to one file; several files are checked as a chain of roots",
+            ));
+        }
+        return verify_chain::run(&args.files, args.root.as_deref(), at, ctx);
+    }
+    let file = &args.files[0];
+    if args.root.is_none() {
+        if let Some(role) = top_level_role_by_name(file) {
+            return Ok(usage(&format!(
+                "{} is named as the {role} role's file: pass --root <root.json> to check it against the root's {role} keys",
+                file.display()
+            )));
+        }
+    }
+    let md = load_envelope(file)?;
     let expires_str = md
         .expires()
-        .with_context(|| format!("{}: `expires` is missing", args.file.display()))?;
-    let expires = parse_expires(expires_str)
-        .with_context(|| format!("{} cannot be loaded", args.file.display()))?;
-    let version = md.version().with_context(|| {
-        format!(
-            "{}: `version` must be a positive integer",
-            args.file.display()
-        )
-    })?;
+        .with_context(|| format!("{}: `expires` is missing", file.display()))?;
+    let expires = parse_expires(&expires_str)
+        .with_context(|| format!("{} cannot be loaded", file.display()))?;
+    let version = md
+        .version()
+        .with_context(|| format!("{}: `version` must be a positive integer", file.display()))?;
 
     let delegator_md = match &args.root {
         Some(p) => {
-            let d = load(p)?;
+            let d = load_envelope(p)?;
             if let Some(e) = d.expires() {
-                parse_expires(e).with_context(|| format!("{} cannot be loaded", p.display()))?;
+                parse_expires(&e).with_context(|| format!("{} cannot be loaded", p.display()))?;
             }
             Some(d)
         }
@@ -74,19 +96,19 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<ExitCode> {
 
     match (&delegator_md, md.role_type()) {
         (None, "root") => {
-            let own = delegator(&md, &args.file)?;
-            warnings.extend(keyid_warnings(&own, &args.file));
-            checks.push(Check { label: format!("root keys of {} itself", name(&args.file)), result: own.verify_role("root", &md)? });
+            let own = delegator(&md, file)?;
+            warnings.extend(keyid_warnings(&own, file));
+            checks.push(Check { label: format!("root keys of {} itself", name(file)), result: check(&own, "root", &md)? });
         }
         (None, other) => bail!(
             "{} is a {other} file: pass --root <root.json> (top-level roles) or --delegator <targets.json> (delegated roles)",
-            args.file.display()
+            file.display()
         ),
         (Some(dmd), "root") if dmd.role_type() == "root" && dmd.version() != Some(version) => {
             let root_path = args.root.as_deref().unwrap_or(Path::new(""));
             let trusted = delegator(dmd, root_path)?;
-            let own = delegator(&md, &args.file)?;
-            warnings.extend(keyid_warnings(&own, &args.file));
+            let own = delegator(&md, file)?;
+            warnings.extend(keyid_warnings(&own, file));
             let trusted_version = dmd.version().unwrap_or(0);
             if version != trusted_version + 1 {
                 problems.push(format!(
@@ -96,9 +118,9 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<ExitCode> {
             }
             checks.push(Check {
                 label: format!("root keys of the trusted {} (v{trusted_version})", name(root_path)),
-                result: trusted.verify_role("root", &md)?,
+                result: check(&trusted, "root", &md)?,
             });
-            checks.push(Check { label: format!("root keys of {} itself (v{version})", name(&args.file)), result: own.verify_role("root", &md)? });
+            checks.push(Check { label: format!("root keys of {} itself (v{version})", name(file)), result: check(&own, "root", &md)? });
         }
         (Some(dmd), _) => {
             let root_path = args.root.as_deref().unwrap_or(Path::new(""));
@@ -106,9 +128,9 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<ExitCode> {
             warnings.extend(keyid_warnings(&d, root_path));
             let role = match &args.role {
                 Some(r) => r.clone(),
-                None => infer_role(&md, &d, &args.file)?,
+                None => infer_role(&md, &d, file)?,
             };
-            let result = d.verify_role(&role, &md).with_context(|| {
+            let result = check(&d, &role, &md).with_context(|| {
                 format!(
                     "{} does not delegate `{role}` (it delegates: {}); pass --role",
                     root_path.display(),
@@ -158,7 +180,7 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<ExitCode> {
             })
             .collect();
         print_json(&json!({
-            "file": args.file, "type": md.role_type(), "version": version, "expires": expires_str,
+            "file": file, "type": md.role_type(), "version": version, "expires": expires_str,
             "checked_at": at.to_rfc3339_opts(SecondsFormat::Secs, true), "expired": expired,
             "verified": ok, "checks": checks_json, "problems": problems, "warnings": warnings,
             "payload_sha256": md.payload_sha256(),
@@ -166,7 +188,7 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<ExitCode> {
     } else {
         println!(
             "{}: {} version {version}, expires {expires_str}",
-            args.file.display(),
+            file.display(),
             md.role_type()
         );
         for c in &checks {
@@ -224,9 +246,36 @@ fn name(p: &Path) -> String {
         .unwrap_or_else(|| p.display().to_string())
 }
 
-fn delegator(md: &Metadata, path: &Path) -> Result<Delegator> {
-    Delegator::from_metadata(md)
+fn delegator(md: &Envelope, path: &Path) -> Result<Delegator> {
+    md.delegator()
         .with_context(|| format!("{} cannot be used as a delegator", path.display()))
+}
+
+fn check(d: &Delegator, role: &str, md: &Envelope) -> Result<RoleVerification, TufError> {
+    d.verify_signatures(role, md.payload(), md.signatures())
+}
+
+/// Exit status of a usage error, as clap's.
+const EXIT_USAGE: u8 = 2;
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// `targets`, `snapshot` or `timestamp` when the file's name says it is that role's file
+/// (`targets.json`, `7.snapshot.json`): such a file needs --root, which is known
+/// without reading it.
+fn top_level_role_by_name(file: &Path) -> Option<&'static str> {
+    let stem = name(file);
+    let stem = stem.strip_suffix(".json")?;
+    let stem = match stem.split_once('.') {
+        Some((v, rest)) if v.chars().all(|c| c.is_ascii_digit()) => rest,
+        _ => stem,
+    };
+    ["targets", "snapshot", "timestamp"]
+        .into_iter()
+        .find(|r| *r == stem)
 }
 
 fn keyid_warnings(d: &Delegator, path: &Path) -> Vec<String> {
@@ -240,7 +289,7 @@ fn keyid_warnings(d: &Delegator, path: &Path) -> Vec<String> {
 
 /// The role a file is checked as: its `_type` against a root, or the name in
 /// `N.<name>.json` / `<name>.json` against a targets delegator.
-fn infer_role(md: &Metadata, d: &Delegator, file: &Path) -> Result<String> {
+fn infer_role(md: &Envelope, d: &Delegator, file: &Path) -> Result<String> {
     if d.kind == "root" {
         return Ok(md.role_type().to_string());
     }

@@ -79,7 +79,9 @@ fn write_value(value: &Value, out: &mut Vec<u8>, path: &mut String) -> Result<()
     Ok(())
 }
 
-fn write_string(s: &str, out: &mut Vec<u8>) {
+/// A string as canonical JSON writes it (only `"` and `\` escaped); the tape's writer
+/// uses it for strings that had escapes.
+pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     for b in s.bytes() {
         if b == b'"' || b == b'\\' {

@@ -29,7 +29,7 @@ impl Signature {
         }
     }
 
-    fn to_value(&self) -> Value {
+    pub(crate) fn to_value(&self) -> Value {
         let mut obj = self.extra.clone();
         obj.insert("keyid".into(), Value::String(self.keyid.clone()));
         obj.insert("sig".into(), Value::String(self.sig.clone()));
@@ -87,32 +87,7 @@ impl Metadata {
         let Value::Array(raw_sigs) = raw_sigs else {
             return Err(schema("$.signatures", "`signatures` must be an array"));
         };
-        let mut signatures: Vec<Signature> = Vec::with_capacity(raw_sigs.len());
-        for (i, s) in raw_sigs.into_iter().enumerate() {
-            let path = format!("$.signatures[{i}]");
-            let Value::Object(mut obj) = s else {
-                return Err(schema(
-                    &path,
-                    "a signature must be an object with `keyid` and `sig`",
-                ));
-            };
-            let keyid = match obj.remove("keyid") {
-                Some(Value::String(k)) => k,
-                _ => return Err(schema(&path, "`keyid` must be a string")),
-            };
-            let sig = match obj.remove("sig") {
-                Some(Value::String(k)) => k,
-                _ => return Err(schema(&path, "`sig` must be a string")),
-            };
-            if signatures.iter().any(|s| s.keyid == keyid) {
-                return Err(TufError::DuplicateSignature(keyid));
-            }
-            signatures.push(Signature {
-                keyid,
-                sig,
-                extra: obj,
-            });
-        }
+        let signatures = parse_signatures(raw_sigs)?;
         Ok(Metadata {
             signed,
             signatures,
@@ -208,6 +183,42 @@ impl Metadata {
         out.push(b'\n');
         out
     }
+}
+
+/// The `signatures` array's entries, refusing what python-tuf refuses: a non-object
+/// entry, a non-string `keyid` or `sig`, two signatures by one key id.
+pub(crate) fn parse_signatures(raw_sigs: Vec<Value>) -> Result<Vec<Signature>, TufError> {
+    let schema = |path: &str, reason: &str| TufError::Schema {
+        path: path.into(),
+        reason: reason.into(),
+    };
+    let mut signatures: Vec<Signature> = Vec::with_capacity(raw_sigs.len());
+    for (i, s) in raw_sigs.into_iter().enumerate() {
+        let path = format!("$.signatures[{i}]");
+        let Value::Object(mut obj) = s else {
+            return Err(schema(
+                &path,
+                "a signature must be an object with `keyid` and `sig`",
+            ));
+        };
+        let keyid = match obj.remove("keyid") {
+            Some(Value::String(k)) => k,
+            _ => return Err(schema(&path, "`keyid` must be a string")),
+        };
+        let sig = match obj.remove("sig") {
+            Some(Value::String(k)) => k,
+            _ => return Err(schema(&path, "`sig` must be a string")),
+        };
+        if signatures.iter().any(|s| s.keyid == keyid) {
+            return Err(TufError::DuplicateSignature(keyid));
+        }
+        signatures.push(Signature {
+            keyid,
+            sig,
+            extra: obj,
+        });
+    }
+    Ok(signatures)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::error::TufError;
 use super::key::Key;
-use super::metadata::Metadata;
+use super::metadata::{Metadata, Signature};
 
 /// A role as a delegator defines it: who may sign and how many must.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -32,8 +32,17 @@ impl Delegator {
     /// (`delegations.keys`, `delegations.roles`). Like python-tuf, every key must be of
     /// a supported type even if no role uses it.
     pub fn from_metadata(md: &Metadata) -> Result<Delegator, TufError> {
-        let signed = md.signed();
-        let kind = md.role_type().to_string();
+        Delegator::from_signed(md.signed())
+    }
+
+    /// As [`Delegator::from_metadata`], from a `signed` object (or the part of one that
+    /// holds `_type`, `keys`, `roles` and `delegations`).
+    pub fn from_signed(signed: &Value) -> Result<Delegator, TufError> {
+        let kind = signed
+            .get("_type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let schema = |path: &str, reason: &str| TufError::Schema {
             path: path.into(),
             reason: reason.into(),
@@ -117,11 +126,21 @@ impl Delegator {
 
     /// Checks `md` against this delegator's definition of `role`.
     pub fn verify_role(&self, role: &str, md: &Metadata) -> Result<RoleVerification, TufError> {
+        self.verify_signatures(role, &md.payload(), md.signatures())
+    }
+
+    /// Checks `signatures` over `payload` (the canonical bytes of the role's `signed`)
+    /// against this delegator's definition of `role`.
+    pub fn verify_signatures(
+        &self,
+        role: &str,
+        payload: &[u8],
+        signatures: &[Signature],
+    ) -> Result<RoleVerification, TufError> {
         let def = self
             .roles
             .get(role)
             .ok_or_else(|| TufError::UnknownRole(role.into()))?;
-        let payload = md.payload();
         let mut result = RoleVerification {
             role: role.to_string(),
             threshold: def.threshold,
@@ -134,7 +153,7 @@ impl Delegator {
         // Public key material of each key id already counted, to count each key once.
         let mut counted: Vec<(String, String)> = Vec::new();
         for keyid in &def.keyids {
-            let sig = md.signatures().iter().find(|s| &s.keyid == keyid);
+            let sig = signatures.iter().find(|s| &s.keyid == keyid);
             let key = self.keys.get(keyid);
             match (key, sig) {
                 (_, None) => result.missing.push(keyid.clone()),
@@ -144,7 +163,7 @@ impl Delegator {
                     reason: "the delegator lists this key id for the role but has no such key"
                         .into(),
                 }),
-                (Some(key), Some(s)) => match key.verify_hex(&payload, &s.sig) {
+                (Some(key), Some(s)) => match key.verify_hex(payload, &s.sig) {
                     Ok(()) => {
                         let identity = key.public_identity();
                         match counted.iter().find(|(_, i)| *i == identity) {
@@ -163,8 +182,7 @@ impl Delegator {
                 },
             }
         }
-        result.unrelated = md
-            .signatures()
+        result.unrelated = signatures
             .iter()
             .filter(|s| !def.keyids.contains(&s.keyid))
             .map(|s| s.keyid.clone())
