@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::oidc::config::{self as oidc, ClientMatch, OidcConfig};
 use super::rate::{parse_rate, Rate};
 use crate::keys::KeyUri;
 
@@ -37,6 +38,8 @@ pub struct Config {
     pub limits: Limits,
     pub keys: Vec<KeyConfig>,
     pub clients: Vec<ClientPolicy>,
+    /// Trusted OIDC issuers (`[[oidc.issuers]]`); none: tokens are refused.
+    pub oidc: OidcConfig,
 }
 
 /// The daemon's store: files for one daemon, PostgreSQL for several replicas.
@@ -65,6 +68,17 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_ca: PathBuf,
+    /// Whether a connection must present a client certificate.
+    pub client_certificate: ClientCertificate,
+}
+
+/// `[tls] client_certificate`: `required` (the default: mutual TLS for everyone, OIDC
+/// clients included) or `optional` (a client without a certificate must send an OIDC
+/// bearer token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCertificate {
+    Required,
+    Optional,
 }
 
 /// Request limits.
@@ -115,8 +129,12 @@ impl KeyConfig {
 /// What one client identity may do.
 #[derive(Debug, Clone)]
 pub struct ClientPolicy {
-    /// Matched against the certificate's subject CN and its DNS, URI and e-mail SANs.
+    /// Matched against the certificate's subject CN and its DNS, URI and e-mail SANs;
+    /// for an OIDC entry only its name (default: what it matches).
     pub identity: String,
+    /// Set: the entry matches OIDC tokens of this issuer with these claims, and no
+    /// certificate.
+    pub oidc: Option<ClientMatch>,
     pub line: usize,
     /// Key ids (64 hex digits, lower case).
     pub keys: Vec<String>,
@@ -161,6 +179,8 @@ struct RawConfig {
     keys: Vec<Spanned<RawKey>>,
     #[serde(default)]
     clients: Vec<Spanned<RawClient>>,
+    #[serde(default)]
+    oidc: Option<oidc::RawOidc>,
 }
 
 #[derive(Deserialize)]
@@ -169,6 +189,8 @@ struct RawTls {
     cert: Spanned<String>,
     key: Spanned<String>,
     client_ca: Spanned<String>,
+    #[serde(default)]
+    client_certificate: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -192,7 +214,10 @@ struct RawKey {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawClient {
-    identity: Spanned<String>,
+    #[serde(default)]
+    identity: Option<Spanned<String>>,
+    #[serde(default)]
+    oidc: Option<Spanned<oidc::RawClientOidc>>,
     keys: Spanned<Vec<String>>,
     repositories: Spanned<Vec<String>>,
     roles: Spanned<Vec<String>>,
@@ -254,11 +279,26 @@ impl Config {
             )
         })?;
         let tls = raw.tls.get_ref();
+        let client_certificate = match tls.client_certificate.as_ref().map(|s| (s.get_ref().as_str(), s.span().start)) {
+            None | Some(("required", _)) => ClientCertificate::Required,
+            Some(("optional", _)) => ClientCertificate::Optional,
+            Some((other, at)) => {
+                return Err(err(at, format!("client_certificate = \"{other}\": give \"required\" or \"optional\" (OIDC clients without a certificate)")))
+            }
+        };
         let tls = TlsConfig {
             cert: existing(&tls.cert, "server certificate")?,
             key: existing(&tls.key, "server key")?,
             client_ca: existing(&tls.client_ca, "client CA")?,
+            client_certificate,
         };
+        let reader = oidc::Reader {
+            base,
+            line_of: &line_of,
+            duration: parse_duration,
+        };
+        let oidc_cfg =
+            oidc::issuers(raw.oidc.as_ref(), &reader).map_err(|(at, why)| err(at, why))?;
         let state = if crate::pg::is_postgres_url(raw.state.get_ref()) {
             // Certificate paths in the URL are relative to this file, like every path here.
             let url = crate::pg::tls::anchor_paths(raw.state.get_ref(), base);
@@ -381,13 +421,23 @@ impl Config {
         for c in &raw.clients {
             let at = c.span().start;
             let c = c.get_ref();
-            let identity = c.identity.get_ref().trim().to_string();
+            let oidc = match &c.oidc {
+                Some(o) => {
+                    Some(oidc::client(o.get_ref(), &oidc_cfg).map_err(|(at, why)| err(at, why))?)
+                }
+                None => None,
+            };
+            let (identity, id_at) = match (&c.identity, &oidc) {
+                (Some(i), _) => (i.get_ref().trim().to_string(), i.span().start),
+                (None, Some(m)) => (m.label(), at),
+                (None, None) => return Err(err(at, "a [[clients]] entry needs `identity` (a certificate name) or `oidc = { issuer, claims }`".into())),
+            };
             if identity.is_empty() {
-                return Err(err(c.identity.span().start, "empty identity".into()));
+                return Err(err(id_at, "empty identity".into()));
             }
             if clients.iter().any(|o| o.identity == identity) {
                 return Err(err(
-                    c.identity.span().start,
+                    id_at,
                     format!("identity \"{identity}\" has two [[clients]] entries; merge them"),
                 ));
             }
@@ -434,6 +484,7 @@ impl Config {
             };
             clients.push(ClientPolicy {
                 identity,
+                oidc,
                 line: line_of(at),
                 keys: key_ids,
                 repositories: c.repositories.get_ref().clone(),
@@ -452,6 +503,7 @@ impl Config {
             limits,
             keys,
             clients,
+            oidc: oidc_cfg,
         })
     }
 

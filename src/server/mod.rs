@@ -10,8 +10,10 @@
 mod api;
 pub mod config;
 mod error;
+pub mod identity;
 mod local;
 pub mod metrics;
+pub mod oidc;
 pub mod pg;
 pub mod rate;
 mod served;
@@ -69,6 +71,25 @@ async fn open_store(
     }
 }
 
+/// The OIDC verifier, its used token ids kept where the store is (PostgreSQL for
+/// replicas, so a single-use token is used once across all of them).
+async fn open_oidc(cfg: &Config) -> Result<Option<oidc::Oidc>, ServerError> {
+    if cfg.oidc.issuers.is_empty() {
+        return Ok(None);
+    }
+    let replay = match &cfg.state {
+        StateConfig::Files { .. } => oidc::replay::Replay::memory(),
+        StateConfig::Postgres { url } => oidc::replay::Replay::postgres(url)
+            .await
+            .map_err(ServerError::State)?,
+    };
+    oidc::Oidc::new(&cfg.oidc, replay).map_err(|reason| ServerError::Policy {
+        config: cfg.path.clone(),
+        line: cfg.oidc.issuers.first().map_or(0, |i| i.line),
+        reason,
+    })
+}
+
 /// Starts the daemon and runs it until SIGTERM or SIGINT. Everything that can be
 /// wrong with the config, the certificates, the audit log or the keys is found
 /// before the first connection is accepted.
@@ -83,6 +104,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), ServerError> {
     // The store first (a broken audit chain stops the daemon before keys are opened);
     // inside the runtime, which the PostgreSQL store's connections run on.
     let (store, opened) = rt.block_on(open_store(&cfg.state, cfg.workers))?;
+    let oidc = rt.block_on(open_oidc(&cfg))?;
     let keys = open_keys(&cfg)?;
     let metrics = metrics::Metrics::default();
     metrics.set_audit_entries(opened.entries);
@@ -95,6 +117,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), ServerError> {
         head: std::sync::Mutex::new((opened.entries, opened.head)),
         audit_failure: std::sync::Mutex::new(None),
         health: tokio::sync::Mutex::new(None),
+        oidc,
     });
     let result = rt.block_on(serve(app.clone(), tls, opts));
     rt.shutdown_timeout(Duration::from_secs(5));
@@ -192,14 +215,13 @@ async fn serve(
                 }
                 Err(_) => return,
             };
-            let names = stream
+            let certificate = stream
                 .get_ref()
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .map(tls::identities)
-                .unwrap_or_default();
-            let conn_info = Arc::new(api::ConnInfo { names, peer });
+                .map(tls::identities);
+            let conn_info = Arc::new(identity::Connection { certificate, peer });
             let service = hyper::service::service_fn(move |req| {
                 let app = app.clone();
                 let conn_info = conn_info.clone();
