@@ -24,6 +24,9 @@ pub const DEFAULT_SKEW: Duration = Duration::from_secs(60);
 pub const MAX_SKEW: Duration = Duration::from_secs(300);
 /// How long one discovery or JWKS fetch may take, by default.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often, by default, an unknown `kid` may make the keys be fetched again: a stream
+/// of tokens with made-up key ids cannot make the signer hammer the issuer.
+pub const DEFAULT_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// `[oidc]`.
 #[derive(Deserialize)]
@@ -49,6 +52,8 @@ struct RawIssuer {
     ca: Option<Spanned<String>>,
     #[serde(default)]
     fetch_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    refetch_interval: Option<Spanned<String>>,
     #[serde(default)]
     single_use: bool,
 }
@@ -88,6 +93,8 @@ pub struct IssuerConfig {
     pub algorithms: Vec<Algorithm>,
     pub keys: KeysFrom,
     pub fetch_timeout: Duration,
+    /// An unknown `kid` makes the keys be fetched again at most this often.
+    pub refetch_interval: Duration,
     /// Each `jti` is accepted once (remembered until the token expires).
     pub single_use: bool,
     pub line: usize,
@@ -228,12 +235,17 @@ pub fn issuers(raw: Option<&RawOidc>, r: &Reader<'_>) -> Result<OidcConfig, Prob
             Some(s) => duration(s, Duration::from_secs(60))?,
             None => DEFAULT_FETCH_TIMEOUT,
         };
+        let refetch_interval = match &e.refetch_interval {
+            Some(s) => duration(s, Duration::from_secs(3600))?,
+            None => DEFAULT_REFETCH_INTERVAL,
+        };
         issuers.push(IssuerConfig {
             issuer,
             audience,
             algorithms,
             keys,
             fetch_timeout,
+            refetch_interval,
             single_use: e.single_use,
             line: (r.line_of)(at),
         });

@@ -19,7 +19,7 @@ pub enum AuthError {
         alg: String,
         allowed: String,
     },
-    #[error("issuer {issuer}: no signing key {kid} in its JWKS (re-fetched at most once a minute): the token was not signed by the issuer")]
+    #[error("issuer {issuer}: no signing key {kid} in its JWKS (fetched again at most once per refetch interval): the token was not signed by the issuer")]
     UnknownKey { issuer: String, kid: String },
     #[error("issuer {issuer}: the token's signature does not verify with the issuer's key {kid}")]
     BadSignature { issuer: String, kid: String },

@@ -1,7 +1,7 @@
 //! One issuer's signing keys: fetched by OIDC discovery over HTTPS (or read from a
 //! JWKS file), cached, and fetched again when a token names a key id the cache does
-//! not have — at most once a minute, so a stream of tokens with made-up key ids cannot
-//! make the signer hammer the issuer.
+//! not have — at most once per `refetch_interval` (a minute by default), so a stream
+//! of tokens with made-up key ids cannot make the signer hammer the issuer.
 //!
 //! Each issuer has its own lock, held across its fetch: requests for one issuer whose
 //! endpoint hangs wait at most that issuer's `fetch_timeout`, and requests for every
@@ -18,8 +18,6 @@ use super::config::{IssuerConfig, KeysFrom};
 use super::error::AuthError;
 use crate::https;
 
-/// A key set is fetched again on an unknown key id at most this often.
-pub const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 /// A key set older than this is fetched again before use (keys an issuer removed stop
 /// being trusted); if that fails the old set is kept.
 pub const MAX_AGE: Duration = Duration::from_secs(3600);
@@ -156,8 +154,8 @@ impl IssuerKeys {
             return Ok(found);
         }
         // A key the cache does not know: the issuer may have rotated. Fetch again,
-        // unless that was tried within the last minute.
-        match self.refresh(&mut cache, REFETCH_INTERVAL).await {
+        // unless that was tried within the refetch interval.
+        match self.refresh(&mut cache, self.cfg.refetch_interval).await {
             Refresh::Done => {
                 if let Some(keys) = cache.keys.clone() {
                     let found = pick(&keys);
