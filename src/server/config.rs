@@ -673,6 +673,93 @@ rate = "60/min"
     }
 
     #[test]
+    fn oidc_issuers_and_clients_parse_and_unsafe_entries_are_refused_at_their_line() {
+        let (d, p) = setup();
+        std::fs::write(d.path().join("jwks.json"), "{}").unwrap();
+        let oidc = GOOD.replace(
+            "client_ca = \"ca.pem\"\n",
+            "client_ca = \"ca.pem\"\nclient_certificate = \"optional\"\n",
+        ) + r#"
+[[oidc.issuers]]
+issuer = "https://token.actions.githubusercontent.com/"
+audience = "https://signer.acme.example"
+single_use = true
+
+[[clients]]
+oidc = { issuer = "https://token.actions.githubusercontent.com", claims = { repository_id = 42, ref = "refs/tags/v*" } }
+keys = []
+repositories = ["acme"]
+roles = ["targets"]
+max_expiry = "1d"
+"#;
+        let c = Config::parse(&p, &oidc).unwrap();
+        assert_eq!(c.tls.client_certificate, ClientCertificate::Optional);
+        let issuer = &c.oidc.issuers[0];
+        assert_eq!(issuer.issuer, "https://token.actions.githubusercontent.com");
+        assert!(issuer.single_use && issuer.line == 26);
+        assert_eq!(issuer.refetch_interval, Duration::from_secs(60));
+        let m = c.clients[1].oidc.as_ref().unwrap();
+        assert_eq!(m.claims["repository_id"], "42");
+        assert!(c.clients[1].identity.contains("ref=refs/tags/v*"));
+        // (the changed config, text on the line the error must name, a word of its reason)
+        let cases = [
+            (
+                oidc.replace("audience = \"https://signer.acme.example\"\n", ""),
+                "[[oidc.issuers]]",
+                "`audience` is required",
+            ),
+            (
+                oidc.replace("single_use = true", "algorithms = [\"HS256\"]"),
+                "algorithms",
+                "never accepted",
+            ),
+            (
+                oidc.replace(
+                    "claims = { repository_id = 42, ref = \"refs/tags/v*\" }",
+                    "claims = { ref = \"*\" }",
+                ),
+                "claims = {",
+                "pin at least one claim",
+            ),
+            (
+                oidc.replace(
+                    "issuer = \"https://token.actions.githubusercontent.com\", claims",
+                    "issuer = \"https://gitlab.com\", claims",
+                ),
+                "gitlab",
+                "not in [[oidc.issuers]]",
+            ),
+            (
+                oidc.replace(
+                    "single_use = true",
+                    "jwks_file = \"jwks.json\"\nca = \"ca.pem\"",
+                ),
+                "ca = \"ca.pem\"\n\n[[clients",
+                "remove one",
+            ),
+            (
+                oidc.replace("\"optional\"", "\"sometimes\""),
+                "client_certificate",
+                "required",
+            ),
+            (
+                oidc.replace(
+                    "https://token.actions.githubusercontent.com/\"",
+                    "http://issuer\"",
+                ),
+                "http://issuer",
+                "https://",
+            ),
+        ];
+        for (text, needle, word) in cases {
+            let e = Config::parse(&p, &text).unwrap_err();
+            let line = text[..text.find(needle).unwrap()].matches('\n').count() + 1;
+            assert_eq!(e.line, line, "{e}");
+            assert!(e.to_string().contains(word), "{e}");
+        }
+    }
+
+    #[test]
     fn units() {
         assert_eq!(parse_duration("90m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_duration("1x"), None);
