@@ -66,6 +66,9 @@ impl Setup {
         let issuer = HttpsIssuer::start(&cert, &k);
         let gh = SigningKey::rsa("gh-1");
         issuer.publish("gh", &jwks(&[&gh]));
+        // An issuer whose JWKS is larger than the daemon accepts (256 KiB).
+        let padding = "x".repeat(300 << 10);
+        issuer.publish("huge", &json!({"keys": [gh.jwk], "padding": padding}));
         let gl = SigningKey::ec("gl-1");
         std::fs::write(d.join("gitlab-jwks.json"), jwks(&[&gl]).to_string()).unwrap();
         let hang = Hang::start();
@@ -102,6 +105,7 @@ impl Setup {
     fn write_config(&self, store: &str) -> PathBuf {
         let down = self.down.as_str();
         let (gh, hang) = (self.gh_iss(), format!("https://{}", self.hang.addr));
+        let huge = self.issuer.issuer_url("huge");
         let extra = format!(
             r#"client_certificate = "optional"
 
@@ -121,6 +125,11 @@ issuer = "{GL_ISS}"
 audience = "{GL_AUD}"
 algorithms = ["ES256"]
 jwks_file = "gitlab-jwks.json"
+
+[[oidc.issuers]]
+issuer = "{huge}"
+audience = "x"
+ca = "issuer-ca.pem"
 
 [[oidc.issuers]]
 issuer = "{down}"
@@ -165,6 +174,7 @@ max_expiry = "7d"
                 r#"project_path = "acme/app", ref_protected = "true", ref = "*""#,
             ),
             oidc_client("down", down, r#"sub = "x""#),
+            oidc_client("huge", &huge, r#"sub = "x""#),
             oidc_client("slow", &format!("{hang}/slow"), r#"sub = "x""#),
             oidc_client("stuck", &format!("{hang}/stuck"), r#"sub = "x""#),
         ];
@@ -455,6 +465,19 @@ fn github_and_gitlab_tokens_sign_what_python_tuf_accepts_and_every_refusal_is_an
             "jwks-unavailable",
         ),
         (
+            "an issuer whose JWKS is too large",
+            s.gh.mint(&github_claims(
+                &s.issuer.issuer_url("huge"),
+                "x",
+                REPO,
+                REPO_ID,
+                "main",
+                "x",
+            )),
+            503,
+            "jwks-unavailable",
+        ),
+        (
             "an issuer whose JWKS endpoint hangs",
             other_gh.mint(&github_claims(
                 &format!("https://{}/slow", s.hang.addr),
@@ -499,9 +522,15 @@ fn github_and_gitlab_tokens_sign_what_python_tuf_accepts_and_every_refusal_is_an
         );
         if *status == 503 {
             assert!(
-                r.status == 503 && message.contains("cannot fetch the signing keys"),
+                message.contains("cannot fetch the signing keys"),
                 "{what}: {message}"
             );
+        }
+        if what.contains("too large") {
+            assert!(message.contains("larger than 262144 bytes"), "{message}");
+        }
+        if what.contains("hangs") {
+            assert!(message.contains("no whole answer within 1s"), "{message}");
         }
         let entries = s.audit();
         assert_eq!(entries.len(), before + 1, "{what}: one audit entry");
@@ -518,6 +547,13 @@ fn github_and_gitlab_tokens_sign_what_python_tuf_accepts_and_every_refusal_is_an
             e["reason"].as_str().unwrap().starts_with(reason),
             "{what}: {e}"
         );
+        if *reason == "token-replayed" {
+            // A genuine token, used again: who it was is known.
+            assert_eq!(e["who"], "gh-release", "{e}");
+        } else if *status != 403 {
+            // A refused token proved nothing: no name in `who`.
+            assert_eq!(e["who"], "-", "{what}: {e}");
+        }
         if *status == 403 {
             // Who asked, and with which claims.
             assert!(

@@ -157,7 +157,8 @@ impl Identity {
     }
 
     /// The name audit entries give: the policy entry's identity when one applies,
-    /// else the certificate's first name or the token's subject, else `-`.
+    /// else the certificate's first name or the verified token's subject, else `-`
+    /// (a refused token proved nothing: what it claimed is in `issuer`/`subject`).
     pub fn who(&self, clients: &[ClientPolicy]) -> String {
         if let Some((p, _)) = self.policy(clients) {
             return p.identity.clone();
@@ -165,7 +166,7 @@ impl Identity {
         match self {
             Identity::Certificate(names) => names.first().cloned(),
             Identity::Token(t) => t.subject.clone(),
-            Identity::Refused(f) => f.subject.clone(),
+            Identity::Refused(_) => None,
         }
         .unwrap_or_else(|| "-".into())
     }
