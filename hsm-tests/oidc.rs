@@ -873,3 +873,70 @@ fn tufkey_sign_with_a_remote_key_sends_a_token_from_the_environment_a_file_or_gi
     assert_eq!(doc["signatures"], json!([]));
     daemon.stop();
 }
+
+#[test]
+fn one_listener_can_require_client_certificates_while_another_takes_tokens_alone() {
+    let s = Setup::new();
+    let port = harness::pg::free_port();
+    let text = std::fs::read_to_string(&s.config).unwrap().replace(
+        "client_certificate = \"optional\"\n",
+        &format!(
+            "\n[[listeners]]\nlisten = \"127.0.0.1:{port}\"\nclient_certificate = \"optional\"\n"
+        ),
+    );
+    std::fs::write(&s.config, text).unwrap();
+    let daemon = Daemon::start(s.d(), "daemon", &s.hsm, &s.config);
+    let id = s.key.1.clone();
+    let ca = s.d().join("client-ca.pem");
+    let token_port = format!("https://127.0.0.1:{port}");
+    let with_token = |base: &str, cert: Option<(PathBuf, PathBuf)>| {
+        let gl = s.gl.mint(&gitlab_claims(
+            GL_ISS, GL_AUD, "acme/app", "77", "main", true,
+        ));
+        Client::new(
+            base,
+            &ClientTls {
+                ca: ca.clone(),
+                identity: cert,
+            },
+        )
+        .unwrap()
+        .with_token(Some(TokenSource::Static(Secret::new(gl))))
+    };
+    let cert = s.ca.issue(s.d(), "ci-main", "ci-main", false, false);
+
+    // `listen` still wants a certificate: a token alone does not get through TLS.
+    let e = with_token(&daemon.base(), None)
+        .get("/v1/keys")
+        .unwrap_err();
+    assert!(e.to_string().contains("CertificateRequired"), "{e}");
+    // With one, the token decides who it is.
+    let r = with_token(&daemon.base(), Some(cert.clone()))
+        .post_json("/v1/sign", &targets(&id, 1))
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(s.audit().last().unwrap()["who"], "gl-release");
+
+    // The token listener: a token alone signs; a certificate client works too; nothing
+    // at all is 401.
+    let r = with_token(&token_port, None)
+        .post_json("/v1/sign", &targets(&id, 2))
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let cert_only = Client::new(
+        &token_port,
+        &ClientTls {
+            ca: ca.clone(),
+            identity: Some(cert),
+        },
+    )
+    .unwrap();
+    let keys = cert_only
+        .expect_ok(cert_only.get("/v1/keys").unwrap())
+        .unwrap();
+    assert_eq!(keys["identity"], "ci-main");
+    let anonymous = Client::new(&token_port, &ClientTls { ca, identity: None }).unwrap();
+    let r = anonymous.get("/v1/keys").unwrap();
+    assert_eq!(code(&r), (401, "no-credentials".to_string()));
+    daemon.stop();
+}

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use super::listeners::{ClientCertificate, Listener};
 use super::oidc::config::{self as oidc, ClientMatch, OidcConfig};
 use super::rate::{parse_rate, Rate};
 use crate::keys::KeyUri;
@@ -30,6 +31,8 @@ pub struct ConfigError {
 pub struct Config {
     pub path: PathBuf,
     pub listen: SocketAddr,
+    /// `[[listeners]]`: more addresses, each with its own client-certificate choice.
+    pub listeners: Vec<Listener>,
     pub tls: TlsConfig,
     /// Where the last signed versions, rate counters and the audit log live.
     pub state: StateConfig,
@@ -70,15 +73,6 @@ pub struct TlsConfig {
     pub client_ca: PathBuf,
     /// Whether a connection must present a client certificate.
     pub client_certificate: ClientCertificate,
-}
-
-/// `[tls] client_certificate`: `required` (the default: mutual TLS for everyone, OIDC
-/// clients included) or `optional` (a client without a certificate must send an OIDC
-/// bearer token).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientCertificate {
-    Required,
-    Optional,
 }
 
 /// Request limits.
@@ -181,6 +175,8 @@ struct RawConfig {
     clients: Vec<Spanned<RawClient>>,
     #[serde(default)]
     oidc: Option<oidc::RawOidc>,
+    #[serde(default)]
+    listeners: Vec<Spanned<super::listeners::RawListener>>,
 }
 
 #[derive(Deserialize)]
@@ -279,13 +275,12 @@ impl Config {
             )
         })?;
         let tls = raw.tls.get_ref();
-        let client_certificate = match tls.client_certificate.as_ref().map(|s| (s.get_ref().as_str(), s.span().start)) {
-            None | Some(("required", _)) => ClientCertificate::Required,
-            Some(("optional", _)) => ClientCertificate::Optional,
-            Some((other, at)) => {
-                return Err(err(at, format!("client_certificate = \"{other}\": give \"required\" or \"optional\" (OIDC clients without a certificate)")))
-            }
+        let client_certificate = match &tls.client_certificate {
+            None => ClientCertificate::Required,
+            Some(s) => ClientCertificate::parse(s).map_err(|(at, why)| err(at, why))?,
         };
+        let listeners =
+            super::listeners::parse(&raw.listeners, listen).map_err(|(at, why)| err(at, why))?;
         let tls = TlsConfig {
             cert: existing(&tls.cert, "server certificate")?,
             key: existing(&tls.key, "server key")?,
@@ -497,6 +492,7 @@ impl Config {
         Ok(Config {
             path: path.into(),
             listen,
+            listeners,
             tls,
             state,
             workers,

@@ -11,6 +11,7 @@ mod api;
 pub mod config;
 mod error;
 pub mod identity;
+pub mod listeners;
 mod local;
 pub mod metrics;
 pub mod oidc;
@@ -95,6 +96,16 @@ async fn open_oidc(cfg: &Config) -> Result<Option<oidc::Oidc>, ServerError> {
 /// before the first connection is accepted.
 pub fn run(cfg: Config, opts: Options) -> Result<(), ServerError> {
     let tls = tls::server_config(&cfg.tls)?;
+    let extra = cfg
+        .listeners
+        .iter()
+        .map(|l| {
+            Ok((
+                l.addr,
+                tls::server_config_for(&cfg.tls, l.client_certificate)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, ServerError>>()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(cfg.workers + 4)
@@ -119,16 +130,67 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), ServerError> {
         health: tokio::sync::Mutex::new(None),
         oidc,
     });
-    let result = rt.block_on(serve(app.clone(), tls, opts));
+    let result = rt.block_on(serve(app.clone(), tls, extra, opts));
     rt.shutdown_timeout(Duration::from_secs(5));
     // Dropping the store commits what is queued and stops the local audit writer.
     drop(app);
     result
 }
 
+/// A connection accepted on one of the `[[listeners]]`, with that listener's TLS.
+type Accepted = (
+    tokio::net::TcpStream,
+    std::net::SocketAddr,
+    tokio_rustls::TlsAcceptor,
+);
+
+/// Binds the `[[listeners]]` and forwards what each accepts to the main loop, so every
+/// connection goes through the same handling and graceful stop.
+async fn extra_listeners(
+    extra: Vec<(std::net::SocketAddr, Arc<rustls::ServerConfig>)>,
+) -> Result<
+    (
+        tokio::sync::mpsc::Receiver<Accepted>,
+        Vec<String>,
+        Vec<tokio::task::JoinHandle<()>>,
+    ),
+    ServerError,
+> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let (mut addrs, mut tasks) = (Vec::new(), Vec::new());
+    for (addr, tls) in extra {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|err| ServerError::Listen { addr, err })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|err| ServerError::Listen { addr, err })?;
+        addrs.push(bound.to_string());
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((tcp, peer)) => {
+                        if tx.send((tcp, peer, acceptor.clone())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("tufkey serve: accept on {bound} failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }));
+    }
+    Ok((rx, addrs, tasks))
+}
+
 async fn serve(
     app: Arc<api::App>,
     tls: Arc<rustls::ServerConfig>,
+    extra: Vec<(std::net::SocketAddr, Arc<rustls::ServerConfig>)>,
     opts: Options,
 ) -> Result<(), ServerError> {
     let listener = TcpListener::bind(app.cfg.listen)
@@ -141,6 +203,7 @@ async fn serve(
         addr: app.cfg.listen,
         err,
     })?;
+    let (mut extra_rx, extra_addrs, extra_tasks) = extra_listeners(extra).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| ServerError::Runtime(format!("cannot handle SIGTERM: {e}")))?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -151,7 +214,11 @@ async fn serve(
         action: "start".into(),
         result: "ok".into(),
         reason: Some(format!(
-            "listening on {addr}; keys {}",
+            "listening on {addr}{}; keys {}",
+            extra_addrs
+                .iter()
+                .map(|a| format!(", {a}"))
+                .collect::<String>(),
             app.keys.keys().cloned().collect::<Vec<_>>().join(", ")
         )),
         ..Default::default()
@@ -162,6 +229,9 @@ async fn serve(
             .map_err(|e| ServerError::Runtime(format!("{}: {e}", p.display())))?;
     }
     println!("tufkey serve: listening on https://{addr}");
+    for a in &extra_addrs {
+        println!("tufkey serve: listening on https://{a}");
+    }
     eprintln!(
         "tufkey serve: {} key(s), {} client(s), {} HSM worker(s), audit log {}",
         app.keys.len(),
@@ -188,11 +258,12 @@ async fn serve(
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let signal = loop {
-        let (tcp, peer) = tokio::select! {
+        let (tcp, peer, acceptor) = tokio::select! {
             _ = term.recv() => break "SIGTERM",
             _ = int.recv() => break "SIGINT",
+            Some(other) = extra_rx.recv() => other,
             accepted = listener.accept() => match accepted {
-                Ok(c) => c,
+                Ok((tcp, peer)) => (tcp, peer, acceptor.clone()),
                 Err(e) => {
                     // Out of file descriptors and the like: wait instead of spinning.
                     eprintln!("tufkey serve: accept failed: {e}");
@@ -202,7 +273,6 @@ async fn serve(
             },
         };
         let app = app.clone();
-        let acceptor = acceptor.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let header_timeout = app.cfg.limits.header_timeout;
@@ -238,6 +308,9 @@ async fn serve(
     };
 
     drop(listener);
+    for t in extra_tasks {
+        t.abort();
+    }
     eprintln!("tufkey serve: {signal}: no new connections; finishing requests in flight");
     if tokio::time::timeout(app.cfg.limits.shutdown_grace, graceful.shutdown())
         .await

@@ -35,6 +35,14 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, ServerError> {
 /// nothing else gets an HTTP request through; with `"optional"` a connection without
 /// one is let in, and each request must then carry an OIDC bearer token.
 pub fn server_config(cfg: &super::config::TlsConfig) -> Result<Arc<ServerConfig>, ServerError> {
+    server_config_for(cfg, cfg.client_certificate)
+}
+
+/// As [`server_config`], with this listener's own client-certificate choice.
+pub fn server_config_for(
+    cfg: &super::config::TlsConfig,
+    client_certificate: ClientCertificate,
+) -> Result<Arc<ServerConfig>, ServerError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     for c in load_certs(&cfg.client_ca)? {
@@ -42,7 +50,7 @@ pub fn server_config(cfg: &super::config::TlsConfig) -> Result<Arc<ServerConfig>
     }
     let mut builder =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
-    if cfg.client_certificate == ClientCertificate::Optional {
+    if client_certificate == ClientCertificate::Optional {
         builder = builder.allow_unauthenticated();
     }
     let verifier = builder.build().map_err(|e| tls_err(&cfg.client_ca, e))?;
