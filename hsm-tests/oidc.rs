@@ -940,3 +940,27 @@ fn one_listener_can_require_client_certificates_while_another_takes_tokens_alone
     assert_eq!(code(&r), (401, "no-credentials".to_string()));
     daemon.stop();
 }
+
+#[test]
+fn serve_check_reads_jwks_files_and_names_the_issuer_line_of_a_broken_one() {
+    let s = Setup::new();
+    let config = s.config.to_str().unwrap();
+    let out = ok(Some(&s.hsm), &["serve", "--config", config, "--check"]);
+    assert!(out.contains(": ok"), "{out}");
+    std::fs::write(s.d().join("gitlab-jwks.json"), "{\"keys\": [").unwrap();
+    let (code, msg) = fails(Some(&s.hsm), &["serve", "--config", config, "--check"]);
+    assert_ne!(code, 0);
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let line = text[..text.find(&format!("issuer = \"{GL_ISS}\"")).unwrap()]
+        .matches('\n')
+        .count();
+    // The entry starts on the `[[oidc.issuers]]` line just above its `issuer`.
+    assert!(
+        msg.contains(&format!("signer.toml:{line}:")) && msg.contains("gitlab-jwks.json"),
+        "{msg}"
+    );
+    // Nothing is served with it either.
+    let (code, msg) = fails(Some(&s.hsm), &["serve", "--config", config]);
+    assert_ne!(code, 0);
+    assert!(msg.contains("gitlab-jwks.json"), "{msg}");
+}

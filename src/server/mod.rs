@@ -84,11 +84,26 @@ async fn open_oidc(cfg: &Config) -> Result<Option<oidc::Oidc>, ServerError> {
             .await
             .map_err(ServerError::State)?,
     };
-    oidc::Oidc::new(&cfg.oidc, replay).map_err(|reason| ServerError::Policy {
+    oidc::Oidc::new(&cfg.oidc, replay).map_err(|e| issuer_error(cfg, e))
+}
+
+fn issuer_error(cfg: &Config, (line, reason): (usize, String)) -> ServerError {
+    ServerError::Policy {
         config: cfg.path.clone(),
-        line: cfg.oidc.issuers.first().map_or(0, |i| i.line),
+        line,
         reason,
-    })
+    }
+}
+
+/// `tufkey serve --check`'s part beyond the config file: every listener's TLS setup
+/// and every JWKS file (issuers that use discovery are not contacted).
+pub fn check(cfg: &Config) -> Result<(), ServerError> {
+    tls::server_config(&cfg.tls)?;
+    for l in &cfg.listeners {
+        tls::server_config_for(&cfg.tls, l.client_certificate)?;
+    }
+    oidc::Oidc::new(&cfg.oidc, oidc::replay::Replay::memory()).map_err(|e| issuer_error(cfg, e))?;
+    Ok(())
 }
 
 /// Starts the daemon and runs it until SIGTERM or SIGINT. Everything that can be

@@ -37,15 +37,18 @@ impl Oidc {
     /// The verifier for `cfg` (`None` when no issuer is configured), remembering
     /// single-use token ids in `replay`. JWKS files are read now; nothing is fetched
     /// until the first token of an issuer arrives, so an issuer that is down does not
-    /// stop the daemon.
-    pub fn new(cfg: &OidcConfig, replay: Replay) -> Result<Option<Oidc>, String> {
+    /// stop the daemon. An error gives the issuer entry's config line.
+    pub fn new(cfg: &OidcConfig, replay: Replay) -> Result<Option<Oidc>, (usize, String)> {
         if cfg.issuers.is_empty() {
             return Ok(None);
         }
         let issuers = cfg
             .issuers
             .iter()
-            .map(|i| IssuerKeys::new(i.clone()).map_err(|e| format!("issuer {}: {e}", i.issuer)))
+            .map(|i| {
+                IssuerKeys::new(i.clone())
+                    .map_err(|e| (i.line, format!("issuer {}: {e}", i.issuer)))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(Oidc {
             issuers,
