@@ -107,7 +107,8 @@ and {ENV_CERT} / {ENV_KEY} to this client's certificate and key{hint}"
             (None, None) if token::configured() => None,
             _ => {
                 return Err(RemoteError::Setup(format!(
-                    "set {ENV_CERT} and {ENV_KEY} (--remote-cert, --remote-key) to this client's certificate and private key (PEM){hint}; the signer requires mutual TLS"
+                    "set {ENV_CERT} and {ENV_KEY} (--remote-cert, --remote-key) to this client's certificate and private key (PEM){hint}; or, for a signer that accepts OIDC tokens, give one with {} or --remote-token-file (in GitHub Actions with `id-token: write` it is fetched)",
+                    token::ENV_TOKEN
                 )))
             }
         };
