@@ -16,6 +16,11 @@ use toml::Spanned;
 pub const SUPPORTED: &[(&str, Algorithm)] =
     &[("RS256", Algorithm::RS256), ("ES256", Algorithm::ES256)];
 
+/// A supported algorithm by its JOSE name (`RS256`, `ES256`).
+pub fn algorithm(name: &str) -> Option<Algorithm> {
+    SUPPORTED.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
+}
+
 /// The largest bearer token accepted. GitHub's and GitLab's are 1–2 KiB.
 pub const MAX_TOKEN_BYTES: usize = 16 << 10;
 
@@ -190,15 +195,14 @@ pub fn issuers(raw: Option<&RawOidc>, r: &Reader<'_>) -> Result<OidcConfig, Prob
             Some(list) => {
                 let mut out = Vec::new();
                 for name in list.get_ref() {
-                    let alg = SUPPORTED.iter().find(|(n, _)| n == name).map(|(_, a)| *a).ok_or_else(|| {
-                        (
-                            list.span().start,
-                            format!(
-                                "algorithm \"{name}\" is not accepted: give some of {} (`none` and HMAC are never accepted)",
-                                SUPPORTED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-                            ),
-                        )
-                    })?;
+                    let Some(alg) = algorithm(name) else {
+                        let names: Vec<&str> = SUPPORTED.iter().map(|(n, _)| *n).collect();
+                        let why = format!(
+                            "algorithm \"{name}\" is not accepted: give some of {} (`none` and HMAC are never accepted)",
+                            names.join(", ")
+                        );
+                        return Err((list.span().start, why));
+                    };
                     out.push(alg);
                 }
                 if out.is_empty() {

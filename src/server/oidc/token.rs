@@ -11,7 +11,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::Validation;
 use serde_json::{Map, Value};
 
-use super::config::{MAX_TOKEN_BYTES, SUPPORTED};
+use super::config::{algorithm, MAX_TOKEN_BYTES};
 use super::error::{AuthError, AuthFailure};
 use super::jwks::IssuerKeys;
 
@@ -91,10 +91,7 @@ pub async fn verify(
         .find(|i| i.cfg.issuer == claimed.trim_end_matches('/'))
         .ok_or_else(|| failure(AuthError::UnknownIssuer(claimed.clone())))?;
     let name = issuer.cfg.issuer.clone();
-    let alg = SUPPORTED
-        .iter()
-        .find(|(n, _)| *n == p.alg)
-        .map(|(_, a)| *a)
+    let alg = algorithm(&p.alg)
         .filter(|a| issuer.cfg.algorithms.contains(a))
         .ok_or_else(|| {
             failure(AuthError::AlgorithmNotAllowed {
