@@ -871,6 +871,29 @@ fn tufkey_sign_with_a_remote_key_sends_a_token_from_the_environment_a_file_or_gi
     assert!(!out.contains("not-the-secret"), "{out}");
     let doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(doc["signatures"], json!([]));
+
+    // The audience from the client config file's entry for this signer.
+    let remote_toml = s.d().join("remote.toml");
+    std::fs::write(
+        &remote_toml,
+        format!(
+            "[[signer]]\nurl = \"{}\"\naudience = \"{GH_AUD}\"\n",
+            daemon.base()
+        ),
+    )
+    .unwrap();
+    let config_env = ("TUFKEY_REMOTE_CONFIG", remote_toml.to_str().unwrap());
+    let (code, out, file) = sign(5, &[actions[0], actions[1], actions[2], config_env], &[]);
+    assert_eq!(code, 0, "{out}");
+    verify(&file);
+    // With none given, the audience is the signer's own URL, which this signer's
+    // issuer entry does not accept.
+    let (code, out, _) = sign(6, &[actions[0], actions[1], actions[2]], &[]);
+    assert_ne!(code, 0);
+    assert!(
+        out.contains("wrong-audience") && out.contains(GH_AUD),
+        "{out}"
+    );
     daemon.stop();
 }
 
