@@ -894,6 +894,31 @@ fn tufkey_sign_with_a_remote_key_sends_a_token_from_the_environment_a_file_or_gi
         out.contains("wrong-audience") && out.contains(GH_AUD),
         "{out}"
     );
+
+    // A job with a client certificate (and `id-token: write` for something else)
+    // authenticates by its certificate: no token is fetched. `ci-main` may sign only
+    // timestamp, so this targets file is refused for its role, not its token.
+    let fetched = s.issuer.hits("/gha-token");
+    let (cert, key) = s.ca.issue(s.d(), "ci-main", "ci-main", false, false);
+    let (cert, key) = (
+        cert.to_str().unwrap().to_string(),
+        key.to_str().unwrap().to_string(),
+    );
+    let with_cert = [
+        actions[0],
+        actions[1],
+        actions[2],
+        actions[3],
+        ("TUFKEY_REMOTE_CERT", &cert),
+        ("TUFKEY_REMOTE_KEY", &key),
+    ];
+    let (code, out, _) = sign(7, &with_cert, &[]);
+    assert_ne!(code, 0);
+    assert!(
+        out.contains("role-not-allowed") && out.contains("ci-main"),
+        "{out}"
+    );
+    assert_eq!(s.issuer.hits("/gha-token"), fetched);
     daemon.stop();
 }
 

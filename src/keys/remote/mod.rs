@@ -401,8 +401,10 @@ impl RemoteSigner {
     /// the key id it computes must be the one in the URI.
     pub fn open(uri: &RemoteUri) -> Result<RemoteSigner, KeyError> {
         let (tls, defaults) = ClientTls::for_signer(&uri.base).map_err(|e| key_err(uri, e))?;
-        let tokens = TokenSource::from_env(&uri.base, defaults.audience.as_deref())
-            .map_err(|e| key_err(uri, e))?;
+        let has_certificate = tls.identity.is_some();
+        let tokens =
+            TokenSource::from_env(&uri.base, defaults.audience.as_deref(), has_certificate)
+                .map_err(|e| key_err(uri, e))?;
         let client = Client::new(&uri.base, &tls)
             .map_err(|e| key_err(uri, e))?
             .with_token(tokens);

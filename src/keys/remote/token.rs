@@ -7,7 +7,9 @@
 //! 2. `TUFKEY_REMOTE_TOKEN_FILE` (`--remote-token-file`): a file holding it, read again
 //!    for every request, so whatever writes it may refresh it;
 //! 3. inside GitHub Actions (`ACTIONS_ID_TOKEN_REQUEST_URL` and
-//!    `ACTIONS_ID_TOKEN_REQUEST_TOKEN`, present with `permissions: id-token: write`):
+//!    `ACTIONS_ID_TOKEN_REQUEST_TOKEN`, present with `permissions: id-token: write`),
+//!    when no client certificate is configured (a job that has one for this signer and
+//!    `id-token: write` for something else keeps authenticating by certificate):
 //!    fetched from GitHub for the audience `TUFKEY_REMOTE_AUDIENCE`, else the client
 //!    config file's `audience`, else the signer's `https://host:port`. A fetched token is
 //!    reused while it has more than a minute left, and fetched anew for every request
@@ -83,10 +85,12 @@ pub fn configured() -> bool {
 
 impl TokenSource {
     /// The source the environment names for the signer at `base` (`audience`: the
-    /// client config file's, if any), or `None`: no token is sent.
+    /// client config file's, if any), or `None`: no token is sent. With
+    /// `has_certificate`, a GitHub Actions token is not fetched.
     pub fn from_env(
         base: &str,
         audience: Option<&str>,
+        has_certificate: bool,
     ) -> Result<Option<TokenSource>, RemoteError> {
         if let Some(t) = var(ENV_TOKEN) {
             return Ok(Some(TokenSource::Static(Secret::new(t.trim().to_string()))));
@@ -94,7 +98,7 @@ impl TokenSource {
         if let Some(p) = var(ENV_TOKEN_FILE) {
             return Ok(Some(TokenSource::File(PathBuf::from(p))));
         }
-        let Some(url) = var(ACTIONS_URL) else {
+        let Some(url) = var(ACTIONS_URL).filter(|_| !has_certificate) else {
             return Ok(None);
         };
         let request_token = var(ACTIONS_TOKEN).ok_or_else(|| {
