@@ -1,6 +1,7 @@
 //! `tufkey serve`: the signer daemon for CI pipelines.
 //!
-//! HTTPS with a required client certificate ([`tls`]), a policy per client identity
+//! HTTPS with a client certificate ([`tls`]) or a CI job's OIDC token ([`oidc`]) as
+//! one caller [`identity`], on one or more [`listeners`], a policy per client identity
 //! ([`config`]), an API under `/v1` that parses what it signs (`api`), versions that
 //! only move forward ([`state`]), an audit entry made durable before any signature is
 //! returned ([`crate::audit`]), and Prometheus metrics ([`metrics`]). HSM calls run on
