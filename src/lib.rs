@@ -7,12 +7,14 @@
 //!   that the daemon and the CLI share (a file or PostgreSQL sink);
 //! - [`pg`]: PostgreSQL connections for the replicas' store and the audit sink;
 //!   [`pem`]: certificates and keys from PEM files, for both TLS sides;
-//! - [`fsutil`]: writing files so that a failure leaves the old file in place.
+//! - [`fsutil`]: writing files so that a failure leaves the old file in place;
+//!   [`https`]: a bounded HTTPS GET (OIDC discovery, CI token requests).
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod ceremony;
 pub mod fsutil;
+pub mod https;
 pub mod keys;
 pub mod notary;
 pub mod pem;

@@ -33,6 +33,15 @@ pub struct Event {
     pub key_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_sha256: Option<String>,
+    /// Daemon, OIDC clients: the token's issuer and subject (as claimed, for a token
+    /// that was refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Daemon, OIDC clients: the claims the policy entry matched, with the token's values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claims: Option<std::collections::BTreeMap<String, String>>,
     /// `cli` for entries of CLI commands; absent for the daemon's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,

@@ -87,6 +87,17 @@ pub struct Cli {
         hide_env_values = true
     )]
     remote_ca: Option<std::path::PathBuf>,
+    /// Remote keys: a file holding an OIDC token (read for every request) to send instead
+    /// of a client certificate. TUFKEY_REMOTE_TOKEN gives the token itself; inside GitHub
+    /// Actions with `id-token: write` one is fetched (docs/signer.md, "OIDC clients").
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "TUFKEY_REMOTE_TOKEN_FILE",
+        hide_env_values = true
+    )]
+    remote_token_file: Option<std::path::PathBuf>,
     /// Append an entry for every command that signs or changes keys or trust to this
     /// hash-chained audit log: a JSON-lines file (shared safely with a running
     /// `tufkey serve` and other commands) or the replicas' `postgres://…` store. Not
@@ -176,6 +187,10 @@ pub fn run() -> ExitCode {
         (tufkey::keys::remote::ENV_CERT, &cli.remote_cert),
         (tufkey::keys::remote::ENV_KEY, &cli.remote_key),
         (tufkey::keys::remote::ENV_CA, &cli.remote_ca),
+        (
+            tufkey::keys::remote::token::ENV_TOKEN_FILE,
+            &cli.remote_token_file,
+        ),
     ] {
         if let Some(v) = value {
             std::env::set_var(var, v);

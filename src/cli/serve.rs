@@ -24,7 +24,7 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let cfg = Config::load(&args.config)?;
     if args.check {
-        server::tls::server_config(&cfg.tls)?;
+        server::check(&cfg)?;
         match &cfg.state {
             server::config::StateConfig::Files { audit, .. } => {
                 tufkey::audit::verify(audit)?;

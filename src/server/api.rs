@@ -18,6 +18,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::config::{ClientPolicy, Config};
+use super::identity::Denied;
+pub use super::identity::{ConnInfo, Connection};
 use super::metrics::Metrics;
 use super::served::ServedKey;
 use super::store::{ReserveError, Store, StoreError};
@@ -51,13 +53,8 @@ pub struct App {
     /// later callers within [`HEALTH_CACHE`] reuse it, so health polls cannot pile up
     /// blocking HSM calls (which signing needs) behind an HSM that does not answer.
     pub health: tokio::sync::Mutex<Option<(std::time::Instant, Vec<Value>)>>,
-}
-
-/// Who is on the other end of a connection.
-pub struct ConnInfo {
-    /// Names from the client certificate: subject CN first, then SANs.
-    pub names: Vec<String>,
-    pub peer: SocketAddr,
+    /// Trusted OIDC issuers and used token ids; `None`: no `[[oidc.issuers]]`.
+    pub oidc: Option<super::oidc::Oidc>,
 }
 
 /// A request that is answered with an error.
@@ -67,6 +64,17 @@ pub struct Refusal {
     code: &'static str,
     message: String,
     retry_after: Option<u64>,
+}
+
+impl From<Denied> for Refusal {
+    fn from(d: Denied) -> Refusal {
+        let status = StatusCode::from_u16(d.status).unwrap_or(StatusCode::FORBIDDEN);
+        let retry_after = d.retry_after;
+        Refusal {
+            retry_after,
+            ..refuse(status, d.code, d.message)
+        }
+    }
 }
 
 fn refuse(status: StatusCode, code: &'static str, message: impl Into<String>) -> Refusal {
@@ -131,8 +139,9 @@ struct RawSignRequest {
 
 impl App {
     /// Answers one request and counts it.
-    pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Full<Bytes>> {
+    pub async fn handle(&self, req: Request<Incoming>, c: &Connection) -> Response<Full<Bytes>> {
         let start = Instant::now();
+        let conn = &ConnInfo::authenticate(self.oidc.as_ref(), req.headers(), c).await;
         let (route, resp) = self.route(req, conn).await;
         self.metrics
             .request(route, resp.status().as_u16(), start.elapsed());
@@ -292,29 +301,18 @@ impl App {
         }
     }
 
-    fn policy(&self, conn: &ConnInfo) -> Option<&ClientPolicy> {
-        conn.names
-            .iter()
-            .find_map(|n| self.cfg.clients.iter().find(|c| &c.identity == n))
+    /// The audit entry of `action` by this caller (who; issuer, subject and claims
+    /// for OIDC clients) from this peer.
+    fn event(&self, conn: &ConnInfo, action: &str) -> Event {
+        conn.event(&self.cfg.clients, action)
     }
 
-    fn who(&self, conn: &ConnInfo) -> String {
-        self.policy(conn)
-            .map(|p| p.identity.clone())
-            .or_else(|| conn.names.first().cloned())
-            .unwrap_or_else(|| "-".into())
-    }
-
+    /// The caller's policy, or the refusal: 401/503 for a token that did not verify,
+    /// 403 `no-policy` for an identity that no `[[clients]]` entry names.
     fn authorized(&self, conn: &ConnInfo) -> Result<&ClientPolicy, Refusal> {
-        self.policy(conn).ok_or_else(|| {
-            forbidden(
-                "no-policy",
-                format!(
-                    "the client certificate ({}) matches no [[clients]] identity in the signer's policy",
-                    if conn.names.is_empty() { "no names".to_string() } else { conn.names.join(", ") }
-                ),
-            )
-        })
+        conn.identity
+            .authorize(&self.cfg.clients)
+            .map_err(Refusal::from)
     }
 
     /// Records a refusal and turns it into the response.
@@ -342,11 +340,8 @@ impl App {
 
     async fn list_keys(&self, conn: &ConnInfo, one: Option<&str>) -> Response<Full<Bytes>> {
         let ev = Event {
-            who: self.who(conn),
-            action: "list-keys".into(),
-            peer: Some(conn.peer.to_string()),
             key_id: one.map(str::to_string),
-            ..Default::default()
+            ..self.event(conn, "list-keys")
         };
         let policy = match self.authorized(conn) {
             Ok(p) => p,
@@ -360,6 +355,7 @@ impl App {
                 "roles": policy.roles.iter().filter(|r| k.config.allows_role(r)).collect::<Vec<_>>(),
                 "repositories": policy.repositories,
                 "raw": policy.raw,
+                "single_use_token": conn.single_use_token(self.oidc.as_ref()),
             })
         };
         match one {
@@ -431,12 +427,7 @@ impl App {
         conn: &ConnInfo,
         raw: bool,
     ) -> Response<Full<Bytes>> {
-        let mut ev = Event {
-            who: self.who(conn),
-            action: if raw { "sign-raw" } else { "sign" }.into(),
-            peer: Some(conn.peer.to_string()),
-            ..Default::default()
-        };
+        let mut ev = self.event(conn, if raw { "sign-raw" } else { "sign" });
         let outcome = if raw {
             self.sign_raw_inner(req, conn, &mut ev).await
         } else {
@@ -448,9 +439,13 @@ impl App {
         }
     }
 
-    /// Policy and rate limit, the checks every signing request starts with.
+    /// Policy, single-use token and rate limit: the checks every signing request
+    /// starts with.
     async fn admit(&self, conn: &ConnInfo) -> Result<&ClientPolicy, Refusal> {
         let policy = self.authorized(conn)?;
+        conn.use_once(self.oidc.as_ref())
+            .await
+            .map_err(Refusal::from)?;
         if let Some(rate) = policy.rate {
             self.store
                 .take_token(&policy.identity, rate)

@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use super::listeners::{ClientCertificate, Listener};
+use super::oidc::config::{self as oidc, ClientMatch, OidcConfig};
 use super::rate::{parse_rate, Rate};
 use crate::keys::KeyUri;
 
@@ -29,6 +31,8 @@ pub struct ConfigError {
 pub struct Config {
     pub path: PathBuf,
     pub listen: SocketAddr,
+    /// `[[listeners]]`: more addresses, each with its own client-certificate choice.
+    pub listeners: Vec<Listener>,
     pub tls: TlsConfig,
     /// Where the last signed versions, rate counters and the audit log live.
     pub state: StateConfig,
@@ -37,6 +41,8 @@ pub struct Config {
     pub limits: Limits,
     pub keys: Vec<KeyConfig>,
     pub clients: Vec<ClientPolicy>,
+    /// Trusted OIDC issuers (`[[oidc.issuers]]`); none: tokens are refused.
+    pub oidc: OidcConfig,
 }
 
 /// The daemon's store: files for one daemon, PostgreSQL for several replicas.
@@ -65,6 +71,8 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_ca: PathBuf,
+    /// Whether a connection must present a client certificate.
+    pub client_certificate: ClientCertificate,
 }
 
 /// Request limits.
@@ -115,8 +123,12 @@ impl KeyConfig {
 /// What one client identity may do.
 #[derive(Debug, Clone)]
 pub struct ClientPolicy {
-    /// Matched against the certificate's subject CN and its DNS, URI and e-mail SANs.
+    /// Matched against the certificate's subject CN and its DNS, URI and e-mail SANs;
+    /// for an OIDC entry only its name (default: what it matches).
     pub identity: String,
+    /// Set: the entry matches OIDC tokens of this issuer with these claims, and no
+    /// certificate.
+    pub oidc: Option<ClientMatch>,
     pub line: usize,
     /// Key ids (64 hex digits, lower case).
     pub keys: Vec<String>,
@@ -161,6 +173,10 @@ struct RawConfig {
     keys: Vec<Spanned<RawKey>>,
     #[serde(default)]
     clients: Vec<Spanned<RawClient>>,
+    #[serde(default)]
+    oidc: Option<oidc::RawOidc>,
+    #[serde(default)]
+    listeners: Vec<Spanned<super::listeners::RawListener>>,
 }
 
 #[derive(Deserialize)]
@@ -169,6 +185,8 @@ struct RawTls {
     cert: Spanned<String>,
     key: Spanned<String>,
     client_ca: Spanned<String>,
+    #[serde(default)]
+    client_certificate: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -192,7 +210,10 @@ struct RawKey {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawClient {
-    identity: Spanned<String>,
+    #[serde(default)]
+    identity: Option<Spanned<String>>,
+    #[serde(default)]
+    oidc: Option<Spanned<oidc::RawClientOidc>>,
     keys: Spanned<Vec<String>>,
     repositories: Spanned<Vec<String>>,
     roles: Spanned<Vec<String>>,
@@ -254,11 +275,25 @@ impl Config {
             )
         })?;
         let tls = raw.tls.get_ref();
+        let client_certificate = match &tls.client_certificate {
+            None => ClientCertificate::Required,
+            Some(s) => ClientCertificate::parse(s).map_err(|(at, why)| err(at, why))?,
+        };
+        let listeners =
+            super::listeners::parse(&raw.listeners, listen).map_err(|(at, why)| err(at, why))?;
         let tls = TlsConfig {
             cert: existing(&tls.cert, "server certificate")?,
             key: existing(&tls.key, "server key")?,
             client_ca: existing(&tls.client_ca, "client CA")?,
+            client_certificate,
         };
+        let reader = oidc::Reader {
+            base,
+            line_of: &line_of,
+            duration: parse_duration,
+        };
+        let oidc_cfg =
+            oidc::issuers(raw.oidc.as_ref(), &reader).map_err(|(at, why)| err(at, why))?;
         let state = if crate::pg::is_postgres_url(raw.state.get_ref()) {
             // Certificate paths in the URL are relative to this file, like every path here.
             let url = crate::pg::tls::anchor_paths(raw.state.get_ref(), base);
@@ -381,13 +416,23 @@ impl Config {
         for c in &raw.clients {
             let at = c.span().start;
             let c = c.get_ref();
-            let identity = c.identity.get_ref().trim().to_string();
+            let oidc = match &c.oidc {
+                Some(o) => {
+                    Some(oidc::client(o.get_ref(), &oidc_cfg).map_err(|(at, why)| err(at, why))?)
+                }
+                None => None,
+            };
+            let (identity, id_at) = match (&c.identity, &oidc) {
+                (Some(i), _) => (i.get_ref().trim().to_string(), i.span().start),
+                (None, Some(m)) => (m.label(), at),
+                (None, None) => return Err(err(at, "a [[clients]] entry needs `identity` (a certificate name) or `oidc = { issuer, claims }`".into())),
+            };
             if identity.is_empty() {
-                return Err(err(c.identity.span().start, "empty identity".into()));
+                return Err(err(id_at, "empty identity".into()));
             }
             if clients.iter().any(|o| o.identity == identity) {
                 return Err(err(
-                    c.identity.span().start,
+                    id_at,
                     format!("identity \"{identity}\" has two [[clients]] entries; merge them"),
                 ));
             }
@@ -434,6 +479,7 @@ impl Config {
             };
             clients.push(ClientPolicy {
                 identity,
+                oidc,
                 line: line_of(at),
                 keys: key_ids,
                 repositories: c.repositories.get_ref().clone(),
@@ -446,12 +492,14 @@ impl Config {
         Ok(Config {
             path: path.into(),
             listen,
+            listeners,
             tls,
             state,
             workers,
             limits,
             keys,
             clients,
+            oidc: oidc_cfg,
         })
     }
 
@@ -618,6 +666,93 @@ rate = "60/min"
         let e = Config::parse(&p, &pg.replace(":5432", ":port")).unwrap_err();
         assert_eq!(e.line, 2, "{e}");
         assert!(!e.to_string().contains("pw@"), "{e}");
+    }
+
+    #[test]
+    fn oidc_issuers_and_clients_parse_and_unsafe_entries_are_refused_at_their_line() {
+        let (d, p) = setup();
+        std::fs::write(d.path().join("jwks.json"), "{}").unwrap();
+        let oidc = GOOD.replace(
+            "client_ca = \"ca.pem\"\n",
+            "client_ca = \"ca.pem\"\nclient_certificate = \"optional\"\n",
+        ) + r#"
+[[oidc.issuers]]
+issuer = "https://token.actions.githubusercontent.com/"
+audience = "https://signer.acme.example"
+single_use = true
+
+[[clients]]
+oidc = { issuer = "https://token.actions.githubusercontent.com", claims = { repository_id = 42, ref = "refs/tags/v*" } }
+keys = []
+repositories = ["acme"]
+roles = ["targets"]
+max_expiry = "1d"
+"#;
+        let c = Config::parse(&p, &oidc).unwrap();
+        assert_eq!(c.tls.client_certificate, ClientCertificate::Optional);
+        let issuer = &c.oidc.issuers[0];
+        assert_eq!(issuer.issuer, "https://token.actions.githubusercontent.com");
+        assert!(issuer.single_use && issuer.line == 26);
+        assert_eq!(issuer.refetch_interval, Duration::from_secs(60));
+        let m = c.clients[1].oidc.as_ref().unwrap();
+        assert_eq!(m.claims["repository_id"], "42");
+        assert!(c.clients[1].identity.contains("ref=refs/tags/v*"));
+        // (the changed config, text on the line the error must name, a word of its reason)
+        let cases = [
+            (
+                oidc.replace("audience = \"https://signer.acme.example\"\n", ""),
+                "[[oidc.issuers]]",
+                "`audience` is required",
+            ),
+            (
+                oidc.replace("single_use = true", "algorithms = [\"HS256\"]"),
+                "algorithms",
+                "never accepted",
+            ),
+            (
+                oidc.replace(
+                    "claims = { repository_id = 42, ref = \"refs/tags/v*\" }",
+                    "claims = { ref = \"*\" }",
+                ),
+                "claims = {",
+                "pin at least one claim",
+            ),
+            (
+                oidc.replace(
+                    "issuer = \"https://token.actions.githubusercontent.com\", claims",
+                    "issuer = \"https://gitlab.com\", claims",
+                ),
+                "gitlab",
+                "not in [[oidc.issuers]]",
+            ),
+            (
+                oidc.replace(
+                    "single_use = true",
+                    "jwks_file = \"jwks.json\"\nca = \"ca.pem\"",
+                ),
+                "ca = \"ca.pem\"\n\n[[clients",
+                "remove one",
+            ),
+            (
+                oidc.replace("\"optional\"", "\"sometimes\""),
+                "client_certificate",
+                "required",
+            ),
+            (
+                oidc.replace(
+                    "https://token.actions.githubusercontent.com/\"",
+                    "http://issuer\"",
+                ),
+                "http://issuer",
+                "https://",
+            ),
+        ];
+        for (text, needle, word) in cases {
+            let e = Config::parse(&p, &text).unwrap_err();
+            let line = text[..text.find(needle).unwrap()].matches('\n').count() + 1;
+            assert_eq!(e.line, line, "{e}");
+            assert!(e.to_string().contains(word), "{e}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `tufkey serve`: the signer daemon for CI pipelines.
 //!
-//! HTTPS with a required client certificate ([`tls`]), a policy per client identity
+//! HTTPS with a client certificate ([`tls`]) or a CI job's OIDC token ([`oidc`]) as
+//! one caller [`identity`], on one or more [`listeners`], a policy per client identity
 //! ([`config`]), an API under `/v1` that parses what it signs (`api`), versions that
 //! only move forward ([`state`]), an audit entry made durable before any signature is
 //! returned ([`crate::audit`]), and Prometheus metrics ([`metrics`]). HSM calls run on
@@ -10,8 +11,11 @@
 mod api;
 pub mod config;
 mod error;
+pub mod identity;
+pub mod listeners;
 mod local;
 pub mod metrics;
+pub mod oidc;
 pub mod pg;
 pub mod rate;
 mod served;
@@ -69,11 +73,55 @@ async fn open_store(
     }
 }
 
+/// The OIDC verifier, its used token ids kept where the store is (PostgreSQL for
+/// replicas, so a single-use token is used once across all of them).
+async fn open_oidc(cfg: &Config) -> Result<Option<oidc::Oidc>, ServerError> {
+    if cfg.oidc.issuers.is_empty() {
+        return Ok(None);
+    }
+    let replay = match &cfg.state {
+        StateConfig::Files { .. } => oidc::replay::Replay::memory(),
+        StateConfig::Postgres { url } => oidc::replay::Replay::postgres(url)
+            .await
+            .map_err(ServerError::State)?,
+    };
+    oidc::Oidc::new(&cfg.oidc, replay).map_err(|e| issuer_error(cfg, e))
+}
+
+fn issuer_error(cfg: &Config, (line, reason): (usize, String)) -> ServerError {
+    ServerError::Policy {
+        config: cfg.path.clone(),
+        line,
+        reason,
+    }
+}
+
+/// `tufkey serve --check`'s part beyond the config file: every listener's TLS setup
+/// and every JWKS file (issuers that use discovery are not contacted).
+pub fn check(cfg: &Config) -> Result<(), ServerError> {
+    tls::server_config(&cfg.tls)?;
+    for l in &cfg.listeners {
+        tls::server_config_for(&cfg.tls, l.client_certificate)?;
+    }
+    oidc::Oidc::new(&cfg.oidc, oidc::replay::Replay::memory()).map_err(|e| issuer_error(cfg, e))?;
+    Ok(())
+}
+
 /// Starts the daemon and runs it until SIGTERM or SIGINT. Everything that can be
 /// wrong with the config, the certificates, the audit log or the keys is found
 /// before the first connection is accepted.
 pub fn run(cfg: Config, opts: Options) -> Result<(), ServerError> {
     let tls = tls::server_config(&cfg.tls)?;
+    let extra = cfg
+        .listeners
+        .iter()
+        .map(|l| {
+            Ok((
+                l.addr,
+                tls::server_config_for(&cfg.tls, l.client_certificate)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, ServerError>>()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(cfg.workers + 4)
@@ -83,6 +131,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), ServerError> {
     // The store first (a broken audit chain stops the daemon before keys are opened);
     // inside the runtime, which the PostgreSQL store's connections run on.
     let (store, opened) = rt.block_on(open_store(&cfg.state, cfg.workers))?;
+    let oidc = rt.block_on(open_oidc(&cfg))?;
     let keys = open_keys(&cfg)?;
     let metrics = metrics::Metrics::default();
     metrics.set_audit_entries(opened.entries);
@@ -95,17 +144,69 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), ServerError> {
         head: std::sync::Mutex::new((opened.entries, opened.head)),
         audit_failure: std::sync::Mutex::new(None),
         health: tokio::sync::Mutex::new(None),
+        oidc,
     });
-    let result = rt.block_on(serve(app.clone(), tls, opts));
+    let result = rt.block_on(serve(app.clone(), tls, extra, opts));
     rt.shutdown_timeout(Duration::from_secs(5));
     // Dropping the store commits what is queued and stops the local audit writer.
     drop(app);
     result
 }
 
+/// A connection accepted on one of the `[[listeners]]`, with that listener's TLS.
+type Accepted = (
+    tokio::net::TcpStream,
+    std::net::SocketAddr,
+    tokio_rustls::TlsAcceptor,
+);
+
+/// Binds the `[[listeners]]` and forwards what each accepts to the main loop, so every
+/// connection goes through the same handling and graceful stop.
+async fn extra_listeners(
+    extra: Vec<(std::net::SocketAddr, Arc<rustls::ServerConfig>)>,
+) -> Result<
+    (
+        tokio::sync::mpsc::Receiver<Accepted>,
+        Vec<String>,
+        Vec<tokio::task::JoinHandle<()>>,
+    ),
+    ServerError,
+> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let (mut addrs, mut tasks) = (Vec::new(), Vec::new());
+    for (addr, tls) in extra {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|err| ServerError::Listen { addr, err })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|err| ServerError::Listen { addr, err })?;
+        addrs.push(bound.to_string());
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((tcp, peer)) => {
+                        if tx.send((tcp, peer, acceptor.clone())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("tufkey serve: accept on {bound} failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }));
+    }
+    Ok((rx, addrs, tasks))
+}
+
 async fn serve(
     app: Arc<api::App>,
     tls: Arc<rustls::ServerConfig>,
+    extra: Vec<(std::net::SocketAddr, Arc<rustls::ServerConfig>)>,
     opts: Options,
 ) -> Result<(), ServerError> {
     let listener = TcpListener::bind(app.cfg.listen)
@@ -118,6 +219,7 @@ async fn serve(
         addr: app.cfg.listen,
         err,
     })?;
+    let (mut extra_rx, extra_addrs, extra_tasks) = extra_listeners(extra).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| ServerError::Runtime(format!("cannot handle SIGTERM: {e}")))?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -128,7 +230,11 @@ async fn serve(
         action: "start".into(),
         result: "ok".into(),
         reason: Some(format!(
-            "listening on {addr}; keys {}",
+            "listening on {addr}{}; keys {}",
+            extra_addrs
+                .iter()
+                .map(|a| format!(", {a}"))
+                .collect::<String>(),
             app.keys.keys().cloned().collect::<Vec<_>>().join(", ")
         )),
         ..Default::default()
@@ -139,6 +245,9 @@ async fn serve(
             .map_err(|e| ServerError::Runtime(format!("{}: {e}", p.display())))?;
     }
     println!("tufkey serve: listening on https://{addr}");
+    for a in &extra_addrs {
+        println!("tufkey serve: listening on https://{a}");
+    }
     eprintln!(
         "tufkey serve: {} key(s), {} client(s), {} HSM worker(s), audit log {}",
         app.keys.len(),
@@ -165,11 +274,12 @@ async fn serve(
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let signal = loop {
-        let (tcp, peer) = tokio::select! {
+        let (tcp, peer, acceptor) = tokio::select! {
             _ = term.recv() => break "SIGTERM",
             _ = int.recv() => break "SIGINT",
+            Some(other) = extra_rx.recv() => other,
             accepted = listener.accept() => match accepted {
-                Ok(c) => c,
+                Ok((tcp, peer)) => (tcp, peer, acceptor.clone()),
                 Err(e) => {
                     // Out of file descriptors and the like: wait instead of spinning.
                     eprintln!("tufkey serve: accept failed: {e}");
@@ -179,7 +289,6 @@ async fn serve(
             },
         };
         let app = app.clone();
-        let acceptor = acceptor.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let header_timeout = app.cfg.limits.header_timeout;
@@ -192,14 +301,13 @@ async fn serve(
                 }
                 Err(_) => return,
             };
-            let names = stream
+            let certificate = stream
                 .get_ref()
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .map(tls::identities)
-                .unwrap_or_default();
-            let conn_info = Arc::new(api::ConnInfo { names, peer });
+                .map(tls::identities);
+            let conn_info = Arc::new(identity::Connection { certificate, peer });
             let service = hyper::service::service_fn(move |req| {
                 let app = app.clone();
                 let conn_info = conn_info.clone();
@@ -216,6 +324,9 @@ async fn serve(
     };
 
     drop(listener);
+    for t in extra_tasks {
+        t.abort();
+    }
     eprintln!("tufkey serve: {signal}: no new connections; finishing requests in flight");
     if tokio::time::timeout(app.cfg.limits.shutdown_grace, graceful.shutdown())
         .await

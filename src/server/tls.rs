@@ -1,5 +1,6 @@
 //! TLS for the daemon: rustls (ring provider), TLS 1.3 and 1.2, a client certificate
-//! required from the configured CA, and the client identity read from it.
+//! from the configured CA (required, or optional for OIDC clients), and the client
+//! identity read from it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use x509_cert::der::Decode;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::SubjectAltName;
 
+use super::config::ClientCertificate;
 use super::error::ServerError;
 
 fn tls_err(path: &Path, reason: impl std::fmt::Display) -> ServerError {
@@ -28,17 +30,30 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, ServerError> {
     crate::pem::load_key(path).map_err(ServerError::Tls)
 }
 
-/// The server's rustls configuration: the client must present a certificate that
-/// chains to `client_ca` and is valid now; nothing else gets an HTTP request through.
+/// The server's rustls configuration. A client certificate, when presented, must
+/// chain to `client_ca` and be valid now. With `client_certificate = "required"`
+/// nothing else gets an HTTP request through; with `"optional"` a connection without
+/// one is let in, and each request must then carry an OIDC bearer token.
 pub fn server_config(cfg: &super::config::TlsConfig) -> Result<Arc<ServerConfig>, ServerError> {
+    server_config_for(cfg, cfg.client_certificate)
+}
+
+/// As [`server_config`], with this listener's own client-certificate choice.
+pub fn server_config_for(
+    cfg: &super::config::TlsConfig,
+    client_certificate: ClientCertificate,
+) -> Result<Arc<ServerConfig>, ServerError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     for c in load_certs(&cfg.client_ca)? {
         roots.add(c).map_err(|e| tls_err(&cfg.client_ca, e))?;
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| tls_err(&cfg.client_ca, e))?;
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    if client_certificate == ClientCertificate::Optional {
+        builder = builder.allow_unauthenticated();
+    }
+    let verifier = builder.build().map_err(|e| tls_err(&cfg.client_ca, e))?;
     let mut sc = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| ServerError::Tls(e.to_string()))?

@@ -12,6 +12,7 @@
 //! key = "ci-main.key"
 //! repository = "acme"                     # optional defaults for the sign requests
 //! role = "targets"
+//! audience = "https://signer.example:7443" # OIDC tokens fetched in GitHub Actions
 //! ```
 //!
 //! Flags and environment variables (`TUFKEY_REMOTE_*`) win over the file, one
@@ -33,6 +34,8 @@ pub struct SignerEntry {
     pub key: Option<PathBuf>,
     pub repository: Option<String>,
     pub role: Option<String>,
+    /// The audience of OIDC tokens fetched for this signer (GitHub Actions).
+    pub audience: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +54,7 @@ struct RawSigner {
     key: Option<PathBuf>,
     repository: Option<String>,
     role: Option<String>,
+    audience: Option<String>,
 }
 
 /// The file to read: `TUFKEY_REMOTE_CONFIG`, else `$XDG_CONFIG_HOME/tufkey/remote.toml`,
@@ -102,6 +106,7 @@ pub fn parse_all(path: &Path, text: &str) -> Result<Vec<(String, SignerEntry)>, 
                 key: abs(s.key),
                 repository: s.repository,
                 role: s.role,
+                audience: s.audience,
             },
         ));
     }

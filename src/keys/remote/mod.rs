@@ -31,8 +31,10 @@ use sha2::{Digest, Sha256};
 
 pub mod config;
 pub mod error;
+pub mod token;
 
 pub use error::RemoteError;
+pub use token::TokenSource;
 
 use self::config::SignerEntry;
 use crate::keys::error::KeyError;
@@ -101,9 +103,12 @@ and {ENV_CERT} / {ENV_KEY} to this client's certificate and key{hint}"
         let key = var(ENV_KEY).or_else(|| file.key.clone());
         let identity = match (cert, key) {
             (Some(c), Some(k)) => Some((c, k)),
+            // An OIDC token authenticates instead (server-authenticated TLS only).
+            (None, None) if token::configured() => None,
             _ => {
                 return Err(RemoteError::Setup(format!(
-                    "set {ENV_CERT} and {ENV_KEY} (--remote-cert, --remote-key) to this client's certificate and private key (PEM){hint}; the signer requires mutual TLS"
+                    "set {ENV_CERT} and {ENV_KEY} (--remote-cert, --remote-key) to this client's certificate and private key (PEM){hint}; or, for a signer that accepts OIDC tokens, give one with {} or --remote-token-file (in GitHub Actions with `id-token: write` it is fetched)",
+                    token::ENV_TOKEN
                 )))
             }
         };
@@ -186,6 +191,10 @@ pub struct Client {
     server_name: ServerName<'static>,
     tls: tokio_rustls::TlsConnector,
     rt: tokio::runtime::Runtime,
+    /// The OIDC bearer token sent with every request, if any ([`token`]).
+    token: Option<TokenSource>,
+    /// A fresh token for every request (the signer accepts each token once).
+    fresh_tokens: std::sync::atomic::AtomicBool,
 }
 
 impl Client {
@@ -211,7 +220,21 @@ impl Client {
             server_name,
             tls: tokio_rustls::TlsConnector::from(tls.rustls_config()?),
             rt,
+            token: None,
+            fresh_tokens: Default::default(),
         })
+    }
+
+    /// Sends `Authorization: Bearer <token>` from `source` with every request.
+    pub fn with_token(mut self, source: Option<TokenSource>) -> Client {
+        self.token = source;
+        self
+    }
+
+    /// Asks the token source for a fresh token for every request.
+    pub fn fresh_tokens(&self, on: bool) {
+        self.fresh_tokens
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The signer's base URL.
@@ -242,6 +265,14 @@ impl Client {
             base: self.base.clone(),
             reason,
         };
+        let fresh = self.fresh_tokens.load(std::sync::atomic::Ordering::Relaxed);
+        let bearer = match &self.token {
+            Some(t) => Some(zeroize::Zeroizing::new(format!(
+                "Bearer {}",
+                t.token(&self.rt, fresh)?.expose()
+            ))),
+            None => None,
+        };
         let fut = async {
             let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
                 .await
@@ -262,6 +293,9 @@ impl Client {
             );
             if body.is_some() {
                 req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+            }
+            if let Some(b) = &bearer {
+                req = req.header(hyper::header::AUTHORIZATION, b.as_str());
             }
             let req = req
                 .body(Full::new(Bytes::from(body.unwrap_or_default())))
@@ -367,11 +401,18 @@ impl RemoteSigner {
     /// the key id it computes must be the one in the URI.
     pub fn open(uri: &RemoteUri) -> Result<RemoteSigner, KeyError> {
         let (tls, defaults) = ClientTls::for_signer(&uri.base).map_err(|e| key_err(uri, e))?;
-        let client = Client::new(&uri.base, &tls).map_err(|e| key_err(uri, e))?;
+        let has_certificate = tls.identity.is_some();
+        let tokens =
+            TokenSource::from_env(&uri.base, defaults.audience.as_deref(), has_certificate)
+                .map_err(|e| key_err(uri, e))?;
+        let client = Client::new(&uri.base, &tls)
+            .map_err(|e| key_err(uri, e))?
+            .with_token(tokens);
         let r = client
             .get(&format!("/v1/keys/{}", uri.keyid))
             .map_err(|e| key_err(uri, e))?;
         let v = client.expect_ok(r).map_err(|e| key_err(uri, e))?;
+        client.fresh_tokens(v["single_use_token"] == json!(true));
         let public = Key::from_value(&uri.keyid, &v["key"]).map_err(|e| {
             key_err(
                 uri,
