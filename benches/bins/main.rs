@@ -26,7 +26,7 @@
 //! ratio >= 0.8 at 2 threads. Never a test assertion: this only reports.
 //!
 //! Environment: BENCH_BINS (default 16384), BENCH_THREADS (default 2), BENCH_ROUNDS
-//! (default 3). Without `--bench` (as `cargo test --benches` runs it) it is a smoke run:
+//! (default 3), BENCH_KEEP (set: keep the repository and token folder, and say where). Without `--bench` (as `cargo test --benches` runs it) it is a smoke run:
 //! 64 bins, one round.
 
 use std::collections::BTreeMap;
@@ -409,5 +409,12 @@ fn main() {
         median(&sign_ratios),
         loadavg()
     );
-    let _keep: PathBuf = dir.path().to_path_buf();
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        let kept: PathBuf = dir.keep();
+        println!(
+            "kept the repository in {} (SOFTHSM2_CONF={})",
+            kept.join("repo").display(),
+            std::env::var("SOFTHSM2_CONF").unwrap_or_default()
+        );
+    }
 }
