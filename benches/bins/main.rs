@@ -26,7 +26,7 @@
 //! ratio >= 0.8 at 2 threads. Never a test assertion: this only reports.
 //!
 //! Environment: BENCH_BINS (default 16384), BENCH_THREADS (default 2), BENCH_ROUNDS
-//! (default 3). Without `--bench` (as `cargo test --benches` runs it) it is a smoke run:
+//! (default 3), BENCH_KEEP (set: keep the repository and token folder, and say where). Without `--bench` (as `cargo test --benches` runs it) it is a smoke run:
 //! 64 bins, one round.
 
 use std::collections::BTreeMap;
@@ -45,6 +45,7 @@ use tufkey::keys::{self, KeyUri, PinPolicy};
 use tufkey::repo::bins::{self, BinsRequest};
 use tufkey::repo::commit::{commit, SignOptions};
 use tufkey::repo::lock::RepoLock;
+use tufkey::repo::signing::SelfCheck;
 use tufkey::repo::{Hooks, Progress, Repository};
 use tufkey::tuf::{KeyType, Metadata};
 
@@ -59,6 +60,7 @@ struct Clock {
     bins: u64,
     done: AtomicU64,
     started: Mutex<Option<Instant>>,
+    first_signed: Mutex<Option<Instant>>,
     bins_signed: Mutex<Option<Instant>>,
 }
 
@@ -69,6 +71,10 @@ impl Progress for Clock {
         }
     }
     fn advance(&self, n: u64) {
+        self.first_signed
+            .lock()
+            .unwrap()
+            .get_or_insert_with(Instant::now);
         if self.done.fetch_add(n, Ordering::Relaxed) + n == self.bins {
             *self.bins_signed.lock().unwrap() = Some(Instant::now());
         }
@@ -118,7 +124,12 @@ fn root(uris: &BTreeMap<&str, String>, pins: &PinPolicy, out: &Path) {
 
 /// One commit of the repository (every bin re-signed when `resign`): (whole command,
 /// signing phase).
-fn run_commit(dir: &Path, bins: u64, resign: bool, pins: &PinPolicy) -> (Duration, Duration) {
+fn run_commit(
+    dir: &Path,
+    bins: u64,
+    resign: bool,
+    pins: &PinPolicy,
+) -> (Duration, Duration, Duration) {
     let t0 = Instant::now();
     let repo = or_die(Repository::open(dir), "opening the repository");
     let lock = or_die(
@@ -129,6 +140,7 @@ fn run_commit(dir: &Path, bins: u64, resign: bool, pins: &PinPolicy) -> (Duratio
         bins,
         done: AtomicU64::new(0),
         started: Mutex::new(None),
+        first_signed: Mutex::new(None),
         bins_signed: Mutex::new(None),
     };
     let mut before = |_: &[tufkey::repo::signing::Made]| Ok(());
@@ -162,7 +174,8 @@ fn run_commit(dir: &Path, bins: u64, resign: bool, pins: &PinPolicy) -> (Duratio
         .lock()
         .unwrap()
         .expect("bins never all signed");
-    (total, signed - started)
+    let first = clock.first_signed.lock().unwrap().expect("nothing signed");
+    (total, signed - started, first - started)
 }
 
 /// The canonical bytes of every published bin.
@@ -180,6 +193,37 @@ fn bin_payloads(dir: &Path) -> Vec<Vec<u8>> {
         }
     }
     out
+}
+
+/// CPU seconds this process has used (user + system, all threads), from /proc/self/stat
+/// (clock ticks of 10 ms): on a shared machine CPU per signature says more than wall time.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after ")".
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// tufkey's PKCS#11 `sign_many` over `payloads`, nothing else (no check, no repository):
+/// signatures per second. Separates the parallel signer from the repository's work.
+/// Also the time of the self-check (`SelfCheck::check`, what the repository code runs on
+/// every signature before writing it) per signature, on one thread.
+fn sign_many_only(signer: &dyn keys::Signer, payloads: &[Vec<u8>]) -> (f64, Duration) {
+    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    let t0 = Instant::now();
+    let out = signer.sign_many(&refs);
+    let took = t0.elapsed();
+    let sigs: Vec<Vec<u8>> = out.into_iter().map(|r| or_die(r, "sign_many")).collect();
+    let checker = SelfCheck::new(signer);
+    let t1 = Instant::now();
+    for (m, s) in refs.iter().zip(&sigs) {
+        or_die(checker.check(m, s), "self-check");
+    }
+    let check = t1.elapsed() / sigs.len() as u32;
+    (payloads.len() as f64 / took.as_secs_f64(), check)
 }
 
 /// The plain loop over `payloads` on `threads` sessions: signatures per second.
@@ -271,7 +315,7 @@ fn main() {
             "repo bins --count",
         );
     }
-    let (first, _) = run_commit(&repo_dir, bins, false, &pins);
+    let (first, _, _) = run_commit(&repo_dir, bins, false, &pins);
     println!(
         "bins: SoftHSM at {MODULE}; {bins} bins, one P-256 key; {threads} threads each side; {rounds} rounds; {} CPUs; loadavg at start {}",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
@@ -289,22 +333,41 @@ fn main() {
         "bench: not every bin was published"
     );
 
+    let bins_signer = or_die(
+        keys::open_signer(&uris["bins"], &pins),
+        "opening the bins key",
+    );
+    let mut many_ratios = Vec::new();
     let mut sign_ratios = Vec::new();
+    let mut cpu_plain = Vec::new();
+    let mut cpu_many = Vec::new();
+    let mut cpu_whole = Vec::new();
     let mut whole_ratios = Vec::new();
     let mut plain_rates = Vec::new();
     let mut sign_rates = Vec::new();
     let mut whole_rates = Vec::new();
     for round in 1..=rounds {
+        let per_sig = |c0: f64| (cpu_seconds() - c0) / bins as f64 * 1e6;
+        let c0 = cpu_seconds();
         let (plain_rate, plain_took) = plain(&payloads, threads);
-        let (whole, signing) = run_commit(&repo_dir, bins, true, &pins);
+        cpu_plain.push(per_sig(c0));
+        let c0 = cpu_seconds();
+        let (many_rate, check) = sign_many_only(bins_signer.as_ref(), &payloads);
+        cpu_many.push(per_sig(c0));
+        let c0 = cpu_seconds();
+        let (whole, signing, prep) = run_commit(&repo_dir, bins, true, &pins);
+        cpu_whole.push(per_sig(c0));
         let sign_rate = bins as f64 / signing.as_secs_f64();
         let whole_rate = bins as f64 / whole.as_secs_f64();
         println!(
-            "round {round}: plain {plain_rate:>8.0}/s ({:.2} s) | tufkey signing phase {sign_rate:>8.0}/s ({:.2} s), whole command {whole_rate:>8.0}/s ({:.2} s)",
+            "round {round}: plain {plain_rate:>8.0}/s ({:.2} s) | sign_many alone {many_rate:>8.0}/s, check {:.0} µs each | tufkey signing phase {sign_rate:>8.0}/s ({:.2} s, of which {:.2} s before the first signature), whole command {whole_rate:>8.0}/s ({:.2} s)",
             plain_took.as_secs_f64(),
+            check.as_secs_f64() * 1e6,
             signing.as_secs_f64(),
+            prep.as_secs_f64(),
             whole.as_secs_f64()
         );
+        many_ratios.push(many_rate / plain_rate);
         sign_ratios.push(sign_rate / plain_rate);
         whole_ratios.push(whole_rate / plain_rate);
         plain_rates.push(plain_rate);
@@ -315,6 +378,10 @@ fn main() {
     println!("| {bins} bins, P-256, {threads} threads | signatures/s (median) | ratio to plain (median of rounds) |");
     println!("|---|---|---|");
     println!("| plain cryptoki loop | {:.0} | 1 |", median(&plain_rates));
+    println!(
+        "| tufkey `sign_many` alone (no check, no repository) | - | {:.2} |",
+        median(&many_ratios)
+    );
     println!(
         "| tufkey, signing phase | {:.0} | {:.2} |",
         median(&sign_rates),
@@ -327,6 +394,12 @@ fn main() {
     );
     println!();
     println!(
+        "CPU per signature (median, user + system, all threads): plain {:.0} µs; sign_many alone + one check each {:.0} µs; whole `repo bins --resign` {:.0} µs",
+        median(&cpu_plain),
+        median(&cpu_many),
+        median(&cpu_whole)
+    );
+    println!(
         "P5 target (signing ratio >= 0.80 at 2 threads): {} (ratio {:.2}); loadavg at end {}",
         if median(&sign_ratios) >= 0.8 {
             "met"
@@ -336,5 +409,12 @@ fn main() {
         median(&sign_ratios),
         loadavg()
     );
-    let _keep: PathBuf = dir.path().to_path_buf();
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        let kept: PathBuf = dir.keep();
+        println!(
+            "kept the repository in {} (SOFTHSM2_CONF={})",
+            kept.join("repo").display(),
+            std::env::var("SOFTHSM2_CONF").unwrap_or_default()
+        );
+    }
 }

@@ -215,9 +215,8 @@ pub fn create(repo: &Repository, req: &BinsRequest) -> Result<Created, RepoError
     let config_text = config_with_keys(repo, req.prefix, req.uris)?;
 
     let staging = Staging::new(&repo.layout);
-    for (name, md) in &filled {
-        staging.write_role(name, md)?;
-    }
+    // The bins first: a staged targets delegating to bins is what `commit` acts on.
+    staging.write_roles(&filled)?;
     staging.write_role("targets", &targets)?;
     let config_updated = config_text.is_some();
     if let Some(text) = config_text {

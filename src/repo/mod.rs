@@ -8,6 +8,7 @@
 
 pub mod bins;
 pub mod bins_advise;
+pub mod choose;
 pub mod commit;
 pub mod config;
 pub mod error;

@@ -93,7 +93,7 @@ fn ensure_parent(path: &Path) -> Result<(), RepoError> {
 /// per folder's filesystem for all their bytes, then the renames and one fsync of each
 /// folder. A failure before the renames leaves nothing behind (the temporary files are
 /// removed when dropped).
-fn write_many(
+pub(crate) fn write_many(
     files: &[(PathBuf, Vec<u8>)],
     written: &mut dyn FnMut(&Path),
 ) -> Result<(), RepoError> {

@@ -12,7 +12,7 @@ use super::error::RepoError;
 use super::progress::Progress;
 use crate::keys::{self, KeyError, PinPolicy, Signer};
 use crate::tuf::verify::RoleKeys;
-use crate::tuf::{Metadata, Signature};
+use crate::tuf::{Metadata, PublicKey, Signature};
 
 /// Key URIs per role for one run: `--key ROLE=URI` replaces repo.toml's list for ROLE.
 pub fn key_uris(config: &RepoConfig, given: &[(String, String)]) -> BTreeMap<String, Vec<String>> {
@@ -177,12 +177,13 @@ impl<'a> Signers<'a> {
                 continue;
             };
             let signer = signer.as_ref();
+            let checker = SelfCheck::new(signer);
             let messages: Vec<&[u8]> = indices.iter().map(|i| payloads[*i].as_slice()).collect();
             let checked: Vec<OnceLock<Result<Signature, KeyError>>> =
                 messages.iter().map(|_| OnceLock::new()).collect();
             let results = signer.sign_many_with(&messages, &|j, r| {
                 if let (Ok(raw), Some(m)) = (r, messages.get(j)) {
-                    let _ = checked[j].set(check(signer, m, raw));
+                    let _ = checked[j].set(checker.check(m, raw));
                 }
                 progress.advance(1);
             });
@@ -192,7 +193,7 @@ impl<'a> Signers<'a> {
                 let raw = result.map_err(|e| err(&role, e))?;
                 let sig = match check_slot.into_inner() {
                     Some(c) => c,
-                    None => check(signer, messages[j], &raw),
+                    None => checker.check(messages[j], &raw),
                 }
                 .map_err(|e| err(&role, e))?;
                 let md = &mut docs[i].1;
@@ -210,17 +211,35 @@ impl<'a> Signers<'a> {
     }
 }
 
-/// A signature as TUF writes it, checked against the key's own public key (as
-/// [`keys::sign_checked`] does) so that a wrong mechanism or a faulty token never
-/// reaches a published file.
-fn check(signer: &dyn Signer, message: &[u8], raw: &[u8]) -> Result<Signature, KeyError> {
-    let sig = Signature::new(signer.key_id(), raw);
-    signer
-        .public_key()
-        .verify_hex(message, &sig.sig)
-        .map_err(|reason| KeyError::SelfCheck {
-            uri: signer.uri().to_string(),
+/// A signer's public key decoded once, to check thousands of its signatures (decoding
+/// the PEM for each would cost as much as the check itself).
+pub struct SelfCheck<'a> {
+    signer: &'a dyn Signer,
+    key: Option<PublicKey>,
+}
+
+impl<'a> SelfCheck<'a> {
+    pub fn new(signer: &'a dyn Signer) -> SelfCheck<'a> {
+        SelfCheck {
+            signer,
+            key: signer.public_key().public_key().ok(),
+        }
+    }
+
+    /// A signature as TUF writes it, checked against the key's own public key (as
+    /// [`keys::sign_checked`] does) so that a wrong mechanism or a faulty token never
+    /// reaches a published file.
+    pub fn check(&self, message: &[u8], raw: &[u8]) -> Result<Signature, KeyError> {
+        let sig = Signature::new(self.signer.key_id(), raw);
+        let verified = match &self.key {
+            Some(k) => k.verify(message, raw),
+            // Not decodable: the full path says why.
+            None => self.signer.public_key().verify_hex(message, &sig.sig),
+        };
+        verified.map_err(|reason| KeyError::SelfCheck {
+            uri: self.signer.uri().to_string(),
             reason,
         })?;
-    Ok(sig)
+        Ok(sig)
+    }
 }

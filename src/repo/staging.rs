@@ -74,6 +74,23 @@ impl<'a> Staging<'a> {
         fsutil::write_atomic(&path, &md.to_pretty_bytes()).map_err(RepoError::io(&path))
     }
 
+    /// Stages (replaces) many roles' documents, made durable together by one sync (an
+    /// add that touches thousands of hash bins).
+    pub fn write_roles(&self, roles: &BTreeMap<String, Metadata>) -> Result<(), RepoError> {
+        if roles.len() < 2 {
+            for (name, md) in roles {
+                self.write_role(name, md)?;
+            }
+            return Ok(());
+        }
+        self.ensure_dir(&self.layout.staged_dir())?;
+        let files: Vec<_> = roles
+            .iter()
+            .map(|(name, md)| (self.layout.staged_role(name), md.to_pretty_bytes()))
+            .collect();
+        super::publish::write_many(&files, &mut |_| {})
+    }
+
     /// A staged new root, if any.
     pub fn root(&self) -> Result<Option<Metadata>, RepoError> {
         let p = self.layout.staged_root();

@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
+use super::choose::{lists, Roles};
 use super::error::RepoError;
 use super::staging::Staging;
-use super::state::{tree, Node, Published};
+use super::state::{tree, Published};
 use super::{Progress, Repository};
 use crate::tuf::fileinfo::{FileInfo, HashAlg};
-use crate::tuf::paths::{check_target_path, describe_role_paths, role_may_hold};
+use crate::tuf::paths::check_target_path;
 use crate::tuf::Metadata;
 
 /// A target to record.
@@ -203,162 +204,6 @@ pub fn read_manifest(file: &Path) -> Result<Vec<NewTarget>, RepoError> {
     Ok(out)
 }
 
-/// Every role with the paths it is trusted for, for messages; hash bins as one entry.
-fn describe_roles(nodes: &[Node]) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut bins_shown = std::collections::BTreeSet::new();
-    for n in nodes {
-        if let Some(b) = &n.bins {
-            if bins_shown.insert(b.name_prefix.clone()) {
-                let mut names = b.names();
-                let first = names.next().unwrap_or_default();
-                out.push(format!(
-                    "`{first}` … `{}` ({} hash bins: a path goes to the bin its SHA-256 picks)",
-                    names.last().unwrap_or_default(),
-                    b.count()
-                ));
-            }
-        } else if n.parent.is_none() {
-            out.push(format!("`{}` (any path)", n.name));
-        } else {
-            out.push(format!("`{}` ({})", n.name, describe_role_paths(&n.def)));
-        }
-    }
-    out.join(", ")
-}
-
-/// Whether the delegation to `n` covers `path` (a hash bin: whether the path hashes there).
-fn node_may_hold(n: &Node, path: &str) -> bool {
-    match &n.bins {
-        Some(b) => b.role_for(path) == n.name,
-        None => role_may_hold(&n.def, path),
-    }
-}
-
-fn describe_node(n: &Node) -> String {
-    match &n.bins {
-        Some(b) => format!(
-            "hash bin (one of {}) holds only the paths whose SHA-256 falls in it",
-            b.count()
-        ),
-        None => describe_role_paths(&n.def),
-    }
-}
-
-/// Whether clients following delegations reach `node` for `path`: every delegation
-/// on the way down must be trusted for it.
-fn reachable(nodes: &[Node], node: &Node, path: &str) -> Result<(), String> {
-    let mut cur = Some(node);
-    while let Some(n) = cur {
-        if n.parent.is_some() && !node_may_hold(n, path) {
-            return Err(if n.name == node.name {
-                match &n.bins {
-                    Some(b) => format!("the path hashes into bin `{}`", b.role_for(path)),
-                    None => format!("its {}", describe_node(n)),
-                }
-            } else {
-                format!(
-                    "it is delegated through `{}`, whose {}",
-                    n.name,
-                    describe_node(n)
-                )
-            });
-        }
-        cur = n
-            .parent
-            .as_ref()
-            .and_then(|p| nodes.iter().find(|x| &x.name == p));
-    }
-    Ok(())
-}
-
-fn is_ancestor(nodes: &[Node], ancestor: &str, of: &Node) -> bool {
-    let mut cur = of.parent.clone();
-    while let Some(p) = cur {
-        if p == ancestor {
-            return true;
-        }
-        cur = nodes
-            .iter()
-            .find(|x| x.name == p)
-            .and_then(|x| x.parent.clone());
-    }
-    false
-}
-
-fn lists(docs: &BTreeMap<String, Metadata>, role: &str, path: &str) -> bool {
-    docs.get(role)
-        .and_then(|d| d.signed().get("targets"))
-        .and_then(|t| t.get(path))
-        .is_some()
-}
-
-/// The role `path` goes to: `requested` when it may hold it, else the most specific
-/// delegated role clients reach for it (the first matching delegation at each level),
-/// else top-level `targets`. Refuses a role clients would never consult for the path.
-pub fn choose_role(
-    docs: &BTreeMap<String, Metadata>,
-    path: &str,
-    requested: Option<&str>,
-) -> Result<String, RepoError> {
-    let nodes = tree(docs);
-    let chosen = match requested {
-        Some(r) => {
-            let node = nodes
-                .iter()
-                .find(|n| n.name == r)
-                .ok_or_else(|| RepoError::NoSuchRole {
-                    role: r.into(),
-                    roles: describe_roles(&nodes),
-                })?;
-            reachable(&nodes, node, path).map_err(|reason| RepoError::RoleCannotHold {
-                role: r.into(),
-                path: path.into(),
-                reason,
-                roles: describe_roles(&nodes),
-            })?;
-            node.clone()
-        }
-        None => {
-            let mut cur = nodes[0].clone();
-            while let Some(next) = nodes
-                .iter()
-                .find(|n| n.parent.as_deref() == Some(cur.name.as_str()) && node_may_hold(n, path))
-            {
-                cur = next.clone();
-            }
-            cur
-        }
-    };
-    // Clients search in pre-order and stop at the first role that lists the path, or at
-    // a terminating delegation that matches it: nothing earlier may get in the way.
-    for n in nodes.iter().take_while(|n| n.name != chosen.name) {
-        if reachable(&nodes, n, path).is_err() {
-            continue;
-        }
-        if lists(docs, &n.name, path) {
-            return Err(RepoError::Shadowed {
-                path: path.into(),
-                role: chosen.name.clone(),
-                holder: n.name.clone(),
-            });
-        }
-        let terminating = n.def.get("terminating").and_then(Value::as_bool) == Some(true);
-        if terminating && !is_ancestor(&nodes, &n.name, &chosen) {
-            return Err(RepoError::RoleCannotHold {
-                role: chosen.name.clone(),
-                path: path.into(),
-                reason: format!(
-                    "clients searching for it stop at the terminating role `{}` first",
-                    n.name
-                ),
-                roles: describe_roles(&nodes),
-            });
-        }
-    }
-    Ok(chosen.name)
-}
-
 /// Records targets into their roles' staged documents and stages their files. Every
 /// target is checked first; nothing is written unless all of them can be recorded.
 pub fn add(
@@ -370,6 +215,8 @@ pub fn add(
     if !docs.contains_key("targets") {
         docs.insert("targets".into(), empty_targets());
     }
+    // Adding targets changes no delegation: one tree for every target.
+    let roles = Roles::new(&docs);
     let mut changed: BTreeMap<String, Metadata> = BTreeMap::new();
     let mut out = Vec::new();
     for t in items {
@@ -388,7 +235,7 @@ pub fn add(
                 reason: "a SHA-256 hash is required (sha256:HEX)".into(),
             });
         }
-        let name = choose_role(&docs, &t.path, role)?;
+        let name = roles.choose(&docs, &t.path, role)?;
         let mut entry = t.info.to_value();
         if let Some(c) = &t.custom {
             entry["custom"] = c.clone();
@@ -430,9 +277,7 @@ pub fn add(
             staging.stage_file(src, h)?;
         }
     }
-    for (name, md) in &changed {
-        staging.write_role(name, md)?;
-    }
+    staging.write_roles(&changed)?;
     Ok(out)
 }
 
@@ -453,7 +298,7 @@ pub fn remove(
                 if !nodes.iter().any(|n| n.name == r) {
                     return Err(RepoError::NoSuchRole {
                         role: r.into(),
-                        roles: describe_roles(&nodes),
+                        roles: Roles::new(&docs).describe(),
                     });
                 }
                 lists(&docs, r, path).then(|| r.to_string())
@@ -499,9 +344,7 @@ pub fn remove(
         });
     }
     let staging = Staging::new(&repo.layout);
-    for (name, md) in &changed {
-        staging.write_role(name, md)?;
-    }
+    staging.write_roles(&changed)?;
     Ok(out)
 }
 
@@ -509,11 +352,11 @@ pub fn remove(
 /// `tufkey delegation …`; returns the staged file.
 pub fn stage_for_edit(repo: &Repository, role: &str) -> Result<PathBuf, RepoError> {
     let docs = working_docs(repo)?;
-    let nodes = tree(&docs);
-    if !nodes.iter().any(|n| n.name == role) {
+    let roles = Roles::new(&docs);
+    if !roles.contains(role) {
         return Err(RepoError::NoSuchRole {
             role: role.into(),
-            roles: describe_roles(&nodes),
+            roles: roles.describe(),
         });
     }
     let path = repo.layout.staged_role(role);
@@ -527,82 +370,6 @@ pub fn stage_for_edit(repo: &Repository, role: &str) -> Result<PathBuf, RepoErro
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn doc(targets: Value, roles: Value) -> Metadata {
-        Metadata::new(json!({
-            "_type": "targets", "version": 1, "expires": "2030-01-01T00:00:00Z",
-            "targets": targets, "delegations": {"keys": {}, "roles": roles},
-        }))
-        .unwrap()
-    }
-
-    /// targets → [a (a/*), t (t/*, terminating), bins (hash prefixes 0-f)], a → [a-deep (*/x*)].
-    fn tree_docs() -> BTreeMap<String, Metadata> {
-        let prefixes: Vec<String> = (0..16).map(|i| format!("{i:x}")).collect();
-        let mut docs = BTreeMap::new();
-        docs.insert(
-            "targets".to_string(),
-            doc(
-                json!({"top.txt": {"length": 1, "hashes": {"sha256": "00"}}}),
-                json!([
-                    {"name": "a", "keyids": [], "threshold": 1, "paths": ["a/*"], "terminating": false},
-                    {"name": "t", "keyids": [], "threshold": 1, "paths": ["t/*"], "terminating": true},
-                    {"name": "bins", "keyids": [], "threshold": 1, "path_hash_prefixes": prefixes},
-                ]),
-            ),
-        );
-        docs.insert(
-            "a".to_string(),
-            doc(
-                json!({"a/xlisted": {"length": 1, "hashes": {"sha256": "00"}}}),
-                json!([{"name": "a-deep", "keyids": [], "threshold": 1, "paths": ["*/x*"]}]),
-            ),
-        );
-        docs
-    }
-
-    #[test]
-    fn the_most_specific_matching_delegation_is_chosen_like_a_client_search() {
-        let d = tree_docs();
-        assert_eq!(choose_role(&d, "a/xyz", None).unwrap(), "a-deep");
-        assert_eq!(choose_role(&d, "a/b", None).unwrap(), "a");
-        assert_eq!(choose_role(&d, "t/b", None).unwrap(), "t");
-        // Every path's SHA-256 starts with a hex digit: the hash-bin role takes the rest.
-        assert_eq!(choose_role(&d, "other", None).unwrap(), "bins");
-        assert_eq!(choose_role(&d, "a/b", Some("targets")).unwrap(), "targets");
-    }
-
-    #[test]
-    fn roles_clients_would_not_consult_are_refused_with_the_reason() {
-        let d = tree_docs();
-        let e = choose_role(&d, "b/x", Some("a")).unwrap_err().to_string();
-        assert!(
-            e.contains("its paths: a/*") && e.contains("`targets` (any path)"),
-            "{e}"
-        );
-        let e = choose_role(&d, "b/xy", Some("a-deep"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("delegated through `a`"), "{e}");
-        // `t` is terminating and matches t/*: clients never reach `bins` for t/x.
-        let e = choose_role(&d, "t/x", Some("bins"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("terminating role `t`"), "{e}");
-        // Already listed by a role searched earlier.
-        let e = choose_role(&d, "top.txt", Some("bins"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("already listed by role `targets`"), "{e}");
-        let e = choose_role(&d, "a/xlisted", Some("a-deep"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("already listed by role `a`"), "{e}");
-        assert!(matches!(
-            choose_role(&d, "x", Some("nope")),
-            Err(RepoError::NoSuchRole { .. })
-        ));
-    }
 
     #[test]
     fn manifests_in_lines_and_in_json() {
