@@ -17,6 +17,12 @@ pub trait Sink: Send + Sync {
     /// daemon, inside its runtime.
     fn append(&self, event: Event) -> SinkFuture<'_, Result<Committed, AuditError>>;
 
+    /// Appends `events` in one commit (one fsync, or one transaction): all of them or
+    /// none; resolves with where each landed, in order. A batch of signatures is
+    /// answered only once every one of its entries is durable, for one disk flush.
+    fn append_many(&self, events: Vec<Event>)
+        -> SinkFuture<'_, Result<Vec<Committed>, AuditError>>;
+
     /// As [`Sink::append`], blocking the calling thread (the CLI). Must not be called
     /// from inside an async runtime.
     fn append_blocking(&self, event: Event) -> Result<Committed, AuditError>;

@@ -491,3 +491,26 @@ fn an_unwritable_log_fails_at_open_naming_it() {
     let err = AuditLog::open_shared(&p).err().unwrap().to_string();
     assert!(err.contains(&p.display().to_string()), "{err}");
 }
+
+#[test]
+fn append_many_commits_a_batch_as_consecutive_entries_of_the_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("audit.jsonl");
+    let (log, _) = AuditLog::open(&p).unwrap();
+    log.append_blocking(ev(1)).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let done = rt
+        .block_on(log.append_many((2..=65).map(ev).collect()))
+        .unwrap();
+    assert_eq!(
+        done.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        (2..=65).collect::<Vec<_>>()
+    );
+    assert!(rt.block_on(log.append_many(Vec::new())).unwrap().is_empty());
+    log.close();
+    let v = verify(&p).unwrap();
+    assert_eq!(v.entries.len(), 65);
+    assert_eq!(v.head, done.last().unwrap().hash);
+}

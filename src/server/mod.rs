@@ -8,12 +8,16 @@
 //! its own session. See docs/signer.md.
 
 mod api;
+mod batch;
+mod body;
 pub mod config;
+mod document;
 mod error;
 mod local;
 pub mod metrics;
 pub mod pg;
 pub mod rate;
+mod refusal;
 mod served;
 pub mod state;
 pub mod store;
@@ -86,6 +90,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), ServerError> {
     let keys = open_keys(&cfg)?;
     let metrics = metrics::Metrics::default();
     metrics.set_audit_entries(opened.entries);
+    let cfg_body_memory = cfg.limits.body_memory;
     let app = Arc::new(api::App {
         workers: tokio::sync::Semaphore::new(cfg.workers),
         cfg,
@@ -95,6 +100,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), ServerError> {
         head: std::sync::Mutex::new((opened.entries, opened.head)),
         audit_failure: std::sync::Mutex::new(None),
         health: tokio::sync::Mutex::new(None),
+        bodies: body::BodyBudget::new(cfg_body_memory),
     });
     let result = rt.block_on(serve(app.clone(), tls, opts));
     rt.shutdown_timeout(Duration::from_secs(5));
