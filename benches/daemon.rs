@@ -263,7 +263,7 @@ fn measure_daemon(
                         let answer = post_once(&mut send, "/v1/sign-batch", body).await;
                         let text = String::from_utf8_lossy(&answer);
                         assert!(
-                            text.contains("\"refused\": 0,"),
+                            text.contains("\"refused\":0,"),
                             "daemon bench: a batch had refusals: {text}"
                         );
                     }

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::chain::{encode, line_hash, parse_line, verify_bytes, Chain, Verified};
@@ -89,6 +89,11 @@ pub struct AuditLog {
     path: PathBuf,
     tx: Option<mpsc::Sender<Submission>>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// The writer's state, shared by the writer thread and the blocking callers that
+    /// commit themselves ([`AuditLog::append_many_blocking`]): whoever holds it commits.
+    state: Arc<Mutex<WriterState>>,
+    /// Entries of blocking callers waiting for the next commit.
+    queue: Arc<Mutex<Vec<Submission>>>,
     /// The daemon's `<log>.serve.lock`, locked while this log is open.
     _owner: Option<File>,
 }
@@ -174,12 +179,16 @@ impl AuditLog {
         Self::start(state, None)
     }
 
-    fn start(mut state: WriterState, owner: Option<File>) -> Result<AuditLog, AuditError> {
+    fn start(state: WriterState, owner: Option<File>) -> Result<AuditLog, AuditError> {
         let path = state.path.clone();
         let (tx, rx) = mpsc::channel::<Submission>();
+        let state = Arc::new(Mutex::new(state));
+        let shared = state.clone();
+        let waiting = Arc::new(Mutex::new(Vec::new()));
+        let queue = waiting.clone();
         let writer = std::thread::Builder::new()
             .name("tufkey-audit".into())
-            .spawn(move || state.run(rx))
+            .spawn(move || run(&shared, &queue, rx))
             .map_err(|err| AuditError::Io {
                 path: path.clone(),
                 err,
@@ -188,6 +197,8 @@ impl AuditLog {
             path,
             tx: Some(tx),
             writer: Some(writer),
+            state,
+            queue: waiting,
             _owner: owner,
         })
     }
@@ -240,6 +251,33 @@ impl AuditLog {
         self.outcome(rx.await)
     }
 
+    /// Appends `events` in one commit, on the calling thread (leader/follower group
+    /// commit): the caller queues its entries and takes the writer; if a commit that
+    /// was running meanwhile took them along, it is done, otherwise it commits every
+    /// queued entry itself. No hand-off to the writer thread and back, so a daemon
+    /// worker that just signed makes its entry durable with one fsync shared by every
+    /// worker that queued meanwhile. Blocking: for threads that may block (a daemon's
+    /// blocking workers, the CLI), never an async task.
+    pub fn append_many_blocking(&self, events: Vec<Event>) -> Result<Vec<Committed>, AuditError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, mut rx) = tokio::sync::oneshot::channel();
+        lock(&self.queue).push((events, reply));
+        let mut writer = lock(&self.state);
+        if let Ok(done) = rx.try_recv() {
+            return self.outcome(Ok(done));
+        }
+        // The queue is drained only under the writer's lock, so ours is still in it.
+        let batch = std::mem::take(&mut *lock(&self.queue));
+        writer.commit(batch);
+        drop(writer);
+        let done = rx
+            .try_recv()
+            .unwrap_or_else(|_| Err("the entry was not committed".into()));
+        self.outcome(Ok(done))
+    }
+
     /// As [`AuditLog::append`], blocking the calling thread (the CLI). Must not be
     /// called from inside an async runtime.
     pub fn append_blocking(&self, event: Event) -> Result<Committed, AuditError> {
@@ -276,6 +314,10 @@ impl Sink for AuditLog {
         events: Vec<Event>,
     ) -> SinkFuture<'_, Result<Vec<Committed>, AuditError>> {
         Box::pin(AuditLog::append_many(self, events))
+    }
+
+    fn append_many_blocking(&self, events: Vec<Event>) -> Result<Vec<Committed>, AuditError> {
+        AuditLog::append_many_blocking(self, events)
     }
 
     fn append_blocking(&self, event: Event) -> Result<Committed, AuditError> {
@@ -426,24 +468,35 @@ struct WriterState {
     failed: Option<String>,
 }
 
-impl WriterState {
-    fn run(&mut self, rx: mpsc::Receiver<Submission>) {
-        while let Ok(first) = rx.recv() {
-            let mut entries = first.0.len();
-            let mut batch = vec![first];
-            while entries < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(next) => {
-                        entries += next.0.len();
-                        batch.push(next);
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.commit(batch);
-        }
-    }
+/// A lock that a panicking holder did not leave unusable: the writer's state stays
+/// consistent between commits (a failed commit records why in `failed`).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
+/// The writer thread: commits what async callers send, taking along every entry that
+/// queued meanwhile, blocking callers' included.
+fn run(state: &Mutex<WriterState>, queue: &Mutex<Vec<Submission>>, rx: mpsc::Receiver<Submission>) {
+    while let Ok(first) = rx.recv() {
+        let mut entries = first.0.len();
+        let mut batch = vec![first];
+        while entries < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(next) => {
+                    entries += next.0.len();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut writer = lock(state);
+        // Drained under the writer's lock (see `AuditLog::append_many_blocking`).
+        batch.append(&mut lock(queue));
+        writer.commit(batch);
+    }
+}
+
+impl WriterState {
     /// With the lock held: checks that the file is still the log at its path, and
     /// moves onto the entries other processes appended since this writer's last
     /// commit, checking that they continue the chain.

@@ -151,6 +151,18 @@ impl Sink for PgSink {
         })
     }
 
+    fn append_many_blocking(&self, events: Vec<Event>) -> Result<Vec<Committed>, AuditError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rx = self.submit(events)?;
+        let r = match &self.rt {
+            Some(rt) => rt.block_on(rx),
+            None => rx.blocking_recv(),
+        };
+        self.outcome(r)
+    }
+
     fn append_blocking(&self, event: Event) -> Result<Committed, AuditError> {
         let rx = self.submit(vec![event])?;
         let r = match &self.rt {

@@ -22,8 +22,7 @@ use super::config::{ClientPolicy, Config};
 use super::document;
 use super::metrics::Metrics;
 use super::refusal::{
-    audit_failed, bad_request, busy, forbidden, json_response, key_refusal, refuse,
-    state_unavailable, Refusal,
+    bad_request, forbidden, json_response, refuse, state_unavailable, Failed, Refusal,
 };
 use super::served::ServedKey;
 use super::store::{Store, StoreError};
@@ -39,10 +38,10 @@ pub struct App {
     pub cfg: Config,
     pub keys: BTreeMap<String, ServedKey>,
     /// Versions, rate buckets and the audit log: local files or PostgreSQL.
-    pub store: Box<dyn Store>,
+    pub store: std::sync::Arc<dyn Store>,
     pub metrics: Metrics,
     /// Bounds concurrent HSM calls: one permit per worker, one PKCS#11 session each.
-    pub workers: tokio::sync::Semaphore,
+    pub workers: std::sync::Arc<tokio::sync::Semaphore>,
     /// (entries, head hash) of the audit log after the last commit.
     pub head: Mutex<(u64, String)>,
     /// Why the last audit append failed, until one succeeds: every signature is
@@ -465,20 +464,17 @@ impl App {
             .await
             .map_err(|e| document::reserve_refusal(e, &repository, &role, version))?;
         let payload = doc.payload;
-        let signed = self.sign_on_worker(key, payload).await;
-        let sig = match signed {
+        let sig = match self.sign_recorded(key, payload, ev.clone()).await {
             Ok(s) => s,
-            Err(r) => {
+            Err(Failed::Signing(r)) => {
                 if let Err(e) = self.store.release(&repository, &role, version, prev).await {
                     // The version stays claimed: safe (no replay), the client bumps it.
                     eprintln!("tufkey serve: cannot release {repository}/{role} v{version}: {e}");
                 }
                 return Err(r);
             }
+            Err(Failed::Audit(r)) => return Err(r),
         };
-        ev.result = "signed".into();
-        ev.status = Some(200);
-        self.record(ev.clone()).await.map_err(audit_failed)?;
         self.metrics.signature(&key_id, &role);
         Ok(json!({
             "keyid": sig.keyid,
@@ -519,56 +515,11 @@ impl App {
                 ),
             ));
         }
-        let sig = self.sign_on_worker(key, message).await?;
-        ev.result = "signed".into();
-        ev.status = Some(200);
-        self.record(ev.clone()).await.map_err(audit_failed)?;
+        let sig = self
+            .sign_recorded(key, message, ev.clone())
+            .await
+            .map_err(|(Failed::Signing(r) | Failed::Audit(r))| r)?;
         self.metrics.signature(&key_id, "raw");
         Ok(json!({"keyid": sig.keyid, "sig": sig.sig, "payload_sha256": ev.payload_sha256}))
-    }
-
-    /// Signs on a blocking worker, at most `workers` at once; a request that waits
-    /// longer than `queue_timeout` for a worker gets 503.
-    async fn sign_on_worker(
-        &self,
-        key: &ServedKey,
-        payload: Vec<u8>,
-    ) -> Result<crate::tuf::Signature, Refusal> {
-        let _permit =
-            match tokio::time::timeout(self.cfg.limits.queue_timeout, self.workers.acquire()).await
-            {
-                Ok(Ok(p)) => p,
-                _ => return Err(busy("every HSM worker")),
-            };
-        let signer = key.signer.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            crate::keys::sign_checked(signer.as_ref(), &payload)
-        })
-        .await;
-        match done {
-            Ok(Ok(sig)) => Ok(sig),
-            Ok(Err(e)) => {
-                self.metrics.hsm_error();
-                // A cached "ok" would hide what this request just found (a check in
-                // flight makes a fresh result anyway).
-                if let Ok(mut cached) = self.health.try_lock() {
-                    *cached = None;
-                }
-                Err(key_refusal(&e))
-            }
-            Err(e) => {
-                self.metrics.hsm_error();
-                // A cached "ok" would hide what this request just found (a check in
-                // flight makes a fresh result anyway).
-                if let Ok(mut cached) = self.health.try_lock() {
-                    *cached = None;
-                }
-                Err(refuse(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "hsm-error",
-                    format!("the signing worker failed: {e}"),
-                ))
-            }
-        }
     }
 }

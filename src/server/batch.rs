@@ -28,7 +28,7 @@ use super::refusal::{
     audit_failed, bad_request, busy, json_response, key_refusal, refuse, Refusal,
 };
 use super::served::ServedKey;
-use crate::audit::{Committed, Event};
+use crate::audit::Event;
 use crate::keys::{KeyError, Signer};
 use crate::tuf::Signature;
 
@@ -295,11 +295,7 @@ impl App {
             Err(_) => true,
         };
         if failed {
-            self.metrics.hsm_error();
-            // A cached "ok" would hide what this request just found.
-            if let Ok(mut cached) = self.health.try_lock() {
-                *cached = None;
-            }
+            self.hsm_failed();
         }
         done.map_err(|e| {
             refuse(
@@ -379,17 +375,15 @@ impl App {
     /// Appends the entries in one commit and waits until they are durable.
     async fn record_many(&self, events: Vec<Event>) -> Result<(), super::store::StoreError> {
         let appended = self.store.append_many(events).await;
-        *self.audit_failure.lock().unwrap_or_else(|e| e.into_inner()) =
-            appended.as_ref().err().map(|e| e.to_string());
-        let last: Option<Committed> = appended?.pop();
-        if let Some(c) = last {
-            let mut h = self.head.lock().unwrap_or_else(|e| e.into_inner());
-            if c.seq > h.0 {
-                *h = (c.seq, c.hash.clone());
+        match &appended {
+            Ok(done) => {
+                if let Some(last) = done.last() {
+                    self.audit_result(Ok(last));
+                }
             }
-            self.metrics.set_audit_entries(c.seq);
+            Err(e) => self.audit_result(Err(e)),
         }
-        Ok(())
+        appended.map(drop)
     }
 }
 

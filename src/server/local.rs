@@ -71,6 +71,10 @@ impl Store for LocalStore {
         Box::pin(async move { Ok(Sink::append_many(&self.audit, events).await?) })
     }
 
+    fn append_many_blocking(&self, events: Vec<Event>) -> Result<Vec<Committed>, StoreError> {
+        Ok(Sink::append_many_blocking(&self.audit, events)?)
+    }
+
     fn snapshot(&self) -> Result<(), StoreError> {
         self.versions
             .save()

@@ -22,6 +22,7 @@ mod served;
 pub mod state;
 pub mod store;
 pub mod tls;
+mod worker;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -92,10 +93,10 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), ServerError> {
     metrics.set_audit_entries(opened.entries);
     let cfg_body_memory = cfg.limits.body_memory;
     let app = Arc::new(api::App {
-        workers: tokio::sync::Semaphore::new(cfg.workers),
+        workers: Arc::new(tokio::sync::Semaphore::new(cfg.workers)),
         cfg,
         keys,
-        store,
+        store: Arc::from(store),
         metrics,
         head: std::sync::Mutex::new((opened.entries, opened.head)),
         audit_failure: std::sync::Mutex::new(None),

@@ -252,6 +252,10 @@ impl Store for PgStore {
         Box::pin(async move { Ok(self.audit.append_many(events).await?) })
     }
 
+    fn append_many_blocking(&self, events: Vec<Event>) -> Result<Vec<Committed>, StoreError> {
+        Ok(self.audit.append_many_blocking(events)?)
+    }
+
     fn snapshot(&self) -> Result<(), StoreError> {
         // Every claim is committed as it is made: nothing lives only in memory.
         Ok(())

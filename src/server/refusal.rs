@@ -11,6 +11,14 @@ use serde_json::{json, Value};
 use super::store::StoreError;
 use crate::keys::{KeyError, Outcome};
 
+/// Why a signature was not handed out.
+pub enum Failed {
+    /// Nothing was signed (no worker, the key failed): a version claim may be given back.
+    Signing(Refusal),
+    /// Signed, but the entry could not be made durable: the signature is withheld.
+    Audit(Refusal),
+}
+
 /// A request that is answered with an error.
 #[derive(Debug)]
 pub struct Refusal {
@@ -92,9 +100,9 @@ pub fn audit_failed(e: impl std::fmt::Display) -> Refusal {
     )
 }
 
-/// A pretty JSON answer with its status.
+/// A JSON answer with its status: compact (`jq` shows it pretty), one line.
 pub fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
-    let mut body = serde_json::to_vec_pretty(v).unwrap_or_default();
+    let mut body = serde_json::to_vec(v).unwrap_or_default();
     body.push(b'\n');
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;

@@ -106,6 +106,11 @@ pub trait Store: Send + Sync {
         events: Vec<Event>,
     ) -> StoreFuture<'_, Result<Vec<Committed>, StoreError>>;
 
+    /// As [`Store::append_many`], on the calling thread, which may block: for the
+    /// daemon's blocking workers, which make a signature's entry durable right after
+    /// signing instead of handing it to another thread and back.
+    fn append_many_blocking(&self, events: Vec<Event>) -> Result<Vec<Committed>, StoreError>;
+
     /// Writes whatever is only in memory (the local state snapshot). Blocking: call
     /// it from a blocking thread.
     fn snapshot(&self) -> Result<(), StoreError>;
