@@ -448,8 +448,11 @@ fn a_batch_costs_one_rate_token_per_document_and_is_refused_whole_when_they_are_
     daemon.stop();
 }
 
-/// Sets the remote client's TLS material for this process (only this test of the
-/// binary opens remote keys).
+/// Held by the tests that open remote keys: the client's settings are process-wide
+/// environment variables, and each test has its own CA.
+static REMOTE_ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Sets the remote client's TLS material for this process; hold [`REMOTE_ENV`].
 fn remote_env(tls: &ClientTls) {
     let (cert, key) = tls.identity.clone().unwrap();
     std::env::set_var("TUFKEY_REMOTE_CA", &tls.ca);
@@ -462,6 +465,7 @@ fn remote_env(tls: &ClientTls) {
 fn a_remote_keys_sign_many_goes_through_the_batch_endpoint_in_chunks_under_its_limits() {
     let s = setup(None, "[limits]\nmax_batch_documents = 4\n\n");
     let daemon = s.start();
+    let _env = REMOTE_ENV.lock().unwrap_or_else(|e| e.into_inner());
     remote_env(&s.client_tls("ci-main"));
     let uri = format!("{}/keys/{}", daemon.base(), s.key_id);
     let signer = tufkey::keys::open_signer(&uri, &tufkey::keys::PinPolicy::default()).unwrap();
@@ -589,4 +593,89 @@ fn a_batch_against_the_postgres_store_claims_versions_and_commits_its_entries_in
             .count(),
         6
     );
+}
+
+/// A signer from before the batch endpoint: a TLS proxy in front of the real daemon
+/// that answers 404 for `POST /v1/sign-batch` and forwards everything else with
+/// ci-main's certificate. Prints its port, then serves until killed.
+const PY_OLD_SIGNER: &str = r#"
+import http.client, http.server, json, ssl, sys
+d, upstream = sys.argv[1], int(sys.argv[2])
+up = ssl.create_default_context(cafile=f"{d}/client-ca.pem")
+up.load_cert_chain(f"{d}/ci-main.pem", f"{d}/ci-main.key")
+class H(http.server.BaseHTTPRequestHandler):
+    def relay(self):
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.path == "/v1/sign-batch":
+            status, out = 404, json.dumps({"error": "not-found", "message": "no such endpoint"}).encode()
+        else:
+            c = http.client.HTTPSConnection("localhost", upstream, context=up)
+            c.request(self.command, self.path, body=body or None, headers={"content-type": "application/json"})
+            r = c.getresponse()
+            status, out = r.status, r.read()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+    do_GET = do_POST = relay
+    def log_message(self, *a): pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(f"{d}/server.pem", f"{d}/server.key")
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+
+#[test]
+fn a_remote_keys_sign_many_falls_back_to_one_request_each_against_a_signer_without_batches() {
+    let s = setup(None, "");
+    let daemon = s.start();
+    let main = s.client_tls("ci-main");
+    let _env = REMOTE_ENV.lock().unwrap_or_else(|e| e.into_inner());
+    remote_env(&main);
+    let port = daemon.addr.rsplit(':').next().unwrap().to_string();
+    let mut proxy = std::process::Command::new(python())
+        .args(["-c", PY_OLD_SIGNER, s.d().to_str().unwrap(), &port])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(proxy.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let uri = format!("https://127.0.0.1:{}/keys/{}", line.trim(), s.key_id);
+    let signer = tufkey::keys::open_signer(&uri, &tufkey::keys::PinPolicy::default()).unwrap();
+    let day = expires_in(86400);
+    let payloads: Vec<Vec<u8>> = [21, 22, 23]
+        .iter()
+        .map(|v| {
+            tufkey::tuf::Metadata::from_value(timestamp(*v, &day))
+                .unwrap()
+                .payload()
+        })
+        .collect();
+    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    let before = s.audit_entries().len();
+    let sigs = signer.sign_many(&refs);
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    for (sig, payload) in sigs.iter().zip(&payloads) {
+        let sig = sig.as_ref().unwrap_or_else(|e| panic!("{e}"));
+        signer
+            .public_key()
+            .verify_hex(payload, &hex::encode(sig))
+            .unwrap();
+    }
+    // One POST /v1/sign per document, after the one batch request that got 404.
+    let added = new_entries(s.audit_entries(), before);
+    let actions: Vec<&str> = added
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, vec!["sign"; 3], "{added:#?}");
+    daemon.stop();
 }
