@@ -315,8 +315,10 @@ fn memory(s: &Setup, full: bool) {
             targets.insert(name, json!({"length": i, "hashes": {"sha256": "8f88e2ba48b412c3843e9bb26e1b6f8fc9e98aceb0fbaa97ba37b4c98717d7ab"}}));
             i += 1;
         }
-        json!({"repository": format!("mem-{repo}"), "key_id": key_id, "role": "targets",
-            "metadata": {"signed": {"_type": "targets", "spec_version": "1.0.31", "version": version,
+        // A repository of its own per request: the requests of one client may be
+        // answered in any order, and each is version 1 of its repository.
+        json!({"repository": format!("mem-{repo}-{version}"), "key_id": key_id, "role": "targets",
+            "metadata": {"signed": {"_type": "targets", "spec_version": "1.0.31", "version": 1,
                 "expires": s.expires, "targets": targets}, "signatures": []}})
         .to_string()
     };
