@@ -51,7 +51,7 @@ pub struct App {
     /// later callers within [`HEALTH_CACHE`] reuse it, so health polls cannot pile up
     /// blocking HSM calls (which signing needs) behind an HSM that does not answer.
     pub health: tokio::sync::Mutex<Option<(std::time::Instant, Vec<Value>)>>,
-    /// The bytes of signing-request bodies held at once (`limits.body_memory`).
+    /// Memory for signing requests in flight (`limits.body_memory`).
     pub bodies: BodyBudget,
 }
 

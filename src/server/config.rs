@@ -84,8 +84,8 @@ pub struct Limits {
     pub max_batch_documents: usize,
     /// Largest `POST /v1/sign-batch` body; larger ones get 413.
     pub max_batch_body: usize,
-    /// Bytes of signing-request bodies held at once, across all clients (the memory
-    /// bound: see `body.rs` and docs/signer.md).
+    /// Memory for signing requests in flight, across all clients: each holds 12 times
+    /// its body (the memory bound: see `body.rs` and docs/signer.md).
     pub body_memory: usize,
 }
 
@@ -98,7 +98,7 @@ impl Default for Limits {
             queue_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
             max_batch_documents: 1024,
-            max_batch_body: 16 << 20,
+            max_batch_body: 4 << 20,
             body_memory: 64 << 20,
         }
     }
@@ -686,7 +686,7 @@ rate = "60/min"
                 c.limits.max_batch_body,
                 c.limits.body_memory
             ),
-            (1024, 16 << 20, 64 << 20)
+            (1024, 4 << 20, 64 << 20)
         );
         let text = GOOD.replace(
             "header_timeout = \"5s\"",
