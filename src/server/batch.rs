@@ -232,9 +232,16 @@ impl App {
         if claimed.is_empty() {
             return;
         }
+        // Moved, not copied: nothing needs a payload once it is signed.
         let payloads: Vec<Vec<u8>> = claimed
             .iter()
-            .filter_map(|i| slots[*i].state.as_ref().ok().map(|c| c.payload.clone()))
+            .filter_map(|i| {
+                slots[*i]
+                    .state
+                    .as_mut()
+                    .ok()
+                    .map(|c| std::mem::take(&mut c.payload))
+            })
             .collect();
         let signed = self.sign_many_on_worker(key, payloads).await;
         for (k, i) in claimed.into_iter().enumerate() {
