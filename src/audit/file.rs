@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::chain::{encode, line_hash, parse_line, verify_bytes, Chain, Verified};
@@ -69,7 +69,10 @@ pub(super) fn verify_within(path: &Path, wait: Duration) -> Result<Verified, Aud
     verify_bytes(path, &text?)
 }
 
-type Reply = tokio::sync::oneshot::Sender<Result<Committed, String>>;
+type Reply = tokio::sync::oneshot::Sender<Result<Vec<Committed>, String>>;
+
+/// Entries committed together (all or none), and who waits for them.
+type Submission = (Vec<Event>, Reply);
 
 /// The file a daemon holds locked for its lifetime: `<log>.serve.lock`. [`AuditLog::open`]
 /// passes the log's canonical path (symlinks resolved), so that two configurations
@@ -84,8 +87,13 @@ pub fn serve_lock_path(path: &Path) -> PathBuf {
 /// commits what is queued and stops the writer.
 pub struct AuditLog {
     path: PathBuf,
-    tx: Option<mpsc::Sender<(Event, Reply)>>,
+    tx: Option<mpsc::Sender<Submission>>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// The writer's state, shared by the writer thread and the blocking callers that
+    /// commit themselves ([`AuditLog::append_many_blocking`]): whoever holds it commits.
+    state: Arc<Mutex<WriterState>>,
+    /// Entries of blocking callers waiting for the next commit.
+    queue: Arc<Mutex<Vec<Submission>>>,
     /// The daemon's `<log>.serve.lock`, locked while this log is open.
     _owner: Option<File>,
 }
@@ -171,12 +179,16 @@ impl AuditLog {
         Self::start(state, None)
     }
 
-    fn start(mut state: WriterState, owner: Option<File>) -> Result<AuditLog, AuditError> {
+    fn start(state: WriterState, owner: Option<File>) -> Result<AuditLog, AuditError> {
         let path = state.path.clone();
-        let (tx, rx) = mpsc::channel::<(Event, Reply)>();
+        let (tx, rx) = mpsc::channel::<Submission>();
+        let state = Arc::new(Mutex::new(state));
+        let shared = state.clone();
+        let waiting = Arc::new(Mutex::new(Vec::new()));
+        let queue = waiting.clone();
         let writer = std::thread::Builder::new()
             .name("tufkey-audit".into())
-            .spawn(move || state.run(rx))
+            .spawn(move || run(&shared, &queue, rx))
             .map_err(|err| AuditError::Io {
                 path: path.clone(),
                 err,
@@ -185,6 +197,8 @@ impl AuditLog {
             path,
             tx: Some(tx),
             writer: Some(writer),
+            state,
+            queue: waiting,
             _owner: owner,
         })
     }
@@ -196,12 +210,12 @@ impl AuditLog {
 
     fn submit(
         &self,
-        event: Event,
-    ) -> Result<tokio::sync::oneshot::Receiver<Result<Committed, String>>, AuditError> {
+        events: Vec<Event>,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<Vec<Committed>, String>>, AuditError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.tx
             .as_ref()
-            .and_then(|tx| tx.send((event, reply)).ok())
+            .and_then(|tx| tx.send((events, reply)).ok())
             .ok_or_else(|| AuditError::Stopped {
                 path: self.path.clone(),
             })?;
@@ -210,8 +224,8 @@ impl AuditLog {
 
     fn outcome(
         &self,
-        r: Result<Result<Committed, String>, tokio::sync::oneshot::error::RecvError>,
-    ) -> Result<Committed, AuditError> {
+        r: Result<Result<Vec<Committed>, String>, tokio::sync::oneshot::error::RecvError>,
+    ) -> Result<Vec<Committed>, AuditError> {
         match r {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(reason)) => Err(AuditError::Failed(reason)),
@@ -223,15 +237,52 @@ impl AuditLog {
 
     /// Appends `event` and returns once it is on disk (fsynced). For async callers.
     pub async fn append(&self, event: Event) -> Result<Committed, AuditError> {
-        let rx = self.submit(event)?;
+        let rx = self.submit(vec![event])?;
+        single(self.outcome(rx.await)?, &self.path)
+    }
+
+    /// Appends `events` in one commit (one write, one fsync: all or none) and returns
+    /// where each landed, in order.
+    pub async fn append_many(&self, events: Vec<Event>) -> Result<Vec<Committed>, AuditError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rx = self.submit(events)?;
         self.outcome(rx.await)
+    }
+
+    /// Appends `events` in one commit, on the calling thread (leader/follower group
+    /// commit): the caller queues its entries and takes the writer; if a commit that
+    /// was running meanwhile took them along, it is done, otherwise it commits every
+    /// queued entry itself. No hand-off to the writer thread and back, so a daemon
+    /// worker that just signed makes its entry durable with one fsync shared by every
+    /// worker that queued meanwhile. Blocking: for threads that may block (a daemon's
+    /// blocking workers, the CLI), never an async task.
+    pub fn append_many_blocking(&self, events: Vec<Event>) -> Result<Vec<Committed>, AuditError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, mut rx) = tokio::sync::oneshot::channel();
+        lock(&self.queue).push((events, reply));
+        let mut writer = lock(&self.state);
+        if let Ok(done) = rx.try_recv() {
+            return self.outcome(Ok(done));
+        }
+        // The queue is drained only under the writer's lock, so ours is still in it.
+        let batch = std::mem::take(&mut *lock(&self.queue));
+        writer.commit(batch);
+        drop(writer);
+        let done = rx
+            .try_recv()
+            .unwrap_or_else(|_| Err("the entry was not committed".into()));
+        self.outcome(Ok(done))
     }
 
     /// As [`AuditLog::append`], blocking the calling thread (the CLI). Must not be
     /// called from inside an async runtime.
     pub fn append_blocking(&self, event: Event) -> Result<Committed, AuditError> {
-        let rx = self.submit(event)?;
-        self.outcome(rx.blocking_recv())
+        let rx = self.submit(vec![event])?;
+        single(self.outcome(rx.blocking_recv())?, &self.path)
     }
 
     /// Commits what is queued and stops the writer.
@@ -258,9 +309,26 @@ impl Sink for AuditLog {
         Box::pin(AuditLog::append(self, event))
     }
 
+    fn append_many(
+        &self,
+        events: Vec<Event>,
+    ) -> SinkFuture<'_, Result<Vec<Committed>, AuditError>> {
+        Box::pin(AuditLog::append_many(self, events))
+    }
+
+    fn append_many_blocking(&self, events: Vec<Event>) -> Result<Vec<Committed>, AuditError> {
+        AuditLog::append_many_blocking(self, events)
+    }
+
     fn append_blocking(&self, event: Event) -> Result<Committed, AuditError> {
         AuditLog::append_blocking(self, event)
     }
+}
+
+/// The one entry of a one-entry submission.
+fn single(mut done: Vec<Committed>, path: &Path) -> Result<Committed, AuditError> {
+    done.pop()
+        .ok_or_else(|| AuditError::Stopped { path: path.into() })
 }
 
 pub(super) fn open_append(path: &Path) -> Result<File, AuditError> {
@@ -400,20 +468,35 @@ struct WriterState {
     failed: Option<String>,
 }
 
-impl WriterState {
-    fn run(&mut self, rx: mpsc::Receiver<(Event, Reply)>) {
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
-            self.commit(batch);
-        }
-    }
+/// A lock that a panicking holder did not leave unusable: the writer's state stays
+/// consistent between commits (a failed commit records why in `failed`).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
+/// The writer thread: commits what async callers send, taking along every entry that
+/// queued meanwhile, blocking callers' included.
+fn run(state: &Mutex<WriterState>, queue: &Mutex<Vec<Submission>>, rx: mpsc::Receiver<Submission>) {
+    while let Ok(first) = rx.recv() {
+        let mut entries = first.0.len();
+        let mut batch = vec![first];
+        while entries < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(next) => {
+                    entries += next.0.len();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut writer = lock(state);
+        // Drained under the writer's lock (see `AuditLog::append_many_blocking`).
+        batch.append(&mut lock(queue));
+        writer.commit(batch);
+    }
+}
+
+impl WriterState {
     /// With the lock held: checks that the file is still the log at its path, and
     /// moves onto the entries other processes appended since this writer's last
     /// commit, checking that they continue the chain.
@@ -455,8 +538,8 @@ impl WriterState {
         Ok(())
     }
 
-    fn commit(&mut self, batch: Vec<(Event, Reply)>) {
-        let refuse_all = |batch: Vec<(Event, Reply)>, reason: String| {
+    fn commit(&mut self, batch: Vec<Submission>) {
+        let refuse_all = |batch: Vec<Submission>, reason: String| {
             for (_, reply) in batch {
                 let _ = reply.send(Err(reason.clone()));
             }
@@ -479,20 +562,27 @@ impl WriterState {
         let mut chain = self.chain.clone();
         let mut bytes = Vec::new();
         let mut done = Vec::with_capacity(batch.len());
-        for (event, reply) in batch {
-            match encode(&event, chain.seq + 1, &chain.head) {
-                Ok(line) => {
-                    chain.seq += 1;
-                    chain.head = line_hash(&line);
-                    bytes.extend_from_slice(&line);
-                    bytes.push(b'\n');
-                    done.push((
-                        reply,
-                        Committed {
-                            seq: chain.seq,
-                            hash: chain.head.clone(),
-                        },
-                    ));
+        for (events, reply) in batch {
+            // A submission is chained whole or not at all.
+            let (mut sub_chain, mut sub_bytes) = (chain.clone(), Vec::new());
+            let mut landed = Vec::with_capacity(events.len());
+            let encoded = events.iter().try_for_each(|event| {
+                let line = encode(event, sub_chain.seq + 1, &sub_chain.head)?;
+                sub_chain.seq += 1;
+                sub_chain.head = line_hash(&line);
+                sub_bytes.extend_from_slice(&line);
+                sub_bytes.push(b'\n');
+                landed.push(Committed {
+                    seq: sub_chain.seq,
+                    hash: sub_chain.head.clone(),
+                });
+                Ok::<_, AuditError>(())
+            });
+            match encoded {
+                Ok(()) => {
+                    chain = sub_chain;
+                    bytes.extend_from_slice(&sub_bytes);
+                    done.push((reply, landed));
                 }
                 Err(e) => {
                     let _ = reply.send(Err(e.to_string()));

@@ -37,7 +37,10 @@ CREATE TABLE IF NOT EXISTS tufkey_audit_head (
 );
 ";
 
-type Reply = oneshot::Sender<Result<Committed, String>>;
+type Reply = oneshot::Sender<Result<Vec<Committed>, String>>;
+
+/// Entries committed together (all or none), and who waits for them.
+type Submission = (Vec<Event>, Reply);
 
 /// The PostgreSQL-held audit chain: one writer task with its own connection. Opened
 /// by a replica inside its runtime ([`PgSink::open`]), or by a CLI command with a small
@@ -45,7 +48,7 @@ type Reply = oneshot::Sender<Result<Committed, String>>;
 pub struct PgSink {
     /// Redacted: safe for messages.
     url: String,
-    tx: mpsc::UnboundedSender<(Event, Reply)>,
+    tx: mpsc::UnboundedSender<Submission>,
     /// The CLI's own runtime, which drives the writer and its connection while a
     /// blocking append waits; `None` inside the daemon's runtime. Dropped last.
     rt: Option<tokio::runtime::Runtime>,
@@ -98,19 +101,19 @@ impl PgSink {
 
     fn submit(
         &self,
-        event: Event,
-    ) -> Result<oneshot::Receiver<Result<Committed, String>>, AuditError> {
+        events: Vec<Event>,
+    ) -> Result<oneshot::Receiver<Result<Vec<Committed>, String>>, AuditError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send((event, reply))
+            .send((events, reply))
             .map_err(|_| pg_err(&self.url, "the audit writer has stopped"))?;
         Ok(rx)
     }
 
     fn outcome(
         &self,
-        r: Result<Result<Committed, String>, oneshot::error::RecvError>,
-    ) -> Result<Committed, AuditError> {
+        r: Result<Result<Vec<Committed>, String>, oneshot::error::RecvError>,
+    ) -> Result<Vec<Committed>, AuditError> {
         match r {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(reason)) => Err(pg_err(&self.url, reason).into()),
@@ -119,21 +122,54 @@ impl PgSink {
     }
 }
 
+impl PgSink {
+    /// The one entry of a one-entry submission.
+    fn single(&self, mut done: Vec<Committed>) -> Result<Committed, AuditError> {
+        done.pop()
+            .ok_or_else(|| pg_err(&self.url, "the audit writer answered with no entry").into())
+    }
+}
+
 impl Sink for PgSink {
     fn append(&self, event: Event) -> SinkFuture<'_, Result<Committed, AuditError>> {
         Box::pin(async move {
-            let rx = self.submit(event)?;
+            let rx = self.submit(vec![event])?;
+            self.single(self.outcome(rx.await)?)
+        })
+    }
+
+    fn append_many(
+        &self,
+        events: Vec<Event>,
+    ) -> SinkFuture<'_, Result<Vec<Committed>, AuditError>> {
+        Box::pin(async move {
+            if events.is_empty() {
+                return Ok(Vec::new());
+            }
+            let rx = self.submit(events)?;
             self.outcome(rx.await)
         })
     }
 
-    fn append_blocking(&self, event: Event) -> Result<Committed, AuditError> {
-        let rx = self.submit(event)?;
+    fn append_many_blocking(&self, events: Vec<Event>) -> Result<Vec<Committed>, AuditError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rx = self.submit(events)?;
         let r = match &self.rt {
             Some(rt) => rt.block_on(rx),
             None => rx.blocking_recv(),
         };
         self.outcome(r)
+    }
+
+    fn append_blocking(&self, event: Event) -> Result<Committed, AuditError> {
+        let rx = self.submit(vec![event])?;
+        let r = match &self.rt {
+            Some(rt) => rt.block_on(rx),
+            None => rx.blocking_recv(),
+        };
+        self.single(self.outcome(r)?)
     }
 }
 
@@ -254,7 +290,7 @@ async fn writer(
     config: Target,
     url: String,
     client: Client,
-    mut rx: mpsc::UnboundedReceiver<(Event, Reply)>,
+    mut rx: mpsc::UnboundedReceiver<Submission>,
 ) {
     let mut client = Some(client);
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -290,12 +326,13 @@ async fn writer(
     }
 }
 
-/// Chains `batch` onto the head in one transaction; per entry, where it landed (or
-/// why that one entry could not be encoded).
+/// Chains `batch` onto the head in one transaction; per submission, where its entries
+/// landed (or why one of them could not be encoded: then none of that submission's is
+/// written).
 async fn commit(
     client: &mut Client,
-    batch: &[(Event, Reply)],
-) -> Result<Vec<Result<Committed, String>>, String> {
+    batch: &[Submission],
+) -> Result<Vec<Result<Vec<Committed>, String>>, String> {
     let tx = client.transaction().await.map_err(|e| describe(&e))?;
     let head = tx
         .query_one(
@@ -309,20 +346,29 @@ async fn commit(
     let mut seq =
         u64::try_from(seq).map_err(|_| "negative sequence number in tufkey_audit_head")?;
     let (mut seqs, mut lines, mut out) = (Vec::new(), Vec::new(), Vec::new());
-    for (event, _) in batch {
-        let encoded = encode(event, seq + 1, &head)
-            .map_err(|e| e.to_string())
-            .and_then(|l| String::from_utf8(l).map_err(|e| e.to_string()));
+    for (events, _) in batch {
+        let (mut s, mut h) = (seq, head.clone());
+        let (mut sub_seqs, mut sub_lines, mut landed) = (Vec::new(), Vec::new(), Vec::new());
+        let encoded = events.iter().try_for_each(|event| {
+            let line = encode(event, s + 1, &h)
+                .map_err(|e| e.to_string())
+                .and_then(|l| String::from_utf8(l).map_err(|e| e.to_string()))?;
+            s += 1;
+            h = line_hash(line.as_bytes());
+            sub_seqs.push(i64::try_from(s).map_err(|e| e.to_string())?);
+            sub_lines.push(line);
+            landed.push(Committed {
+                seq: s,
+                hash: h.clone(),
+            });
+            Ok::<_, String>(())
+        });
         match encoded {
-            Ok(line) => {
-                seq += 1;
-                head = line_hash(line.as_bytes());
-                seqs.push(i64::try_from(seq).map_err(|e| e.to_string())?);
-                lines.push(line);
-                out.push(Ok(Committed {
-                    seq,
-                    hash: head.clone(),
-                }));
+            Ok(()) => {
+                (seq, head) = (s, h);
+                seqs.extend(sub_seqs);
+                lines.extend(sub_lines);
+                out.push(Ok(landed));
             }
             Err(e) => out.push(Err(e)),
         }

@@ -17,6 +17,17 @@ pub trait Sink: Send + Sync {
     /// daemon, inside its runtime.
     fn append(&self, event: Event) -> SinkFuture<'_, Result<Committed, AuditError>>;
 
+    /// Appends `events` in one commit (one fsync, or one transaction): all of them or
+    /// none; resolves with where each landed, in order. A batch of signatures is
+    /// answered only once every one of its entries is durable, for one disk flush.
+    fn append_many(&self, events: Vec<Event>)
+        -> SinkFuture<'_, Result<Vec<Committed>, AuditError>>;
+
+    /// As [`Sink::append_many`], blocking the calling thread: for the daemon's blocking
+    /// workers (the file sink commits on the caller's thread, leader/follower) and the
+    /// CLI. Must not be called from an async task.
+    fn append_many_blocking(&self, events: Vec<Event>) -> Result<Vec<Committed>, AuditError>;
+
     /// As [`Sink::append`], blocking the calling thread (the CLI). Must not be called
     /// from inside an async runtime.
     fn append_blocking(&self, event: Event) -> Result<Committed, AuditError>;

@@ -491,3 +491,67 @@ fn an_unwritable_log_fails_at_open_naming_it() {
     let err = AuditLog::open_shared(&p).err().unwrap().to_string();
     assert!(err.contains(&p.display().to_string()), "{err}");
 }
+
+#[test]
+fn append_many_commits_a_batch_as_consecutive_entries_of_the_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("audit.jsonl");
+    let (log, _) = AuditLog::open(&p).unwrap();
+    log.append_blocking(ev(1)).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let done = rt
+        .block_on(log.append_many((2..=65).map(ev).collect()))
+        .unwrap();
+    assert_eq!(
+        done.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        (2..=65).collect::<Vec<_>>()
+    );
+    assert!(rt.block_on(log.append_many(Vec::new())).unwrap().is_empty());
+    log.close();
+    let v = verify(&p).unwrap();
+    assert_eq!(v.entries.len(), 65);
+    assert_eq!(v.head, done.last().unwrap().hash);
+}
+
+#[test]
+fn blocking_committers_and_the_writer_thread_share_one_chain_without_losing_an_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("audit.jsonl");
+    let (log, _) = AuditLog::open(&p).unwrap();
+    let log = Arc::new(log);
+    let seqs: Vec<u64> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8u64)
+            .map(|t| {
+                let log = log.clone();
+                s.spawn(move || {
+                    (0..25u64)
+                        .flat_map(|i| {
+                            let events = vec![ev(t * 1000 + i); 1 + (i % 3) as usize];
+                            if i % 5 == 0 {
+                                // Some through the writer thread, as async callers do.
+                                vec![log.append_blocking(ev(i)).unwrap().seq]
+                            } else {
+                                log.append_many_blocking(events)
+                                    .unwrap()
+                                    .into_iter()
+                                    .map(|c| c.seq)
+                                    .collect()
+                            }
+                        })
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let mut sorted = seqs.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seqs.len(), "every entry has its own place");
+    drop(log);
+    let v = verify(&p).unwrap();
+    assert_eq!(v.entries.len(), seqs.len());
+    assert_eq!(sorted.last().copied(), Some(seqs.len() as u64));
+}

@@ -10,40 +10,40 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::body::{Body, BodyBudget, BodyLimits};
 use super::config::{ClientPolicy, Config};
+use super::document;
 use super::identity::Denied;
 pub use super::identity::{ConnInfo, Connection};
 use super::metrics::Metrics;
+use super::refusal::{
+    bad_request, forbidden, json_response, refuse, state_unavailable, Failed, Refusal,
+};
 use super::served::ServedKey;
-use super::store::{ReserveError, Store, StoreError};
+use super::store::{Store, StoreError};
 use crate::audit::Event;
-use crate::keys::{KeyError, Outcome};
-use crate::tuf::Metadata;
 
 /// How long `/healthz` waits for one HSM token to answer.
 const HEALTH_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long one health result is reused.
 const HEALTH_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Top-level role names; anything else is a delegated targets role.
-const TOP_LEVEL: &[&str] = &["root", "targets", "snapshot", "timestamp"];
-
 /// Everything a request handler needs.
 pub struct App {
     pub cfg: Config,
     pub keys: BTreeMap<String, ServedKey>,
     /// Versions, rate buckets and the audit log: local files or PostgreSQL.
-    pub store: Box<dyn Store>,
+    pub store: std::sync::Arc<dyn Store>,
     pub metrics: Metrics,
     /// Bounds concurrent HSM calls: one permit per worker, one PKCS#11 session each.
-    pub workers: tokio::sync::Semaphore,
+    pub workers: std::sync::Arc<tokio::sync::Semaphore>,
     /// (entries, head hash) of the audit log after the last commit.
     pub head: Mutex<(u64, String)>,
     /// Why the last audit append failed, until one succeeds: every signature is
@@ -55,64 +55,19 @@ pub struct App {
     pub health: tokio::sync::Mutex<Option<(std::time::Instant, Vec<Value>)>>,
     /// Trusted OIDC issuers and used token ids; `None`: no `[[oidc.issuers]]`.
     pub oidc: Option<super::oidc::Oidc>,
+    /// Memory for signing requests in flight (`limits.body_memory`).
+    pub bodies: BodyBudget,
 }
 
-/// A request that is answered with an error.
-#[derive(Debug)]
-pub struct Refusal {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    retry_after: Option<u64>,
-}
-
+/// A token that did not verify (401/503) or an identity no policy names (403).
 impl From<Denied> for Refusal {
     fn from(d: Denied) -> Refusal {
         let status = StatusCode::from_u16(d.status).unwrap_or(StatusCode::FORBIDDEN);
-        let retry_after = d.retry_after;
         Refusal {
-            retry_after,
+            retry_after: d.retry_after,
             ..refuse(status, d.code, d.message)
         }
     }
-}
-
-fn refuse(status: StatusCode, code: &'static str, message: impl Into<String>) -> Refusal {
-    Refusal {
-        status,
-        code,
-        message: message.into(),
-        retry_after: None,
-    }
-}
-
-fn forbidden(code: &'static str, message: impl Into<String>) -> Refusal {
-    refuse(StatusCode::FORBIDDEN, code, message)
-}
-
-/// The store (PostgreSQL) did not answer: nothing is signed without it.
-fn state_unavailable(e: StoreError) -> Refusal {
-    refuse(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "state-unavailable",
-        format!("the signer's state store is unavailable, so nothing is signed: {e}"),
-    )
-}
-
-fn bad_request(code: &'static str, message: impl Into<String>) -> Refusal {
-    refuse(StatusCode::BAD_REQUEST, code, message)
-}
-
-fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
-    let mut body = serde_json::to_vec_pretty(v).unwrap_or_default();
-    body.push(b'\n');
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    r
 }
 
 /// `POST /v1/sign`.
@@ -172,7 +127,14 @@ impl App {
             ),
             (Method::POST, "/v1/sign") => ("/v1/sign", self.sign(req, conn, false).await),
             (Method::POST, "/v1/sign-raw") => ("/v1/sign-raw", self.sign(req, conn, true).await),
-            (_, "/healthz" | "/metrics" | "/v1/keys" | "/v1/sign" | "/v1/sign-raw") => (
+            (Method::POST, "/v1/sign-batch") => {
+                ("/v1/sign-batch", self.sign_batch(req, conn).await)
+            }
+            (
+                _,
+                "/healthz" | "/metrics" | "/v1/keys" | "/v1/sign" | "/v1/sign-raw"
+                | "/v1/sign-batch",
+            ) => (
                 "other",
                 json_response(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -303,20 +265,20 @@ impl App {
 
     /// The audit entry of `action` by this caller (who; issuer, subject and claims
     /// for OIDC clients) from this peer.
-    fn event(&self, conn: &ConnInfo, action: &str) -> Event {
+    pub(super) fn event(&self, conn: &ConnInfo, action: &str) -> Event {
         conn.event(&self.cfg.clients, action)
     }
 
     /// The caller's policy, or the refusal: 401/503 for a token that did not verify,
     /// 403 `no-policy` for an identity that no `[[clients]]` entry names.
-    fn authorized(&self, conn: &ConnInfo) -> Result<&ClientPolicy, Refusal> {
+    pub(super) fn authorized(&self, conn: &ConnInfo) -> Result<&ClientPolicy, Refusal> {
         conn.identity
             .authorize(&self.cfg.clients)
             .map_err(Refusal::from)
     }
 
     /// Records a refusal and turns it into the response.
-    async fn refused(&self, mut ev: Event, r: Refusal) -> Response<Full<Bytes>> {
+    pub(super) async fn refused(&self, mut ev: Event, r: Refusal) -> Response<Full<Bytes>> {
         self.metrics.refusal(r.code);
         ev.result = if r.status.is_server_error() {
             "error"
@@ -329,13 +291,7 @@ impl App {
         if let Err(e) = self.record(ev).await {
             eprintln!("tufkey serve: cannot write the audit log: {e}");
         }
-        let mut resp = json_response(r.status, &json!({"error": r.code, "message": r.message}));
-        if let Some(s) = r.retry_after {
-            if let Ok(v) = hyper::header::HeaderValue::from_str(&s.to_string()) {
-                resp.headers_mut().insert(hyper::header::RETRY_AFTER, v);
-            }
-        }
-        resp
+        r.response()
     }
 
     async fn list_keys(&self, conn: &ConnInfo, one: Option<&str>) -> Response<Full<Bytes>> {
@@ -356,6 +312,7 @@ impl App {
                 "repositories": policy.repositories,
                 "raw": policy.raw,
                 "single_use_token": conn.single_use_token(self.oidc.as_ref()),
+                "batch": self.batch_limits(policy),
             })
         };
         match one {
@@ -385,40 +342,16 @@ impl App {
         }
     }
 
-    async fn read_body(&self, req: Request<Incoming>) -> Result<Bytes, Refusal> {
-        let max = self.cfg.limits.max_body;
-        let too_large = || {
-            refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
-                format!("the request body is larger than the signer's limit of {max} bytes"),
-            )
+    /// A `/v1/sign` or `/v1/sign-raw` body, within `max_body` and the body budget.
+    async fn read_body(&self, req: Request<Incoming>) -> Result<Body<'_>, Refusal> {
+        let l = &self.cfg.limits;
+        let limits = BodyLimits {
+            max: l.max_body,
+            code: "too-large",
+            timeout: l.body_timeout,
+            queue_timeout: l.queue_timeout,
         };
-        let declared = req
-            .headers()
-            .get(hyper::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max as u64) {
-            return Err(too_large());
-        }
-        let body = Limited::new(req.into_body(), max);
-        match tokio::time::timeout(self.cfg.limits.body_timeout, body.collect()).await {
-            Err(_) => Err(refuse(
-                StatusCode::REQUEST_TIMEOUT,
-                "body-timeout",
-                format!(
-                    "the request body did not arrive within {:?}",
-                    self.cfg.limits.body_timeout
-                ),
-            )),
-            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-            Ok(Err(e)) => Err(bad_request(
-                "malformed",
-                format!("cannot read the body: {e}"),
-            )),
-            Ok(Ok(c)) => Ok(c.to_bytes()),
-        }
+        self.bodies.read(req, &limits).await
     }
 
     async fn sign(
@@ -446,27 +379,41 @@ impl App {
         conn.use_once(self.oidc.as_ref())
             .await
             .map_err(Refusal::from)?;
-        if let Some(rate) = policy.rate {
-            self.store
-                .take_token(&policy.identity, rate)
-                .await
-                .map_err(state_unavailable)?
-                .map_err(|secs| Refusal {
-                    retry_after: Some(secs),
-                    ..refuse(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "rate-limited",
-                        format!(
-                            "client {} exceeded its rate of {} per {:?}; retry in {secs}s",
-                            policy.identity, rate.count, rate.period
-                        ),
-                    )
-                })?;
-        }
+        self.take_rate(policy, 1).await?;
         Ok(policy)
     }
 
-    fn key(&self, policy: &ClientPolicy, key_id: &str) -> Result<&ServedKey, Refusal> {
+    /// Takes `n` requests' worth of the client's rate (a batch: one per document), all
+    /// or none; 429 with `Retry-After` when they are not there.
+    pub(super) async fn take_rate(&self, policy: &ClientPolicy, n: u32) -> Result<(), Refusal> {
+        let Some(rate) = policy.rate else {
+            return Ok(());
+        };
+        self.store
+            .take_tokens(&policy.identity, rate, n)
+            .await
+            .map_err(state_unavailable)?
+            .map_err(|secs| Refusal {
+                retry_after: Some(secs),
+                ..refuse(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate-limited",
+                    format!(
+                        "client {} exceeded its rate of {} per {:?}{}; retry in {secs}s",
+                        policy.identity,
+                        rate.count,
+                        rate.period,
+                        if n > 1 {
+                            format!(" (this batch needs {n})")
+                        } else {
+                            String::new()
+                        }
+                    ),
+                )
+            })
+    }
+
+    pub(super) fn key(&self, policy: &ClientPolicy, key_id: &str) -> Result<&ServedKey, Refusal> {
         match self.keys.get(key_id) {
             Some(k) if policy.allows_key(key_id) => Ok(k),
             _ => Err(forbidden(
@@ -487,7 +434,7 @@ impl App {
     ) -> Result<Value, Refusal> {
         let policy = self.admit(conn).await?;
         let body = self.read_body(req).await?;
-        let r: SignRequest = serde_json::from_slice(&body).map_err(|e| {
+        let r: SignRequest = serde_json::from_slice(&body.bytes).map_err(|e| {
             bad_request(
                 "malformed",
                 format!(
@@ -497,136 +444,32 @@ impl App {
         })?;
         let key_id = r.key_id.to_ascii_lowercase();
         ev.key_id = Some(key_id.clone());
-        let md = Metadata::from_value(r.metadata).map_err(|e| {
-            bad_request(
-                "malformed-metadata",
-                format!("`metadata` is not a TUF document: {e}"),
-            )
-        })?;
-        let payload = md.payload();
-        ev.payload_sha256 = Some(hex::encode(Sha256::digest(&payload)));
-        let role_type = md.role_type().to_string();
-        let role = r.role.unwrap_or_else(|| role_type.clone());
-        ev.role = Some(role.clone());
-        ev.version = md.version();
-        let repository = match r.repository {
-            Some(repo) => repo,
-            None => match policy.repositories.as_slice() {
-                [only] if only != "*" => only.clone(),
-                _ => {
-                    return Err(bad_request(
-                        "malformed",
-                        "give `repository`: this client may sign for more than one",
-                    ))
-                }
-            },
-        };
+        let doc = document::prepare(r.metadata, r.role)?;
+        ev.payload_sha256 = Some(doc.payload_sha256.clone());
+        ev.role = Some(doc.role.clone());
+        ev.version = doc.md.version();
+        let repository = document::repository(policy, r.repository)?;
         ev.repository = Some(repository.clone());
         let key = self.key(policy, &key_id)?;
-        let expected_type = if TOP_LEVEL.contains(&role.as_str()) {
-            role.as_str()
-        } else {
-            "targets"
-        };
-        if role_type != expected_type {
-            return Err(bad_request(
-                "role-mismatch",
-                format!("role `{role}` is signed as _type `{expected_type}`, but the document is `{role_type}`"),
-            ));
-        }
-        if !policy.allows_repository(&repository) {
-            return Err(forbidden(
-                "repository-not-allowed",
-                format!(
-                    "client {} may not sign for repository `{repository}`",
-                    policy.identity
-                ),
-            ));
-        }
-        if !policy.allows_role(&role) {
-            return Err(forbidden(
-                "role-not-allowed",
-                format!(
-                    "client {} may not sign role `{role}` (allowed: {})",
-                    policy.identity,
-                    policy.roles.join(", ")
-                ),
-            ));
-        }
-        if !key.config.allows_role(&role) {
-            return Err(forbidden(
-                "role-not-allowed",
-                format!("key {key_id} may not sign role `{role}`"),
-            ));
-        }
-        let version = md.version().filter(|v| *v > 0).ok_or_else(|| {
-            bad_request(
-                "malformed-metadata",
-                "`signed.version` must be a positive integer",
-            )
-        })?;
-        let expires = md
-            .expires()
-            .ok_or_else(|| bad_request("malformed-metadata", "`signed.expires` is missing"))?;
-        let expires = crate::tuf::time::parse_expires(expires)
-            .map_err(|e| bad_request("malformed-metadata", e.to_string()))?;
-        let now = chrono::Utc::now();
-        if expires <= now {
-            return Err(forbidden(
-                "expired",
-                format!("the document expired at {expires}; it would be useless signed"),
-            ));
-        }
-        let limit = chrono::Duration::from_std(policy.max_expiry)
-            .ok()
-            .and_then(|d| now.checked_add_signed(d))
-            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
-        if expires > limit {
-            return Err(forbidden(
-                "expiry-beyond-policy",
-                format!(
-                    "expires {} is beyond the {}s that client {} may ask for (latest allowed now: {})",
-                    crate::tuf::time::format_expires(expires),
-                    policy.max_expiry.as_secs(),
-                    policy.identity,
-                    crate::tuf::time::format_expires(limit)
-                ),
-            ));
-        }
+        let version = document::check(policy, key, &key_id, &repository, &doc, chrono::Utc::now())?;
+        let role = doc.role;
         let prev = self
             .store
             .reserve(&repository, &role, version)
             .await
-            .map_err(|e| match e {
-                ReserveError::NotIncreasing { last } => forbidden(
-                    "version-not-increasing",
-                    format!(
-                        "version {version} of {repository}/{role} is not above {last}, the last version this signer signed: a rollback or replay"
-                    ),
-                ),
-                ReserveError::OutOfRange(_) => bad_request("malformed-metadata", e.to_string()),
-                ReserveError::Store(e) => state_unavailable(e),
-            })?;
-        let signed = self.sign_on_worker(key, payload).await;
-        let sig = match signed {
+            .map_err(|e| document::reserve_refusal(e, &repository, &role, version))?;
+        let payload = doc.payload;
+        let sig = match self.sign_recorded(key, payload, ev.clone()).await {
             Ok(s) => s,
-            Err(r) => {
+            Err(Failed::Signing(r)) => {
                 if let Err(e) = self.store.release(&repository, &role, version, prev).await {
                     // The version stays claimed: safe (no replay), the client bumps it.
                     eprintln!("tufkey serve: cannot release {repository}/{role} v{version}: {e}");
                 }
                 return Err(r);
             }
+            Err(Failed::Audit(r)) => return Err(r),
         };
-        ev.result = "signed".into();
-        ev.status = Some(200);
-        self.record(ev.clone()).await.map_err(|e| {
-            refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "audit-failed",
-                format!("the signature was made but could not be logged, so it is withheld: {e}"),
-            )
-        })?;
         self.metrics.signature(&key_id, &role);
         Ok(json!({
             "keyid": sig.keyid,
@@ -646,7 +489,7 @@ impl App {
     ) -> Result<Value, Refusal> {
         let policy = self.admit(conn).await?;
         let body = self.read_body(req).await?;
-        let r: RawSignRequest = serde_json::from_slice(&body).map_err(|e| {
+        let r: RawSignRequest = serde_json::from_slice(&body.bytes).map_err(|e| {
             bad_request(
                 "malformed",
                 format!("the body is not a raw sign request {{key_id, message_hex}}: {e}"),
@@ -667,127 +510,11 @@ impl App {
                 ),
             ));
         }
-        let sig = self.sign_on_worker(key, message).await?;
-        ev.result = "signed".into();
-        ev.status = Some(200);
-        self.record(ev.clone()).await.map_err(|e| {
-            refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "audit-failed",
-                format!("the signature was made but could not be logged, so it is withheld: {e}"),
-            )
-        })?;
+        let sig = self
+            .sign_recorded(key, message, ev.clone())
+            .await
+            .map_err(|(Failed::Signing(r) | Failed::Audit(r))| r)?;
         self.metrics.signature(&key_id, "raw");
         Ok(json!({"keyid": sig.keyid, "sig": sig.sig, "payload_sha256": ev.payload_sha256}))
-    }
-
-    /// Signs on a blocking worker, at most `workers` at once; a request that waits
-    /// longer than `queue_timeout` for a worker gets 503.
-    async fn sign_on_worker(
-        &self,
-        key: &ServedKey,
-        payload: Vec<u8>,
-    ) -> Result<crate::tuf::Signature, Refusal> {
-        let busy = || {
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "every HSM worker stayed busy for the queue timeout; retry later",
-            )
-        };
-        let _permit =
-            match tokio::time::timeout(self.cfg.limits.queue_timeout, self.workers.acquire()).await
-            {
-                Ok(Ok(p)) => p,
-                _ => return Err(busy()),
-            };
-        let signer = key.signer.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            crate::keys::sign_checked(signer.as_ref(), &payload)
-        })
-        .await;
-        match done {
-            Ok(Ok(sig)) => Ok(sig),
-            Ok(Err(e)) => {
-                self.metrics.hsm_error();
-                // A cached "ok" would hide what this request just found (a check in
-                // flight makes a fresh result anyway).
-                if let Ok(mut cached) = self.health.try_lock() {
-                    *cached = None;
-                }
-                Err(key_refusal(&e))
-            }
-            Err(e) => {
-                self.metrics.hsm_error();
-                // A cached "ok" would hide what this request just found (a check in
-                // flight makes a fresh result anyway).
-                if let Ok(mut cached) = self.health.try_lock() {
-                    *cached = None;
-                }
-                Err(refuse(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "hsm-error",
-                    format!("the signing worker failed: {e}"),
-                ))
-            }
-        }
-    }
-}
-
-/// The answer to a signature the key backend could not make, chosen by the error's
-/// [`Outcome`]: a device or service that is away (an HSM token, a YubiKey, pcscd) is a
-/// 503 with `Retry-After`, since nothing in the request needs fixing and the backend
-/// looks for the device again on the next request; anything else is the daemon's own
-/// problem (its key configuration, a refused PIN, a faulty device), a 500.
-fn key_refusal(e: &KeyError) -> Refusal {
-    match e.outcome() {
-        Outcome::Unavailable => Refusal {
-            retry_after: Some(1),
-            ..refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "hsm-unavailable",
-                e.to_string(),
-            )
-        },
-        Outcome::Refused | Outcome::Usage | Outcome::Internal => refuse(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "hsm-error",
-            e.to_string(),
-        ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::keys::CardProblem;
-
-    #[test]
-    fn a_stopped_pcscd_and_an_absent_yubikey_are_503_and_a_refused_pin_is_500() {
-        let uri = "yubikey:serial=5437251;slot=9c".to_string();
-        let stopped = key_refusal(&KeyError::Card {
-            uri: uri.clone(),
-            problem: CardProblem::ServiceNotRunning,
-        });
-        let absent = key_refusal(&KeyError::CardAbsent {
-            uri: uri.clone(),
-            reason: "YubiKey serial 5437251 is not inserted (none present)".into(),
-        });
-        for r in [&stopped, &absent] {
-            assert_eq!(
-                (r.status, r.code, r.retry_after),
-                (StatusCode::SERVICE_UNAVAILABLE, "hsm-unavailable", Some(1))
-            );
-        }
-        assert!(stopped.message.contains("pcscd is not running"));
-        let wrong = key_refusal(&KeyError::ReloginRefused {
-            token: "YubiKey 5437251".into(),
-            uri,
-            reason: "wrong PIN".into(),
-        });
-        assert_eq!(
-            (wrong.status, wrong.retry_after),
-            (StatusCode::INTERNAL_SERVER_ERROR, None)
-        );
     }
 }

@@ -88,6 +88,13 @@ pub struct Limits {
     pub queue_timeout: Duration,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Most documents in one `POST /v1/sign-batch`; more get 413 before any signing.
+    pub max_batch_documents: usize,
+    /// Largest `POST /v1/sign-batch` body; larger ones get 413.
+    pub max_batch_body: usize,
+    /// Memory for signing requests in flight, across all clients: each holds 12 times
+    /// its body (the memory bound: see `body.rs` and docs/signer.md).
+    pub body_memory: usize,
 }
 
 impl Default for Limits {
@@ -98,6 +105,9 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(30),
             queue_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
+            max_batch_documents: 1024,
+            max_batch_body: 4 << 20,
+            body_memory: 64 << 20,
         }
     }
 }
@@ -197,6 +207,9 @@ struct RawLimits {
     body_timeout: Option<Spanned<String>>,
     queue_timeout: Option<Spanned<String>>,
     shutdown_grace: Option<Spanned<String>>,
+    max_batch_documents: Option<Spanned<i64>>,
+    max_batch_body: Option<Spanned<String>>,
+    body_memory: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -365,6 +378,49 @@ impl Config {
                             ),
                             )
                         })?;
+            }
+            for (field, slot, least) in [
+                (&l.max_batch_body, &mut limits.max_batch_body, 1024),
+                (&l.body_memory, &mut limits.body_memory, 64 << 10),
+            ] {
+                if let Some(s) = field {
+                    *slot = parse_size(s.get_ref())
+                        .filter(|n| *n >= least)
+                        .ok_or_else(|| {
+                            err(
+                                s.span().start,
+                                format!(
+                                    "\"{}\": give a size of at least {least} bytes such as \"16MiB\"",
+                                    s.get_ref()
+                                ),
+                            )
+                        })?;
+                }
+            }
+            if let Some(docs) = &l.max_batch_documents {
+                limits.max_batch_documents = match *docs.get_ref() {
+                    n @ 1..=100_000 => n as usize,
+                    n => {
+                        return Err(err(
+                            docs.span().start,
+                            format!("max_batch_documents = {n}: give 1 to 100000 documents"),
+                        ))
+                    }
+                };
+            }
+            let biggest = limits.max_body.max(limits.max_batch_body);
+            if limits.body_memory < biggest {
+                let at = [&l.body_memory, &l.max_batch_body, &l.max_body]
+                    .into_iter()
+                    .find_map(|s| s.as_ref())
+                    .map_or(0, |s| s.span().start);
+                return Err(err(
+                    at,
+                    format!(
+                        "body_memory ({} bytes) must be at least max_body and max_batch_body ({biggest} bytes): one request must fit",
+                        limits.body_memory
+                    ),
+                ));
             }
             for (field, slot) in [
                 (&l.header_timeout, &mut limits.header_timeout),
@@ -753,6 +809,39 @@ max_expiry = "1d"
             assert_eq!(e.line, line, "{e}");
             assert!(e.to_string().contains(word), "{e}");
         }
+    }
+
+    #[test]
+    fn batch_limits_and_the_body_budget_parse_and_one_request_must_fit_the_budget() {
+        let (_d, p) = setup();
+        let c = Config::parse(&p, GOOD).unwrap();
+        assert_eq!(
+            (
+                c.limits.max_batch_documents,
+                c.limits.max_batch_body,
+                c.limits.body_memory
+            ),
+            (1024, 4 << 20, 64 << 20)
+        );
+        let text = GOOD.replace(
+            "header_timeout = \"5s\"",
+            "header_timeout = \"5s\"\nmax_batch_documents = 64\nmax_batch_body = \"2MiB\"\nbody_memory = \"8MiB\"",
+        );
+        let c = Config::parse(&p, &text).unwrap();
+        assert_eq!(
+            (
+                c.limits.max_batch_documents,
+                c.limits.max_batch_body,
+                c.limits.body_memory
+            ),
+            (64, 2 << 20, 8 << 20)
+        );
+        let e = Config::parse(&p, &text.replace("= 64", "= 0")).unwrap_err();
+        assert_eq!(e.line, 13, "{e}");
+        assert!(e.to_string().contains("max_batch_documents"), "{e}");
+        let e = Config::parse(&p, &text.replace("\"8MiB\"", "\"1MiB\"")).unwrap_err();
+        assert_eq!(e.line, 15, "{e}");
+        assert!(e.to_string().contains("one request must fit"), "{e}");
     }
 
     #[test]

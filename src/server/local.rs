@@ -50,17 +50,29 @@ impl Store for LocalStore {
         Box::pin(async { Ok(()) })
     }
 
-    fn take_token<'a>(
+    fn take_tokens<'a>(
         &'a self,
         identity: &'a str,
         rate: Rate,
+        n: u32,
     ) -> StoreFuture<'a, Result<Result<(), u64>, StoreError>> {
-        let r = self.rate.take(identity, rate);
+        let r = self.rate.take(identity, rate, n);
         Box::pin(async move { Ok(r) })
     }
 
     fn append(&self, event: Event) -> StoreFuture<'_, Result<Committed, StoreError>> {
         Box::pin(async move { Ok(Sink::append(&self.audit, event).await?) })
+    }
+
+    fn append_many(
+        &self,
+        events: Vec<Event>,
+    ) -> StoreFuture<'_, Result<Vec<Committed>, StoreError>> {
+        Box::pin(async move { Ok(Sink::append_many(&self.audit, events).await?) })
+    }
+
+    fn append_many_blocking(&self, events: Vec<Event>) -> Result<Vec<Committed>, StoreError> {
+        Ok(Sink::append_many_blocking(&self.audit, events)?)
     }
 
     fn snapshot(&self) -> Result<(), StoreError> {

@@ -9,7 +9,10 @@
 //! its own session. See docs/signer.md.
 
 mod api;
+mod batch;
+mod body;
 pub mod config;
+mod document;
 mod error;
 pub mod identity;
 pub mod listeners;
@@ -18,10 +21,12 @@ pub mod metrics;
 pub mod oidc;
 pub mod pg;
 pub mod rate;
+mod refusal;
 mod served;
 pub mod state;
 pub mod store;
 pub mod tls;
+mod worker;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -135,16 +140,18 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), ServerError> {
     let keys = open_keys(&cfg)?;
     let metrics = metrics::Metrics::default();
     metrics.set_audit_entries(opened.entries);
+    let cfg_body_memory = cfg.limits.body_memory;
     let app = Arc::new(api::App {
-        workers: tokio::sync::Semaphore::new(cfg.workers),
+        workers: Arc::new(tokio::sync::Semaphore::new(cfg.workers)),
         cfg,
         keys,
-        store,
+        store: Arc::from(store),
         metrics,
         head: std::sync::Mutex::new((opened.entries, opened.head)),
         audit_failure: std::sync::Mutex::new(None),
         health: tokio::sync::Mutex::new(None),
         oidc,
+        bodies: body::BodyBudget::new(cfg_body_memory),
     });
     let result = rt.block_on(serve(app.clone(), tls, extra, opts));
     rt.shutdown_timeout(Duration::from_secs(5));

@@ -175,8 +175,14 @@ impl PgStore {
         Ok(())
     }
 
-    async fn take_inner(&self, identity: &str, rate: Rate) -> Result<Result<(), u64>, StoreError> {
+    async fn take_inner(
+        &self,
+        identity: &str,
+        rate: Rate,
+        n: u32,
+    ) -> Result<Result<(), u64>, StoreError> {
         let cap = f64::from(rate.count);
+        let want = f64::from(n);
         let per_sec = cap / rate.period.as_secs_f64();
         let guard = self.client().await?;
         let Some(client) = guard.as_ref() else {
@@ -185,14 +191,14 @@ impl PgStore {
         // Refill and take in one statement; the conflicting row is locked for it.
         let row = client
             .query_one(
-                "INSERT INTO tufkey_rate AS r (identity, tokens, at, taken) VALUES ($1, $2::float8 - 1, now(), true)
+                "INSERT INTO tufkey_rate AS r (identity, tokens, at, taken) VALUES ($1, CASE WHEN $2::float8 >= $4::float8 THEN $2::float8 - $4::float8 ELSE $2::float8 END, now(), $2::float8 >= $4::float8)
                  ON CONFLICT (identity) DO UPDATE SET
                    tokens = LEAST($2::float8, r.tokens + EXTRACT(EPOCH FROM (now() - r.at))::float8 * $3::float8)
-                          - CASE WHEN LEAST($2::float8, r.tokens + EXTRACT(EPOCH FROM (now() - r.at))::float8 * $3::float8) >= 1 THEN 1 ELSE 0 END,
+                          - CASE WHEN LEAST($2::float8, r.tokens + EXTRACT(EPOCH FROM (now() - r.at))::float8 * $3::float8) >= $4::float8 THEN $4::float8 ELSE 0 END,
                    at = now(),
-                   taken = LEAST($2::float8, r.tokens + EXTRACT(EPOCH FROM (now() - r.at))::float8 * $3::float8) >= 1
+                   taken = LEAST($2::float8, r.tokens + EXTRACT(EPOCH FROM (now() - r.at))::float8 * $3::float8) >= $4::float8
                  RETURNING tokens, taken",
-                &[&identity, &cap, &per_sec],
+                &[&identity, &cap, &per_sec, &want],
             )
             .await
             .map_err(|e| store_err(&self.url, &e))?;
@@ -201,7 +207,7 @@ impl PgStore {
         Ok(if taken {
             Ok(())
         } else {
-            Err(((1.0 - tokens) / per_sec).ceil().max(1.0) as u64)
+            Err(((want - tokens) / per_sec).ceil().max(1.0) as u64)
         })
     }
 }
@@ -226,16 +232,28 @@ impl Store for PgStore {
         Box::pin(self.release_inner(repo, role, version, prev))
     }
 
-    fn take_token<'a>(
+    fn take_tokens<'a>(
         &'a self,
         identity: &'a str,
         rate: Rate,
+        n: u32,
     ) -> StoreFuture<'a, Result<Result<(), u64>, StoreError>> {
-        Box::pin(self.take_inner(identity, rate))
+        Box::pin(self.take_inner(identity, rate, n))
     }
 
     fn append(&self, event: Event) -> StoreFuture<'_, Result<Committed, StoreError>> {
         Box::pin(async move { Ok(self.audit.append(event).await?) })
+    }
+
+    fn append_many(
+        &self,
+        events: Vec<Event>,
+    ) -> StoreFuture<'_, Result<Vec<Committed>, StoreError>> {
+        Box::pin(async move { Ok(self.audit.append_many(events).await?) })
+    }
+
+    fn append_many_blocking(&self, events: Vec<Event>) -> Result<Vec<Committed>, StoreError> {
+        Ok(self.audit.append_many_blocking(events)?)
     }
 
     fn snapshot(&self) -> Result<(), StoreError> {

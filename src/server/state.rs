@@ -160,8 +160,10 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// Takes one token from `identity`'s bucket; `Err(seconds)` says when one is back.
-    pub fn take(&self, identity: &str, rate: Rate) -> Result<(), u64> {
+    /// Takes `n` tokens from `identity`'s bucket, or none; `Err(seconds)` says when `n`
+    /// are back.
+    pub fn take(&self, identity: &str, rate: Rate, n: u32) -> Result<(), u64> {
+        let want = f64::from(n);
         let cap = f64::from(rate.count);
         let per_sec = cap / rate.period.as_secs_f64();
         let now = Instant::now();
@@ -169,11 +171,11 @@ impl RateLimiter {
         let (tokens, at) = b.entry(identity.to_string()).or_insert((cap, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * per_sec).min(cap);
         *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        if *tokens >= want {
+            *tokens -= want;
             Ok(())
         } else {
-            Err(((1.0 - *tokens) / per_sec).ceil() as u64)
+            Err(((want - *tokens) / per_sec).ceil().max(1.0) as u64)
         }
     }
 }
@@ -211,9 +213,23 @@ mod tests {
             count: 2,
             period: Duration::from_secs(60),
         };
-        assert!(r.take("a", rate).is_ok());
-        assert!(r.take("a", rate).is_ok());
-        assert!(r.take("a", rate).is_err());
-        assert!(r.take("b", rate).is_ok());
+        assert!(r.take("a", rate, 1).is_ok());
+        assert!(r.take("a", rate, 1).is_ok());
+        assert!(r.take("a", rate, 1).is_err());
+        assert!(r.take("b", rate, 1).is_ok());
+    }
+
+    #[test]
+    fn a_batch_takes_one_token_per_document_or_none() {
+        let r = RateLimiter::default();
+        let rate = Rate {
+            count: 10,
+            period: Duration::from_secs(60),
+        };
+        assert!(r.take("a", rate, 7).is_ok());
+        // 3 left: a batch of 4 takes nothing and says when 4 will be there (6 s each).
+        assert_eq!(r.take("a", rate, 4), Err(6));
+        assert!(r.take("a", rate, 3).is_ok());
+        assert!(r.take("a", rate, 1).is_err());
     }
 }

@@ -82,10 +82,34 @@ pub trait Store: Send + Sync {
         &'a self,
         identity: &'a str,
         rate: Rate,
+    ) -> StoreFuture<'a, Result<Result<(), u64>, StoreError>> {
+        self.take_tokens(identity, rate, 1)
+    }
+
+    /// Takes `n` tokens from `identity`'s bucket at once, or none: a batch of `n`
+    /// documents costs what `n` requests cost. `Ok(Err(seconds))` says when `n` are
+    /// back; `n` above the bucket's size never fits (callers refuse that first).
+    fn take_tokens<'a>(
+        &'a self,
+        identity: &'a str,
+        rate: Rate,
+        n: u32,
     ) -> StoreFuture<'a, Result<Result<(), u64>, StoreError>>;
 
     /// Appends an audit entry; returns once it is durable (fsynced or committed).
     fn append(&self, event: Event) -> StoreFuture<'_, Result<Committed, StoreError>>;
+
+    /// Appends `events` in one commit (one fsync or one transaction), all or none;
+    /// returns once they are durable.
+    fn append_many(
+        &self,
+        events: Vec<Event>,
+    ) -> StoreFuture<'_, Result<Vec<Committed>, StoreError>>;
+
+    /// As [`Store::append_many`], on the calling thread, which may block: for the
+    /// daemon's blocking workers, which make a signature's entry durable right after
+    /// signing instead of handing it to another thread and back.
+    fn append_many_blocking(&self, events: Vec<Event>) -> Result<Vec<Committed>, StoreError>;
 
     /// Writes whatever is only in memory (the local state snapshot). Blocking: call
     /// it from a blocking thread.

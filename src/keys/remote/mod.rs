@@ -17,7 +17,8 @@
 //! role is `_type` unless `TUFKEY_REMOTE_ROLE` names a delegated role.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,14 +30,17 @@ use rustls::{ClientConfig, RootCertStore};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+mod batch;
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod token;
 
 pub use error::RemoteError;
 pub use token::TokenSource;
 
 use self::config::SignerEntry;
+use self::limits::BatchLimits;
 use crate::keys::error::KeyError;
 use crate::keys::signer::Signer;
 use crate::keys::uri::RemoteUri;
@@ -378,6 +382,10 @@ pub struct RemoteSigner {
     client: Client,
     repository: Option<String>,
     role: Option<String>,
+    /// What one `POST /v1/sign-batch` may carry, as the signer announced it.
+    batch: Mutex<BatchLimits>,
+    /// The signer answered 404 for the batch endpoint: sign one at a time.
+    no_batch: AtomicBool,
 }
 
 /// A failure talking to the signer, kept typed (its outcome depends on what failed).
@@ -437,6 +445,8 @@ impl RemoteSigner {
             client,
             repository: env(ENV_REPOSITORY).or(defaults.repository),
             role: env(ENV_ROLE).or(defaults.role),
+            batch: Mutex::new(BatchLimits::from_value(&v["batch"]).unwrap_or_default()),
+            no_batch: AtomicBool::new(false),
         })
     }
 }
@@ -460,20 +470,7 @@ impl Signer for RemoteSigner {
         &self.keyid
     }
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let err = |reason: String| KeyError::Unsupported {
-            uri: self.uri.clone(),
-            reason,
-        };
-        let remote = |err: RemoteError| KeyError::Remote {
-            uri: self.uri.clone(),
-            err,
-        };
-        let signed: Value = serde_json::from_slice(message)
-            .ok()
-            .filter(|v: &Value| v.is_object() && to_canonical(v).ok().as_deref() == Some(message))
-            .ok_or_else(|| {
-                err("a remote signer signs TUF metadata only, and this message is not the canonical `signed` object of a TUF document".into())
-            })?;
+        let signed = self.signed_value(message)?;
         let mut req = json!({
             "key_id": self.keyid,
             "metadata": {"signed": signed, "signatures": []},
@@ -484,8 +481,45 @@ impl Signer for RemoteSigner {
         if let Some(r) = &self.role {
             req["role"] = json!(r);
         }
+        let remote = |err: RemoteError| KeyError::Remote {
+            uri: self.uri.clone(),
+            err,
+        };
         let resp = self.client.post_json("/v1/sign", &req).map_err(remote)?;
         let v = self.client.expect_ok(resp).map_err(remote)?;
+        self.signature_of(&v, message)
+    }
+
+    /// Many documents per `POST /v1/sign-batch` ([`batch`]); one at a time against a
+    /// signer without that endpoint.
+    fn sign_many(&self, messages: &[&[u8]]) -> Vec<Result<Vec<u8>, KeyError>> {
+        if messages.len() < 2 {
+            return messages.iter().map(|m| self.sign(m)).collect();
+        }
+        self.sign_batched(messages)
+    }
+}
+
+impl RemoteSigner {
+    /// The `signed` object `message` is the canonical form of; anything else is refused
+    /// here (a remote signer signs TUF metadata only).
+    fn signed_value(&self, message: &[u8]) -> Result<Value, KeyError> {
+        serde_json::from_slice(message)
+            .ok()
+            .filter(|v: &Value| v.is_object() && to_canonical(v).ok().as_deref() == Some(message))
+            .ok_or_else(|| KeyError::Unsupported {
+                uri: self.uri.clone(),
+                reason: "a remote signer signs TUF metadata only, and this message is not the canonical `signed` object of a TUF document".into(),
+            })
+    }
+
+    /// The signature in a signer's answer for `message`, once the payload hash it
+    /// reports is the hash of `message`.
+    fn signature_of(&self, v: &Value, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let err = |reason: String| KeyError::Unsupported {
+            uri: self.uri.clone(),
+            reason,
+        };
         let want = hex::encode(Sha256::digest(message));
         if v["payload_sha256"].as_str() != Some(want.as_str()) {
             return Err(err(format!(
