@@ -111,10 +111,12 @@ impl Transcript {
             .append(true)
             .open(path)
             .map_err(|e| CeremonyError::Io(path.into(), e))?;
+        crate::testhook::at("transcript-append");
         f.write_all(&line)
             .map_err(|e| CeremonyError::Io(path.into(), e))?;
         f.sync_all()
             .map_err(|e| CeremonyError::Io(path.into(), e))?;
+        crate::testhook::at("transcript-appended");
         self.head = hash;
         self.entries.push(entry);
         Ok(())

@@ -1,0 +1,488 @@
+//! Crash safety: tufkey is SIGKILLed at named points of its writes (the test hook
+//! `TUFKEY_TEST_STALL_AT`, src/testhook.rs, stops it there for certain) and after a sweep
+//! of delays, with keys on SoftHSM through the real module. After every kill: each file
+//! is as before or as after (and then verifies), the audit chain verifies once the next
+//! command ran, every signature in a file has its audit entry, and the next command
+//! works without manual repair. docs/testing.md, "Crash safety", lists the points.
+
+#[path = "harness/mod.rs"]
+mod harness;
+
+use harness::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The points of one atomic file write and of one audit append (src/fsutil.rs,
+/// src/audit/file.rs).
+const WRITE_POINTS: [&str; 3] = ["write-temp", "write-synced", "write-renamed"];
+const AUDIT_POINTS: [&str; 3] = ["audit-append", "audit-half-written", "audit-appended"];
+/// Kill delays after start, on top of the named points: they land in key loading,
+/// login and signing too.
+const DELAYS_MS: [u64; 6] = [0, 15, 40, 80, 150, 300];
+
+/// How a killed run ended.
+#[derive(Debug, PartialEq)]
+enum Killed {
+    /// Stopped at the point and SIGKILLed there.
+    AtPoint,
+    /// Finished before the point was reached (the command never passes it).
+    Finished,
+}
+
+/// Runs `c` with `point` armed; SIGKILLs it as soon as it says it stalled there.
+fn kill_at(mut c: Command, point: &str) -> Killed {
+    c.env("TUFKEY_TEST_STALL_AT", point)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("start tufkey");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with(tufkey::testhook::STALLED) {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let stalled = rx.recv_timeout(Duration::from_secs(60)).is_ok();
+    // A child that finished cannot be killed; `kill` then only reports that.
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    if stalled {
+        assert!(status.code().is_none(), "killed by a signal: {status}");
+        Killed::AtPoint
+    } else {
+        Killed::Finished
+    }
+}
+
+/// Runs `c` and SIGKILLs it after `ms` milliseconds (if it is still running).
+fn kill_after(mut c: Command, ms: u64) {
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = c.spawn().expect("start tufkey");
+    std::thread::sleep(Duration::from_millis(ms));
+    let _ = child.kill();
+    child.wait().unwrap();
+}
+
+/// Every entry of an audit log that the chain check accepts; fails the test otherwise.
+fn audited(log: &Path) -> Vec<Value> {
+    ok(None, &["audit", "verify", p(log)]);
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Whether the audit log holds a `signed` entry for this payload by this key.
+fn has_signed_entry(entries: &[Value], payload_sha256: &str, keyid: &str) -> bool {
+    entries.iter().any(|e| {
+        e["result"] == "signed" && e["payload_sha256"] == payload_sha256 && e["key_id"] == keyid
+    })
+}
+
+/// The SHA-256 of a document's canonical `signed` part, as the audit entries name it.
+fn payload_of(path: &Path) -> String {
+    let v = read_json(path);
+    let bytes = tufkey::tuf::cjson::to_canonical(&v["signed"]).unwrap();
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(&bytes))
+}
+
+/// Key ids with a non-empty signature in a document.
+fn signers(path: &Path) -> Vec<String> {
+    read_json(path)["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["sig"].as_str().is_some_and(|s| !s.is_empty()))
+        .map(|s| s["keyid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Files below `dir` other than tufkey's own leftovers of a killed write
+/// (`.tufkey-*.tmp`, which never replace anything) and a torn audit line's `.torn`.
+fn lasting_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = snapshot(dir)
+        .keys()
+        .map(|k| k.strip_prefix(dir).unwrap().display().to_string())
+        .filter(|n| {
+            let base = n.rsplit('/').next().unwrap();
+            let leftover_temp = base.starts_with(".tufkey-") && base.ends_with(".tmp");
+            !(leftover_temp || base.ends_with(".torn"))
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// A SoftHSM token with one P-256 key, and a v1 root listing it for every role.
+struct Setup {
+    hsm: SoftHsm,
+    uri: String,
+    keyid: String,
+    root: Value,
+}
+
+fn setup() -> Setup {
+    let hsm = SoftHsm::new();
+    let token = hsm.token("crash", "1234");
+    let k = generate(Some(&hsm), &token.uri("k"), "ecdsa-p256", &[]);
+    let root = root_body(std::slice::from_ref(&k), 1);
+    Setup {
+        uri: k.0.clone(),
+        keyid: k.1.clone(),
+        root,
+        hsm,
+    }
+}
+
+impl Setup {
+    fn tufkey(&self, log: &Path, args: &[&str]) -> Command {
+        let mut c = tufkey(Some(&self.hsm));
+        c.args(["--audit-log", p(log)]).args(args);
+        c
+    }
+}
+
+#[test]
+fn an_audited_sign_killed_at_every_point_leaves_the_old_or_the_signed_file_and_the_next_sign_works()
+{
+    let s = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let md = d.join("root.json");
+    let log = d.join("audit.jsonl");
+    let sign = ["sign", p(&md), "--key", &s.uri];
+    let mut stalled = 0;
+    let runs: Vec<(String, Option<u64>)> = WRITE_POINTS
+        .iter()
+        .chain(AUDIT_POINTS.iter())
+        .map(|pt| (pt.to_string(), None))
+        .chain(
+            DELAYS_MS
+                .iter()
+                .map(|ms| (format!("after {ms} ms"), Some(*ms))),
+        )
+        .collect();
+    for (what, delay) in runs {
+        write_unsigned(&md, s.root.clone());
+        let before = std::fs::read(&md).unwrap();
+        let c = s.tufkey(&log, &sign);
+        match delay {
+            None => {
+                assert_eq!(kill_at(c, &what), Killed::AtPoint, "{what}");
+                stalled += 1;
+            }
+            Some(ms) => kill_after(c, ms),
+        }
+        // As before, or signed, verified and audited.
+        let now = std::fs::read(&md).unwrap();
+        if now != before {
+            let (code, report) = verify_json(Some(&s.hsm), &[p(&md)]);
+            assert_eq!(code, 0, "killed {what}: the new file must verify: {report}");
+        }
+        if !signers(&md).is_empty() {
+            let entries = audited(&log);
+            assert!(
+                has_signed_entry(&entries, &payload_of(&md), &s.keyid),
+                "killed {what}: a signature was written without its audit entry"
+            );
+        }
+        if what == "write-temp" || what == "write-synced" {
+            assert_eq!(now, before, "killed {what}: the rename had not happened");
+        }
+        // The next command needs no repair: no leftover lock, temp file or torn line stops it.
+        ok(
+            Some(&s.hsm),
+            &["--audit-log", p(&log), "sign", p(&md), "--key", &s.uri],
+        );
+        let (code, report) = verify_json(Some(&s.hsm), &[p(&md)]);
+        assert_eq!(code, 0, "after {what}: {report}");
+        let entries = audited(&log);
+        assert!(has_signed_entry(&entries, &payload_of(&md), &s.keyid));
+        assert_eq!(
+            lasting_files(d),
+            ["audit.jsonl", "root.json"],
+            "after {what}: an unexpected file stayed"
+        );
+    }
+    assert_eq!(stalled, WRITE_POINTS.len() + AUDIT_POINTS.len());
+    // A torn entry was cut off and kept aside, never chained onto.
+    assert!(tufkey::audit::torn_path(&log).exists());
+}
+
+/// A ceremony for a v1 root with the token's key in every role, reviewed and ready to sign.
+fn ceremony(s: &Setup, d: &Path, log: &Path) -> std::path::PathBuf {
+    let cer = d.join("ceremony");
+    let run_ok = |args: &[&str]| {
+        let (code, out, err) = run(s.tufkey(log, args));
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+    };
+    run_ok(&["ceremony", "init", p(&cer)]);
+    for role in ["root", "targets", "snapshot", "timestamp"] {
+        run_ok(&[
+            "ceremony",
+            "add-key",
+            p(&cer),
+            "--role",
+            role,
+            "--key",
+            &s.uri,
+        ]);
+    }
+    run_ok(&["ceremony", "review", p(&cer)]);
+    cer
+}
+
+/// `ceremony status --json`, which must work after any kill.
+fn ceremony_status(s: &Setup, cer: &Path) -> Value {
+    let mut c = tufkey(Some(&s.hsm));
+    c.args(["ceremony", "status", p(cer), "--json"]);
+    let (_, out, err) = run(c);
+    serde_json::from_str(&out).unwrap_or_else(|_| panic!("ceremony status: {out}{err}"))
+}
+
+#[test]
+fn a_ceremony_sign_and_finalize_killed_at_every_point_resume_with_the_next_command() {
+    let s = setup();
+    let points: Vec<&str> = ["transcript-append", "transcript-appended"]
+        .into_iter()
+        .chain(WRITE_POINTS)
+        .chain(AUDIT_POINTS)
+        .collect();
+    for point in &points {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let log = d.join("audit.jsonl");
+        let cer = ceremony(&s, d, &log);
+        let out = d.join("out");
+        let sign = ["ceremony", "sign", p(&cer), "--key", &s.uri, "--yes"];
+        let finalize = ["ceremony", "finalize", p(&cer), "--out", p(&out)];
+
+        let k = kill_at(s.tufkey(&log, &sign), point);
+        eprintln!("ceremony sign {point}: {k:?}");
+        // Status works and the next signature goes through.
+        let st = ceremony_status(&s, &cer);
+        assert!(st.is_object(), "{st}");
+        let (code, o, e) = run(s.tufkey(&log, &sign));
+        assert_eq!(code, 0, "ceremony sign after a kill at {point}: {o}{e}");
+        ok(Some(&s.hsm), &["ceremony", "verify", p(&cer)]);
+
+        let k = kill_at(s.tufkey(&log, &finalize), point);
+        eprintln!("ceremony finalize {point}: {k:?}");
+        let (code, o, e) = run(s.tufkey(&log, &finalize));
+        assert_eq!(code, 0, "ceremony finalize after a kill at {point}: {o}{e}");
+        let root = out.join("1.root.json");
+        let (code, report) = verify_json(Some(&s.hsm), &[p(&root)]);
+        assert_eq!(code, 0, "after {point}: {report}");
+        let entries = audited(&log);
+        assert!(
+            has_signed_entry(&entries, &payload_of(&root), &s.keyid),
+            "after {point}: the root's signature has no audit entry"
+        );
+        ok(Some(&s.hsm), &["ceremony", "verify", p(&cer)]);
+    }
+}
+
+#[test]
+fn a_delegation_rotate_killed_at_every_point_leaves_a_valid_file_and_can_be_rerun() {
+    let s = setup();
+    let token = s.hsm.token("crash2", "1234");
+    let (new_uri, new_id, _) = generate(Some(&s.hsm), &token.uri("n"), "ecdsa-p256", &[]);
+    for point in WRITE_POINTS.iter().chain(AUDIT_POINTS.iter()) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let log = d.join("audit.jsonl");
+        let targets = d.join("targets.json");
+        write_unsigned(
+            &targets,
+            json!({"_type": "targets", "spec_version": "1.0.31", "version": 1,
+                   "expires": next_year(), "targets": {}}),
+        );
+        let (code, o, e) = run(s.tufkey(
+            &log,
+            &[
+                "delegation",
+                "add",
+                p(&targets),
+                "--role",
+                "team",
+                "--delegate-key",
+                &s.uri,
+                "--path",
+                "team/*",
+                "--key",
+                &s.uri,
+            ],
+        ));
+        assert_eq!(code, 0, "{o}{e}");
+        let before = std::fs::read(&targets).unwrap();
+        let rotate = [
+            "delegation",
+            "rotate",
+            p(&targets),
+            "--role",
+            "team",
+            "--remove",
+            &s.keyid,
+            "--add",
+            &new_uri,
+            "--key",
+            &s.uri,
+        ];
+        let k = kill_at(s.tufkey(&log, &rotate), point);
+        eprintln!("rotate {point}: {k:?}");
+        let now = std::fs::read(&targets).unwrap();
+        let done = now != before;
+        if done {
+            let v = read_json(&targets);
+            assert_eq!(v["signed"]["version"], 3, "{point}: {v}");
+            assert!(
+                has_signed_entry(&audited(&log), &payload_of(&targets), &s.keyid),
+                "{point}: a rotated file without its audit entry"
+            );
+        } else {
+            // Not rotated yet: the rotation is simply run again.
+            let (code, o, e) = run(s.tufkey(&log, &rotate));
+            assert_eq!(code, 0, "rotate after a kill at {point}: {o}{e}");
+        }
+        let v = read_json(&targets);
+        let keyids = &v["signed"]["delegations"]["roles"][0]["keyids"];
+        assert_eq!(keyids, &json!([new_id]), "{point}: {v}");
+        assert!(has_signed_entry(
+            &audited(&log),
+            &payload_of(&targets),
+            &s.keyid
+        ));
+        assert_eq!(signers(&targets), std::slice::from_ref(&s.keyid));
+    }
+}
+
+#[test]
+fn a_ceremony_edit_killed_between_its_transcript_entry_and_root_json_is_finished_or_undone() {
+    let s = setup();
+    let other = s.hsm.token("crash3", "1234");
+    let (other_uri, other_id, _) = generate(Some(&s.hsm), &other.uri("o"), "ecdsa-p256", &[]);
+    // transcript-appended#1 is `signatures-dropped` (the root was signed), #2 the add-key
+    // itself; ceremony-publish is after both, just before root.json is replaced.
+    let points = [
+        "transcript-append",
+        "transcript-appended#1",
+        "transcript-appended#2",
+        "ceremony-publish",
+        "write-temp",
+        "write-synced",
+        "write-renamed",
+    ];
+    for point in points {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let log = d.join("audit.jsonl");
+        let cer = ceremony(&s, d, &log);
+        let (code, o, e) = run(s.tufkey(
+            &log,
+            &["ceremony", "sign", p(&cer), "--key", &s.uri, "--yes"],
+        ));
+        assert_eq!(code, 0, "{o}{e}");
+        let add = [
+            "ceremony",
+            "add-key",
+            p(&cer),
+            "--role",
+            "targets",
+            "--key",
+            &other_uri,
+        ];
+        assert_eq!(
+            kill_at(s.tufkey(&log, &add), point),
+            Killed::AtPoint,
+            "{point}"
+        );
+
+        // The next reader finishes or undoes the change: no "changed outside tufkey".
+        let st = ceremony_status(&s, &cer);
+        let problems = st["problems"].to_string();
+        assert!(
+            !problems.contains("outside tufkey"),
+            "after {point}: {problems}"
+        );
+        assert!(!cer.join("root.json.next").exists(), "{point}");
+        let root = read_json(&cer.join("root.json"));
+        let added = root["signed"]["roles"]["targets"]["keyids"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(other_id));
+        if !added {
+            let (code, o, e) = run(s.tufkey(&log, &add));
+            assert_eq!(code, 0, "add-key again after {point}: {o}{e}");
+        }
+        // Re-sign and finish: the ceremony ends as if nothing had happened.
+        let (code, o, e) = run(s.tufkey(
+            &log,
+            &["ceremony", "sign", p(&cer), "--key", &s.uri, "--yes"],
+        ));
+        assert_eq!(code, 0, "sign after {point}: {o}{e}");
+        ok(Some(&s.hsm), &["ceremony", "verify", p(&cer)]);
+        let out = d.join("out");
+        let (code, o, e) =
+            run(s.tufkey(&log, &["ceremony", "finalize", p(&cer), "--out", p(&out)]));
+        assert_eq!(code, 0, "finalize after {point}: {o}{e}");
+        let v = read_json(&out.join("1.root.json"));
+        assert!(
+            v["signed"]["roles"]["targets"]["keyids"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(other_id)),
+            "{point}: {v}"
+        );
+        audited(&log);
+    }
+}
+
+#[test]
+fn a_ceremony_init_killed_at_every_point_can_be_started_or_opened_again() {
+    let s = setup();
+    for point in [
+        "transcript-append",
+        "transcript-appended",
+        "ceremony-publish",
+        "write-synced",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cer = dir.path().join("ceremony");
+        let log = dir.path().join("audit.jsonl");
+        assert_eq!(
+            kill_at(s.tufkey(&log, &["ceremony", "init", p(&cer)]), point),
+            Killed::AtPoint,
+            "{point}"
+        );
+        // Either the ceremony exists now (the entry was written) or init runs again.
+        let mut c = tufkey(Some(&s.hsm));
+        c.args(["ceremony", "status", p(&cer), "--json"]);
+        let (code, _, _) = run(c);
+        if code != 0 {
+            let (code, o, e) = run(s.tufkey(&log, &["ceremony", "init", p(&cer)]));
+            assert_eq!(code, 0, "init again after {point}: {o}{e}");
+        }
+        let (code, o, e) = run(s.tufkey(
+            &log,
+            &[
+                "ceremony",
+                "add-key",
+                p(&cer),
+                "--role",
+                "root",
+                "--key",
+                &s.uri,
+            ],
+        ));
+        assert_eq!(code, 0, "add-key after {point}: {o}{e}");
+        ok(Some(&s.hsm), &["ceremony", "verify", p(&cer)]);
+    }
+}

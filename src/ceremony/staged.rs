@@ -1,0 +1,71 @@
+//! A change of the proposed root in three steps that a crash cannot leave half done:
+//! the new root.json is written as `root.json.next`, the transcript entry is appended,
+//! then the staged file is renamed over root.json. The next command that opens the
+//! ceremony finishes (entry written) or discards (no entry) what a crash left
+//! (hsm-tests/crash.rs, docs/testing.md "Crash safety").
+
+use std::path::{Path, PathBuf};
+
+use super::{load_md, Ceremony, CeremonyError, Transcript};
+use crate::fsutil;
+
+impl Ceremony {
+    /// A changed root.json written before its transcript entry and renamed over
+    /// root.json after it, so that a crash in between can be finished or undone.
+    pub(super) fn staged_path(dir: &Path) -> PathBuf {
+        dir.join("root.json.next")
+    }
+
+    /// With the folder's lock held: finishes or undoes a change that was killed between
+    /// writing `root.json.next` and renaming it over root.json. If the transcript's last
+    /// entry records the staged payload, the change happened and the rename is done now;
+    /// otherwise it never happened and the staged file is removed. Without this, the next
+    /// command would call root.json "changed outside tufkey" (or find no root.json at all).
+    pub(super) fn finish_staged(dir: &Path) -> Result<(), CeremonyError> {
+        let staged = Self::staged_path(dir);
+        if !staged.exists() {
+            return Ok(());
+        }
+        let recorded = match (load_md(&staged), Self::transcript_path(dir).exists()) {
+            (Ok(md), true) => {
+                let t = Transcript::read(&Self::transcript_path(dir))?;
+                t.last_payload() == Some(md.payload_sha256().as_str())
+            }
+            _ => false,
+        };
+        if recorded {
+            std::fs::rename(&staged, Self::root_path(dir))
+                .map_err(|e| CeremonyError::Io(staged.clone(), e))?;
+            fsutil::sync_dir(dir);
+            eprintln!(
+                "note: {}: the last change was recorded in the transcript but interrupted before root.json was replaced; it was completed now",
+                dir.display()
+            );
+        } else {
+            std::fs::remove_file(&staged).map_err(|e| CeremonyError::Io(staged.clone(), e))?;
+            eprintln!(
+                "note: {}: an interrupted change that the transcript never recorded was discarded ({} removed)",
+                dir.display(),
+                staged.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes the changed root to `root.json.next` before its transcript entry.
+    pub(super) fn stage(&self) -> Result<(), CeremonyError> {
+        let p = Self::staged_path(&self.dir);
+        fsutil::write_atomic(&p, &self.proposed.to_pretty_bytes())
+            .map_err(|e| CeremonyError::Io(p, e))
+    }
+
+    /// After the transcript entry: the staged root becomes root.json.
+    pub(super) fn publish_staged(&self) -> Result<(), CeremonyError> {
+        let staged = Self::staged_path(&self.dir);
+        crate::testhook::at("ceremony-publish");
+        std::fs::rename(&staged, Self::root_path(&self.dir))
+            .map_err(|e| CeremonyError::Io(staged, e))?;
+        fsutil::sync_dir(&self.dir);
+        Ok(())
+    }
+}
