@@ -486,3 +486,197 @@ fn a_ceremony_init_killed_at_every_point_can_be_started_or_opened_again() {
         ok(Some(&s.hsm), &["ceremony", "verify", p(&cer)]);
     }
 }
+
+/// A signature a client got back from the daemon.
+struct Returned {
+    repository: String,
+    version: u64,
+    payload_sha256: String,
+}
+
+/// Clients that sign timestamps through the daemon until it goes away; what each got.
+fn load(
+    daemon: &harness::daemon::Daemon,
+    tls: &tufkey::keys::remote::ClientTls,
+    key_id: &str,
+    next_version: &mut [u64],
+) -> Vec<Returned> {
+    let got = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for (t, next) in next_version.iter_mut().enumerate() {
+            let got = &got;
+            scope.spawn(move || {
+                let c = daemon.client(tls);
+                loop {
+                    let signed = json!({
+                        "_type": "timestamp", "spec_version": "1.0.31", "version": *next,
+                        "expires": harness::daemon::expires_in(86400),
+                        "meta": {"snapshot.json": {"version": *next}},
+                    });
+                    let req = json!({
+                        "repository": format!("repo-{t}"),
+                        "key_id": key_id,
+                        "metadata": {"signed": signed, "signatures": []},
+                    });
+                    // Every request claims a new version, answered or not.
+                    *next += 1;
+                    let answer = c.post_json("/v1/sign", &req).and_then(|r| c.expect_ok(r));
+                    match answer {
+                        Ok(v) => got.lock().unwrap().push(Returned {
+                            repository: v["repository"].as_str().unwrap().into(),
+                            version: v["version"].as_u64().unwrap(),
+                            payload_sha256: v["payload_sha256"].as_str().unwrap().into(),
+                        }),
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+    });
+    got.into_inner().unwrap()
+}
+
+#[test]
+fn a_daemon_killed_under_load_returned_no_signature_without_its_audit_entry_and_restarts() {
+    use harness::daemon::{client_policy, daemon_folder, signer_toml, Daemon};
+    let hsm = SoftHsm::new();
+    let token = hsm.token("online", "4321");
+    let key = generate(Some(&hsm), &token.uri("ts"), "ecdsa-p256", &[]);
+    let (dir, ca) = daemon_folder("tufkey-crash-");
+    let d = dir.path();
+    let config = d.join("signer.toml");
+    let policy = client_policy("ci", &[&key.1], &["*"], &["timestamp"], "7d", "");
+    let store = "state = \"state.json\"\naudit = \"audit.jsonl\"";
+    std::fs::write(&config, signer_toml(store, "", &[&key.0], &[policy])).unwrap();
+    let (cert, cert_key) = ca.issue(d, "ci", "ci", false, false);
+    let tls = tufkey::keys::remote::ClientTls {
+        ca: d.join("client-ca.pem"),
+        identity: Some((cert, cert_key)),
+    };
+    let log = d.join("audit.jsonl");
+    // The 5th visit: some signatures were answered before the kill.
+    let rounds: Vec<(String, Option<u64>)> = [
+        "audit-append#5",
+        "audit-half-written#5",
+        "audit-appended#5",
+        "serve-answer#5",
+        "write-temp#3",
+        "write-renamed#3",
+    ]
+    .iter()
+    .map(|p| (p.to_string(), None))
+    .chain([50u64, 200, 500].map(|ms| (format!("after {ms} ms"), Some(ms))))
+    .collect();
+    let mut next_version = [1u64; 4];
+    let mut returned = Vec::new();
+    for (what, delay) in &rounds {
+        let env: Vec<(&str, &str)> = match delay {
+            None => vec![("TUFKEY_TEST_STALL_AT", what.as_str())],
+            Some(_) => vec![],
+        };
+        let mut daemon = Daemon::start_with_env(d, "daemon", &hsm, &config, &env);
+        let log_file = daemon.log.clone();
+        let killer = std::thread::spawn({
+            let delay = *delay;
+            let pid = daemon.child.id();
+            move || {
+                match delay {
+                    Some(ms) => std::thread::sleep(Duration::from_millis(ms)),
+                    None => {
+                        let until = std::time::Instant::now() + Duration::from_secs(30);
+                        while !std::fs::read_to_string(&log_file)
+                            .unwrap_or_default()
+                            .contains(tufkey::testhook::STALLED)
+                        {
+                            assert!(
+                                std::time::Instant::now() < until,
+                                "the daemon never stalled"
+                            );
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                }
+                let st = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+                assert!(st.unwrap().success());
+            }
+        });
+        let got = load(&daemon, &tls, &key.1, &mut next_version);
+        killer.join().unwrap();
+        let _ = daemon.child.wait();
+        assert!(
+            delay.is_some() || !got.is_empty(),
+            "{what}: nothing was answered first"
+        );
+        returned.extend(got);
+
+        // The next start needs no repair (the one-daemon lock, state file, a torn line).
+        let daemon = Daemon::start(d, "daemon", &hsm, &config);
+        let after = load_one(&daemon, &tls, &key.1, &mut next_version);
+        returned.extend(after);
+        daemon.stop();
+
+        // Every answered signature has its entry; no version was signed twice.
+        let entries = audited(&log);
+        for r in &returned {
+            assert!(
+                entries.iter().any(|e| e["result"] == "signed"
+                    && e["repository"] == r.repository.as_str()
+                    && e["version"] == r.version
+                    && e["payload_sha256"] == r.payload_sha256.as_str()),
+                "{what}: {} v{} was returned without its audit entry",
+                r.repository,
+                r.version
+            );
+        }
+        let mut signed: Vec<(String, u64)> = entries
+            .iter()
+            .filter(|e| e["result"] == "signed")
+            .map(|e| {
+                (
+                    e["repository"].as_str().unwrap().into(),
+                    e["version"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let n = signed.len();
+        signed.sort();
+        signed.dedup();
+        assert_eq!(signed.len(), n, "{what}: a version was signed twice");
+        serde_json::from_slice::<Value>(&std::fs::read(d.join("state.json")).unwrap())
+            .unwrap_or_else(|e| panic!("{what}: state.json: {e}"));
+    }
+    assert!(returned.len() > rounds.len(), "{} answered", returned.len());
+}
+
+/// One signature per client after a restart: the daemon serves again.
+fn load_one(
+    daemon: &harness::daemon::Daemon,
+    tls: &tufkey::keys::remote::ClientTls,
+    key_id: &str,
+    next_version: &mut [u64],
+) -> Vec<Returned> {
+    let c = daemon.client(tls);
+    let mut got = Vec::new();
+    for (t, next) in next_version.iter_mut().enumerate() {
+        let signed = json!({
+            "_type": "timestamp", "spec_version": "1.0.31", "version": *next,
+            "expires": harness::daemon::expires_in(86400),
+            "meta": {"snapshot.json": {"version": *next}},
+        });
+        *next += 1;
+        let req = json!({"repository": format!("repo-{t}"), "key_id": key_id,
+                         "metadata": {"signed": signed, "signatures": []}});
+        let v = c
+            .post_json("/v1/sign", &req)
+            .and_then(|r| c.expect_ok(r))
+            .unwrap_or_else(|e| panic!("signing after a restart: {e}"));
+        got.push(Returned {
+            repository: v["repository"].as_str().unwrap().into(),
+            version: v["version"].as_u64().unwrap(),
+            payload_sha256: v["payload_sha256"].as_str().unwrap().into(),
+        });
+    }
+    got
+}
