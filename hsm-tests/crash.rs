@@ -251,11 +251,15 @@ fn ceremony_status(s: &Setup, cer: &Path) -> Value {
 #[test]
 fn a_ceremony_sign_and_finalize_killed_at_every_point_resume_with_the_next_command() {
     let s = setup();
-    let points: Vec<&str> = ["transcript-append", "transcript-appended"]
-        .into_iter()
-        .chain(WRITE_POINTS)
-        .chain(AUDIT_POINTS)
-        .collect();
+    let points: Vec<&str> = [
+        "transcript-append",
+        "transcript-appended",
+        "ceremony-publish",
+    ]
+    .into_iter()
+    .chain(WRITE_POINTS)
+    .chain(AUDIT_POINTS)
+    .collect();
     for point in &points {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -679,4 +683,187 @@ fn load_one(
         });
     }
     got
+}
+
+/// Set in the re-executed test: the folder where a small tmpfs is mounted, in a private
+/// mount namespace (`unshare -m`) that ends with the test.
+const FULL_DISK_ENV: &str = "TUFKEY_CRASH_FULL_DISK_AT";
+const FULL_DISK_TEST: &str =
+    "on_a_full_disk_every_write_fails_naming_its_path_and_leaves_files_as_they_were";
+
+#[test]
+fn on_a_full_disk_every_write_fails_naming_its_path_and_leaves_files_as_they_were() {
+    if let Some(at) = std::env::var_os(FULL_DISK_ENV) {
+        return full_disk_inside(Path::new(&at));
+    }
+    // Root and a mount namespace are needed (CI runs as root); elsewhere it says why.
+    let can = Command::new("unshare")
+        .args(["-m", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !can {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the full-disk test needs root and `unshare -m` (util-linux) under CI"
+        );
+        eprintln!("skipping: the full-disk test needs root and `unshare -m`");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o size=1m tmpfs "$1" && shift && exec "$@""#)
+        .arg("sh")
+        .arg(dir.path())
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", FULL_DISK_TEST, "--nocapture", "--test-threads=1"])
+        .env(FULL_DISK_ENV, dir.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("full-disk cases checked: 5"),
+        "the inner test did not run: {text}"
+    );
+}
+
+/// Inside the namespace: everything is set up on the tmpfs, the tmpfs is filled, then
+/// each writing command must fail naming its file and change nothing.
+fn full_disk_inside(at: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.starts_with("tmpfs ") && l.contains(&at.display().to_string())),
+        "no tmpfs at {}",
+        at.display()
+    );
+    let k = harness::repo::Keys::new(1);
+    let root = k.ceremony_root(1);
+    // A repository, a root to sign, an audit log and a ceremony, all on the tmpfs.
+    let repo = at.join("repo");
+    k.ok(&["repo", "init", p(&repo), "--root", p(&root)]);
+    let hello = at.join("hello.txt");
+    std::fs::write(&hello, "hello\n").unwrap();
+    k.ok(&["repo", "add", p(&repo), p(&hello)]);
+    let md = at.join("root.json");
+    write_unsigned(
+        &md,
+        root_body(&[(k.root[0].keyid.as_str(), &k.root[0].key)], 1),
+    );
+    let log = at.join("audit.jsonl");
+    let cer = at.join("ceremony");
+    let uri = k.root[0].uri.as_str();
+    k.ok(&["--audit-log", p(&log), "sign", p(&md), "--key", uri]);
+    k.ok(&["--audit-log", p(&log), "ceremony", "init", p(&cer)]);
+    k.ok(&[
+        "ceremony",
+        "add-key",
+        p(&cer),
+        "--role",
+        "root",
+        "--key",
+        uri,
+    ]);
+
+    // tmpfs hands out whole pages: an append into the log's last, partly used page
+    // would still fit. Entries with a chosen actor length make the log end on a page.
+    pad_to_page(&k, &log, &md, uri);
+
+    // Fill it: every later byte written fails with ENOSPC.
+    let mut filler = std::fs::File::create(at.join("filler")).unwrap();
+    let block = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut filler, &block).is_ok() {}
+    drop(filler);
+
+    let commit_keys = k.commit_keys();
+    let mut commit: Vec<&str> = vec!["repo", "commit", p(&repo)];
+    commit.extend(commit_keys.iter().map(String::as_str));
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        // The signed file itself (no audit log).
+        (vec!["sign", p(&md), "--key", uri], p(&md).to_string()),
+        // The audit entry, written before the signed file.
+        (
+            vec!["--audit-log", p(&log), "sign", p(&md), "--key", uri],
+            p(&log).to_string(),
+        ),
+        // A ceremony: its root.json (staged) or its transcript.
+        (
+            vec![
+                "ceremony",
+                "add-key",
+                p(&cer),
+                "--role",
+                "targets",
+                "--key",
+                uri,
+            ],
+            p(&cer).to_string(),
+        ),
+        (
+            vec!["ceremony", "sign", p(&cer), "--key", uri, "--yes"],
+            p(&cer).to_string(),
+        ),
+        // A repository commit (targets, snapshot, timestamp).
+        (commit, p(&repo).to_string()),
+    ];
+    for (args, names) in &cases {
+        let before = snapshot(at);
+        let (code, msg) = k.fails(args);
+        assert_eq!(code, 1, "{args:?}: {msg}");
+        assert!(
+            msg.contains(names.as_str()) && msg.contains("No space left"),
+            "{args:?}: the error must name {names} and say the disk is full: {msg}"
+        );
+        assert!(!msg.contains("panicked"), "{msg}");
+        assert_eq!(
+            snapshot(at),
+            before,
+            "{args:?}: a file changed or was left behind"
+        );
+    }
+    eprintln!("full-disk cases checked: {}", cases.len());
+    // Space again: the same commands work without any repair.
+    std::fs::remove_file(at.join("filler")).unwrap();
+    for (args, _) in &cases {
+        k.ok(args);
+    }
+    audited(&log);
+}
+
+/// Appends audit entries (signing `md` again) until the log's length is a multiple of
+/// 4096, choosing the last entry's `--audit-actor` length to land on the boundary.
+fn pad_to_page(k: &harness::repo::Keys, log: &Path, md: &Path, uri: &str) {
+    let len = |log: &Path| std::fs::metadata(log).unwrap().len();
+    let sign_as = |actor: &str| {
+        k.ok(&[
+            "--audit-log",
+            p(log),
+            "--audit-actor",
+            actor,
+            "sign",
+            p(md),
+            "--key",
+            uri,
+        ]);
+    };
+    for _ in 0..20 {
+        if len(log) % 4096 == 0 {
+            return;
+        }
+        let before = len(log);
+        sign_as("a");
+        // An entry is `base` bytes plus its actor's length.
+        let base = len(log) - before - 1;
+        let room = 4096 - len(log) % 4096;
+        if room > base && room < 4096 {
+            sign_as(&"a".repeat((room - base) as usize));
+        }
+    }
+    panic!("could not pad {} to a page", log.display());
 }

@@ -224,12 +224,6 @@ impl Ceremony {
         )
     }
 
-    fn save(&self) -> Result<(), CeremonyError> {
-        let p = Self::root_path(&self.dir);
-        fsutil::write_atomic(&p, &self.proposed.to_pretty_bytes())
-            .map_err(|e| CeremonyError::Io(p, e))
-    }
-
     /// Refuses to act on a root.json that was changed outside tufkey: the next entry
     /// would otherwise record the changed payload as if tufkey had made it.
     pub fn check_untouched(&self) -> Result<(), CeremonyError> {
@@ -514,13 +508,11 @@ impl Ceremony {
                     sig.keyid
                 ))
             })?;
-        self.record(
-            actor,
-            "sign",
-            json!({"keyid": sig.keyid, "uri": uri, "sig": sig.sig}),
-        )?;
+        let details = json!({"keyid": sig.keyid, "uri": uri, "sig": sig.sig});
         self.proposed.set_signature(sig);
-        self.save()
+        self.stage()?;
+        self.record(actor, "sign", details)?;
+        self.publish_staged()
     }
 
     /// Takes valid signatures from a copy of this ceremony signed elsewhere.
@@ -562,12 +554,13 @@ impl Ceremony {
             .iter()
             .map(|s| (s.keyid.clone(), Value::String(s.sig.clone())))
             .collect();
-        self.record(actor, "merge", json!({"from": other_dir.display().to_string(), "from_transcript_head": other.transcript.head, "signatures": sigs}))?;
         let ids = taken.iter().map(|s| s.keyid.clone()).collect();
         for s in taken {
             self.proposed.set_signature(s);
         }
-        self.save()?;
+        self.stage()?;
+        self.record(actor, "merge", json!({"from": other_dir.display().to_string(), "from_transcript_head": other.transcript.head, "signatures": sigs}))?;
+        self.publish_staged()?;
         Ok(ids)
     }
 

@@ -17,19 +17,32 @@ impl Ceremony {
     }
 
     /// With the folder's lock held: finishes or undoes a change that was killed between
-    /// writing `root.json.next` and renaming it over root.json. If the transcript's last
-    /// entry records the staged payload, the change happened and the rename is done now;
-    /// otherwise it never happened and the staged file is removed. Without this, the next
+    /// writing `root.json.next` and renaming it over root.json. If the transcript records
+    /// the staged root (its payload, its signatures), the change happened and the rename
+    /// is done now; otherwise it never happened and the staged file is removed. Without this, the next
     /// command would call root.json "changed outside tufkey" (or find no root.json at all).
     pub(super) fn finish_staged(dir: &Path) -> Result<(), CeremonyError> {
         let staged = Self::staged_path(dir);
         if !staged.exists() {
             return Ok(());
         }
+        // Adopted only if the transcript accounts for it exactly: its payload is the last
+        // entry's and every signature in it was recorded.
         let recorded = match (load_md(&staged), Self::transcript_path(dir).exists()) {
-            (Ok(md), true) => {
-                let t = Transcript::read(&Self::transcript_path(dir))?;
-                t.last_payload() == Some(md.payload_sha256().as_str())
+            (Ok(proposed), true) => {
+                let trusted = Self::trusted_path(dir);
+                let staged_ceremony = Ceremony {
+                    dir: dir.into(),
+                    proposed,
+                    trusted: if trusted.exists() {
+                        Some(load_md(&trusted)?)
+                    } else {
+                        None
+                    },
+                    transcript: Transcript::read(&Self::transcript_path(dir))?,
+                    _lock: None,
+                };
+                staged_ceremony.transcript_problems().is_empty()
             }
             _ => false,
         };
