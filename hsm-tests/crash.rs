@@ -253,6 +253,7 @@ fn a_ceremony_sign_and_finalize_killed_at_every_point_resume_with_the_next_comma
     let s = setup();
     let points: Vec<&str> = [
         "transcript-append",
+        "transcript-half-written",
         "transcript-appended",
         "ceremony-publish",
     ]
@@ -377,6 +378,7 @@ fn a_ceremony_edit_killed_between_its_transcript_entry_and_root_json_is_finished
     // itself; ceremony-publish is after both, just before root.json is replaced.
     let points = [
         "transcript-append",
+        "transcript-half-written",
         "transcript-appended#1",
         "transcript-appended#2",
         "ceremony-publish",

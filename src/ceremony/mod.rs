@@ -189,7 +189,7 @@ impl Ceremony {
 
     /// Reads a ceremony without taking the lock (review, status, verify, a merge source).
     pub fn read(dir: &Path) -> Result<Ceremony, CeremonyError> {
-        if Self::staged_path(dir).exists() {
+        if Self::staged_path(dir).exists() || Self::transcript_torn(dir) {
             // An interrupted change (or one in progress: the lock waits for it).
             let _lock = lock_dir(dir)?;
             Self::finish_staged(dir)?;

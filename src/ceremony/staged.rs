@@ -22,6 +22,7 @@ impl Ceremony {
     /// is done now; otherwise it never happened and the staged file is removed. Without this, the next
     /// command would call root.json "changed outside tufkey" (or find no root.json at all).
     pub(super) fn finish_staged(dir: &Path) -> Result<(), CeremonyError> {
+        Self::cut_torn_entry(dir)?;
         let staged = Self::staged_path(dir);
         if !staged.exists() {
             return Ok(());
@@ -79,6 +80,50 @@ impl Ceremony {
         std::fs::rename(&staged, Self::root_path(&self.dir))
             .map_err(|e| CeremonyError::Io(staged, e))?;
         fsutil::sync_dir(&self.dir);
+        Ok(())
+    }
+
+    /// Whether the transcript's last line lacks its newline (read without the lock).
+    pub(super) fn transcript_torn(dir: &Path) -> bool {
+        std::fs::read(Self::transcript_path(dir))
+            .is_ok_and(|t| !t.is_empty() && !t.ends_with(b"\n"))
+    }
+
+    /// With the folder's lock held: a transcript entry cut off in the middle of its write
+    /// (power loss) never took effect — the command that wrote it had not finished — so
+    /// it is moved to `transcript.jsonl.torn` rather than leaving the ceremony unusable.
+    fn cut_torn_entry(dir: &Path) -> Result<(), CeremonyError> {
+        let path = Self::transcript_path(dir);
+        let Ok(text) = std::fs::read(&path) else {
+            return Ok(());
+        };
+        if text.is_empty() || text.ends_with(b"\n") {
+            return Ok(());
+        }
+        let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let side = dir.join("transcript.jsonl.torn");
+        let mut torn = text[keep..].to_vec();
+        torn.push(b'\n');
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&side)
+            .map_err(|e| CeremonyError::Io(side.clone(), e))?;
+        std::io::Write::write_all(&mut f, &torn)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| CeremonyError::Io(side.clone(), e))?;
+        let t = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| CeremonyError::Io(path.clone(), e))?;
+        t.set_len(keep as u64)
+            .and_then(|()| t.sync_all())
+            .map_err(|e| CeremonyError::Io(path.clone(), e))?;
+        eprintln!(
+            "note: {}: its last entry was cut off in the middle of its write and never took effect; it was moved to {}",
+            path.display(),
+            side.display()
+        );
         Ok(())
     }
 }
