@@ -586,26 +586,31 @@ fn a_daemon_killed_under_load_returned_no_signature_without_its_audit_entry_and_
             let delay = *delay;
             let pid = daemon.child.id();
             move || {
-                match delay {
-                    Some(ms) => std::thread::sleep(Duration::from_millis(ms)),
+                // Killed in every case, so that the clients never wait forever.
+                let stalled = match delay {
+                    Some(ms) => {
+                        std::thread::sleep(Duration::from_millis(ms));
+                        true
+                    }
                     None => {
                         let until = std::time::Instant::now() + Duration::from_secs(30);
-                        while !std::fs::read_to_string(&log_file)
-                            .unwrap_or_default()
-                            .contains(tufkey::testhook::STALLED)
-                        {
-                            assert!(
-                                std::time::Instant::now() < until,
-                                "the daemon never stalled"
-                            );
+                        loop {
+                            let text = std::fs::read_to_string(&log_file).unwrap_or_default();
+                            if text.contains(tufkey::testhook::STALLED) {
+                                break true;
+                            }
+                            if std::time::Instant::now() > until {
+                                break false;
+                            }
                             std::thread::sleep(Duration::from_millis(10));
                         }
                     }
-                }
+                };
                 let st = Command::new("kill")
                     .args(["-KILL", &pid.to_string()])
                     .status();
                 assert!(st.unwrap().success());
+                assert!(stalled, "the daemon never stalled");
             }
         });
         let got = load(&daemon, &tls, &key.1, &mut next_version);
