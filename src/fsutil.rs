@@ -2,6 +2,7 @@
 //! rename it over the target, fsync the directory. A crash or error at any point
 //! leaves either the old file or the new one, never a mix.
 
+use crate::testhook;
 use std::io::Write;
 use std::path::Path;
 
@@ -44,17 +45,28 @@ fn write(
         tmp.as_file().set_permissions(p)?;
     }
     tmp.write_all(bytes)?;
+    testhook::at("write-temp");
     tmp.as_file().sync_all()?;
+    testhook::at("write-synced");
     if clobber {
         tmp.persist(path).map_err(|e| e.error)?;
     } else {
         tmp.persist_noclobber(path).map_err(|e| e.error)?;
     }
+    testhook::at("write-renamed");
     if let Ok(d) = std::fs::File::open(dir) {
         // Directory fsync makes the rename durable; not every filesystem allows it.
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Makes a rename in `dir` durable; not every filesystem allows a directory fsync, so
+/// a failure is ignored as in [`write_atomic`].
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
 }
 
 /// Copies `from` to `to` atomically (temporary file beside `to`, fsync, rename), streaming
@@ -70,8 +82,11 @@ pub fn copy_atomic(from: &Path, to: &Path) -> std::io::Result<()> {
         .suffix(".tmp")
         .tempfile_in(dir)?;
     std::io::copy(&mut src, tmp.as_file_mut())?;
+    testhook::at("write-temp");
     tmp.as_file().sync_all()?;
+    testhook::at("write-synced");
     tmp.persist(to).map_err(|e| e.error)?;
+    testhook::at("write-renamed");
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }

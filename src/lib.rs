@@ -21,4 +21,6 @@ pub mod pem;
 pub mod pg;
 pub mod repo;
 pub mod server;
+#[doc(hidden)]
+pub mod testhook;
 pub mod tuf;

@@ -106,6 +106,17 @@ impl Daemon {
     /// Starts `tufkey serve --config config` on the tokens of `hsm`, with its ready file
     /// `dir/{name}.ready` and its stderr in `dir/{name}.log`; waits until it is ready.
     pub fn start(dir: &Path, name: &str, hsm: &SoftHsm, config: &Path) -> Daemon {
+        Self::start_with_env(dir, name, hsm, config, &[])
+    }
+
+    /// As [`Daemon::start`], with extra environment variables (a test hook, say).
+    pub fn start_with_env(
+        dir: &Path,
+        name: &str,
+        hsm: &SoftHsm,
+        config: &Path,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let ready = dir.join(format!("{name}.ready"));
         let _ = std::fs::remove_file(&ready);
         let log = dir.join(format!("{name}.log"));
@@ -115,7 +126,8 @@ impl Daemon {
             .arg("--ready-file")
             .arg(&ready)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+            .stderr(std::fs::File::create(&log).unwrap())
+            .envs(env.iter().copied());
         let mut child = c.spawn().expect("start tufkey serve");
         let until = Instant::now() + Duration::from_secs(30);
         loop {

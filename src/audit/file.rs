@@ -136,6 +136,7 @@ impl AuditLog {
         let (verified, len) = {
             let _locked = FileLock::exclusive(&file, path, None, &mut None)?;
             same_file(&file, path)?;
+            super::torn::cut_torn_tail(&file, path)?;
             let text = read_range(&file, path, 0, None)?;
             (verify_bytes(path, &text)?, text.len() as u64)
         };
@@ -165,6 +166,7 @@ impl AuditLog {
         let (chain, len) = {
             let _locked = FileLock::exclusive(&file, path, Some(SHARED_LOCK_WAIT), &mut pending)?;
             same_file(&file, path)?;
+            super::torn::cut_torn_tail(&file, path)?;
             read_tail(&file, path)?
         };
         let state = WriterState {
@@ -522,13 +524,16 @@ impl WriterState {
                 ),
             });
         }
-        let text = read_range(&self.file, &self.path, self.len, Some(now))?;
+        let mut text = read_range(&self.file, &self.path, self.len, Some(now))?;
         if !text.ends_with(b"\n") {
-            return Err(AuditError::Tail {
-                path: self.path.clone(),
-                reason: "another writer left an incomplete last line (a write was cut off)".into(),
-            });
+            // Another writer died in the middle of its write: its entry never committed.
+            let cut = super::torn::cut_torn_tail(&self.file, &self.path)?;
+            text.truncate(text.len().saturating_sub(cut as usize));
+            if text.is_empty() {
+                return Ok(());
+            }
         }
+        let now = self.len + text.len() as u64;
         let mut chain = self.chain.clone();
         for line in text[..text.len() - 1].split(|b| *b == b'\n') {
             chain.push(&self.path, line)?;
@@ -590,10 +595,19 @@ impl WriterState {
             }
         }
         // Durable before the lock is released and before anyone is told.
+        crate::testhook::at("audit-append");
+        if crate::testhook::reached("audit-half-written") {
+            // A torn entry, as a crash in the middle of the write (or power loss) leaves it.
+            let _ = self.file.write_all(&bytes[..bytes.len() / 2]);
+            crate::testhook::stall("audit-half-written");
+        }
         let written = self
             .file
             .write_all(&bytes)
             .and_then(|()| self.file.sync_data());
+        if written.is_ok() {
+            crate::testhook::at("audit-appended");
+        }
         // A failed batch is cut off again while the lock is still held, so that no
         // other writer ever chains onto (or stops at) its partial line.
         let written = written.map_err(|e| self.roll_back(e));

@@ -39,6 +39,7 @@ mod sink;
 mod target;
 #[cfg(test)]
 mod tests;
+mod torn;
 
 pub use chain::{line_hash, verify_bytes, Verified, GENESIS};
 pub use error::AuditError;
@@ -46,3 +47,4 @@ pub use event::{Committed, Event};
 pub use file::{serve_lock_path, verify, AuditLog};
 pub use sink::{Sink, SinkFuture};
 pub use target::Target;
+pub use torn::torn_path;

@@ -198,11 +198,14 @@ fn a_broken_foreign_append_or_a_truncation_stops_appends_and_leaves_the_file() {
         bad,
         "nothing may be chained onto it"
     );
-    // A shared writer refuses it at open: its last line is canonical with a seq,
-    // so it opens, but a cut-off line is refused before any command runs.
+    // A cut-off last line never committed (a writer killed mid-write): the next
+    // writer moves it to `<log>.torn` and continues from the last whole line.
     std::fs::write(&p, &bad[..bad.len() - 5]).unwrap();
-    let err = AuditLog::open_shared(&p).err().unwrap().to_string();
-    assert!(err.contains("incomplete"), "{err}");
+    AuditLog::open_shared(&p).unwrap().close();
+    assert_eq!(std::fs::read(&p).unwrap(), good);
+    let mut torn = bad[good.len()..bad.len() - 5].to_vec();
+    torn.push(b'\n');
+    assert_eq!(std::fs::read(crate::audit::torn_path(&p)).unwrap(), torn);
     // Truncation below what this writer last wrote.
     std::fs::write(&p, &good[..good.len() / 2]).unwrap();
     let err = log.append_blocking(ev(3)).unwrap_err().to_string();

@@ -12,6 +12,7 @@
 
 mod error;
 pub mod review;
+mod staged;
 #[cfg(test)]
 mod tests;
 pub mod transcript;
@@ -111,7 +112,6 @@ impl Ceremony {
     fn transcript_path(dir: &Path) -> PathBuf {
         dir.join("transcript.jsonl")
     }
-
     /// Starts a ceremony: root version 1, or version N+1 of `trusted` with its roles,
     /// keys and unknown fields copied and no signatures.
     pub fn init(
@@ -123,7 +123,10 @@ impl Ceremony {
     ) -> Result<Ceremony, CeremonyError> {
         std::fs::create_dir_all(dir).map_err(|e| CeremonyError::Io(dir.into(), e))?;
         let lock = lock_dir(dir)?;
-        if Self::root_path(dir).exists() || Self::transcript_path(dir).exists() {
+        Self::finish_staged(dir)?;
+        // An empty transcript beside no root.json is an init killed before its entry.
+        let begun = std::fs::metadata(Self::transcript_path(dir)).is_ok_and(|m| m.len() > 0);
+        if Self::root_path(dir).exists() || begun {
             return Err(CeremonyError::Exists(dir.into()));
         }
         let (proposed, trusted_md, trusted_hash) = match trusted {
@@ -169,14 +172,16 @@ impl Ceremony {
             "trusted_version": c.trusted.as_ref().and_then(Metadata::version),
             "require_attestation": require_attestation,
         });
+        c.stage()?;
         c.record(actor, "init", details)?;
-        c.save()?;
+        c.publish_staged()?;
         Ok(c)
     }
 
     /// Opens a ceremony for changes, waiting for other writers on this folder.
     pub fn open(dir: &Path) -> Result<Ceremony, CeremonyError> {
         let lock = lock_dir(dir)?;
+        Self::finish_staged(dir)?;
         let mut c = Self::read(dir)?;
         c._lock = Some(lock);
         Ok(c)
@@ -184,6 +189,11 @@ impl Ceremony {
 
     /// Reads a ceremony without taking the lock (review, status, verify, a merge source).
     pub fn read(dir: &Path) -> Result<Ceremony, CeremonyError> {
+        if Self::staged_path(dir).exists() || Self::transcript_torn(dir) {
+            // An interrupted change (or one in progress: the lock waits for it).
+            let _lock = lock_dir(dir)?;
+            Self::finish_staged(dir)?;
+        }
         if !Self::root_path(dir).exists() || !Self::transcript_path(dir).exists() {
             return Err(CeremonyError::NotACeremony(dir.into()));
         }
@@ -212,12 +222,6 @@ impl Ceremony {
             details,
             &payload,
         )
-    }
-
-    fn save(&self) -> Result<(), CeremonyError> {
-        let p = Self::root_path(&self.dir);
-        fsutil::write_atomic(&p, &self.proposed.to_pretty_bytes())
-            .map_err(|e| CeremonyError::Io(p, e))
     }
 
     /// Refuses to act on a root.json that was changed outside tufkey: the next entry
@@ -251,6 +255,7 @@ impl Ceremony {
             .map(|s| s.keyid.clone())
             .collect();
         self.proposed.edit(f)?;
+        self.stage()?;
         if !dropped.is_empty() {
             self.record(
                 actor,
@@ -259,7 +264,7 @@ impl Ceremony {
             )?;
         }
         self.record(actor, action, details)?;
-        self.save()
+        self.publish_staged()
     }
 
     /// Adds a public key to a top-level role of the proposed root.
@@ -503,13 +508,11 @@ impl Ceremony {
                     sig.keyid
                 ))
             })?;
-        self.record(
-            actor,
-            "sign",
-            json!({"keyid": sig.keyid, "uri": uri, "sig": sig.sig}),
-        )?;
+        let details = json!({"keyid": sig.keyid, "uri": uri, "sig": sig.sig});
         self.proposed.set_signature(sig);
-        self.save()
+        self.stage()?;
+        self.record(actor, "sign", details)?;
+        self.publish_staged()
     }
 
     /// Takes valid signatures from a copy of this ceremony signed elsewhere.
@@ -551,12 +554,13 @@ impl Ceremony {
             .iter()
             .map(|s| (s.keyid.clone(), Value::String(s.sig.clone())))
             .collect();
-        self.record(actor, "merge", json!({"from": other_dir.display().to_string(), "from_transcript_head": other.transcript.head, "signatures": sigs}))?;
         let ids = taken.iter().map(|s| s.keyid.clone()).collect();
         for s in taken {
             self.proposed.set_signature(s);
         }
-        self.save()?;
+        self.stage()?;
+        self.record(actor, "merge", json!({"from": other_dir.display().to_string(), "from_transcript_head": other.transcript.head, "signatures": sigs}))?;
+        self.publish_staged()?;
         Ok(ids)
     }
 

@@ -111,10 +111,16 @@ impl Transcript {
             .append(true)
             .open(path)
             .map_err(|e| CeremonyError::Io(path.into(), e))?;
+        crate::testhook::at("transcript-append");
+        if crate::testhook::reached("transcript-half-written") {
+            let _ = f.write_all(&line[..line.len() / 2]);
+            crate::testhook::stall("transcript-half-written");
+        }
         f.write_all(&line)
             .map_err(|e| CeremonyError::Io(path.into(), e))?;
         f.sync_all()
             .map_err(|e| CeremonyError::Io(path.into(), e))?;
+        crate::testhook::at("transcript-appended");
         self.head = hash;
         self.entries.push(entry);
         Ok(())

@@ -367,7 +367,10 @@ impl App {
             self.sign_inner(req, conn, &mut ev).await
         };
         match outcome {
-            Ok(v) => json_response(StatusCode::OK, &v),
+            Ok(v) => {
+                crate::testhook::at("serve-answer");
+                json_response(StatusCode::OK, &v)
+            }
             Err(r) => self.refused(ev, r).await,
         }
     }
