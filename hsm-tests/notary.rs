@@ -984,9 +984,9 @@ fn notary_p256_keys_imported_into_the_virtual_yubikey_sign_what_notarys_root_jso
     // skipping any slot that already holds a key (import never overwrites one).
     let mut slots = (0x82u8..=0x95).rev();
     for f in FIXTURES {
-        // Root and targets keys: the offline keys a YubiKey holds (snapshot is an online
-        // key); four slots, so the suite's other card tests keep enough free ones.
-        for (id, role) in [f.keys[0], f.keys[1]] {
+        // Every key of both fixtures (all P-256): six of the twenty retired slots, so the
+        // suite's other card tests keep enough free ones.
+        for (id, role) in f.keys {
             let (uri, out) = loop {
                 let slot = slots.next().expect("a free retired PIV slot (82-95)");
                 let uri = format!("yubikey:slot={slot:02x}");
