@@ -29,3 +29,25 @@ pub fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
         .default(false)
         .interact()?)
 }
+
+/// The last lines of a human verification report: `VERIFIED`, or every problem and
+/// `NOT VERIFIED`, so every verify command ends the same way for people reading it.
+pub fn print_verdict(ok: bool, problems: &[String]) {
+    if ok {
+        println!("VERIFIED");
+    } else {
+        for p in problems {
+            println!("  problem: {p}");
+        }
+        println!("NOT VERIFIED");
+    }
+}
+
+/// 0 when verified, otherwise the exit code a monitor reads as "does not verify".
+pub fn verdict_code(ok: bool, not_verified: u8) -> std::process::ExitCode {
+    if ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(not_verified)
+    }
+}

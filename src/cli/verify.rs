@@ -224,20 +224,9 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<ExitCode> {
         for w in &warnings {
             println!("  warning: {w}");
         }
-        if ok {
-            println!("VERIFIED");
-        } else {
-            for p in &problems {
-                println!("  problem: {p}");
-            }
-            println!("NOT VERIFIED");
-        }
+        super::output::print_verdict(ok, &problems);
     }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_NOT_VERIFIED)
-    })
+    Ok(super::output::verdict_code(ok, EXIT_NOT_VERIFIED))
 }
 
 fn name(p: &Path) -> String {

@@ -100,20 +100,9 @@ pub fn run(
             "newest root: version {}, expires {expires}",
             last.version().unwrap_or(0)
         );
-        if ok {
-            println!("VERIFIED");
-        } else {
-            for p in &problems {
-                println!("  problem: {p}");
-            }
-            println!("NOT VERIFIED");
-        }
+        super::output::print_verdict(ok, &problems);
     }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_NOT_VERIFIED)
-    })
+    Ok(super::output::verdict_code(ok, EXIT_NOT_VERIFIED))
 }
 
 /// Reads and parses every root, in parallel; the first file that cannot be read or

@@ -38,8 +38,26 @@ pub fn open_signer(uri: &str, policy: &PinPolicy) -> Result<Box<dyn Signer>, Key
 /// Signs `message` and checks the result with the key's own public key before handing
 /// it out, so a wrong mechanism or a faulty device never produces a bad signature file.
 pub fn sign_checked(signer: &dyn Signer, message: &[u8]) -> Result<Signature, KeyError> {
-    let raw = signer.sign(message)?;
-    let sig = Signature::new(signer.key_id(), &raw);
+    checked(signer, message, &signer.sign(message)?)
+}
+
+/// [`sign_checked`] for many messages through [`Signer::sign_many`] (a backend may sign
+/// them in parallel or in one remote batch); each signature is checked all the same.
+pub fn sign_checked_many(
+    signer: &dyn Signer,
+    messages: &[&[u8]],
+) -> Vec<Result<Signature, KeyError>> {
+    signer
+        .sign_many(messages)
+        .into_iter()
+        .zip(messages)
+        .map(|(raw, message)| checked(signer, message, &raw?))
+        .collect()
+}
+
+/// `raw` as a TUF signature, once the key's own public half verifies it over `message`.
+fn checked(signer: &dyn Signer, message: &[u8], raw: &[u8]) -> Result<Signature, KeyError> {
+    let sig = Signature::new(signer.key_id(), raw);
     signer
         .public_key()
         .verify_hex(message, &sig.sig)

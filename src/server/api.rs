@@ -280,14 +280,7 @@ impl App {
     /// Records a refusal and turns it into the response.
     pub(super) async fn refused(&self, mut ev: Event, r: Refusal) -> Response<Full<Bytes>> {
         self.metrics.refusal(r.code);
-        ev.result = if r.status.is_server_error() {
-            "error"
-        } else {
-            "refused"
-        }
-        .into();
-        ev.reason = Some(format!("{}: {}", r.code, r.message));
-        ev.status = Some(r.status.as_u16());
+        r.mark(&mut ev);
         if let Err(e) = self.record(ev).await {
             eprintln!("tufkey serve: cannot write the audit log: {e}");
         }

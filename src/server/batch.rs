@@ -29,7 +29,7 @@ use super::refusal::{
 };
 use super::served::ServedKey;
 use crate::audit::Event;
-use crate::keys::{KeyError, Signer};
+use crate::keys::{sign_checked_many, KeyError};
 use crate::tuf::Signature;
 
 /// `POST /v1/sign-batch`.
@@ -341,14 +341,7 @@ impl App {
                         )
                     });
                     self.metrics.refusal(r.code);
-                    ev.result = if r.status.is_server_error() {
-                        "error"
-                    } else {
-                        "refused"
-                    }
-                    .into();
-                    ev.reason = Some(format!("{}: {}", r.code, r.message));
-                    ev.status = Some(r.status.as_u16());
+                    r.mark(&mut ev);
                     let mut v = r.body();
                     v["status"] = json!(r.status.as_u16());
                     results.push(v);
@@ -388,25 +381,4 @@ impl App {
         }
         appended.map(drop)
     }
-}
-
-/// `keys::sign_checked` for many messages: `Signer::sign_many` (a backend may sign them
-/// in parallel), then every signature checked against the key's public key.
-fn sign_checked_many(signer: &dyn Signer, messages: &[&[u8]]) -> Vec<Result<Signature, KeyError>> {
-    signer
-        .sign_many(messages)
-        .into_iter()
-        .zip(messages)
-        .map(|(raw, message)| {
-            let sig = Signature::new(signer.key_id(), &raw?);
-            signer
-                .public_key()
-                .verify_hex(message, &sig.sig)
-                .map_err(|reason| KeyError::SelfCheck {
-                    uri: signer.uri().to_string(),
-                    reason,
-                })?;
-            Ok(sig)
-        })
-        .collect()
 }

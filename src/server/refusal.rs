@@ -9,6 +9,7 @@ use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::store::StoreError;
+use crate::audit::Event;
 use crate::keys::{KeyError, Outcome};
 
 /// Why a signature was not handed out.
@@ -41,6 +42,19 @@ impl Refusal {
             }
         }
         v
+    }
+
+    /// Records this refusal in its audit entry: `error` for a server-side failure,
+    /// `refused` otherwise, with the reason and the status.
+    pub fn mark(&self, ev: &mut Event) {
+        ev.result = if self.status.is_server_error() {
+            "error"
+        } else {
+            "refused"
+        }
+        .into();
+        ev.reason = Some(format!("{}: {}", self.code, self.message));
+        ev.status = Some(self.status.as_u16());
     }
 
     /// The HTTP answer, with `Retry-After` when there is one.
