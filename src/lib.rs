@@ -13,6 +13,8 @@
 pub mod audit;
 pub mod ceremony;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 pub mod notary;
 pub mod pem;
