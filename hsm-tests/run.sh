@@ -7,7 +7,7 @@
 #      postgresql (the replica tests start their own throwaway server), swtpm, swtpm-tools,
 #      tpm2-abrmd, tpm2-tools, libtpm2-pkcs11-1/-tools, dbus (each TPM test starts its own);
 #      a Python venv in target/interop-venv with python-tuf from PyPI),
-#   2. checks formatting and clippy,
+#   2. checks formatting and clippy (the fuzz crate too), runs each fuzz target ~15 s,
 #   3. starts a private pcscd with the virtual YubiKey (hsm-tests/virtual-piv), runs every test:
 #      unit tests, SoftHSM tests through the real module, YubiKey tests through pcscd,
 #      python-tuf interop and the real-world repositories in ../shared/interop/realworld,
@@ -75,6 +75,7 @@ cargo fmt --all -- --check
 say "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 cargo clippy -p pcsc-sys --all-targets --quiet -- -D warnings
+cargo clippy -p tufkey-fuzz --all-targets --quiet -- -D warnings
 
 say "no import circle between files of src/ (hsm-tests/import-cycles.py)"
 python3 hsm-tests/import-cycles.py
@@ -97,6 +98,9 @@ fi
 
 say "cargo test -p pcsc-sys (the PC/SC bindings loaded at run time)"
 cargo test -p pcsc-sys --quiet
+
+say "fuzz smoke runs (hsm-tests/fuzz-smoke.sh: every fuzz target briefly from its seeds)"
+hsm-tests/fuzz-smoke.sh
 
 say "cargo test (unit, SoftHSM, TPM 2.0 token, YubiKey, python-tuf interop, real-world repositories)"
 cargo test

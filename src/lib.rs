@@ -15,6 +15,8 @@ pub mod audit;
 pub mod ceremony;
 pub mod fsutil;
 pub mod https;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 pub mod notary;
 pub mod pem;

@@ -132,5 +132,60 @@ pub(crate) fn encode(event: &Event, seq: u64, prev: &str) -> Result<Vec<u8>, Aud
         "time".into(),
         Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
     );
-    to_canonical(&Value::Object(obj)).map_err(|e| AuditError::Encode(e.to_string()))
+    let mut value = Value::Object(obj);
+    escape_controls(&mut value);
+    to_canonical(&value).map_err(|e| AuditError::Encode(e.to_string()))
+}
+
+/// Rewrites control characters (U+0000 to U+001F) in strings and keys as the text
+/// `\u00XX`. Canonical JSON writes them raw: a newline in a client's name or an error
+/// message would split the entry over two lines, and the log would no longer verify.
+pub(crate) fn escape_controls(value: &mut Value) {
+    fn escaped(s: &str) -> String {
+        s.chars()
+            .map(|c| {
+                if c < ' ' {
+                    format!("\\u{:04x}", u32::from(c))
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    }
+    match value {
+        Value::String(s) if s.chars().any(|c| c < ' ') => *s = escaped(s),
+        Value::Array(items) => items.iter_mut().for_each(escape_controls),
+        Value::Object(obj) => {
+            let entries = std::mem::take(obj);
+            for (key, mut v) in entries {
+                escape_controls(&mut v);
+                obj.insert(escaped(&key), v);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_with_a_newline_in_a_field_stays_one_verifiable_line() {
+        // Followed from the cjson_metadata fuzz target's first finding: canonical JSON keeps control
+        // characters raw, so a newline in `who` or `reason` split the entry in two.
+        let event = Event {
+            who: "ci\nmain".into(),
+            action: "sign".into(),
+            result: "refused".into(),
+            reason: Some("bad\tinput\u{1}".into()),
+            ..Default::default()
+        };
+        let mut log = encode(&event, 1, GENESIS).unwrap();
+        assert!(!log.iter().any(|b| *b < b' '), "a control byte in the line");
+        log.push(b'\n');
+        let verified = verify_bytes(Path::new("audit.jsonl"), &log).unwrap();
+        assert_eq!(verified.entries[0]["who"], "ci\\u000amain");
+        assert_eq!(verified.entries[0]["reason"], "bad\\u0009input\\u0001");
+    }
 }

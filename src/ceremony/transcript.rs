@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error::CeremonyError;
-use crate::audit::chain::{line_hash, Chain, GENESIS};
+use crate::audit::chain::{escape_controls, line_hash, Chain, GENESIS};
 use crate::audit::AuditError;
 use crate::tuf::cjson::to_canonical;
 
@@ -53,6 +53,11 @@ impl Transcript {
     /// Reads and checks the chain. Any edit, removal or reordering is an error naming the line.
     pub fn read(path: &Path) -> Result<Transcript, CeremonyError> {
         let text = std::fs::read_to_string(path).map_err(|e| CeremonyError::Io(path.into(), e))?;
+        Transcript::parse(path, &text)
+    }
+
+    /// Checks the chain of a transcript's text read from `path` (named in errors).
+    pub fn parse(path: &Path, text: &str) -> Result<Transcript, CeremonyError> {
         let bad = |line: usize, reason: String| CeremonyError::Transcript { line, reason };
         let mut t = Transcript::default();
         let mut chain = Chain::new();
@@ -101,8 +106,12 @@ impl Transcript {
             payload_sha256: payload_sha256.into(),
             prev: self.head.clone(),
         };
-        let value =
+        let mut value =
             serde_json::to_value(&entry).map_err(|e| CeremonyError::Invalid(e.to_string()))?;
+        // One entry, one line: control characters (a newline in `--actor`) become text.
+        escape_controls(&mut value);
+        let entry: Entry = serde_json::from_value(value.clone())
+            .map_err(|e| CeremonyError::Invalid(e.to_string()))?;
         let mut line = to_canonical(&value).map_err(|e| CeremonyError::Invalid(e.to_string()))?;
         let hash = line_hash(&line);
         line.push(b'\n');
@@ -183,5 +192,26 @@ mod tests {
                 Ok(r) => assert!(i == 3 && r.head != t.head, "case {i} not detected"),
             }
         }
+    }
+
+    #[test]
+    fn an_actor_with_a_newline_leaves_a_transcript_that_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("transcript.jsonl");
+        let mut t = Transcript::default();
+        t.append(
+            &p,
+            "alice\nmallory",
+            "sign",
+            json!({"note\n": "a\rb"}),
+            "aa",
+        )
+        .unwrap();
+        t.append(&p, "bob", "sign", json!({}), "aa").unwrap();
+        let read = Transcript::read(&p).unwrap();
+        assert_eq!(read.entries.len(), 2);
+        assert_eq!(read.entries[0].actor, "alice\\u000amallory");
+        assert_eq!(read.entries[0].details, json!({"note\\u000a": "a\\u000db"}));
+        assert_eq!(read.head, t.head);
     }
 }

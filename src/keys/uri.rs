@@ -231,8 +231,15 @@ impl FileUri {
 }
 
 impl fmt::Display for FileUri {
+    /// A path that starts with `//` is shown as `file:////…`: `file://…` would read back
+    /// as a URI with a host, which `file:` keys refuse.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "file:{}", self.path.display())
+        let path = self.path.display().to_string();
+        if path.starts_with("//") {
+            write!(f, "file://{path}")
+        } else {
+            write!(f, "file:{path}")
+        }
     }
 }
 
@@ -446,6 +453,23 @@ mod tests {
         );
         let remote = format!("https://signer.example:7443/keys/{}", "ab".repeat(32));
         assert_eq!(refusal(&remote), Some(DaemonRefusal::Remote));
+    }
+
+    #[test]
+    fn a_file_path_starting_with_two_slashes_is_shown_so_that_it_parses_back() {
+        // Found by the key_uri fuzz target: `file:////x` showed as `file://x`, a URI with
+        // a host that `file:` refuses.
+        let uri = KeyUri::parse("file:////:s-yubikey5%erial=5%n").unwrap();
+        let shown = uri.to_string();
+        assert_eq!(shown, "file:////:s-yubikey5%erial=5%n");
+        match KeyUri::parse(&shown).unwrap() {
+            KeyUri::File(f) => assert_eq!(f.path, PathBuf::from("//:s-yubikey5%erial=5%n")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            KeyUri::parse("file:/k.p8").unwrap().to_string(),
+            "file:/k.p8"
+        );
     }
 
     #[test]

@@ -73,23 +73,23 @@ impl From<Denied> for Refusal {
 /// `POST /v1/sign`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SignRequest {
+pub(crate) struct SignRequest {
     /// May be left out when the client's policy names exactly one repository.
     repository: Option<String>,
     key_id: String,
     /// Defaults to `signed._type`; a delegated role's name for delegated targets.
     role: Option<String>,
     /// The whole TUF document (`{"signed": …, "signatures": […]}`).
-    metadata: Value,
+    pub(crate) metadata: Value,
 }
 
 /// `POST /v1/sign-raw`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawSignRequest {
+pub(crate) struct RawSignRequest {
     key_id: String,
     /// The bytes to sign, hex-encoded.
-    message_hex: String,
+    pub(crate) message_hex: String,
 }
 
 impl App {

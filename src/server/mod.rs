@@ -8,7 +8,7 @@
 //! a bounded pool of blocking workers; the PKCS#11 backend gives each concurrent caller
 //! its own session. See docs/signer.md.
 
-mod api;
+pub(crate) mod api;
 mod batch;
 mod body;
 pub mod config;

@@ -112,7 +112,7 @@ pub fn spki_der(public: &PublicKey) -> Option<Vec<u8>> {
 }
 
 /// The value of the first TLV with `tag` (one- or multi-byte BER length).
-fn strip_tlv(data: &[u8], tag: u8) -> Option<&[u8]> {
+pub(crate) fn strip_tlv(data: &[u8], tag: u8) -> Option<&[u8]> {
     let mut i = 0;
     while i + 2 <= data.len() {
         let t = data[i];

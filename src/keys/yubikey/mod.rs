@@ -20,7 +20,7 @@
 //! without the `yubikey` feature too, for the types they define).
 
 #[cfg(feature = "yubikey")]
-mod attest;
+pub(crate) mod attest;
 pub mod attestation;
 
 pub use crate::keys::error::PCSC_LIBRARY_MISSING;
@@ -33,7 +33,7 @@ mod held;
 #[cfg(feature = "yubikey")]
 mod import;
 #[cfg(feature = "yubikey")]
-mod mgm;
+pub(crate) mod mgm;
 #[cfg(feature = "yubikey")]
 mod pin;
 #[cfg(feature = "yubikey")]

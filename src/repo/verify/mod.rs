@@ -11,10 +11,10 @@
 //! Every problem is reported, not only the first.
 
 mod delegations;
-mod files;
+pub(crate) mod files;
 mod load;
 mod options;
-mod paths;
+pub(crate) mod paths;
 mod report;
 mod roots;
 mod search;

@@ -133,24 +133,76 @@ fn path_matches(target: &str, pattern: &str) -> bool {
 pub fn fnmatch(name: &str, pattern: &str) -> bool {
     let n: Vec<char> = name.chars().collect();
     let p: Vec<char> = pattern.chars().collect();
-    matches_from(&n, &p)
+    matches_atoms(&n, &atoms(&p))
 }
 
-fn matches_from(n: &[char], p: &[char]) -> bool {
-    let Some(&first) = p.first() else {
-        return n.is_empty();
-    };
-    match first {
-        '*' => (0..=n.len()).any(|skip| matches_from(&n[skip..], &p[1..])),
-        '?' => !n.is_empty() && matches_from(&n[1..], &p[1..]),
-        '[' => match parse_set(p) {
-            Some((set, used)) => {
-                !n.is_empty() && set.contains(n[0]) && matches_from(&n[1..], &p[used..])
-            }
-            None => n.first() == Some(&'[') && matches_from(&n[1..], &p[1..]),
-        },
-        c => n.first() == Some(&c) && matches_from(&n[1..], &p[1..]),
+/// One pattern element: `*`, or something that matches exactly one character.
+enum Atom {
+    Star,
+    Any,
+    Set(CharSet),
+    Char(char),
+}
+
+impl Atom {
+    fn matches(&self, c: char) -> bool {
+        match self {
+            Atom::Star => false,
+            Atom::Any => true,
+            Atom::Set(set) => set.contains(c),
+            Atom::Char(want) => *want == c,
+        }
     }
+}
+
+fn atoms(p: &[char]) -> Vec<Atom> {
+    let mut out = Vec::new();
+    let mut j = 0;
+    while j < p.len() {
+        let (atom, used) = match p[j] {
+            '*' => (Atom::Star, 1),
+            '?' => (Atom::Any, 1),
+            '[' => match parse_set(&p[j..]) {
+                Some((set, used)) => (Atom::Set(set), used),
+                None => (Atom::Char('['), 1),
+            },
+            c => (Atom::Char(c), 1),
+        };
+        out.push(atom);
+        j += used;
+    }
+    out
+}
+
+/// Matching without recursion and in O(name × pattern) time: every atom but `*` takes
+/// one character, so on a mismatch only the latest `*` needs to take one more. (A
+/// backtracking matcher took exponential time on `*a*a*a…b` — a delegation in hostile
+/// metadata could hang `repo verify` — and deep recursion on long patterns.)
+fn matches_atoms(n: &[char], a: &[Atom]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    // After the latest `*`: the next atom and the name position that `*` stopped at.
+    let mut star: Option<(usize, usize)> = None;
+    while i < n.len() {
+        match a.get(j) {
+            Some(Atom::Star) => {
+                star = Some((j + 1, i));
+                j += 1;
+            }
+            Some(atom) if atom.matches(n[i]) => {
+                i += 1;
+                j += 1;
+            }
+            _ => match star {
+                Some((after, at)) => {
+                    star = Some((after, at + 1));
+                    j = after;
+                    i = at + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    a[j..].iter().all(|atom| matches!(atom, Atom::Star))
 }
 
 struct CharSet {
@@ -221,9 +273,27 @@ mod tests {
             ("]", "[]]", true),
             ("README", "readme", false),
             ("", "*", true),
+            ("abcd", "a*d", true),
+            ("abcbd", "a*b?", true),
+            ("ab", "a*b*", true),
+            ("ab", "a*c*", false),
+            ("", "", true),
+            ("a", "", false),
+            ("", "?", false),
         ] {
             assert_eq!(fnmatch(name, pattern), expected, "{name} ~ {pattern}");
         }
+    }
+
+    #[test]
+    fn many_stars_against_a_long_name_answer_at_once() {
+        // Seen while writing the repo_metadata fuzz target: the backtracking matcher took exponential
+        // time here (and recursed once per character on long patterns).
+        let name = "a".repeat(2000);
+        let pattern = format!("{}b", "*a".repeat(40));
+        assert!(!fnmatch(&name, &pattern));
+        assert!(fnmatch(&name, &"*a".repeat(40)));
+        assert!(fnmatch(&name, &name));
     }
 
     #[test]
