@@ -8,6 +8,10 @@
 #   hsm-tests/fuzz-smoke.sh                 build, then run every target
 #   hsm-tests/fuzz-smoke.sh key_uri piv_tlv build, then run only these
 #   FUZZ_SECONDS=600 hsm-tests/fuzz-smoke.sh cjson_metadata
+#   hsm-tests/fuzz-smoke.sh --build-only    only build (run.sh builds while the tests run)
+#   hsm-tests/fuzz-smoke.sh --run-only      only run what was built
+# CARGO_TARGET_DIR is honoured (run.sh builds into its own, so the build does not wait for
+# the test build's lock on target/).
 #
 # New inputs found go to a temporary folder that is removed: the seed corpora in
 # fuzz/corpus/ change only when someone copies an input there on purpose.
@@ -16,6 +20,12 @@ cd "$(dirname "$0")/.."
 
 seconds=${FUZZ_SECONDS:-15}
 host=$(rustc -vV | sed -n 's/^host: //p')
+build=1 run=1
+case "${1:-}" in
+  --build-only) run=0; shift ;;
+  --run-only) build=0; shift ;;
+esac
+target_dir=${CARGO_TARGET_DIR:-target}
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^tufkey-fuzz$')
@@ -33,14 +43,17 @@ export RUSTFLAGS="-Cpasses=sancov-module \
 export CARGO_PROFILE_DEV_DEBUG=line-tables-only
 
 start=$(date +%s)
-cargo build --quiet -p tufkey-fuzz --target "$host" --bins
-echo "fuzz targets built in $(($(date +%s) - start)) s"
+if [ $build = 1 ]; then
+  cargo build --quiet -p tufkey-fuzz --target "$host" --bins
+  echo "fuzz targets built in $(($(date +%s) - start)) s"
+fi
+[ $run = 1 ] || exit 0
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tufkey-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 failed=()
 for t in "${targets[@]}"; do
-  bin=target/$host/debug/$t
+  bin=$target_dir/$host/debug/$t
   [ -x "$bin" ] || { echo "no fuzz target named $t (see fuzz/Cargo.toml)" >&2; exit 2; }
   mkdir -p "$work/$t/corpus" "$work/$t/artifacts"
   dict=()

@@ -99,8 +99,25 @@ fi
 say "cargo test -p pcsc-sys (the PC/SC bindings loaded at run time)"
 cargo test -p pcsc-sys --quiet
 
-say "fuzz smoke runs (hsm-tests/fuzz-smoke.sh: every fuzz target briefly from its seeds)"
-hsm-tests/fuzz-smoke.sh
+# The fuzz targets' instrumented build is long and CPU-bound while the tests mostly wait on
+# tokens, daemons and python-tuf: it runs beside them, in its own target folder (so neither
+# waits for the other's lock), and is stopped by PID if the tests fail.
+say "building the fuzz targets in the background (hsm-tests/fuzz-smoke.sh --build-only)"
+fuzz_log=$PWD/target/fuzz-build.log
+CARGO_TARGET_DIR=$PWD/target/fuzz-build setsid hsm-tests/fuzz-smoke.sh --build-only >"$fuzz_log" 2>&1 &
+fuzz_build=$!
+# setsid: the build is its own process group, so stopping it stops cargo and rustc too.
+stop_all() { kill -- -"$fuzz_build" 2>/dev/null || true; stop_card; }
+trap stop_all EXIT
 
 say "cargo test (unit, SoftHSM, TPM 2.0 token, YubiKey, python-tuf interop, real-world repositories)"
 cargo test
+
+say "fuzz smoke runs (hsm-tests/fuzz-smoke.sh: every fuzz target briefly from its seeds)"
+if ! wait "$fuzz_build"; then
+  cat "$fuzz_log" >&2
+  echo "building the fuzz targets failed" >&2
+  exit 1
+fi
+cat "$fuzz_log"
+CARGO_TARGET_DIR=$PWD/target/fuzz-build hsm-tests/fuzz-smoke.sh --run-only
