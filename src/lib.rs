@@ -14,9 +14,9 @@
 pub mod audit;
 pub mod ceremony;
 pub mod fsutil;
-pub mod https;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod https;
 pub mod keys;
 pub mod notary;
 pub mod pem;
