@@ -69,6 +69,29 @@ fn kill_after(mut c: Command, ms: u64) {
     child.wait().unwrap();
 }
 
+/// [`kill_after`] for a command that logs in to SoftHSM. SoftHSM rewrites its own
+/// `token.object` in place at every C_Login (it stores the PIN-count flags there), so a
+/// kill that lands inside that write truncates SoftHSM's store and the token is gone
+/// ("tokens present: none") — SoftHSM's crash safety, not tufkey's: tufkey never writes
+/// to a token when it signs, and a real HSM keeps its state itself. The token folder is
+/// put back as it was, so what is checked afterwards is what tufkey wrote.
+fn kill_after_keeping_the_token(hsm: &SoftHsm, c: Command, ms: u64) {
+    let tokens = hsm.dir.path().join("tokens");
+    let saved = hsm.dir.path().join("tokens.saved");
+    let _ = std::fs::remove_dir_all(&saved);
+    let cp = |from: &Path, to: &Path| {
+        let st = Command::new("cp")
+            .args(["-a", p(from), p(to)])
+            .status()
+            .expect("run cp");
+        assert!(st.success(), "cp -a {} {}", from.display(), to.display());
+    };
+    cp(&tokens, &saved);
+    kill_after(c, ms);
+    std::fs::remove_dir_all(&tokens).unwrap();
+    cp(&saved, &tokens);
+}
+
 /// Every entry of an audit log that the chain check accepts; fails the test otherwise.
 fn audited(log: &Path) -> Vec<Value> {
     ok(None, &["audit", "verify", p(log)]);
@@ -179,7 +202,7 @@ fn an_audited_sign_killed_at_every_point_leaves_the_old_or_the_signed_file_and_t
                 assert_eq!(kill_at(c, &what), Killed::AtPoint, "{what}");
                 stalled += 1;
             }
-            Some(ms) => kill_after(c, ms),
+            Some(ms) => kill_after_keeping_the_token(&s.hsm, c, ms),
         }
         // As before, or signed, verified and audited.
         let now = std::fs::read(&md).unwrap();
