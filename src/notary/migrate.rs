@@ -197,16 +197,7 @@ pub fn migrate(o: &MigrateOptions<'_>) -> Result<Migration, NotaryError> {
     let mut notes = Vec::new();
     for role in ["root", "targets", "snapshot"] {
         let def = root.signed.pointer(&format!("/roles/{role}"));
-        let ids: Vec<String> = def
-            .and_then(|d| d.get("keyids"))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let ids: Vec<String> = verify::strings(def.and_then(|d| d.get("keyids")));
         let threshold = def
             .and_then(|d| d.get("threshold"))
             .and_then(Value::as_u64)

@@ -76,18 +76,21 @@ struct RoleKeys {
     threshold: u64,
 }
 
+/// The strings of a JSON array (key ids, path prefixes); anything else is no strings.
+pub(super) fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn role_keys(def: Option<&Value>) -> RoleKeys {
     RoleKeys {
-        keyids: def
-            .and_then(|d| d.get("keyids"))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default(),
+        keyids: strings(def.and_then(|d| d.get("keyids"))),
         threshold: def
             .and_then(|d| d.get("threshold"))
             .and_then(Value::as_u64)
@@ -461,16 +464,7 @@ fn delegations(
         let signed_by = c.threshold(&name, &env, &rk, &keys, &|_| true);
         c.expiry(&name, &env);
         c.meta(snapshot, &name, &env);
-        let prefixes: Vec<String> = role
-            .get("paths")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let prefixes: Vec<String> = strings(role.get("paths"));
         for path in env
             .signed
             .get("targets")
