@@ -4,6 +4,9 @@
 //! 1,024 bins over loopback HTTP, a later `repo add` + `commit` re-signing exactly one bin,
 //! snapshot and timestamp, `repo bins --resign`, `--advise`, the refusals (each leaving the
 //! folder byte-for-byte as it was), and `repo verify` refusing a target filed in the wrong bin.
+//! Bins whose key is held by a real `tufkey serve`: signed through sign-batch, each as
+//! its own role under the daemon's policy globs, rollback and expiry limits; and the
+//! CLI's audit entries for a whole `--resign` in one commit of the log.
 
 #[path = "harness/mod.rs"]
 mod harness;
@@ -415,4 +418,350 @@ fn sign_many_on_a_pkcs11_key_signs_on_several_sessions_and_reports_each_signatur
     let indices: Vec<usize> = seen.iter().map(|(i, _)| *i).collect();
     assert_eq!(indices, (0..300).collect::<Vec<_>>());
     assert!(signer.token().pooled_sessions() >= 2);
+}
+
+/// A `tufkey serve` holding the bins' key (on the repository's SoftHSM), with two
+/// client identities: `ci-bins` may sign `bins-*` for repository `acme` (bins for a
+/// year, everything else for a day), `ci-timestamps` only `timestamp`. Batches of at
+/// most `batch` documents (16 in the tests, so 64 bins take several requests).
+struct BinsSigner {
+    daemon: harness::daemon::Daemon,
+    folder: tempfile::TempDir,
+    ca: harness::daemon::Ca,
+    /// `https://127.0.0.1:PORT/keys/<bins key id>`.
+    uri: String,
+}
+
+impl BinsSigner {
+    fn start(k: &Keys, bins: &Holder, batch: usize) -> BinsSigner {
+        use harness::daemon::{client_policy, daemon_folder, signer_toml, Daemon};
+        let (folder, ca) = daemon_folder("tufkey-remote-bins-");
+        let config = folder.path().join("signer.toml");
+        let text = signer_toml(
+            "state = \"state.json\"\naudit = \"audit.jsonl\"",
+            &format!("[limits]\nmax_batch_documents = {batch}\n\n"),
+            &[&bins.uri],
+            &[
+                client_policy(
+                    "ci-bins",
+                    &[&bins.keyid],
+                    &["acme"],
+                    &["bins-*"],
+                    "1d",
+                    "role_max_expiry = { \"bins-*\" = \"400d\" }\n",
+                ),
+                client_policy(
+                    "ci-timestamps",
+                    &[&bins.keyid],
+                    &["acme"],
+                    &["timestamp"],
+                    "1d",
+                    "",
+                ),
+            ],
+        );
+        std::fs::write(&config, text).unwrap();
+        let daemon = Daemon::start(folder.path(), "daemon", &k.hsm, &config);
+        let uri = format!("{}/keys/{}", daemon.base(), bins.keyid);
+        BinsSigner {
+            daemon,
+            folder,
+            ca,
+            uri,
+        }
+    }
+
+    /// `tufkey ARGS` as client `identity` of this signer, repository `acme`.
+    fn run_as(&self, k: &Keys, identity: &str, args: &[&str]) -> (i32, String, String) {
+        let (cert, key) = self
+            .ca
+            .issue(self.folder.path(), identity, identity, false, false);
+        let mut c = harness::tufkey(Some(&k.hsm));
+        c.args(args)
+            .env("TUFKEY_REMOTE_CA", self.folder.path().join("client-ca.pem"))
+            .env("TUFKEY_REMOTE_CERT", cert)
+            .env("TUFKEY_REMOTE_KEY", key)
+            .env("TUFKEY_REMOTE_REPOSITORY", "acme");
+        harness::run(c)
+    }
+
+    fn client(&self, identity: &str) -> tufkey::keys::remote::Client {
+        let (cert, key) = self
+            .ca
+            .issue(self.folder.path(), identity, identity, false, false);
+        self.daemon.client(&tufkey::keys::remote::ClientTls {
+            ca: self.folder.path().join("client-ca.pem"),
+            identity: Some((cert, key)),
+        })
+    }
+
+    /// The daemon's audit entries for signatures and refusals of documents (`sign`
+    /// and `sign-batch`), in order.
+    fn document_entries(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.folder.path().join("audit.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|e| e["action"] == "sign" || e["action"] == "sign-batch")
+            .collect()
+    }
+}
+
+/// The bins' (role, version) that `entries` record as signed through sign-batch; every
+/// entry must be one (no single-document `sign`, no refusal).
+fn batch_signed(entries: &[Value]) -> Vec<(String, u64)> {
+    entries
+        .iter()
+        .map(|e| {
+            assert_eq!(e["action"], "sign-batch", "{e}");
+            assert_eq!(e["result"], "signed", "{e}");
+            assert_eq!(e["repository"], "acme", "{e}");
+            (
+                e["role"].as_str().unwrap().to_string(),
+                e["version"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `bins-00` … `bins-3f` at `version`.
+fn all_bins_at(version: u64) -> Vec<(String, u64)> {
+    (0..64)
+        .map(|i| (format!("bins-{i:02x}"), version))
+        .collect()
+}
+
+#[test]
+fn bins_on_a_remote_signer_are_signed_through_sign_batch_as_their_own_roles() {
+    let k = Keys::new(1);
+    let (dir, root, bins) = repo_with_targets(&k);
+    let signer = BinsSigner::start(&k, &bins, 16);
+    let (code, out, err) = signer.run_as(
+        &k,
+        "ci-bins",
+        &[
+            "--json",
+            "repo",
+            "bins",
+            p(&dir),
+            "--count",
+            "64",
+            "--key",
+            &signer.uri,
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let mut commit = vec!["--json", "repo", "commit", p(&dir)];
+    let keys = k.commit_keys();
+    commit.extend(keys.iter().map(String::as_str));
+
+    // A client whose policy covers only `timestamp` is refused for the first bin, with
+    // the role and the key's URI named; nothing is published.
+    let before = snapshot(&dir.join("metadata"));
+    let (code, out, err) = signer.run_as(&k, "ci-timestamps", &commit);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("bins-00") && err.contains(&signer.uri) && err.contains("role-not-allowed"),
+        "{err}"
+    );
+    assert!(err.contains("may not sign role `bins-00`"), "{err}");
+    assert_unchanged(
+        &before,
+        &dir.join("metadata"),
+        "a commit refused by the signer",
+    );
+    // The signer refused each bin on its own, as its own role, and signed nothing.
+    let refused = signer.document_entries();
+    assert_eq!(refused.len(), 64);
+    assert!(refused
+        .iter()
+        .all(|e| e["action"] == "sign-batch" && e["result"] == "refused"));
+    let roles: Vec<&str> = refused
+        .iter()
+        .map(|e| e["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles[0], "bins-00");
+    assert_eq!(roles[63], "bins-3f");
+
+    // With the bins client every bin is signed through sign-batch, one audit entry per
+    // bin under the bin's own name, and the repository verifies.
+    let (code, out, err) = signer.run_as(&k, "ci-bins", &commit);
+    assert_eq!(code, 0, "{out}{err}");
+    let signed = batch_signed(&signer.document_entries()[64..]);
+    assert_eq!(signed, all_bins_at(1));
+    assert_repo_verify(&dir, &root, 0);
+
+    // `repo bins --resign`: every bin again, at version 2, again through batches.
+    let mut resign = vec!["--json", "repo", "bins", p(&dir), "--resign"];
+    let online = k.online_keys();
+    resign.extend(online.iter().map(String::as_str));
+    let (code, out, err) = signer.run_as(&k, "ci-bins", &resign);
+    assert_eq!(code, 0, "{out}{err}");
+    let signed = batch_signed(&signer.document_entries()[128..]);
+    assert_eq!(signed, all_bins_at(2));
+    let v = versions(&dir);
+    assert!(v
+        .iter()
+        .filter(|(n, _)| n.starts_with("bins-"))
+        .all(|(_, ver)| *ver == 2));
+
+    // python-tuf's ngclient downloads through the remotely signed bins.
+    let http = HttpRepo::serve(&dir);
+    let got = ngclient(&http, &root, &k.path("cache")).download("app/v1/tool.bin");
+    assert_eq!(got.delivered().0, 11);
+    assert_eq!(
+        bin_requests(&http),
+        [format!(
+            "/metadata/2.{}.json",
+            bin_for("app/v1/tool.bin", 6)
+        )]
+    );
+    assert_repo_verify(&dir, &root, 0);
+
+    // A replayed older bin in a batch is refused on its own; the other document of the
+    // same batch is signed (rollback is tracked per repository and bin).
+    let old = read_json(&dir.join("metadata/1.bins-00.json"));
+    let mut newer = read_json(&dir.join("metadata/2.bins-01.json"));
+    newer["signed"]["version"] = 3.into();
+    newer["signatures"] = serde_json::json!([]);
+    // And a bin beyond its role's expiry limit (400 days for `bins-*`).
+    let mut too_long = read_json(&dir.join("metadata/2.bins-02.json"));
+    too_long["signed"]["version"] = 3.into();
+    too_long["signed"]["expires"] = harness::daemon::expires_in(500 * 86400).into();
+    too_long["signatures"] = serde_json::json!([]);
+    let r = signer
+        .client("ci-bins")
+        .post_json(
+            "/v1/sign-batch",
+            &serde_json::json!({
+                "repository": "acme",
+                "key_id": bins.keyid,
+                "documents": [
+                    {"role": "bins-00", "metadata": old},
+                    {"role": "bins-01", "metadata": newer},
+                    {"role": "bins-02", "metadata": too_long},
+                ],
+            }),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let results = r.json()["results"].clone();
+    assert_eq!(results[0]["status"], 403, "{results}");
+    assert_eq!(results[0]["error"], "version-not-increasing", "{results}");
+    assert!(
+        results[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("acme/bins-00"),
+        "{results}"
+    );
+    assert_eq!(results[1]["status"], 200, "{results}");
+    assert_eq!(results[1]["role"], "bins-01");
+    assert_eq!(results[1]["version"], 3);
+    assert_eq!(results[2]["error"], "expiry-beyond-policy", "{results}");
+    let why = results[2]["message"].as_str().unwrap();
+    assert!(
+        why.contains("role_max_expiry \"bins-*\"") && why.contains("`bins-02`"),
+        "{why}"
+    );
+    signer.daemon.stop();
+}
+
+#[test]
+fn re_signing_256_bins_with_an_audit_log_writes_one_entry_per_bin_and_the_chain_verifies() {
+    let k = Keys::new(1);
+    let (dir, _root, bins) = repo_with_targets(&k);
+    bin_and_commit(&k, &dir, 256, &bins);
+    let log = k.path("audit.jsonl");
+    let mut args = vec![
+        "--audit-log",
+        p(&log),
+        "--json",
+        "repo",
+        "bins",
+        p(&dir),
+        "--resign",
+    ];
+    let online = k.online_keys();
+    args.extend(online.iter().map(String::as_str));
+    k.ok(&args);
+
+    let entries: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let signed: Vec<&Value> = entries.iter().filter(|e| e["result"] == "signed").collect();
+    let mut bin_roles: Vec<&str> = signed
+        .iter()
+        .filter_map(|e| e["role"].as_str())
+        .filter(|r| r.starts_with("bins-"))
+        .collect();
+    assert_eq!(bin_roles.len(), 256);
+    bin_roles.dedup();
+    assert_eq!(bin_roles.len(), 256, "one entry per bin");
+    for e in &signed {
+        assert!(e["key_uri"].as_str().is_some(), "{e}");
+        assert_eq!(e["source"], "cli", "{e}");
+    }
+    // The bins, snapshot and timestamp: nothing else was signed.
+    assert_eq!(signed.len(), 258);
+    let verified = k.json(&["audit", "verify", p(&log)]);
+    assert_eq!(verified["ok"], true, "{verified}");
+    assert_eq!(verified["entries"], entries.len(), "{verified}");
+}
+
+/// Runs tufkey with these arguments: (exit code, stdout, stderr).
+type Run<'a> = &'a dyn Fn(&[&str]) -> (i32, String, String);
+
+/// A measurement, not a test (it asserts no time): `repo bins --resign` of 4,096 bins
+/// (`BENCH_REMOTE_BINS`) with the bins' P-256 key on SoftHSM used in process, then held
+/// by a `tufkey serve` on the same kind of token and reached through sign-batch.
+/// `cargo test --test repo_bins -- --ignored --nocapture measure`
+#[test]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+fn measure_resigning_bins_through_serve_batches_against_a_local_pkcs11_key() {
+    let n: u64 = std::env::var("BENCH_REMOTE_BINS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4096);
+    let resign = |k: &Keys, dir: &Path, run: Run<'_>| {
+        let mut args = vec!["--json", "repo", "bins", p(dir), "--resign"];
+        let online = k.online_keys();
+        args.extend(online.iter().map(String::as_str));
+        let t = std::time::Instant::now();
+        let (code, out, err) = run(&args);
+        assert_eq!(code, 0, "{out}{err}");
+        t.elapsed().as_secs_f64()
+    };
+    let local = Keys::new(1);
+    let (dir, _root, bins) = repo_with_targets(&local);
+    bin_and_commit(&local, &dir, n, &bins);
+    let local_s = resign(&local, &dir, &|a| local.run(a));
+
+    let remote = Keys::new(1);
+    let (dir, _root, bins) = repo_with_targets(&remote);
+    let signer = BinsSigner::start(&remote, &bins, 1024);
+    let as_bins = |a: &[&str]| signer.run_as(&remote, "ci-bins", a);
+    let mut bin = vec!["repo", "bins", p(&dir), "--count"];
+    let count = n.to_string();
+    bin.extend([count.as_str(), "--key", &signer.uri]);
+    assert_eq!(as_bins(&bin).0, 0);
+    let mut commit = vec!["repo", "commit", p(&dir)];
+    let keys = remote.commit_keys();
+    commit.extend(keys.iter().map(String::as_str));
+    assert_eq!(as_bins(&commit).0, 0);
+    let remote_s = resign(&remote, &dir, &as_bins);
+    let entries = signer.document_entries();
+    assert_eq!(
+        batch_signed(&entries[entries.len() - n as usize..]).len(),
+        n as usize
+    );
+    println!(
+        "repo bins --resign, {n} bins + snapshot + timestamp: local PKCS#11 {local_s:.2} s ({:.0} bins/s); tufkey serve, sign-batch of up to 1024 {remote_s:.2} s ({:.0} bins/s); ratio remote/local {:.2}",
+        n as f64 / local_s,
+        n as f64 / remote_s,
+        local_s / remote_s
+    );
+    signer.daemon.stop();
 }

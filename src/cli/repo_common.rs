@@ -126,23 +126,29 @@ impl Progress for Bar {
     }
 }
 
-/// Audit entries for every signature, before anything is published.
+/// Audit entries for every signature, all durable in one commit before anything is
+/// published.
 fn audit_hook<'a>(
     ctx: &'a Ctx,
     action: &'a str,
     dir: &'a Path,
 ) -> impl FnMut(&[Made]) -> Result<(), String> + 'a {
     move |made| {
-        for m in made {
-            let mut ev = ctx.audit.event(action, "signed");
-            ev.file = Some(shown_path(dir));
-            ev.role = Some(m.role.clone());
-            ev.version = Some(m.version);
-            ev.key_id = Some(m.keyid.clone());
-            ev.key_uri = Some(tufkey::keys::uri::redact(&m.uri));
-            ev.payload_sha256 = Some(m.payload_sha256.clone());
-            ctx.audit.record(ev).map_err(|e| e.to_string())?;
-        }
+        let file = shown_path(dir);
+        let events = made
+            .iter()
+            .map(|m| {
+                let mut ev = ctx.audit.event(action, "signed");
+                ev.file = Some(file.clone());
+                ev.role = Some(m.role.clone());
+                ev.version = Some(m.version);
+                ev.key_id = Some(m.keyid.clone());
+                ev.key_uri = Some(tufkey::keys::uri::redact(&m.uri));
+                ev.payload_sha256 = Some(m.payload_sha256.clone());
+                ev
+            })
+            .collect();
+        ctx.audit.record_many(events).map_err(|e| e.to_string())?;
         Ok(())
     }
 }

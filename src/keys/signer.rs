@@ -36,7 +36,27 @@ pub trait Signer: Send + Sync {
         }
         out
     }
+    /// [`Signer::sign_many_with`] for TUF documents whose role the caller knows (a
+    /// hashed bin is a `targets` document signed as role `bins-3ff`). A key in hand
+    /// signs bytes and ignores the role; a remote signer must say it, because its
+    /// policy, rollback tracking and audit log are per role.
+    fn sign_roles_with(
+        &self,
+        docs: &[RoleMessage<'_>],
+        done: &Done<'_>,
+    ) -> Vec<Result<Vec<u8>, KeyError>> {
+        let messages: Vec<&[u8]> = docs.iter().map(|d| d.message).collect();
+        self.sign_many_with(&messages, done)
+    }
 }
 
 /// What [`Signer::sign_many_with`] tells about each message signed.
 pub type Done<'a> = dyn Fn(usize, &Result<Vec<u8>, KeyError>) + Sync + 'a;
+
+/// One document for [`Signer::sign_roles_with`]: the role it is signed as and its
+/// canonical `signed` bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct RoleMessage<'a> {
+    pub role: &'a str,
+    pub message: &'a [u8],
+}

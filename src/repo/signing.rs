@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use super::config::RepoConfig;
 use super::error::RepoError;
 use super::progress::Progress;
+use crate::keys::signer::RoleMessage;
 use crate::keys::{self, KeyError, PinPolicy, Signer};
 use crate::tuf::verify::RoleKeys;
 use crate::tuf::{Metadata, PublicKey, Signature};
@@ -135,7 +136,7 @@ impl<'a> Signers<'a> {
     }
 
     /// Signs every `(role, document)` with the URIs the plan chose for its role: one
-    /// [`Signer::sign_many_with`] call per key for all the documents it signs (a token
+    /// [`Signer::sign_roles_with`] call per key for all the documents it signs (a token
     /// signs them over several sessions, a remote signer gets one batch). Each signature
     /// is checked against the key's public key as it arrives, on the thread that made
     /// it; any failure stops everything and nothing is returned to publish.
@@ -179,9 +180,19 @@ impl<'a> Signers<'a> {
             let signer = signer.as_ref();
             let checker = SelfCheck::new(signer);
             let messages: Vec<&[u8]> = indices.iter().map(|i| payloads[*i].as_slice()).collect();
+            // Each document as its own role: a remote signer checks policy and rollback
+            // per role, so 16,384 bins must not all arrive as "targets".
+            let to_sign: Vec<RoleMessage<'_>> = indices
+                .iter()
+                .zip(&messages)
+                .map(|(i, m)| RoleMessage {
+                    role: docs[*i].0.as_str(),
+                    message: m,
+                })
+                .collect();
             let checked: Vec<OnceLock<Result<Signature, KeyError>>> =
                 messages.iter().map(|_| OnceLock::new()).collect();
-            let results = signer.sign_many_with(&messages, &|j, r| {
+            let results = signer.sign_roles_with(&to_sign, &|j, r| {
                 if let (Ok(raw), Some(m)) = (r, messages.get(j)) {
                     let _ = checked[j].set(checker.check(m, raw));
                 }

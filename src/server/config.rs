@@ -13,8 +13,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use super::listeners::{ClientCertificate, Listener};
-use super::oidc::config::{self as oidc, ClientMatch, OidcConfig};
-use super::rate::{parse_rate, Rate};
+use super::oidc::config::{self as oidc, OidcConfig};
+use super::policy::pattern_problem;
+pub use super::policy::ClientPolicy;
 use crate::keys::KeyUri;
 
 /// A config error: `file:line: reason`.
@@ -123,47 +124,11 @@ pub struct KeyConfig {
 }
 
 impl KeyConfig {
+    /// Names, `*` or globs, as a client's `roles` ([`super::policy::role_matches`]).
     pub fn allows_role(&self, r: &str) -> bool {
         self.roles
             .as_ref()
-            .is_none_or(|l| l.iter().any(|x| x == "*" || x == r))
-    }
-}
-
-/// What one client identity may do.
-#[derive(Debug, Clone)]
-pub struct ClientPolicy {
-    /// Matched against the certificate's subject CN and its DNS, URI and e-mail SANs;
-    /// for an OIDC entry only its name (default: what it matches).
-    pub identity: String,
-    /// Set: the entry matches OIDC tokens of this issuer with these claims, and no
-    /// certificate.
-    pub oidc: Option<ClientMatch>,
-    pub line: usize,
-    /// Key ids (64 hex digits, lower case).
-    pub keys: Vec<String>,
-    /// Repository names; `*` allows any.
-    pub repositories: Vec<String>,
-    /// Role names: `targets`, `snapshot`, `timestamp`, `root`, or a delegated role name
-    /// (signed as `_type` targets); `*` allows any.
-    pub roles: Vec<String>,
-    /// The farthest in the future an `expires` may be.
-    pub max_expiry: Duration,
-    /// Requests per period, as a token bucket (burst = `per`'s count).
-    pub rate: Option<Rate>,
-    /// Whether raw-bytes signing (`/v1/sign-raw`) is allowed with these keys.
-    pub raw: bool,
-}
-
-impl ClientPolicy {
-    pub fn allows_repository(&self, r: &str) -> bool {
-        self.repositories.iter().any(|x| x == "*" || x == r)
-    }
-    pub fn allows_role(&self, r: &str) -> bool {
-        self.roles.iter().any(|x| x == "*" || x == r)
-    }
-    pub fn allows_key(&self, k: &str) -> bool {
-        self.keys.iter().any(|x| x == k)
+            .is_none_or(|l| l.iter().any(|x| super::policy::role_matches(x, r)))
     }
 }
 
@@ -182,7 +147,7 @@ struct RawConfig {
     #[serde(default)]
     keys: Vec<Spanned<RawKey>>,
     #[serde(default)]
-    clients: Vec<Spanned<RawClient>>,
+    clients: Vec<Spanned<super::policy::RawClient>>,
     #[serde(default)]
     oidc: Option<oidc::RawOidc>,
     #[serde(default)]
@@ -218,23 +183,6 @@ struct RawKey {
     uri: Spanned<String>,
     #[serde(default)]
     roles: Option<Spanned<Vec<String>>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawClient {
-    #[serde(default)]
-    identity: Option<Spanned<String>>,
-    #[serde(default)]
-    oidc: Option<Spanned<oidc::RawClientOidc>>,
-    keys: Spanned<Vec<String>>,
-    repositories: Spanned<Vec<String>>,
-    roles: Spanned<Vec<String>>,
-    max_expiry: Spanned<String>,
-    #[serde(default)]
-    rate: Option<Spanned<String>>,
-    #[serde(default)]
-    raw: bool,
 }
 
 impl Config {
@@ -459,7 +407,13 @@ impl Config {
                         "roles must list at least one role (or leave it out)".into(),
                     ))
                 }
-                r => r.as_ref().map(|r| r.get_ref().clone()),
+                Some(r) => {
+                    if let Some(why) = r.get_ref().iter().find_map(|p| pattern_problem(p)) {
+                        return Err(err(r.span().start, why));
+                    }
+                    Some(r.get_ref().clone())
+                }
+                None => None,
             };
             keys.push(KeyConfig {
                 uri: uri.clone(),
@@ -470,80 +424,19 @@ impl Config {
 
         let mut clients: Vec<ClientPolicy> = Vec::new();
         for c in &raw.clients {
-            let at = c.span().start;
-            let c = c.get_ref();
-            let oidc = match &c.oidc {
-                Some(o) => {
-                    Some(oidc::client(o.get_ref(), &oidc_cfg).map_err(|(at, why)| err(at, why))?)
-                }
-                None => None,
-            };
-            let (identity, id_at) = match (&c.identity, &oidc) {
-                (Some(i), _) => (i.get_ref().trim().to_string(), i.span().start),
-                (None, Some(m)) => (m.label(), at),
-                (None, None) => return Err(err(at, "a [[clients]] entry needs `identity` (a certificate name) or `oidc = { issuer, claims }`".into())),
-            };
-            if identity.is_empty() {
-                return Err(err(id_at, "empty identity".into()));
-            }
-            if clients.iter().any(|o| o.identity == identity) {
+            let policy = super::policy::parse(c, &oidc_cfg, &line_of, parse_duration)
+                .map_err(|(at, why)| err(at, why))?;
+            if clients.iter().any(|o| o.identity == policy.identity) {
+                let at = c.get_ref().identity_at().unwrap_or(c.span().start);
                 return Err(err(
-                    id_at,
-                    format!("identity \"{identity}\" has two [[clients]] entries; merge them"),
+                    at,
+                    format!(
+                        "identity \"{}\" has two [[clients]] entries; merge them",
+                        policy.identity
+                    ),
                 ));
             }
-            let mut key_ids = Vec::new();
-            for k in c.keys.get_ref() {
-                if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(err(
-                        c.keys.span().start,
-                        format!("\"{k}\" is not a key id (64 hex digits; `tufkey key show URI` prints it)"),
-                    ));
-                }
-                key_ids.push(k.to_ascii_lowercase());
-            }
-            for (list, what) in [(&c.repositories, "repositories"), (&c.roles, "roles")] {
-                if list.get_ref().is_empty() || list.get_ref().iter().any(|s| s.is_empty()) {
-                    return Err(err(
-                        list.span().start,
-                        format!("{what} must list at least one non-empty name (or \"*\")"),
-                    ));
-                }
-            }
-            let max_expiry = parse_duration(c.max_expiry.get_ref())
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    err(
-                        c.max_expiry.span().start,
-                        format!(
-                            "max_expiry = \"{}\" is not a duration such as \"1d\", \"12h\" or \"30d\"",
-                            c.max_expiry.get_ref()
-                        ),
-                    )
-                })?;
-            let rate = match &c.rate {
-                None => None,
-                Some(r) => Some(parse_rate(r.get_ref()).ok_or_else(|| {
-                    err(
-                        r.span().start,
-                        format!(
-                            "rate = \"{}\": give requests per period such as \"60/min\", \"10/s\" or \"1000/h\"",
-                            r.get_ref()
-                        ),
-                    )
-                })?),
-            };
-            clients.push(ClientPolicy {
-                identity,
-                oidc,
-                line: line_of(at),
-                keys: key_ids,
-                repositories: c.repositories.get_ref().clone(),
-                roles: c.roles.get_ref().clone(),
-                max_expiry,
-                rate,
-                raw: c.raw,
-            });
+            clients.push(policy);
         }
         Ok(Config {
             path: path.into(),
@@ -605,6 +498,7 @@ pub fn parse_size(s: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::rate::parse_rate;
 
     fn setup() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
@@ -842,6 +736,36 @@ max_expiry = "1d"
         let e = Config::parse(&p, &text.replace("\"8MiB\"", "\"1MiB\"")).unwrap_err();
         assert_eq!(e.line, 15, "{e}");
         assert!(e.to_string().contains("one request must fit"), "{e}");
+    }
+
+    #[test]
+    fn role_globs_and_expiry_per_role_parse_and_mistakes_are_refused_at_their_line() {
+        let (_d, p) = setup();
+        let bins = GOOD.replace("\"targets\", \"timestamp\"]", "\"timestamp\", \"bins-*\"]")
+            + "role_max_expiry = { \"bins-*\" = \"90d\" }\n";
+        let c = Config::parse(&p, &bins).unwrap();
+        let client = &c.clients[0];
+        assert!(client.allows_role("bins-3ff") && !client.allows_role("targets"));
+        assert_eq!(
+            client.max_expiry_for("bins-3ff").0,
+            Duration::from_secs(90 * 86400)
+        );
+        assert_eq!(
+            client.max_expiry_for("timestamp").0,
+            Duration::from_secs(7 * 86400)
+        );
+        // A glob that would reach a top-level role, at the `roles` line.
+        let e = Config::parse(&p, &GOOD.replace("\"timestamp\"]", "\"t*\"]")).unwrap_err();
+        assert_eq!(e.line, 21, "{e}");
+        assert!(e.to_string().contains("top-level role `targets`"), "{e}");
+        // An expiry for a role the client may not sign is a typo, at its line.
+        let typo = GOOD.to_string() + "role_max_expiry = { \"bin-*\" = \"90d\" }\n";
+        let e = Config::parse(&p, &typo).unwrap_err();
+        assert_eq!(e.line, 24, "{e}");
+        assert!(e.to_string().contains("does not allow"), "{e}");
+        let bad = bins.replace("\"90d\"", "\"ninety\"");
+        let e = Config::parse(&p, &bad).unwrap_err();
+        assert!(e.to_string().contains("role_max_expiry.\"bins-*\""), "{e}");
     }
 
     #[test]

@@ -7,13 +7,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::config::ClientPolicy;
+use super::policy::TOP_LEVEL;
 use super::refusal::{bad_request, forbidden, state_unavailable, Refusal};
 use super::served::ServedKey;
 use super::store::ReserveError;
 use crate::tuf::Metadata;
-
-/// Top-level role names; anything else is a delegated targets role.
-const TOP_LEVEL: &[&str] = &["root", "targets", "snapshot", "timestamp"];
 
 /// A parsed document: what is signed and what it claims to be.
 pub struct Prepared {
@@ -130,17 +128,22 @@ pub fn check(
             format!("the document expired at {expires}; it would be useless signed"),
         ));
     }
-    let limit = chrono::Duration::from_std(policy.max_expiry)
+    let (max_expiry, rule) = policy.max_expiry_for(role);
+    let limit = chrono::Duration::from_std(max_expiry)
         .ok()
         .and_then(|d| now.checked_add_signed(d))
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
     if expires > limit {
+        let which = match rule {
+            Some(p) => format!("role_max_expiry \"{p}\""),
+            None => "max_expiry".into(),
+        };
         return Err(forbidden(
             "expiry-beyond-policy",
             format!(
-                "expires {} is beyond the {}s that client {} may ask for (latest allowed now: {})",
+                "expires {} is beyond the {}s ({which}) that client {} may ask for role `{role}` (latest allowed now: {})",
                 crate::tuf::time::format_expires(expires),
-                policy.max_expiry.as_secs(),
+                max_expiry.as_secs(),
                 policy.identity,
                 crate::tuf::time::format_expires(limit)
             ),

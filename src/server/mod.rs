@@ -20,6 +20,7 @@ mod local;
 pub mod metrics;
 pub mod oidc;
 pub mod pg;
+pub mod policy;
 pub mod rate;
 mod refusal;
 mod served;

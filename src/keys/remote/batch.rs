@@ -14,52 +14,64 @@ use std::sync::atomic::Ordering;
 use super::limits::{chunks, BatchLimits};
 use super::{RemoteError, RemoteSigner};
 use crate::keys::error::KeyError;
-use crate::keys::signer::Signer;
+use crate::keys::signer::Done;
 use serde_json::{json, Value};
 
 impl RemoteSigner {
-    /// The documents of `messages` signed in batches; one result per message, in order.
-    pub(super) fn sign_batched(&self, messages: &[&[u8]]) -> Vec<Result<Vec<u8>, KeyError>> {
+    /// The documents of `docs` signed in batches, each as its role (`None`: the
+    /// signer's default, `signed._type`); one result per document, in order. `done`
+    /// is told of each document as the answer to its request arrives, so a progress
+    /// bar moves batch by batch rather than once at the end.
+    pub(super) fn sign_batched(
+        &self,
+        docs: &[(Option<&str>, &[u8])],
+        done: &Done<'_>,
+    ) -> Vec<Result<Vec<u8>, KeyError>> {
         let mut results: Vec<Option<Result<Vec<u8>, KeyError>>> =
-            (0..messages.len()).map(|_| None).collect();
+            (0..docs.len()).map(|_| None).collect();
+        let mut settle = |i: usize, r: Result<Vec<u8>, KeyError>| {
+            done(i, &r);
+            results[i] = Some(r);
+        };
         // Each message as the document the signer receives (or why it cannot be one).
-        let mut docs = Vec::with_capacity(messages.len());
-        let mut index = Vec::with_capacity(messages.len());
-        for (i, m) in messages.iter().enumerate() {
+        let mut bodies = Vec::with_capacity(docs.len());
+        let mut index = Vec::with_capacity(docs.len());
+        for (i, (role, m)) in docs.iter().enumerate() {
             match self.signed_value(m) {
                 Ok(signed) => {
                     let mut d = json!({"metadata": {"signed": signed, "signatures": []}});
-                    if let Some(r) = &self.role {
+                    if let Some(r) = role {
                         d["role"] = json!(r);
                     }
                     let text = d.to_string();
-                    docs.push((d, text.len()));
+                    bodies.push((d, text.len()));
                     index.push(i);
                 }
-                Err(e) => results[i] = Some(Err(e)),
+                Err(e) => settle(i, Err(e)),
             }
         }
-        let mut done = 0;
-        while done < docs.len() {
+        let mut sent = 0;
+        while sent < bodies.len() {
             if self.no_batch.load(Ordering::Relaxed) {
-                for i in &index[done..] {
-                    results[*i] = Some(self.sign(messages[*i]));
+                for i in &index[sent..] {
+                    let (role, m) = docs[*i];
+                    settle(*i, self.sign_as(role, m));
                 }
                 break;
             }
             let limits = *self.batch.lock().unwrap_or_else(|e| e.into_inner());
-            let sizes: Vec<usize> = docs[done..].iter().map(|d| d.1).collect();
+            let sizes: Vec<usize> = bodies[sent..].iter().map(|d| d.1).collect();
             let range = chunks(&sizes, limits)
                 .into_iter()
                 .next()
                 .unwrap_or(0..sizes.len());
-            let part = done + range.start..done + range.end;
-            match self.post_batch(&docs[part.clone()]) {
+            let part = sent + range.start..sent + range.end;
+            match self.post_batch(&bodies[part.clone()]) {
                 Post::Answered(answers) => {
                     for (k, i) in index[part.clone()].iter().enumerate() {
-                        results[*i] = Some(self.check_answer(answers.get(k), messages[*i]));
+                        settle(*i, self.check_answer(answers.get(k), docs[*i].1));
                     }
-                    done = part.end;
+                    sent = part.end;
                 }
                 Post::NoEndpoint => self.no_batch.store(true, Ordering::Relaxed),
                 // Cut smaller and try again, while the limits do shrink.
@@ -71,9 +83,9 @@ impl RemoteSigner {
                 Post::Smaller(_, why) | Post::Failed(why) => {
                     let shown = why.to_string();
                     for i in &index[part.clone()] {
-                        results[*i] = Some(Err(self.remote_err(copy_error(&why, &shown))));
+                        settle(*i, Err(self.remote_err(copy_error(&why, &shown))));
                     }
-                    done = part.end;
+                    sent = part.end;
                 }
             }
         }

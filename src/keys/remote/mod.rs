@@ -13,8 +13,10 @@
 //! `{"signed": <that>, "signatures": []}`. The daemon answers with the SHA-256 of the
 //! payload it signed, which must equal the hash of the bytes we were asked to sign,
 //! and `keys::sign_checked` then verifies the signature locally. The repository is
-//! `TUFKEY_REMOTE_REPOSITORY` (optional when the client's policy names only one), the
-//! role is `_type` unless `TUFKEY_REMOTE_ROLE` names a delegated role.
+//! `TUFKEY_REMOTE_REPOSITORY` (optional when the client's policy names only one). The
+//! role is the one the caller names through [`Signer::sign_roles_with`] (each hashed
+//! bin as itself); otherwise `TUFKEY_REMOTE_ROLE` (a single delegated file for
+//! `tufkey sign`), else `_type`.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -42,7 +44,7 @@ pub use token::TokenSource;
 use self::config::SignerEntry;
 use self::limits::BatchLimits;
 use crate::keys::error::KeyError;
-use crate::keys::signer::Signer;
+use crate::keys::signer::{Done, RoleMessage, Signer};
 use crate::keys::uri::RemoteUri;
 use crate::tuf::cjson::to_canonical;
 use crate::tuf::{Key, PublicKey};
@@ -469,7 +471,44 @@ impl Signer for RemoteSigner {
     fn key_id(&self) -> &str {
         &self.keyid
     }
+    /// As role `TUFKEY_REMOTE_ROLE` (or the client config's `role`), else `_type`.
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.sign_as(self.role.as_deref(), message)
+    }
+
+    /// Many documents per `POST /v1/sign-batch` ([`batch`]); one at a time against a
+    /// signer without that endpoint.
+    fn sign_many(&self, messages: &[&[u8]]) -> Vec<Result<Vec<u8>, KeyError>> {
+        self.sign_many_with(messages, &|_, _| {})
+    }
+
+    fn sign_many_with(
+        &self,
+        messages: &[&[u8]],
+        done: &Done<'_>,
+    ) -> Vec<Result<Vec<u8>, KeyError>> {
+        let role = self.role.as_deref();
+        let docs: Vec<(Option<&str>, &[u8])> = messages.iter().map(|m| (role, *m)).collect();
+        self.sign_documents(&docs, done)
+    }
+
+    /// Each document as the role the caller names (16,384 bins are 16,384 roles to the
+    /// signer's policy and rollback checks): the caller knows better than
+    /// `TUFKEY_REMOTE_ROLE`, which names one role for a single `tufkey sign`.
+    fn sign_roles_with(
+        &self,
+        docs: &[RoleMessage<'_>],
+        done: &Done<'_>,
+    ) -> Vec<Result<Vec<u8>, KeyError>> {
+        let docs: Vec<(Option<&str>, &[u8])> =
+            docs.iter().map(|d| (Some(d.role), d.message)).collect();
+        self.sign_documents(&docs, done)
+    }
+}
+
+impl RemoteSigner {
+    /// One document through `POST /v1/sign`, as `role` (`None`: `signed._type`).
+    fn sign_as(&self, role: Option<&str>, message: &[u8]) -> Result<Vec<u8>, KeyError> {
         let signed = self.signed_value(message)?;
         let mut req = json!({
             "key_id": self.keyid,
@@ -478,7 +517,7 @@ impl Signer for RemoteSigner {
         if let Some(r) = &self.repository {
             req["repository"] = json!(r);
         }
-        if let Some(r) = &self.role {
+        if let Some(r) = role {
             req["role"] = json!(r);
         }
         let remote = |err: RemoteError| KeyError::Remote {
@@ -490,13 +529,18 @@ impl Signer for RemoteSigner {
         self.signature_of(&v, message)
     }
 
-    /// Many documents per `POST /v1/sign-batch` ([`batch`]); one at a time against a
-    /// signer without that endpoint.
-    fn sign_many(&self, messages: &[&[u8]]) -> Vec<Result<Vec<u8>, KeyError>> {
-        if messages.len() < 2 {
-            return messages.iter().map(|m| self.sign(m)).collect();
+    /// A single document by `/v1/sign`, more than one by batches.
+    fn sign_documents(
+        &self,
+        docs: &[(Option<&str>, &[u8])],
+        done: &Done<'_>,
+    ) -> Vec<Result<Vec<u8>, KeyError>> {
+        if let [(role, m)] = docs {
+            let r = self.sign_as(*role, m);
+            done(0, &r);
+            return vec![r];
         }
-        self.sign_batched(messages)
+        self.sign_batched(docs, done)
     }
 }
 
