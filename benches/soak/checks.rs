@@ -88,7 +88,7 @@ pub fn signatures(records: &[Record], entries: &[Value]) -> Vec<Check> {
         .filter(|r| {
             !audited
                 .get(&slot(r))
-                .is_some_and(|v| v.iter().any(|h| *h == r.doc.sha))
+                .is_some_and(|v| v.contains(&r.doc.sha))
         })
         .map(|r| slot(r))
         .collect();

@@ -322,7 +322,7 @@ pub async fn run(s: Arc<Setup>, i: usize) -> Vec<Record> {
             match last {
                 Some(Outcome::Signed { .. }) => {
                     version += 1;
-                    probe_due = signed % PROBE_EVERY == 0;
+                    probe_due = signed.is_multiple_of(PROBE_EVERY);
                 }
                 Some(Outcome::Answered { status: 403, code })
                     if code == "version-not-increasing" =>
