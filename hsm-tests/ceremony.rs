@@ -1249,13 +1249,16 @@ fn an_expired_root_is_refused_until_a_later_expiry_is_set_and_signed_again() {
     );
     assert!(!repo.exists());
 
-    // A new expiry is a new payload: the two signatures are dropped, and the transcript says so.
+    // A new expiry is a new payload: the two signatures are dropped, and the expiry's own
+    // transcript entry says so (one entry per change).
+    let before = transcript(&dir).len();
     f.ok(&["ceremony", "expires", p(&dir), "90d"]);
     let t = transcript(&dir);
-    let dropped = &t[t.len() - 2];
-    assert_eq!(dropped["action"], "signatures-dropped");
+    assert_eq!(t.len(), before + 1, "one entry for the change");
+    let change = &t[t.len() - 1];
+    assert_eq!(change["action"], "expires");
     assert_eq!(
-        strings(&dropped["details"]["keyids"]),
+        strings(&change["details"]["signatures_dropped"]),
         ids(&[&f.root[0], &f.root[1]])
     );
     assert_eq!(f.status(&dir)["new_root"]["signed"], json!([]));

@@ -238,12 +238,15 @@ impl Ceremony {
     }
 
     /// Applies an edit of the proposed root. Signatures made so far covered the old
-    /// payload, so they are dropped, and the transcript says so.
+    /// payload, so they are dropped, and the action's own transcript entry lists them
+    /// (`signatures_dropped`). One entry, not two: a process killed between two entries
+    /// would leave a staged root recorded by the first alone, adopted on the next open
+    /// without the entry that says what changed.
     fn change(
         &mut self,
         actor: &str,
         action: &str,
-        details: Value,
+        mut details: Value,
         f: impl FnOnce(&mut Value) -> Result<(), TufError>,
     ) -> Result<(), CeremonyError> {
         self.check_untouched()?;
@@ -254,15 +257,18 @@ impl Ceremony {
             .filter(|s| !s.sig.is_empty())
             .map(|s| s.keyid.clone())
             .collect();
+        if !dropped.is_empty() {
+            match &mut details {
+                Value::Object(m) => {
+                    m.insert("signatures_dropped".into(), json!(dropped));
+                }
+                other => {
+                    *other = json!({"action": other.take(), "signatures_dropped": dropped});
+                }
+            }
+        }
         self.proposed.edit(f)?;
         self.stage()?;
-        if !dropped.is_empty() {
-            self.record(
-                actor,
-                "signatures-dropped",
-                json!({"keyids": dropped, "reason": format!("the root changed ({action})")}),
-            )?;
-        }
         self.record(actor, action, details)?;
         self.publish_staged()
     }
