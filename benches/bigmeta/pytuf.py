@@ -12,6 +12,8 @@
   pytuf.py sign FILE KEY_PEM OUT RUNS      Metadata.from_file, sign, to_file; best of RUNS
   pytuf.py verify FILE ROOT RUNS           Metadata.from_file + root.verify_delegate; best of RUNS
   pytuf.py chain DIR ROOTS RUNS            TrustedMetadataSet(1.root) + update_root(2..ROOTS); best of RUNS
+  pytuf.py tough-copy REPO DST KEY_PEM      REPO's root and targets with spec_version "1.0.0" (what
+                                           tough's editor takes), snapshot and timestamp, in DST
   pytuf.py download REPO TARGET RUNS       ngclient.Updater from REPO/metadata/1.root.json, an empty
                                            cache and file reads (no HTTP): refresh, get_targetinfo,
                                            download_target; best of RUNS
@@ -28,7 +30,16 @@ from datetime import datetime, timedelta, timezone
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from securesystemslib.signer import CryptoSigner, Key
-from tuf.api.metadata import Metadata, Root, Role, TargetFile, Targets
+from tuf.api.metadata import (
+    MetaFile,
+    Metadata,
+    Role,
+    Root,
+    Snapshot,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
 from tuf.api.exceptions import DownloadHTTPError
 from tuf.api.serialization.json import JSONSerializer
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
@@ -220,8 +231,42 @@ def download(repo, target, runs):
     return min(walls), min(cpus)
 
 
+def tough_copy(src, dst, key_pem):
+    """tough's editor (`tuftool update`) refuses targets, snapshot and timestamp whose
+    spec_version is not exactly "1.0.0"; tufkey and python-tuf write "1.0.31". DST gets
+    SRC's root and targets (the same 100,000 entries) with "1.0.0", version 1, snapshot
+    and timestamp to match, all signed by the same key, so tuftool can re-sign it."""
+    import hashlib
+    import shutil
+
+    signer = load_signer(key_pem)
+    m, out = os.path.join(src, "metadata"), os.path.join(dst, "metadata")
+    os.makedirs(out)
+    shutil.copy(os.path.join(m, "1.root.json"), out)
+    ts = Metadata.from_file(os.path.join(m, "timestamp.json"))
+    sv = ts.signed.snapshot_meta.version
+    snap = Metadata.from_file(os.path.join(m, f"{sv}.snapshot.json"))
+    tv = snap.signed.meta["targets.json"].version
+    targets = Metadata.from_file(os.path.join(m, f"{tv}.targets.json"))
+    targets.signed.spec_version, targets.signed.version = "1.0.0", 1
+    targets.sign(signer)
+    targets.to_file(os.path.join(out, "1.targets.json"), JSONSerializer(compact=False))
+    with open(os.path.join(out, "1.targets.json"), "rb") as f:
+        data = f.read()
+    info = MetaFile(1, len(data), {"sha256": hashlib.sha256(data).hexdigest()})
+    snapshot = Metadata(Snapshot(1, "1.0.0", EXPIRES, {"targets.json": info}))
+    snapshot.sign(signer)
+    snapshot.to_file(os.path.join(out, "1.snapshot.json"), JSONSerializer(compact=False))
+    timestamp = Metadata(Timestamp(1, "1.0.0", EXPIRES, MetaFile(1)))
+    timestamp.sign(signer)
+    timestamp.to_file(os.path.join(out, "timestamp.json"), JSONSerializer(compact=False))
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "tough-copy":
+        tough_copy(*args)
+        return
     if cmd == "make":
         make(args[0], int(args[1]), int(args[2]), args[3], *args[4:5])
         return

@@ -134,7 +134,9 @@ echo "== P3 repository: $targets targets (tufkey repo init, add --manifest, comm
 # and ngclient at 5 MB, and this one is bigger.
 sed -i 's/^meta_lengths_and_hashes = false/meta_lengths_and_hashes = true/' "$repo/repo.toml"
 grep -q '^meta_lengths_and_hashes = true' "$repo/repo.toml"
-one=pkg/one/hello.txt
+# At the top level: tough fetches a consistent-snapshot target as targets/HASH.DIR/NAME
+# (tufkey and python-tuf: targets/DIR/HASH.NAME), so a target in a folder is not found.
+one=hello.txt
 printf 'one real target file among %s listed ones\n' "$targets" >"$work/hello.txt"
 "$tufkey" repo add "$repo" "$work/hello.txt" --path "$one" >/dev/null
 "$tufkey" repo add "$repo" --manifest "$work/manifest.txt" >/dev/null
@@ -154,23 +156,15 @@ fi
 cmp "$work/hello.txt" "$work/dl/hello.txt"
 
 echo "== P3 repository: re-sign targets, snapshot and timestamp"
-# The repository's current versions, for tuftool's required --*-version flags.
-read -r ts_v sn_v tg_v < <("$py" - "$repo/metadata" <<'EOF'
-import json, os, sys
-m = sys.argv[1]
-ts = json.load(open(os.path.join(m, "timestamp.json")))["signed"]
-sn_v = ts["meta"]["snapshot.json"]["version"]
-sn = json.load(open(os.path.join(m, f"{sn_v}.snapshot.json")))["signed"]
-print(ts["version"], sn_v, sn["meta"]["targets.json"]["version"])
-EOF
-)
 if [ -n "$tuftool" ]; then
+  # tough's editor takes spec_version "1.0.0" only: the same repository in that form.
+  "$py" "$here/pytuf.py" tough-copy "$repo" "$work/repo-tough" "$work/py-key.pem"
   tt_sign=$(MEASURE_FRESH=$work/tt-out measure "$tuftool" update \
-    --root "$repo/metadata/1.root.json" --metadata-url "file://$repo/metadata/" \
+    --root "$repo/metadata/1.root.json" --metadata-url "file://$work/repo-tough/metadata/" \
     --key "$work/py-key.der" --outdir "$work/tt-out" \
-    --targets-version $((tg_v + 1)) --targets-expires 2030-01-01T00:00:00Z \
-    --snapshot-version $((sn_v + 1)) --snapshot-expires 2030-01-01T00:00:00Z \
-    --timestamp-version $((ts_v + 1)) --timestamp-expires 2030-01-01T00:00:00Z)
+    --targets-version 2 --targets-expires 2030-01-01T00:00:00Z \
+    --snapshot-version 2 --snapshot-expires 2030-01-01T00:00:00Z \
+    --timestamp-version 2 --timestamp-expires 2030-01-01T00:00:00Z)
   # What tuftool wrote verifies with tufkey (same key, same targets).
   "$tufkey" repo verify "$work/tt-out" --no-targets >/dev/null
 fi
