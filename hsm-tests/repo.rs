@@ -727,6 +727,13 @@ fn bad_target_paths_files_and_hashes_are_refused_by_name_and_change_nothing() {
             vec![p(&good), "--custom", "[1]"],
             vec!["--custom must be a JSON object".into()],
         ),
+        (
+            vec![p(&good), "--custom", r#"{"rate": 1.5}"#],
+            vec![
+                "$.targets.good.bin.custom.rate".into(),
+                "non-integer".into(),
+            ],
+        ),
     ];
     let before = snapshot(&dir);
     for (extra, wants) in cases {

@@ -5,9 +5,18 @@
       DIR/root.json (targets role: the python key and tufkey's key, threshold 1),
       DIR/chain/1..ROOTS.root.json: root rotations with changing keys and thresholds,
       keys of the given type (default ecdsa: P-256).
+      Also, for the whole-repository comparison (tufkey repo, tuftool, ngclient):
+      DIR/py-key.der (the same key as PKCS#8 DER, the form tuftool reads), DIR/manifest.txt
+      (the same TARGETS targets as `PATH LENGTH sha256:HEX` lines for `tufkey repo add
+      --manifest`), DIR/repo-root.json (consistent snapshots; every role: that one key).
   pytuf.py sign FILE KEY_PEM OUT RUNS      Metadata.from_file, sign, to_file; best of RUNS
   pytuf.py verify FILE ROOT RUNS           Metadata.from_file + root.verify_delegate; best of RUNS
   pytuf.py chain DIR ROOTS RUNS            TrustedMetadataSet(1.root) + update_root(2..ROOTS); best of RUNS
+  pytuf.py tough-copy REPO DST KEY_PEM      REPO's root and targets with spec_version "1.0.0" (what
+                                           tough's editor takes), snapshot and timestamp, in DST
+  pytuf.py download REPO TARGET RUNS       ngclient.Updater from REPO/metadata/1.root.json, an empty
+                                           cache and file reads (no HTTP): refresh, get_targetinfo,
+                                           download_target; best of RUNS
 
 Timings are in-process (interpreter start and imports excluded) and printed as JSON.
 """
@@ -21,8 +30,19 @@ from datetime import datetime, timedelta, timezone
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from securesystemslib.signer import CryptoSigner, Key
-from tuf.api.metadata import Metadata, Root, Role, TargetFile, Targets
+from tuf.api.metadata import (
+    MetaFile,
+    Metadata,
+    Role,
+    Root,
+    Snapshot,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
+from tuf.api.exceptions import DownloadHTTPError
 from tuf.api.serialization.json import JSONSerializer
+from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
 from tuf.ngclient.config import EnvelopeType
 
@@ -63,6 +83,22 @@ def make(d, n_targets, n_roots, tufkey_key_json, chain_key="ecdsa"):
         digest = f"{i:064x}"[::-1]
         targets.signed.targets[path] = TargetFile(1000 + i * 7, {"sha256": digest}, path)
     targets.to_file(os.path.join(d, "targets.json"), JSONSerializer(compact=False))
+    with open(os.path.join(d, "manifest.txt"), "w") as f:
+        for path, t in targets.signed.targets.items():
+            f.write(f"{path} {t.length} sha256:{t.hashes['sha256']}\n")
+    with open(os.path.join(d, "py-key.der"), "wb") as f:
+        f.write(
+            py._private_key.private_bytes(
+                serialization.Encoding.DER,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    repo_root = Metadata(Root(expires=EXPIRES, consistent_snapshot=True))
+    for role in ("root", "targets", "snapshot", "timestamp"):
+        repo_root.signed.add_key(py.public_key, role)
+    repo_root.sign(py)
+    repo_root.to_file(os.path.join(d, "repo-root.json"), JSONSerializer(compact=False))
 
     root = Metadata(Root(expires=EXPIRES))
     root.signed.add_key(py.public_key, "root")
@@ -142,8 +178,95 @@ def chain(d, n_roots, runs):
     return best(runs, once)
 
 
+class FileFetcher(FetcherInterface):
+    """file:// URLs read from disk, so the client's time is TUF's, not a web server's.
+    A missing file is a 404, which ends ngclient's walk through N+1.root.json."""
+
+    def _fetch(self, url):
+        path = url.removeprefix("file://")
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            raise DownloadHTTPError(f"{path} not found", 404) from None
+
+        def chunks():
+            with f:
+                while chunk := f.read(1 << 20):
+                    yield chunk
+
+        return chunks()
+
+
+def download(repo, target, runs):
+    """One client update per run, from an empty cache: ngclient checks the root chain,
+    timestamp, snapshot and targets (lengths from snapshot: no 5 MB targets cap), then
+    downloads TARGET and checks its length and hashes."""
+    import tempfile
+
+    repo = os.path.abspath(repo)
+    with open(os.path.join(repo, "metadata", "1.root.json"), "rb") as f:
+        bootstrap = f.read()
+    walls, cpus = [], []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as cache:
+            os.makedirs(os.path.join(cache, "metadata"))
+            os.makedirs(os.path.join(cache, "targets"))
+            t0, c0 = time.perf_counter(), time.process_time()
+            updater = Updater(
+                metadata_dir=os.path.join(cache, "metadata"),
+                metadata_base_url=f"file://{repo}/metadata/",
+                target_dir=os.path.join(cache, "targets"),
+                target_base_url=f"file://{repo}/targets/",
+                fetcher=FileFetcher(),
+                bootstrap=bootstrap,
+                config=UpdaterConfig(),
+            )
+            updater.refresh()
+            info = updater.get_targetinfo(target)
+            if info is None:
+                sys.exit(f"ngclient: no role lists {target}")
+            updater.download_target(info)
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+    return min(walls), min(cpus)
+
+
+def tough_copy(src, dst, key_pem):
+    """tough's editor (`tuftool update`) refuses targets, snapshot and timestamp whose
+    spec_version is not exactly "1.0.0"; tufkey and python-tuf write "1.0.31". DST gets
+    SRC's root and targets (the same 100,000 entries) with "1.0.0", version 1, snapshot
+    and timestamp to match, all signed by the same key, so tuftool can re-sign it."""
+    import hashlib
+    import shutil
+
+    signer = load_signer(key_pem)
+    m, out = os.path.join(src, "metadata"), os.path.join(dst, "metadata")
+    os.makedirs(out)
+    shutil.copy(os.path.join(m, "1.root.json"), out)
+    ts = Metadata.from_file(os.path.join(m, "timestamp.json"))
+    sv = ts.signed.snapshot_meta.version
+    snap = Metadata.from_file(os.path.join(m, f"{sv}.snapshot.json"))
+    tv = snap.signed.meta["targets.json"].version
+    targets = Metadata.from_file(os.path.join(m, f"{tv}.targets.json"))
+    targets.signed.spec_version, targets.signed.version = "1.0.0", 1
+    targets.sign(signer)
+    targets.to_file(os.path.join(out, "1.targets.json"), JSONSerializer(compact=False))
+    with open(os.path.join(out, "1.targets.json"), "rb") as f:
+        data = f.read()
+    info = MetaFile(1, len(data), {"sha256": hashlib.sha256(data).hexdigest()})
+    snapshot = Metadata(Snapshot(1, "1.0.0", EXPIRES, {"targets.json": info}))
+    snapshot.sign(signer)
+    snapshot.to_file(os.path.join(out, "1.snapshot.json"), JSONSerializer(compact=False))
+    timestamp = Metadata(Timestamp(1, "1.0.0", EXPIRES, MetaFile(1)))
+    timestamp.sign(signer)
+    timestamp.to_file(os.path.join(out, "timestamp.json"), JSONSerializer(compact=False))
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "tough-copy":
+        tough_copy(*args)
+        return
     if cmd == "make":
         make(args[0], int(args[1]), int(args[2]), args[3], *args[4:5])
         return
@@ -151,6 +274,8 @@ def main():
         s = sign(args[0], args[1], args[2], int(args[3]))
     elif cmd == "verify":
         s = verify(args[0], args[1], int(args[2]))
+    elif cmd == "download":
+        s = download(args[0], args[1], int(args[2]))
     elif cmd == "chain":
         s = chain(args[0], int(args[1]), int(args[2]))
     else:

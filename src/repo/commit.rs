@@ -19,7 +19,6 @@ use super::state::{tree, Published};
 use super::targets::empty_targets;
 use super::{consistent_snapshot, Hooks, Progress, Repository};
 use crate::keys::PinPolicy;
-use crate::tuf::edit;
 use crate::tuf::fileinfo::{FileInfo, HashAlg};
 use crate::tuf::paths::check_target_path;
 use crate::tuf::time::{format_expires, parse_expires};
@@ -69,11 +68,8 @@ pub(crate) fn bump(
     expires: &str,
     path: &Path,
 ) -> Result<(), RepoError> {
-    md.edit(|s| {
-        edit::set_version(s, version)?;
-        edit::set_expires(s, expires)
-    })
-    .map_err(meta_error(path))
+    md.set_version_and_expires(version, expires)
+        .map_err(meta_error(path))
 }
 
 /// A snapshot document listing `meta`.

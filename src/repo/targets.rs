@@ -2,7 +2,7 @@
 //! for it), hashing files, target entries given by hash for artifacts stored elsewhere,
 //! and staging the edited roles.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
@@ -217,7 +217,9 @@ pub fn add(
     }
     // Adding targets changes no delegation: one tree for every target.
     let roles = Roles::new(&docs);
-    let mut changed: BTreeMap<String, Metadata> = BTreeMap::new();
+    // Targets go straight into `docs` (later ones see earlier ones, as choosing a role
+    // needs); the names of the roles they went to are staged at the end.
+    let mut changed: BTreeSet<String> = BTreeSet::new();
     let mut out = Vec::new();
     for t in items {
         check_target_path(&t.path)?;
@@ -240,30 +242,15 @@ pub fn add(
         if let Some(c) = &t.custom {
             entry["custom"] = c.clone();
         }
-        let doc = changed
-            .entry(name.clone())
-            .or_insert_with(|| docs.get(&name).cloned().unwrap_or_else(empty_targets));
         let replaced = lists(&docs, &name, &t.path);
-        doc.edit(|s| {
-            let targets = s
-                .as_object_mut()
-                .and_then(|o| {
-                    o.entry("targets")
-                        .or_insert_with(|| json!({}))
-                        .as_object_mut()
-                })
-                .ok_or_else(|| crate::tuf::TufError::Schema {
-                    path: "$.signed.targets".into(),
-                    reason: "must be an object".into(),
-                })?;
-            targets.insert(t.path.clone(), entry);
-            Ok(())
-        })
-        .map_err(|source| RepoError::Metadata {
-            path: repo.layout.staged_role(&name),
-            source,
-        })?;
-        docs.insert(name.clone(), doc.clone());
+        docs.entry(name.clone())
+            .or_insert_with(empty_targets)
+            .insert_target(&t.path, entry)
+            .map_err(|source| RepoError::Metadata {
+                path: repo.layout.staged_role(&name),
+                source,
+            })?;
+        changed.insert(name.clone());
         out.push(Recorded {
             path: t.path.clone(),
             role: name,
@@ -277,6 +264,10 @@ pub fn add(
             staging.stage_file(src, h)?;
         }
     }
+    let changed: BTreeMap<String, Metadata> = changed
+        .into_iter()
+        .filter_map(|name| docs.remove(&name).map(|doc| (name, doc)))
+        .collect();
     staging.write_roles(&changed)?;
     Ok(out)
 }

@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::cjson::to_canonical;
+use super::cjson::{to_canonical, CanonicalError};
 use super::error::TufError;
 
 /// One entry of `signatures`.
@@ -100,6 +100,12 @@ impl Metadata {
         &self.signed
     }
 
+    /// The `signed` object, taken out of the envelope: for a caller done with the
+    /// signatures that keeps a large part (a 100,000-target map) without copying it.
+    pub fn into_signed(self) -> Value {
+        self.signed
+    }
+
     /// A new unsigned document.
     pub fn new(signed: Value) -> Result<Metadata, TufError> {
         Metadata::from_value(serde_json::json!({"signed": signed, "signatures": []}))
@@ -117,6 +123,52 @@ impl Metadata {
         self.signed = signed;
         self.signatures.clear();
         Ok(out)
+    }
+
+    /// Records `entry` as `signed.targets[path]` and drops every signature. Unlike
+    /// [`Metadata::edit`] it neither clones nor re-checks the whole document (the rest
+    /// was checked when it was read), only the entry: a command adding 100,000 targets
+    /// one by one stays linear instead of quadratic.
+    pub fn insert_target(&mut self, path: &str, entry: Value) -> Result<(), TufError> {
+        to_canonical(&entry).map_err(|CanonicalError::Float { path: at, value }| {
+            CanonicalError::Float {
+                path: format!("$.targets.{path}{}", &at[1..]),
+                value,
+            }
+        })?;
+        let targets = self
+            .signed
+            .as_object_mut()
+            .and_then(|o| {
+                o.entry("targets")
+                    .or_insert_with(|| Value::Object(Map::new()))
+                    .as_object_mut()
+            })
+            .ok_or_else(|| TufError::Schema {
+                path: "$.signed.targets".into(),
+                reason: "must be an object".into(),
+            })?;
+        targets.insert(path.to_owned(), entry);
+        self.signatures.clear();
+        Ok(())
+    }
+
+    /// Sets `version` and `expires` and drops every signature. An integer and a string
+    /// keep a document canonical, so unlike [`Metadata::edit`] nothing is cloned or
+    /// re-checked: a commit re-versions a 100,000-target role without copying it.
+    pub fn set_version_and_expires(&mut self, version: u64, expires: &str) -> Result<(), TufError> {
+        super::time::parse_expires(expires)?;
+        let signed = self
+            .signed
+            .as_object_mut()
+            .ok_or_else(|| TufError::Schema {
+                path: "$.signed".into(),
+                reason: "must be an object".into(),
+            })?;
+        signed.insert("expires".into(), Value::String(expires.into()));
+        signed.insert("version".into(), Value::from(version));
+        self.signatures.clear();
+        Ok(())
     }
 
     /// `signed._type`.
@@ -178,8 +230,15 @@ impl Metadata {
         let mut out = Vec::new();
         let fmt = serde_json::ser::PrettyFormatter::with_indent(b" ");
         let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-        // Serialising a Value into a Vec cannot fail.
-        let _ = self.to_value().serialize(&mut ser);
+        // The envelope borrowed, not cloned as `to_value` would (a 100,000-target
+        // `signed` is hundreds of MB as a tree); a BTreeMap keeps the keys sorted.
+        let signatures = Value::Array(self.signatures.iter().map(Signature::to_value).collect());
+        let mut top: std::collections::BTreeMap<&str, &Value> =
+            self.extra.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        top.insert("signed", &self.signed);
+        top.insert("signatures", &signatures);
+        // Serialising JSON values into a Vec cannot fail.
+        let _ = top.serialize(&mut ser);
         out.push(b'\n');
         out
     }

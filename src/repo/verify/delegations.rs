@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::paths::{PathRule, Succinct};
 use super::report::{Delegation, SearchRole};
@@ -44,7 +44,12 @@ struct Step {
     rule: PathRule,
 }
 
-pub(super) fn walk(walk: &mut Walk, root: &FinalRoot, snapshot: &Snapshot) -> Vec<Listed> {
+/// Every role reachable from top-level targets, checked; returns how many targets they
+/// list and, when target files are checked, each of them (a copy of 100,000 entries is
+/// not made for a walk that only needs the count, as `repo download` does).
+pub(super) fn walk(walk: &mut Walk, root: &FinalRoot, snapshot: &Snapshot) -> (usize, Vec<Listed>) {
+    let keep = walk.options.check_targets;
+    let mut count = 0;
     let mut listed = Vec::new();
     let mut visited = BTreeSet::new();
     let mut stack = vec![Visit {
@@ -61,13 +66,13 @@ pub(super) fn walk(walk: &mut Walk, root: &FinalRoot, snapshot: &Snapshot) -> Ve
         let Some((file, md)) = load_role(walk, root, snapshot, &visit) else {
             continue;
         };
-        list_targets(walk, &file, &md, &visit, &mut listed);
+        count += list_targets(walk, &file, &md, &visit, keep.then_some(&mut listed));
         let children = delegated_roles(walk, &file, &md, &visit);
-        record_for_search(walk, &file, &md, &visit, &children);
+        record_for_search(walk, &file, md, &visit, &children);
         // Pushed in reverse so the first delegation is searched first, as clients do.
         stack.extend(children.into_iter().rev());
     }
-    listed
+    (count, listed)
 }
 
 /// Loads a targets role from the file the snapshot names and checks it.
@@ -126,15 +131,22 @@ fn load_role(
     Some((loaded.file.clone(), loaded.md))
 }
 
-/// Records every target of the role; a target outside the role's delegated paths is
-/// a problem (clients never look for it there).
-fn list_targets(walk: &mut Walk, file: &str, md: &Metadata, visit: &Visit, out: &mut Vec<Listed>) {
+/// Checks every target of the role against its delegated paths (a target outside them
+/// is a problem: clients never look for it there), records each into `out` when given,
+/// and returns how many the role lists.
+fn list_targets(
+    walk: &mut Walk,
+    file: &str,
+    md: &Metadata,
+    visit: &Visit,
+    mut out: Option<&mut Vec<Listed>>,
+) -> usize {
     let Some(targets) = md.signed().get("targets").and_then(Value::as_object) else {
         walk.problem(
             file,
             "`targets` must be an object mapping target paths to their length and hashes",
         );
-        return;
+        return 0;
     };
     for (path, info) in targets {
         if let Some(step) = visit.rules.iter().find(|s| !s.rule.allows(path)) {
@@ -148,29 +160,28 @@ fn list_targets(walk: &mut Walk, file: &str, md: &Metadata, visit: &Visit, out: 
                 ),
             );
         }
-        out.push(Listed {
-            path: path.clone(),
-            info: info.clone(),
-            role_file: file.to_owned(),
-        });
+        if let Some(out) = out.as_deref_mut() {
+            out.push(Listed {
+                path: path.clone(),
+                info: info.clone(),
+                role_file: file.to_owned(),
+            });
+        }
     }
+    targets.len()
 }
 
 /// Keeps what a client's search for one target needs from this role (the report's
 /// `search`): its targets and its delegations in order, each with its own path rule.
-fn record_for_search(
-    walk: &mut Walk,
-    file: &str,
-    md: &Metadata,
-    visit: &Visit,
-    children: &[Visit],
-) {
-    let targets = md
-        .signed()
-        .get("targets")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+/// Takes the document: its targets map moves into the report rather than being copied.
+fn record_for_search(walk: &mut Walk, file: &str, md: Metadata, visit: &Visit, children: &[Visit]) {
+    let targets = match md.into_signed() {
+        Value::Object(mut signed) => match signed.remove("targets") {
+            Some(Value::Object(targets)) => targets,
+            _ => Map::new(),
+        },
+        _ => Map::new(),
+    };
     let delegates = children
         .iter()
         .filter_map(|c| {

@@ -48,8 +48,8 @@ pub fn verify_repository(dir: &Path, options: &VerifyOptions) -> Result<Report, 
     walk.report.consistent_snapshot = root.consistent_snapshot;
     let snapshot_meta = top::timestamp(&mut walk, &root);
     if let Some(snapshot) = top::snapshot(&mut walk, &root, snapshot_meta.as_ref()) {
-        let listed = delegations::walk(&mut walk, &root, &snapshot);
-        walk.report.targets.listed = listed.len();
+        let (count, listed) = delegations::walk(&mut walk, &root, &snapshot);
+        walk.report.targets.listed = count;
         if options.check_targets {
             targets::check_files(&mut walk, &listed);
         }
