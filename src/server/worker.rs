@@ -13,9 +13,9 @@
 //! and the runtime has two threads more than that (`server::run`), so connections,
 //! health and metrics are always served while HSM calls and fsyncs block. YubiKey keys
 //! (a card that may wait for a touch), and stores whose blocking commit waits for the
-//! runtime (PostgreSQL), keep signing and committing on the blocking pool. The signature still reaches
-//! the client only once its entry is durable, and every signature is checked against
-//! the public key first.
+//! runtime (PostgreSQL), keep signing and committing on the blocking pool. The
+//! signature still reaches the client only once its entry is durable, and every
+//! signature is checked against the public key first.
 
 use std::sync::Arc;
 
