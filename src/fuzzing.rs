@@ -9,16 +9,20 @@ use serde_json::Value;
 #[cfg(feature = "yubikey")]
 use crate::keys::yubikey::{attest, mgm};
 use crate::repo::verify::{files, paths};
-use crate::server::api;
-use crate::tuf::Metadata;
+use crate::server::{api, sign_body};
 
 /// The body of `POST /v1/sign` and `POST /v1/sign-raw` as the daemon reads it, up to the
 /// point where the key and the client's policy are needed: the request, the TUF document
 /// in it, its canonical payload, role type and version; the raw request's hex.
 pub fn sign_request_body(body: &[u8]) {
-    if let Ok(r) = serde_json::from_slice::<api::SignRequest>(body) {
-        if let Ok(md) = Metadata::from_value(r.metadata) {
-            let _ = (md.payload(), md.role_type(), md.version(), md.expires());
+    if let Ok(r) = sign_body::parse(body) {
+        if let Ok(doc) = r.metadata.prepare(r.role) {
+            let _ = (
+                doc.payload,
+                doc.md.role_type(),
+                doc.md.version(),
+                doc.md.expires(),
+            );
         }
     }
     if let Ok(r) = serde_json::from_slice::<api::RawSignRequest>(body) {

@@ -141,27 +141,32 @@ pub(crate) fn encode(event: &Event, seq: u64, prev: &str) -> Result<Vec<u8>, Aud
 /// `\u00XX`. Canonical JSON writes them raw: a newline in a client's name or an error
 /// message would split the entry over two lines, and the log would no longer verify.
 pub(crate) fn escape_controls(value: &mut Value) {
+    fn has_controls(s: &str) -> bool {
+        s.bytes().any(|b| b < b' ')
+    }
     fn escaped(s: &str) -> String {
-        s.chars()
-            .map(|c| {
-                if c < ' ' {
-                    format!("\\u{:04x}", u32::from(c))
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect()
+        let mut out = String::with_capacity(s.len() + 16);
+        for c in s.chars() {
+            if c < ' ' {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)));
+            } else {
+                out.push(c);
+            }
+        }
+        out
     }
     match value {
-        Value::String(s) if s.chars().any(|c| c < ' ') => *s = escaped(s),
+        Value::String(s) if has_controls(s) => *s = escaped(s),
         Value::Array(items) => items.iter_mut().for_each(escape_controls),
-        Value::Object(obj) => {
+        // Keys are rebuilt only when one needs it: every entry passes through here.
+        Value::Object(obj) if obj.keys().any(|k| has_controls(k)) => {
             let entries = std::mem::take(obj);
             for (key, mut v) in entries {
                 escape_controls(&mut v);
                 obj.insert(escaped(&key), v);
             }
         }
+        Value::Object(obj) => obj.values_mut().for_each(escape_controls),
         _ => {}
     }
 }

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -27,6 +27,7 @@ use super::refusal::{
     bad_request, forbidden, json_response, refuse, state_unavailable, Failed, Refusal,
 };
 use super::served::ServedKey;
+use super::sign_body;
 use super::store::{Store, StoreError};
 use crate::audit::Event;
 
@@ -70,17 +71,20 @@ impl From<Denied> for Refusal {
     }
 }
 
-/// `POST /v1/sign`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SignRequest {
-    /// May be left out when the client's policy names exactly one repository.
+/// The answer to a signature: the signature, and what it covers so the client can
+/// match it with what it sent. Written straight from these fields (sorted, as the
+/// `serde_json::Value` answers before it were), with no JSON tree in between.
+#[derive(Serialize)]
+struct Signed {
+    keyid: String,
+    payload_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     repository: Option<String>,
-    key_id: String,
-    /// Defaults to `signed._type`; a delegated role's name for delegated targets.
+    #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<String>,
-    /// The whole TUF document (`{"signed": …, "signatures": […]}`).
-    pub(crate) metadata: Value,
+    sig: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<u64>,
 }
 
 /// `POST /v1/sign-raw`.
@@ -360,9 +364,18 @@ impl App {
             self.sign_inner(req, conn, &mut ev).await
         };
         match outcome {
-            Ok(v) => {
+            Ok(signed) => {
                 crate::testhook::at("serve-answer");
-                json_response(StatusCode::OK, &v)
+                let mut body = Vec::with_capacity(320);
+                // Serialising plain strings and numbers into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut body, &signed);
+                body.push(b'\n');
+                let mut r = Response::new(Full::new(Bytes::from(body)));
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("application/json"),
+                );
+                r
             }
             Err(r) => self.refused(ev, r).await,
         }
@@ -427,20 +440,13 @@ impl App {
         req: Request<Incoming>,
         conn: &ConnInfo,
         ev: &mut Event,
-    ) -> Result<Value, Refusal> {
+    ) -> Result<Signed, Refusal> {
         let policy = self.admit(conn).await?;
         let body = self.read_body(req).await?;
-        let r: SignRequest = serde_json::from_slice(&body.bytes).map_err(|e| {
-            bad_request(
-                "malformed",
-                format!(
-                    "the body is not a sign request {{repository, key_id, role?, metadata}}: {e}"
-                ),
-            )
-        })?;
+        let r = sign_body::parse(&body.bytes)?;
         let key_id = r.key_id.to_ascii_lowercase();
         ev.key_id = Some(key_id.clone());
-        let doc = document::prepare(r.metadata, r.role)?;
+        let doc = r.metadata.prepare(r.role)?;
         ev.payload_sha256 = Some(doc.payload_sha256.clone());
         ev.role = Some(doc.role.clone());
         ev.version = doc.md.version();
@@ -467,14 +473,14 @@ impl App {
             Err(Failed::Audit(r)) => return Err(r),
         };
         self.metrics.signature(&key_id, &role);
-        Ok(json!({
-            "keyid": sig.keyid,
-            "sig": sig.sig,
-            "repository": repository,
-            "role": role,
-            "version": version,
-            "payload_sha256": ev.payload_sha256,
-        }))
+        Ok(Signed {
+            keyid: sig.keyid,
+            payload_sha256: ev.payload_sha256.clone(),
+            repository: Some(repository),
+            role: Some(role),
+            sig: sig.sig,
+            version: Some(version),
+        })
     }
 
     async fn sign_raw_inner(
@@ -482,7 +488,7 @@ impl App {
         req: Request<Incoming>,
         conn: &ConnInfo,
         ev: &mut Event,
-    ) -> Result<Value, Refusal> {
+    ) -> Result<Signed, Refusal> {
         let policy = self.admit(conn).await?;
         let body = self.read_body(req).await?;
         let r: RawSignRequest = serde_json::from_slice(&body.bytes).map_err(|e| {
@@ -511,6 +517,13 @@ impl App {
             .await
             .map_err(|(Failed::Signing(r) | Failed::Audit(r))| r)?;
         self.metrics.signature(&key_id, "raw");
-        Ok(json!({"keyid": sig.keyid, "sig": sig.sig, "payload_sha256": ev.payload_sha256}))
+        Ok(Signed {
+            keyid: sig.keyid,
+            payload_sha256: ev.payload_sha256.clone(),
+            repository: None,
+            role: None,
+            sig: sig.sig,
+            version: None,
+        })
     }
 }

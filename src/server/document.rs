@@ -4,18 +4,17 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::config::ClientPolicy;
 use super::policy::TOP_LEVEL;
 use super::refusal::{bad_request, forbidden, state_unavailable, Refusal};
 use super::served::ServedKey;
 use super::store::ReserveError;
-use crate::tuf::Metadata;
+use crate::tuf::{Envelope, Metadata};
 
 /// A parsed document: what is signed and what it claims to be.
 pub struct Prepared {
-    pub md: Metadata,
+    pub md: Envelope,
     /// The canonical bytes of `signed`: what the key signs.
     pub payload: Vec<u8>,
     pub payload_sha256: String,
@@ -27,14 +26,26 @@ pub struct Prepared {
 
 /// Parses `metadata` as a TUF document and computes its canonical payload.
 pub fn prepare(metadata: Value, role: Option<String>) -> Result<Prepared, Refusal> {
-    let md = Metadata::from_value(metadata).map_err(|e| {
-        bad_request(
-            "malformed-metadata",
-            format!("`metadata` is not a TUF document: {e}"),
-        )
-    })?;
-    let payload = md.payload();
-    let payload_sha256 = hex::encode(Sha256::digest(&payload));
+    let md = Metadata::from_value(metadata).map_err(not_tuf)?;
+    prepared(Envelope::from_metadata(md), role)
+}
+
+/// As [`prepare`], from the document's JSON text: read from a tape where it can be,
+/// with the same answers (`POST /v1/sign` reads its body this way).
+pub fn prepare_text(metadata: Vec<u8>, role: Option<String>) -> Result<Prepared, Refusal> {
+    prepared(Envelope::from_bytes(metadata).map_err(not_tuf)?, role)
+}
+
+fn not_tuf(e: crate::tuf::TufError) -> Refusal {
+    bad_request(
+        "malformed-metadata",
+        format!("`metadata` is not a TUF document: {e}"),
+    )
+}
+
+fn prepared(md: Envelope, role: Option<String>) -> Result<Prepared, Refusal> {
+    let payload = md.payload().to_vec();
+    let payload_sha256 = md.payload_sha256().to_string();
     let role_type = md.role_type().to_string();
     let role = role.unwrap_or_else(|| role_type.clone());
     Ok(Prepared {
@@ -120,7 +131,7 @@ pub fn check(
         .md
         .expires()
         .ok_or_else(|| bad_request("malformed-metadata", "`signed.expires` is missing"))?;
-    let expires = crate::tuf::time::parse_expires(expires)
+    let expires = crate::tuf::time::parse_expires(&expires)
         .map_err(|e| bad_request("malformed-metadata", e.to_string()))?;
     if expires <= now {
         return Err(forbidden(

@@ -75,6 +75,10 @@ impl Store for LocalStore {
         Ok(Sink::append_many_blocking(&self.audit, events)?)
     }
 
+    fn commits_on_caller(&self) -> bool {
+        true
+    }
+
     fn snapshot(&self) -> Result<(), StoreError> {
         self.versions
             .save()

@@ -24,6 +24,7 @@ pub mod policy;
 pub mod rate;
 mod refusal;
 mod served;
+pub(crate) mod sign_body;
 pub mod state;
 pub mod store;
 pub mod tls;
@@ -128,7 +129,10 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), ServerError> {
             ))
         })
         .collect::<Result<Vec<_>, ServerError>>()?;
+    // Requests sign and commit on the runtime's threads, at most `workers` at once
+    // (worker.rs): two more threads keep connections and health served meanwhile.
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.workers + 2)
         .enable_all()
         .max_blocking_threads(cfg.workers + 4)
         .thread_name("tufkey-serve")

@@ -12,6 +12,10 @@ use crate::keys::{PinPolicy, Signer};
 pub struct ServedKey {
     pub signer: Arc<dyn Signer>,
     pub config: KeyConfig,
+    /// Signed on the request's own thread (a PKCS#11 session or a `file:` key answers
+    /// within milliseconds), not on the blocking pool (a YubiKey may wait for a touch):
+    /// see `worker.rs`.
+    pub inline: bool,
 }
 
 /// Opens every key of the config (PINs from pin-source or environment, never a
@@ -38,11 +42,16 @@ pub fn open_keys(cfg: &Config) -> Result<BTreeMap<String, ServedKey>, ServerErro
                 reason: format!("key {id} is served twice"),
             });
         }
+        let inline = matches!(
+            crate::keys::KeyUri::parse(&k.uri),
+            Ok(crate::keys::KeyUri::Pkcs11(_) | crate::keys::KeyUri::File(_))
+        );
         keys.insert(
             id,
             ServedKey {
                 signer: Arc::from(signer),
                 config: k.clone(),
+                inline,
             },
         );
     }

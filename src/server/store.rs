@@ -111,6 +111,14 @@ pub trait Store: Send + Sync {
     /// signing instead of handing it to another thread and back.
     fn append_many_blocking(&self, events: Vec<Event>) -> Result<Vec<Committed>, StoreError>;
 
+    /// Whether [`Store::append_many_blocking`] may run on one of the runtime's own
+    /// threads (it blocks only in its own locks and the fsync), so that a request can
+    /// sign and commit without a hand-off to the blocking pool. False for a store that
+    /// waits for a task on the runtime to commit.
+    fn commits_on_caller(&self) -> bool {
+        false
+    }
+
     /// Writes whatever is only in memory (the local state snapshot). Blocking: call
     /// it from a blocking thread.
     fn snapshot(&self) -> Result<(), StoreError>;

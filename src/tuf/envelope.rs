@@ -55,6 +55,13 @@ impl Envelope {
         Ok(Envelope::new(Repr::Value(Box::new(md)), payload))
     }
 
+    /// A document already parsed as [`Metadata`] (the daemon's batch documents), so
+    /// that callers hold one type whichever way a document was read.
+    pub fn from_metadata(md: Metadata) -> Envelope {
+        let payload = md.payload();
+        Envelope::new(Repr::Value(Box::new(md)), payload)
+    }
+
     fn new(repr: Repr, payload: Vec<u8>) -> Envelope {
         let payload_sha256 = hex::encode(Sha256::digest(&payload));
         Envelope {
