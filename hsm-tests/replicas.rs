@@ -383,6 +383,17 @@ fn a_replica_checks_its_config_and_rides_out_a_database_outage() {
     d.stop();
     let out = ok(None, &["audit", "verify", &pg.url()]);
     assert!(out.contains("chain intact"), "{out}");
+    // The 503 was answered while PostgreSQL was down, so its entry could not be written
+    // then: the daemon kept it and wrote it once the database was back, saying so.
+    let exports = tempfile::tempdir().unwrap();
+    let entries = exported(&pg, &exports.path().join("audit.jsonl"));
+    let late: Vec<String> = entries
+        .iter()
+        .map(Value::to_string)
+        .filter(|l| l.contains("recorded late") && l.contains("503"))
+        .collect();
+    assert_eq!(late.len(), 1, "one late entry, for the 503: {entries:?}");
+    assert!(late[0].contains("refused"), "{}", late[0]);
 
     // Once the tables exist, a role with only the grants docs/signer.md lists runs a
     // replica (no DDL), and cannot create or drop anything.

@@ -58,6 +58,9 @@ pub struct App {
     pub oidc: Option<super::oidc::Oidc>,
     /// Memory for signing requests in flight (`limits.body_memory`).
     pub bodies: BodyBudget,
+    /// Entries of refusals answered while the audit store was down, written when it is
+    /// back (`super::deferred`).
+    pub deferred: super::deferred::Deferred,
 }
 
 /// A token that did not verify (401/503) or an identity no policy names (403).
@@ -262,9 +265,34 @@ impl App {
             peer: Some(peer.to_string()),
             ..Default::default()
         };
-        if let Err(e) = self.record(ev).await {
-            eprintln!("tufkey serve: cannot write the audit log: {e}");
+        self.record_or_defer(ev).await;
+    }
+
+    /// Records the entry of an answer that does not wait for it (a refusal), or keeps
+    /// it for the background writer when the audit store fails now.
+    async fn record_or_defer(&self, ev: Event) {
+        if let Err(e) = self.record(ev.clone()).await {
+            eprintln!("tufkey serve: cannot write the audit log now ({e}); the entry is kept and written when it works again");
+            self.deferred.push(ev, &e.to_string());
         }
+    }
+
+    /// Writes the entries [`Self::record_or_defer`] kept, in order, until the store fails
+    /// again (the rest wait for the next call). Returns how many were written.
+    pub async fn flush_deferred(&self) -> usize {
+        let waiting = self.deferred.take();
+        let mut written = 0;
+        let mut rest = waiting.into_iter();
+        while let Some(ev) = rest.next() {
+            if self.record(ev.clone()).await.is_err() {
+                let mut back = vec![ev];
+                back.extend(rest);
+                self.deferred.put_back(back);
+                break;
+            }
+            written += 1;
+        }
+        written
     }
 
     /// The audit entry of `action` by this caller (who; issuer, subject and claims
@@ -285,9 +313,7 @@ impl App {
     pub(super) async fn refused(&self, mut ev: Event, r: Refusal) -> Response<Full<Bytes>> {
         self.metrics.refusal(r.code);
         r.mark(&mut ev);
-        if let Err(e) = self.record(ev).await {
-            eprintln!("tufkey serve: cannot write the audit log: {e}");
-        }
+        self.record_or_defer(ev).await;
         r.response()
     }
 

@@ -12,6 +12,7 @@ pub(crate) mod api;
 mod batch;
 mod body;
 pub mod config;
+mod deferred;
 mod document;
 mod error;
 pub mod identity;
@@ -157,6 +158,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), ServerError> {
         health: tokio::sync::Mutex::new(None),
         oidc,
         bodies: body::BodyBudget::new(cfg_body_memory),
+        deferred: deferred::Deferred::default(),
     });
     let result = rt.block_on(serve(app.clone(), tls, extra, opts));
     rt.shutdown_timeout(Duration::from_secs(5));
@@ -268,6 +270,22 @@ async fn serve(
         app.cfg.state.audit_display()
     );
 
+    // Refusal entries kept while the audit store was down (api::App::record_or_defer).
+    let late_entries = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if !app.deferred.is_empty() {
+                    let n = app.flush_deferred().await;
+                    if n > 0 {
+                        eprintln!("tufkey serve: wrote {n} audit entries kept while the audit store was unavailable");
+                    }
+                }
+            }
+        })
+    };
     let snapshots = {
         let app = app.clone();
         tokio::spawn(async move {
@@ -350,6 +368,26 @@ async fn serve(
         );
     }
     snapshots.abort();
+    late_entries.abort();
+    let late = app.flush_deferred().await;
+    if late > 0 {
+        eprintln!(
+            "tufkey serve: wrote {late} audit entries kept while the audit store was unavailable"
+        );
+    }
+    let still = app.deferred.take();
+    if !still.is_empty() || app.deferred.dropped() > 0 {
+        eprintln!(
+            "tufkey serve: {} audit entries of refusals could not be written (the audit store is unavailable) and {} were not kept (the queue was full); the kept ones follow as JSON lines",
+            still.len(),
+            app.deferred.dropped()
+        );
+        for ev in &still {
+            if let Ok(line) = serde_json::to_string(ev) {
+                eprintln!("{line}");
+            }
+        }
+    }
     let saved = {
         let app = app.clone();
         tokio::task::spawn_blocking(move || app.store.snapshot())

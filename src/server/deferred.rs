@@ -1,0 +1,127 @@
+//! Audit entries of answers that were already given when the audit store could not take
+//! them: refusals (and failed TLS handshakes) while PostgreSQL is down or restarting.
+//!
+//! A signature is never answered without its durable entry, so signatures never come
+//! here. A refusal, though, is answered whether or not its entry can be written — the
+//! caller must not wait on the audit store to learn "no" — and the soak run (docs/
+//! performance.md, "Soak") showed those entries were simply lost during a PostgreSQL
+//! restart. They are now kept in memory, in order, and written by a background task as
+//! soon as the store takes entries again, each saying in its `reason` that it was
+//! recorded late and when it happened. The queue is bounded: beyond
+//! [`MAX_DEFERRED`] entries the oldest are kept and the rest counted, and whatever is
+//! still queued when the daemon stops is printed to stderr as JSON lines, so an
+//! operator can still see it.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::audit::Event;
+
+/// At most this many entries wait in memory (a refusal entry is a few hundred bytes).
+pub const MAX_DEFERRED: usize = 100_000;
+
+/// The entries waiting for the audit store, oldest first.
+#[derive(Default)]
+pub struct Deferred {
+    queue: Mutex<VecDeque<Event>>,
+    dropped: AtomicU64,
+}
+
+impl Deferred {
+    /// Keeps `event` for later, noting when it happened and why it could not be written.
+    pub fn push(&self, mut event: Event, why: &str) {
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let note = format!("recorded late: happened at {at}; the audit store failed ({why})");
+        event.reason = Some(match event.reason.take() {
+            Some(r) => format!("{r}; {note}"),
+            None => note,
+        });
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= MAX_DEFERRED {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        q.push_back(event);
+    }
+
+    /// Everything waiting, oldest first; the queue is left empty.
+    pub fn take(&self) -> Vec<Event> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.drain(..).collect()
+    }
+
+    /// Puts entries that still could not be written back in front of any that came
+    /// since, so the order of the log stays the order of the answers.
+    pub fn put_back(&self, events: Vec<Event>) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        for e in events.into_iter().rev() {
+            q.push_front(e);
+        }
+        while q.len() > MAX_DEFERRED {
+            q.pop_back();
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How many entries wait now.
+    pub fn len(&self) -> usize {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many entries were not kept because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(n: u64) -> Event {
+        Event {
+            who: "ci".into(),
+            action: "sign".into(),
+            result: "refused".into(),
+            reason: Some("version-not-increasing".into()),
+            version: Some(n),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn entries_come_back_in_the_order_they_were_answered_and_say_they_are_late() {
+        let d = Deferred::default();
+        d.push(refusal(1), "connection refused");
+        d.push(refusal(2), "connection refused");
+        let first = d.take();
+        assert!(d.is_empty());
+        d.push(refusal(3), "connection refused");
+        // The store failed again: the first two go back in front of the third.
+        d.put_back(first);
+        let all = d.take();
+        let versions: Vec<_> = all.iter().map(|e| e.version.unwrap()).collect();
+        assert_eq!(versions, [1, 2, 3]);
+        let reason = all[0].reason.as_deref().unwrap();
+        assert!(reason.starts_with("version-not-increasing; recorded late: happened at "));
+        assert!(reason.contains("(connection refused)"), "{reason}");
+    }
+
+    #[test]
+    fn a_full_queue_counts_what_it_could_not_keep() {
+        let d = Deferred::default();
+        for n in 0..(MAX_DEFERRED as u64 + 3) {
+            d.push(refusal(n), "down");
+        }
+        assert_eq!(d.len(), MAX_DEFERRED);
+        assert_eq!(d.dropped(), 3);
+        // The oldest are kept.
+        assert_eq!(d.take()[0].version, Some(0));
+    }
+}
