@@ -9,10 +9,10 @@
 //! its own session. See docs/signer.md.
 
 pub(crate) mod api;
-mod batch;
+pub(crate) mod batch;
 mod body;
 pub mod config;
-mod document;
+pub(crate) mod document;
 mod error;
 pub mod identity;
 pub mod listeners;
@@ -21,8 +21,8 @@ pub mod metrics;
 pub mod oidc;
 pub mod pg;
 pub mod rate;
-mod refusal;
-mod served;
+pub(crate) mod refusal;
+pub(crate) mod served;
 pub mod state;
 pub mod store;
 pub mod tls;
