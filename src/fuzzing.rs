@@ -303,3 +303,54 @@ pub fn oidc_request(oidc: &Oidc, authorization: &[u8], clients: &[ClientPolicy])
         event,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed(name: &str) -> Vec<u8> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus/sign_batch")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn the_sign_batch_seeds_name_the_fixture_keys_and_reach_the_signature() {
+        let [acme, release] = batch_key_ids();
+        assert!(String::from_utf8(seed("acme-ci-targets-and-bins"))
+            .unwrap()
+            .contains(&acme));
+        assert!(String::from_utf8(seed("release-two-repositories"))
+            .unwrap()
+            .contains(&release));
+        let signed: Vec<(String, String, u64)> = sign_batch_body(&seed("acme-ci-targets-and-bins"))
+            .into_iter()
+            .map(|a| (a.repository, a.role, a.version))
+            .collect();
+        let want = [
+            ("acme", "targets", 6),
+            ("acme", "bin-0", 4),
+            ("acme", "bin-1", 1),
+        ];
+        let want: Vec<(String, String, u64)> = want
+            .iter()
+            .map(|(r, o, v)| (r.to_string(), o.to_string(), *v))
+            .collect();
+        assert_eq!(signed, want);
+    }
+
+    #[test]
+    fn the_sign_batch_fixture_refuses_what_its_policy_forbids() {
+        // Replayed version, wrong _type for the role, a repository the client may not
+        // use, an expired and a too-distant expiry, a document without a version.
+        assert!(sign_batch_body(&seed("acme-ci-refusals")).is_empty());
+        // `release` may sign snapshot v11 of beta once, timestamp, and acme's targets;
+        // not root (its key may not) nor bin-0.
+        let roles: Vec<String> = sign_batch_body(&seed("release-two-repositories"))
+            .into_iter()
+            .map(|a| format!("{}/{}", a.repository, a.role))
+            .collect();
+        assert_eq!(roles, ["beta/snapshot", "beta/timestamp", "acme/targets"]);
+    }
+}
