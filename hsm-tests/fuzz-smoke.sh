@@ -13,8 +13,8 @@
 # CARGO_TARGET_DIR is honoured (run.sh builds into its own, so the build does not wait for
 # the test build's lock on target/).
 #
-# New inputs found go to a temporary folder that is removed: the seed corpora in
-# fuzz/corpus/ change only when someone copies an input there on purpose.
+# New inputs found (and any file a target writes) go to a temporary folder that is removed:
+# the seed corpora in fuzz/corpus/ change only when someone copies an input there on purpose.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,11 +55,12 @@ failed=()
 for t in "${targets[@]}"; do
   bin=$target_dir/$host/debug/$t
   [ -x "$bin" ] || { echo "no fuzz target named $t (see fuzz/Cargo.toml)" >&2; exit 2; }
-  mkdir -p "$work/$t/corpus" "$work/$t/artifacts"
+  mkdir -p "$work/$t/corpus" "$work/$t/artifacts" "$work/$t/tmp"
   dict=()
   [ -f "fuzz/dicts/$t.dict" ] && dict=("-dict=fuzz/dicts/$t.dict")
   echo "== fuzzing $t for ${seconds} s"
-  if "$bin" "$work/$t/corpus" "fuzz/corpus/$t" "${dict[@]}" \
+  # TMPDIR: files a target writes (notary_files writes a trust folder) go with $work.
+  if TMPDIR="$work/$t/tmp" "$bin" "$work/$t/corpus" "fuzz/corpus/$t" "${dict[@]}" \
       -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
       -print_final_stats=1 -artifact_prefix="$work/$t/artifacts/" \
       >"$work/$t/log" 2>&1; then

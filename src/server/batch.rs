@@ -35,22 +35,35 @@ use crate::tuf::Signature;
 /// `POST /v1/sign-batch`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BatchRequest {
+pub(crate) struct BatchRequest {
     /// The default for every document; may be left out when the client's policy names
     /// exactly one repository.
-    repository: Option<String>,
-    key_id: String,
-    documents: Vec<BatchDocument>,
+    pub(crate) repository: Option<String>,
+    pub(crate) key_id: String,
+    pub(crate) documents: Vec<BatchDocument>,
 }
 
 /// One document of a batch.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BatchDocument {
-    repository: Option<String>,
+pub(crate) struct BatchDocument {
+    pub(crate) repository: Option<String>,
     /// Defaults to `signed._type`; a delegated role's name (a hashed bin) otherwise.
-    role: Option<String>,
-    metadata: Value,
+    pub(crate) role: Option<String>,
+    pub(crate) metadata: Value,
+}
+
+impl BatchRequest {
+    /// A body as the daemon reads it; one function, so that the `sign_batch` fuzz target
+    /// (src/fuzzing.rs) reads bodies exactly as the daemon does.
+    pub(crate) fn parse(body: &[u8]) -> Result<BatchRequest, Refusal> {
+        serde_json::from_slice(body).map_err(|e| {
+            bad_request(
+                "malformed",
+                format!("the body is not a batch request {{repository?, key_id, documents: [{{repository?, role?, metadata}}]}}: {e}"),
+            )
+        })
+    }
 }
 
 /// A document that passed every check and holds its version claim.
@@ -115,12 +128,7 @@ impl App {
             queue_timeout: l.queue_timeout,
         };
         let body = self.bodies.read(req, &limits).await.map_err(too_large)?;
-        let r: BatchRequest = serde_json::from_slice(&body.bytes).map_err(|e| {
-            bad_request(
-                "malformed",
-                format!("the body is not a batch request {{repository?, key_id, documents: [{{repository?, role?, metadata}}]}}: {e}"),
-            )
-        })?;
+        let r = BatchRequest::parse(&body.bytes)?;
         let key_id = r.key_id.to_ascii_lowercase();
         ev.key_id = Some(key_id.clone());
         let n = r.documents.len();

@@ -9,11 +9,11 @@
 //! its own session. See docs/signer.md.
 
 pub(crate) mod api;
-mod batch;
+pub(crate) mod batch;
 mod body;
 pub mod config;
 mod deferred;
-mod document;
+pub(crate) mod document;
 mod error;
 pub mod identity;
 pub mod listeners;
@@ -23,8 +23,8 @@ pub mod oidc;
 pub mod pg;
 pub mod policy;
 pub mod rate;
-mod refusal;
-mod served;
+pub(crate) mod refusal;
+pub(crate) mod served;
 pub(crate) mod sign_body;
 pub mod state;
 pub mod store;
