@@ -318,7 +318,8 @@ impl App {
     }
 
     /// One audit entry per document in one commit, then the answer: every signature
-    /// is withheld (500 `audit-failed`) if that commit fails.
+    /// is withheld (500 `audit-failed`) if that commit fails; a batch with no signature
+    /// is answered anyway and its refusal entries wait in `deferred`.
     async fn commit_batch(&self, key_id: &str, slots: Vec<Slot>) -> Result<Value, Refusal> {
         let mut events = Vec::with_capacity(slots.len());
         let mut results = Vec::with_capacity(slots.len());
@@ -363,7 +364,23 @@ impl App {
             .filter(|e| e.result == "signed")
             .map(|e| e.role.clone())
             .collect();
-        self.record_many(events).await.map_err(audit_failed)?;
+        // Refusals are answered whether or not their entries can be written now: if the
+        // commit fails, they wait in `deferred` for the store (signatures are withheld).
+        let refusals: Vec<Event> = events
+            .iter()
+            .filter(|e| e.result != "signed")
+            .cloned()
+            .collect();
+        if let Err(e) = self.record_many(events).await {
+            let why = e.to_string();
+            eprintln!("tufkey serve: cannot write the audit log now ({why}); the batch's refusal entries are kept and written when it works again");
+            for ev in refusals {
+                self.deferred.push(ev, &why);
+            }
+            if signed > 0 {
+                return Err(audit_failed(e));
+            }
+        }
         for role in roles {
             self.metrics
                 .signature(key_id, role.as_deref().unwrap_or_default());
