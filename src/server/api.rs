@@ -277,22 +277,20 @@ impl App {
         }
     }
 
-    /// Writes the entries [`Self::record_or_defer`] kept, in order, until the store fails
-    /// again (the rest wait for the next call). Returns how many were written.
+    /// Writes the entries [`Self::record_or_defer`] kept, in order, in one commit (one
+    /// transaction: an outage can leave thousands). If the store fails again they go
+    /// back to wait for the next call. Returns how many were written.
     pub async fn flush_deferred(&self) -> usize {
         let waiting = self.deferred.take();
-        let mut written = 0;
-        let mut rest = waiting.into_iter();
-        while let Some(ev) = rest.next() {
-            if self.record(ev.clone()).await.is_err() {
-                let mut back = vec![ev];
-                back.extend(rest);
-                self.deferred.put_back(back);
-                break;
-            }
-            written += 1;
+        let n = waiting.len();
+        if n == 0 {
+            return 0;
         }
-        written
+        if self.record_many(waiting.clone()).await.is_err() {
+            self.deferred.put_back(waiting);
+            return 0;
+        }
+        n
     }
 
     /// The audit entry of `action` by this caller (who; issuer, subject and claims

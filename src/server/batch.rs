@@ -394,7 +394,10 @@ impl App {
     }
 
     /// Appends the entries in one commit and waits until they are durable.
-    async fn record_many(&self, events: Vec<Event>) -> Result<(), super::store::StoreError> {
+    pub(super) async fn record_many(
+        &self,
+        events: Vec<Event>,
+    ) -> Result<(), super::store::StoreError> {
         let appended = self.store.append_many(events).await;
         match &appended {
             Ok(done) => {

@@ -271,11 +271,15 @@ async fn serve(
     );
 
     // Refusal entries kept while the audit store was down (api::App::record_or_defer).
+    // Stopped by a flag, not aborted: an abort in the middle of a flush would drop the
+    // entries it had taken.
+    let stop_late = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let late_entries = {
         let app = app.clone();
+        let stop = stop_late.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 tick.tick().await;
                 if !app.deferred.is_empty() {
                     let n = app.flush_deferred().await;
@@ -368,7 +372,8 @@ async fn serve(
         );
     }
     snapshots.abort();
-    late_entries.abort();
+    stop_late.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = late_entries.await;
     let late = app.flush_deferred().await;
     if late > 0 {
         eprintln!(
