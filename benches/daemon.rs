@@ -71,7 +71,7 @@ mod common;
 #[path = "common/serve.rs"]
 mod serve;
 use common::*;
-use serve::{client_tls, connect, cpu_secs, post_once, Ca, Daemon, Sender};
+use serve::{client_runtime, client_tls, connect, cpu_secs, post_once, Ca, Daemon, Sender};
 
 const CLIENT: &str = "bench-client";
 
@@ -434,13 +434,7 @@ fn main() {
     let daemon = Daemon::start(&bin, d, &conf);
     let dpid = daemon.child.id().to_string();
     let me = std::process::id().to_string();
-    let rt = or_die(
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(client_threads)
-            .enable_all()
-            .build(),
-        "client runtime",
-    );
+    let rt = client_runtime(client_threads);
     let expires = tufkey::tuf::time::format_expires(chrono::Utc::now() + chrono::Duration::days(1));
     let sh = Arc::new(Shared {
         addr: daemon.addr,

@@ -41,7 +41,7 @@ mod common;
 #[path = "common/serve.rs"]
 mod serve;
 use common::*;
-use serve::{client_tls, connect, cpu_secs, post_once, Ca, Daemon};
+use serve::{client_runtime, client_tls, connect, cpu_secs, post_once, Ca, Daemon};
 
 const CLIENT: &str = "bench-client";
 /// CKA_ID of the P5 key: securesystemslib's HSMSigner finds keys by an integer id.
@@ -138,13 +138,7 @@ fn setup(body_memory: Option<&str>) -> Setup {
     ));
     or_die(std::fs::write(d.join("signer.toml"), cfg), "signer.toml");
     let daemon = Daemon::start(&daemon_binary(), d, &conf);
-    let rt = or_die(
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build(),
-        "client runtime",
-    );
+    let rt = client_runtime(2);
     Setup {
         tls: client_tls(d),
         dir,

@@ -220,3 +220,15 @@ pub async fn post_once(send: &mut Sender, path: &'static str, body: String) -> B
     }
     bytes
 }
+
+/// The clients' own tokio runtime, `threads` worker threads, apart from the daemon's
+/// process: what each bench's clients run on.
+pub fn client_runtime(threads: usize) -> tokio::runtime::Runtime {
+    or_die(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build(),
+        "client runtime",
+    )
+}

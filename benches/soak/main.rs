@@ -42,7 +42,7 @@ mod faults;
 mod report;
 
 use common::{env_or, loadavg, new_token, or_die, MODULE, PIN, TOKEN};
-use serve::{client_tls, Ca, Daemon};
+use serve::{client_runtime, client_tls, Ca, Daemon};
 
 const CLIENT: &str = "soak-client";
 const OBJECT: &str = "soak";
@@ -184,13 +184,7 @@ fn main() {
         let r = faults::inject(start, &plan, &token, pg);
         (r, plan)
     });
-    let rt = or_die(
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(client_threads)
-            .enable_all()
-            .build(),
-        "client runtime",
-    );
+    let rt = client_runtime(client_threads);
     let mut records = rt.block_on(async {
         let tasks: Vec<_> = (0..n_clients)
             .map(|i| tokio::spawn(clients::run(setup.clone(), i)))
