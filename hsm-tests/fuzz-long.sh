@@ -57,14 +57,16 @@ run_one() {
   local t=$1 bin=$target_dir/$host/debug/$1
   [ -x "$bin" ] || { echo "no fuzz target named $t (see fuzz/Cargo.toml)" >&2; return 2; }
   local dir=$work/$t
-  mkdir -p "$dir/corpus" "$dir/artifacts"
+  mkdir -p "$dir/corpus" "$dir/artifacts" "$dir/tmp"
   local dict=()
   [ -f "fuzz/dicts/$t.dict" ] && dict=("-dict=fuzz/dicts/$t.dict")
   local budget=$((cpu_minutes * 60)) started wall0 cpu=0 rc=0
   started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   wall0=$(date +%s)
   echo "== $t: fuzzing until it has had $cpu_minutes min of CPU (log: $dir/log)"
-  nice -n "$niceness" "$bin" "$dir/corpus" "fuzz/corpus/$t" "${dict[@]}" \
+  # TMPDIR: files a target writes (notary_files writes a trust folder per input) stay in
+  # FUZZ_WORK/TARGET/tmp instead of filling /tmp over a long run.
+  TMPDIR="$dir/tmp" nice -n "$niceness" "$bin" "$dir/corpus" "fuzz/corpus/$t" "${dict[@]}" \
     -timeout=30 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
     -artifact_prefix="$dir/artifacts/" >"$dir/log" 2>&1 &
   local pid=$!
