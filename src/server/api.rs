@@ -277,20 +277,25 @@ impl App {
         }
     }
 
-    /// Writes the entries [`Self::record_or_defer`] kept, in order, in one commit (one
-    /// transaction: an outage can leave thousands). If the store fails again they go
-    /// back to wait for the next call. Returns how many were written.
+    /// Writes the entries [`Self::record_or_defer`] kept, oldest first, in commits of
+    /// [`FLUSH_CHUNK`](super::deferred::FLUSH_CHUNK) entries (one commit for thousands
+    /// was the daemon's largest allocation; docs/performance.md, "Soak"). If the store
+    /// fails again, the chunk goes back in front of the rest to wait for the next call.
+    /// Returns how many were written.
     pub async fn flush_deferred(&self) -> usize {
-        let waiting = self.deferred.take();
-        let n = waiting.len();
-        if n == 0 {
-            return 0;
+        let mut written = 0;
+        loop {
+            let chunk = self.deferred.take_front(super::deferred::FLUSH_CHUNK);
+            let n = chunk.len();
+            if n == 0 {
+                return written;
+            }
+            if self.record_many(chunk.clone()).await.is_err() {
+                self.deferred.put_back(chunk);
+                return written;
+            }
+            written += n;
         }
-        if self.record_many(waiting.clone()).await.is_err() {
-            self.deferred.put_back(waiting);
-            return 0;
-        }
-        n
     }
 
     /// The audit entry of `action` by this caller (who; issuer, subject and claims

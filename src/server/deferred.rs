@@ -18,8 +18,17 @@ use std::sync::Mutex;
 
 use crate::audit::Event;
 
-/// At most this many entries wait in memory (a refusal entry is a few hundred bytes).
+/// At most this many entries wait in memory (a refusal entry takes about 1.2 KB of heap
+/// with its strings, so a full queue is about 120 MB).
 pub const MAX_DEFERRED: usize = 100_000;
+
+/// Entries written per commit when the queue is flushed. One commit for a whole outage's
+/// entries (thousands) made the flush itself the daemon's largest allocation — the
+/// entries, their encoded lines and the PostgreSQL client's parameter and send buffers,
+/// which keep their size for the life of the connection — and the soak run's memory grew
+/// after every outage (docs/performance.md, "Soak"). A chunk this size is a few hundred
+/// KB, and a few ms of commit.
+pub const FLUSH_CHUNK: usize = 256;
 
 /// The entries waiting for the audit store, oldest first.
 #[derive(Default)]
@@ -47,12 +56,24 @@ impl Deferred {
 
     /// Everything waiting, oldest first; the queue is left empty.
     pub fn take(&self) -> Vec<Event> {
+        self.take_front(usize::MAX)
+    }
+
+    /// The `n` oldest entries (fewer if fewer wait). Once the queue is empty its buffer is
+    /// released: an outage's worth of entries must not stay reserved until the next one.
+    pub fn take_front(&self, n: usize) -> Vec<Event> {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        q.drain(..).collect()
+        let n = n.min(q.len());
+        let front: Vec<Event> = q.drain(..n).collect();
+        if q.is_empty() {
+            q.shrink_to_fit();
+        }
+        front
     }
 
     /// Puts entries that still could not be written back in front of any that came
-    /// since, so the order of the log stays the order of the answers.
+    /// since (and of any still waiting), so the order of the log stays the order of the
+    /// answers.
     pub fn put_back(&self, events: Vec<Event>) {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         for e in events.into_iter().rev() {
@@ -111,6 +132,30 @@ mod tests {
         let reason = all[0].reason.as_deref().unwrap();
         assert!(reason.starts_with("version-not-increasing; recorded late: happened at "));
         assert!(reason.contains("(connection refused)"), "{reason}");
+    }
+
+    #[test]
+    fn entries_are_taken_oldest_first_in_chunks_and_the_buffer_is_released_when_empty() {
+        let d = Deferred::default();
+        for n in 0..1000 {
+            d.push(refusal(n), "down");
+        }
+        let first = d.take_front(300);
+        assert_eq!(first.len(), 300);
+        assert_eq!(first[0].version, Some(0));
+        assert_eq!(first[299].version, Some(299));
+        // The next chunk fails: it goes back in front of the 700 still waiting.
+        let second = d.take_front(300);
+        assert_eq!(second[0].version, Some(300));
+        d.put_back(second);
+        assert_eq!(d.len(), 700);
+        assert_eq!(d.take_front(1)[0].version, Some(300));
+        let rest = d.take_front(usize::MAX);
+        assert_eq!(rest.len(), 699);
+        assert_eq!(rest.last().unwrap().version, Some(999));
+        assert!(d.is_empty());
+        let cap = d.queue.lock().unwrap().capacity();
+        assert!(cap < 1000, "the drained queue still reserves {cap} entries");
     }
 
     #[test]
