@@ -503,6 +503,115 @@ fn a_delegated_role_holds_the_paths_it_matches_and_survives_a_key_rotation() {
 }
 
 #[test]
+fn snapshot_states_an_unchanged_role_as_its_file_is_and_a_tampered_one_must_be_re_signed() {
+    let k = Keys::new(1);
+    let (dir, root) = committed_repo(&k);
+    edit_file(
+        &dir.join("repo.toml"),
+        "meta_lengths_and_hashes = false",
+        "meta_lengths_and_hashes = true",
+    );
+    let team = k.extra("team", "ed25519");
+    let team_key = format!("team={}", team.uri);
+    let staged = k
+        .ok(&["repo", "edit", p(&dir), "targets"])
+        .trim()
+        .to_string();
+    k.ok(&[
+        "delegation",
+        "add",
+        &staged,
+        "--role",
+        "team",
+        "--delegate-key",
+        &team.uri,
+        "--path",
+        "team/*",
+    ]);
+    let a = k.path("a.txt");
+    write(&a, "team file");
+    k.ok(&["repo", "add", p(&dir), p(&a), "--path", "team/a.txt"]);
+    k.commit(&dir, &["--key", &team_key]);
+    let snapshot_meta = |dir: &Path| {
+        let ts = read_json(&dir.join("metadata/timestamp.json"));
+        let v = ts["signed"]["meta"]["snapshot.json"]["version"].clone();
+        read_json(&dir.join(format!("metadata/{v}.snapshot.json")))["signed"]["meta"].clone()
+    };
+
+    // Written again by another tool: the same document and signatures, compact. A commit
+    // that leaves `team` alone (no team key given) states the file as it is on disk,
+    // which is what clients download and check.
+    let team_file = dir.join("metadata/1.team.json");
+    let doc = read_json(&team_file);
+    let compact = serde_json::to_vec(&doc).unwrap();
+    std::fs::write(&team_file, &compact).unwrap();
+    let b = k.path("b.txt");
+    write(&b, "bee");
+    k.ok(&["repo", "add", p(&dir), p(&b)]);
+    k.commit(&dir, &[]);
+    let meta = snapshot_meta(&dir);
+    use sha2::Digest;
+    assert_eq!(meta["team.json"]["version"], 1, "{meta}");
+    assert_eq!(meta["team.json"]["length"], compact.len(), "{meta}");
+    assert_eq!(
+        meta["team.json"]["hashes"]["sha256"],
+        hex::encode(sha2::Sha256::digest(&compact)).as_str(),
+        "{meta}"
+    );
+    let v = ngclient_ok(&dir, &root, &["team/a.txt", "b.txt"]);
+    assert_eq!(v["found"]["team/a.txt"], "team file");
+    assert_repo_verify(&dir, &root, 0);
+
+    // Tampered on disk (a target's length changed, the old signature kept): the role no
+    // longer verifies, so the commit must re-sign it, and without the team key it is
+    // refused instead of hashing the file into the new snapshot.
+    let mut doc = doc;
+    doc["signed"]["targets"]["team/a.txt"]["length"] = Value::from(4096);
+    std::fs::write(&team_file, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    let c = k.path("c.txt");
+    write(&c, "sea");
+    k.ok(&["repo", "add", p(&dir), p(&c)]);
+    let before = snapshot(&dir);
+    let mut args = vec!["repo", "commit", p(&dir)];
+    let keys = k.commit_keys();
+    args.extend(keys.iter().map(String::as_str));
+    let (code, msg) = k.fails(&args);
+    assert_eq!(code, 1);
+    assert!(
+        msg.contains("role `team` needs 1 signature") && msg.contains(&team.keyid),
+        "{msg}"
+    );
+    assert_unchanged(
+        &before,
+        &dir,
+        "a commit over a tampered role without its key",
+    );
+    // With the key it is re-signed (as after a key rotation), and snapshot states the
+    // new file.
+    let out = k.json(&{
+        let mut a = args.clone();
+        a.extend(["--key", team_key.as_str()]);
+        a
+    });
+    let roles: Vec<&str> = out["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["targets", "team", "snapshot", "timestamp"]);
+    let meta = snapshot_meta(&dir);
+    let written = std::fs::read(dir.join("metadata/2.team.json")).unwrap();
+    assert_eq!(meta["team.json"]["version"], 2, "{meta}");
+    assert_eq!(meta["team.json"]["length"], written.len(), "{meta}");
+    assert_eq!(
+        meta["team.json"]["hashes"]["sha256"],
+        hex::encode(sha2::Sha256::digest(&written)).as_str(),
+        "{meta}"
+    );
+}
+
+#[test]
 fn a_root_rotation_to_version_2_with_a_new_targets_key_is_followed_by_ngclient() {
     let k = Keys::new(2);
     let root1 = k.hand_root(1, true, &[&k.targets], "1.root.json");

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 use super::error::RepoError;
 use super::staging::Staging;
-use super::state::Node;
+use super::state::{Node, RoleDoc};
 use super::targets::{empty_targets, working_docs};
 use super::verify::{succinct_bins, Succinct, MAX_BINS};
 use super::Repository;
@@ -90,8 +90,9 @@ fn check_prefix(prefix: &str) -> Result<(), RepoError> {
 }
 
 /// The keys and roles a targets document delegates to, hashed bins included.
-pub fn delegator_of(md: &Metadata, path: &Path) -> Result<Delegator, RepoError> {
-    let delegations = md.signed().get("delegations");
+pub fn delegator_of(md: &impl RoleDoc, path: &Path) -> Result<Delegator, RepoError> {
+    let delegations = md.delegations();
+    let delegations = delegations.as_deref();
     match delegations.and_then(|d| d.get("succinct_roles")) {
         Some(succinct) => {
             let d = delegations.unwrap_or(&Value::Null);
@@ -102,7 +103,7 @@ pub fn delegator_of(md: &Metadata, path: &Path) -> Result<Delegator, RepoError> 
                     reason: format!("delegations.succinct_roles: {reason}"),
                 })
         }
-        None => Delegator::from_metadata(md).map_err(|source| RepoError::Metadata {
+        None => md.delegator().map_err(|source| RepoError::Metadata {
             path: path.to_path_buf(),
             source,
         }),

@@ -3,7 +3,7 @@
 //! timestamp, and publish them in client-safe order. Keys are checked against their
 //! roles before any PIN is asked; a threshold that cannot be met stops everything.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -23,7 +23,7 @@ use crate::tuf::fileinfo::{FileInfo, HashAlg};
 use crate::tuf::paths::check_target_path;
 use crate::tuf::time::{format_expires, parse_expires};
 use crate::tuf::verify::RoleKeys;
-use crate::tuf::{Delegator, Metadata};
+use crate::tuf::{Delegator, Envelope, Metadata, Signature};
 
 /// What a commit or refresh needs besides the repository.
 pub struct SignOptions<'a> {
@@ -99,19 +99,38 @@ pub(crate) fn timestamp_doc(
     .unwrap_or_else(|_| unreachable!("a timestamp of integers and strings is canonical"))
 }
 
-/// Whether `md` carries signatures by at least `def.threshold` of its key ids (not checked
+/// Whether `signatures` hold one by at least `def.threshold` of its key ids (not checked
 /// cryptographically: for bins tufkey published under an unchanged delegation).
-fn signed_by_threshold(md: &Metadata, def: &RoleKeys) -> bool {
+fn signed_by_threshold(signatures: &[Signature], def: &RoleKeys) -> bool {
     let signed = def
         .keyids
         .iter()
         .filter(|k| {
-            md.signatures()
+            signatures
                 .iter()
                 .any(|s| &s.keyid == *k && !s.sig.is_empty())
         })
         .count();
     signed as u64 >= def.threshold
+}
+
+/// A published targets role as a commit needs it.
+struct PublishedRole {
+    /// `signed.version` of the file.
+    version: Option<u64>,
+    /// The document; `None` once a staged one replaces it (only its version counts then).
+    doc: Option<Envelope>,
+    /// Length and SHA-256 of the file as it is on disk, when snapshot states them.
+    info: Option<FileInfo>,
+}
+
+/// Reads a published targets role: its document, and the length and hashes of its file
+/// (`with_info`) for a snapshot that states them.
+fn read_published(path: &Path, with_info: bool) -> Result<(Envelope, Option<FileInfo>), RepoError> {
+    let bytes = std::fs::read(path).map_err(RepoError::io(path))?;
+    let info = with_info.then(|| FileInfo::of_bytes(&bytes, &[HashAlg::Sha256]));
+    let doc = Envelope::from_bytes(bytes).map_err(meta_error(path))?;
+    Ok((doc, info))
 }
 
 /// The role definition `role` has in `delegator`, or an error naming the file.
@@ -125,6 +144,12 @@ pub(crate) fn role_keys(d: &Delegator, role: &str, path: &Path) -> Result<RoleKe
         })
 }
 
+/// Whether `name` is a plain file name (no folder, not `.` or `..`): the only names a
+/// listing of the staged files can answer for.
+fn is_file_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/')
+}
+
 /// Signs and publishes everything staged. `Ok(None)`: nothing to commit.
 pub fn commit(
     repo: &Repository,
@@ -133,9 +158,20 @@ pub fn commit(
     hooks: &mut Hooks,
 ) -> Result<Option<Outcome>, RepoError> {
     let layout = &repo.layout;
-    let published = Published::load(layout, repo.consistent())?;
     let staging = Staging::new(layout);
-    let staged = staging.roles()?;
+    // A published role that a staged one replaces is read (its errors are the same) but
+    // only its version is kept: it is neither verified nor held beside the new one.
+    let replaced = staging.role_names();
+    let with_info = repo.config.snapshot_meta_hashes;
+    let mut published = Published::load_with(layout, repo.consistent(), |role, path| {
+        let (doc, info) = read_published(path, with_info && !replaced.contains(role))?;
+        Ok(PublishedRole {
+            version: doc.version(),
+            doc: (!replaced.contains(role)).then_some(doc),
+            info,
+        })
+    })?;
+    let staged = staging.envelopes()?;
     let (root, root_version, root_changed) = match staging.root()? {
         Some(r) if r.version().unwrap_or(0) > repo.root_version => {
             let v = r.version().unwrap_or(0);
@@ -151,13 +187,27 @@ pub fn commit(
     let root_d = Delegator::from_metadata(&root).map_err(meta_error(&root_path))?;
     let consistent = consistent_snapshot(&root);
 
-    let mut docs: BTreeMap<String, Metadata> = published
-        .roles
-        .iter()
-        .map(|(k, l)| (k.clone(), l.md.clone()))
-        .chain(staged.clone())
-        .collect();
-    docs.entry("targets".into()).or_insert_with(empty_targets);
+    // One copy of each role: the published documents moved in, staged ones over them.
+    let staged_names: BTreeSet<String> = staged.keys().cloned().collect();
+    let mut docs: BTreeMap<String, Envelope> = BTreeMap::new();
+    for (name, l) in published.roles.iter_mut() {
+        if staged_names.contains(name) {
+            continue;
+        }
+        let doc = match l.md.doc.take() {
+            Some(doc) => doc,
+            // Listed as staged when published was read, gone since: read it now.
+            None => {
+                let (doc, info) = read_published(&l.path, with_info)?;
+                l.md.info = info;
+                doc
+            }
+        };
+        docs.insert(name.clone(), doc);
+    }
+    docs.extend(staged);
+    docs.entry("targets".into())
+        .or_insert_with(|| Envelope::from_metadata(empty_targets()));
     let nodes = tree(&docs);
 
     // Delegators read once each: a binned targets delegates to thousands of roles.
@@ -186,32 +236,46 @@ pub fn commit(
             },
         };
         let def = role_keys(d, &node.name, &dpath)?;
-        let before = published.roles.get(&node.name);
-        let parent_staged = node.parent.as_ref().is_some_and(|p| staged.contains_key(p));
+        let resign = opts.resign_bins && node.bins.is_some();
+        if staged_names.contains(&node.name) || resign {
+            to_sign.push((node.name.clone(), def));
+            continue;
+        }
+        // The published document (roles not staged are in `docs` as published).
+        let before = published
+            .roles
+            .get(&node.name)
+            .and_then(|_| docs.get(&node.name));
+        let parent_staged = node
+            .parent
+            .as_ref()
+            .is_some_and(|p| staged_names.contains(p));
         let still_valid = match before {
             None => false,
             // A bin tufkey published (each signature checked before it was written)
             // under a delegation unchanged since still verifies; counting its key ids
             // spares re-verifying thousands of bins on every commit. `repo verify`
             // checks every signature.
-            Some(l) if node.bins.is_some() && !parent_staged => signed_by_threshold(&l.md, &def),
-            Some(l) => d
-                .verify_role(&node.name, &l.md)
+            Some(md) if node.bins.is_some() && !parent_staged => {
+                signed_by_threshold(md.signatures(), &def)
+            }
+            Some(md) => d
+                .verify_signatures(&node.name, md.payload(), md.signatures())
                 .ok()
                 .is_some_and(|r| r.verified()),
         };
-        let resign = opts.resign_bins && node.bins.is_some();
-        if staged.contains_key(&node.name) || !still_valid || resign {
+        if !still_valid {
             to_sign.push((node.name.clone(), def));
-        } else if let Some(l) = before {
-            if l.md.expires().and_then(|e| parse_expires(e).ok()) <= Some(opts.now) {
+        } else if let Some(md) = before {
+            let expires = md.expires();
+            if expires.as_deref().and_then(|e| parse_expires(e).ok()) <= Some(opts.now) {
                 if node.bins.is_some() {
                     expired_bins += 1;
                 } else {
                     warnings.push(format!(
                         "role `{}` (unchanged) expired at {}; stage it (`tufkey repo edit`) and commit it with its keys",
                         node.name,
-                        l.md.expires().unwrap_or_default()
+                        expires.unwrap_or_default()
                     ));
                 }
             }
@@ -271,19 +335,22 @@ pub fn commit(
         .iter()
         .map(|n| (n.name.as_str(), bins::setting_name(n)))
         .collect();
-    let mut batch: Vec<(String, Metadata)> = Vec::with_capacity(to_sign.len());
+    let mut batch: Vec<(String, Envelope)> = Vec::with_capacity(to_sign.len());
     for (name, _) in &to_sign {
-        let mut md = docs.get(name).cloned().unwrap_or_else(empty_targets);
+        let mut md = docs
+            .remove(name)
+            .unwrap_or_else(|| Envelope::from_metadata(empty_targets()));
         let version = published
             .roles
             .get(name)
-            .and_then(|l| l.md.version())
+            .and_then(|l| l.md.version)
             .map_or(1, |v| v + 1);
         let lifetime = repo
             .config
             .expiry(setting.get(name.as_str()).copied().unwrap_or(name));
         let expires = format_expires(opts.now + lifetime);
-        bump(&mut md, version, &expires, &layout.staged_role(name))?;
+        md.set_version_and_expires(version, &expires)
+            .map_err(meta_error(&layout.staged_role(name)))?;
         outcome.roles.push(RoleWritten {
             role: name.clone(),
             version,
@@ -295,24 +362,32 @@ pub fn commit(
     outcome
         .signatures
         .extend(signers.sign_all(&plan, &mut batch, progress)?);
+    let staged_files = staging.file_names();
     let mut steps_targets = Vec::new();
     let mut delegated = Vec::new();
     let mut top_targets = None;
+    // (version, file length and hashes) of each role written, for snapshot.
+    let mut written: BTreeMap<String, (u64, Option<FileInfo>)> = BTreeMap::new();
     for (name, md) in batch {
-        for (path, entry) in md
-            .signed()
-            .get("targets")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-        {
+        md.each_target(|path, entry| -> Result<(), RepoError> {
             // A staged file edited by hand must not smuggle in a path outside targets/.
             check_target_path(path)?;
-            let Some(fi) = FileInfo::from_value(entry) else {
-                continue;
+            let Some(sha) = entry.sha256() else {
+                return Ok(());
+            };
+            // Most entries name contents published long ago: one look-up in the listing
+            // of staged files instead of a file system call each.
+            if staged_files
+                .as_ref()
+                .is_some_and(|names| is_file_name(&sha) && !names.contains(&*sha))
+            {
+                return Ok(());
+            }
+            let Some(fi) = entry.to_value().as_ref().and_then(FileInfo::from_value) else {
+                return Ok(());
             };
             let Some(sha) = fi.hash("sha256").filter(|h| staging.has_file(h)) else {
-                continue;
+                return Ok(());
             };
             for to in layout.target_files(path, &fi.hashes, consistent) {
                 steps_targets.push(Step::Target {
@@ -321,16 +396,19 @@ pub fn commit(
                     prefixed: consistent,
                 });
             }
-        }
-        let path = layout.role(&name, md.version().unwrap_or(1), consistent);
-        let bytes = md.to_pretty_bytes();
+            Ok(())
+        })?;
+        let version = md.version().unwrap_or(1);
+        let path = layout.role(&name, version, consistent);
+        let bytes = md.into_pretty_bytes();
+        let info = with_info.then(|| FileInfo::of_bytes(&bytes, &[HashAlg::Sha256]));
+        written.insert(name.clone(), (version, info));
         // Delegated roles before `targets`, which points at them.
         if name == "targets" {
             top_targets = Some(Step::Metadata { path, bytes });
         } else {
             delegated.push((path, bytes));
         }
-        docs.insert(name, md);
     }
     // Delegated roles (all durable, in any order, before `targets`), then `targets`.
     let mut steps_roles = Vec::new();
@@ -344,15 +422,23 @@ pub fn commit(
     }
     steps_roles.extend(top_targets);
 
-    // Snapshot: every targets role clients can reach.
+    // Snapshot: every targets role clients can reach, the hashes those of its file.
     let mut meta = Map::new();
     for node in &nodes {
-        let Some(md) = docs.get(&node.name) else {
-            continue;
+        let (version, info) = match (written.get(&node.name), docs.get(&node.name)) {
+            (Some((v, info)), _) => (*v, info.clone()),
+            // Unchanged: the file read (its hashes taken then, when they are stated).
+            (None, Some(md)) => {
+                let info = published
+                    .roles
+                    .get(&node.name)
+                    .and_then(|l| l.md.info.clone());
+                (md.version().unwrap_or(1), info)
+            }
+            (None, None) => continue,
         };
-        let mut entry = json!({"version": md.version().unwrap_or(1)});
-        if repo.config.snapshot_meta_hashes {
-            let fi = FileInfo::of_bytes(&md.to_pretty_bytes(), &[HashAlg::Sha256]);
+        let mut entry = json!({ "version": version });
+        if let Some(fi) = info {
             entry["length"] = json!(fi.length);
             entry["hashes"] = fi.to_value()["hashes"].clone();
         }
@@ -403,9 +489,9 @@ pub fn commit(
 
 /// Builds, signs and returns a new snapshot (listing `meta`) and the timestamp for it.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn sign_snapshot_and_timestamp(
+pub(crate) fn sign_snapshot_and_timestamp<R>(
     repo: &Repository,
-    published: &Published,
+    published: &Published<R>,
     meta: Map<String, Value>,
     plan: &signing::KeyPlan,
     signers: &mut Signers,
@@ -434,9 +520,9 @@ pub(crate) fn sign_snapshot_and_timestamp(
 
 /// Builds and signs the next timestamp for `snap`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn sign_timestamp(
+pub(crate) fn sign_timestamp<R>(
     repo: &Repository,
-    published: &Published,
+    published: &Published<R>,
     snap: &Metadata,
     plan: &signing::KeyPlan,
     signers: &mut Signers,

@@ -114,9 +114,14 @@ impl Layout {
         self.staged_dir().join("root.json")
     }
 
+    /// The folder of target contents waiting to be published.
+    pub fn staged_files_dir(&self) -> PathBuf {
+        self.staged_dir().join("files")
+    }
+
     /// Target contents waiting to be published, by SHA-256.
     pub fn staged_file(&self, sha256: &str) -> PathBuf {
-        self.staged_dir().join("files").join(sha256)
+        self.staged_files_dir().join(sha256)
     }
 }
 

@@ -13,7 +13,40 @@ use super::progress::Progress;
 use crate::keys::signer::RoleMessage;
 use crate::keys::{self, KeyError, PinPolicy, Signer};
 use crate::tuf::verify::RoleKeys;
-use crate::tuf::{Metadata, PublicKey, Signature};
+use crate::tuf::{Envelope, Metadata, PublicKey, Signature};
+
+/// A document a repository signs: a targets role read from its tape ([`Envelope`]) or
+/// a snapshot or timestamp built as [`Metadata`].
+pub trait Signable {
+    /// The bytes every signature covers.
+    fn signed_bytes(&self) -> std::borrow::Cow<'_, [u8]>;
+    fn version(&self) -> Option<u64>;
+    fn set_signature(&mut self, sig: Signature);
+}
+
+impl Signable for Metadata {
+    fn signed_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Owned(self.payload())
+    }
+    fn version(&self) -> Option<u64> {
+        Metadata::version(self)
+    }
+    fn set_signature(&mut self, sig: Signature) {
+        Metadata::set_signature(self, sig)
+    }
+}
+
+impl Signable for Envelope {
+    fn signed_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(self.payload())
+    }
+    fn version(&self) -> Option<u64> {
+        Envelope::version(self)
+    }
+    fn set_signature(&mut self, sig: Signature) {
+        Envelope::set_signature(self, sig)
+    }
+}
 
 /// Key URIs per role for one run: `--key ROLE=URI` replaces repo.toml's list for ROLE.
 pub fn key_uris(config: &RepoConfig, given: &[(String, String)]) -> BTreeMap<String, Vec<String>> {
@@ -140,10 +173,10 @@ impl<'a> Signers<'a> {
     /// signs them over several sessions, a remote signer gets one batch). Each signature
     /// is checked against the key's public key as it arrives, on the thread that made
     /// it; any failure stops everything and nothing is returned to publish.
-    pub fn sign_all(
+    pub fn sign_all<D: Signable>(
         &mut self,
         plan: &KeyPlan,
-        docs: &mut [(String, Metadata)],
+        docs: &mut [(String, D)],
         progress: &dyn Progress,
     ) -> Result<Vec<Made>, RepoError> {
         let uris_of: BTreeMap<&str, &[String]> = plan
@@ -161,8 +194,12 @@ impl<'a> Signers<'a> {
                 }
             }
         }
-        let payloads: Vec<Vec<u8>> = docs.iter().map(|(_, md)| md.payload()).collect();
+        // Borrowed where the document holds its payload (a 100,000-target role is not
+        // copied); the signatures are set once every key has signed.
+        let payloads: Vec<std::borrow::Cow<'_, [u8]>> =
+            docs.iter().map(|(_, md)| md.signed_bytes()).collect();
         let mut made = Vec::new();
+        let mut sigs: Vec<(usize, Signature)> = Vec::new();
         for (uri, indices) in by_uri {
             let err = |role: &str, source| RepoError::Sign {
                 uri: keys::uri::redact(&uri),
@@ -179,7 +216,7 @@ impl<'a> Signers<'a> {
             };
             let signer = signer.as_ref();
             let checker = SelfCheck::new(signer);
-            let messages: Vec<&[u8]> = indices.iter().map(|i| payloads[*i].as_slice()).collect();
+            let messages: Vec<&[u8]> = indices.iter().map(|i| &*payloads[*i]).collect();
             // Each document as its own role: a remote signer checks policy and rollback
             // per role, so 16,384 bins must not all arrive as "targets".
             let to_sign: Vec<RoleMessage<'_>> = indices
@@ -207,16 +244,19 @@ impl<'a> Signers<'a> {
                     None => checker.check(messages[j], &raw),
                 }
                 .map_err(|e| err(&role, e))?;
-                let md = &mut docs[i].1;
                 made.push(Made {
                     role,
-                    version: md.version().unwrap_or(0),
+                    version: docs[i].1.version().unwrap_or(0),
                     keyid: sig.keyid.clone(),
                     uri: signer.uri().to_string(),
                     payload_sha256: hex::encode(Sha256::digest(messages[j])),
                 });
-                md.set_signature(sig);
+                sigs.push((i, sig));
             }
+        }
+        drop(payloads);
+        for (i, sig) in sigs {
+            docs[i].1.set_signature(sig);
         }
         Ok(made)
     }

@@ -3,16 +3,16 @@
 //! (`staged/root.json`), and target contents to publish (`staged/files/<sha256>`).
 //! Nothing here is fetched by clients; `commit` signs and publishes it, then clears it.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use percent_encoding::percent_decode_str;
 
 use super::error::RepoError;
 use super::layout::Layout;
-use super::state::load;
+use super::state::{load, load_envelope};
 use crate::fsutil;
-use crate::tuf::Metadata;
+use crate::tuf::{Envelope, Metadata};
 
 /// The staging area of one repository.
 pub struct Staging<'a> {
@@ -30,8 +30,27 @@ impl<'a> Staging<'a> {
 
     /// Every staged targets role, by name.
     pub fn roles(&self) -> Result<BTreeMap<String, Metadata>, RepoError> {
+        self.roles_with(load, Metadata::role_type)
+    }
+
+    /// Every staged targets role, by name, read as [`Envelope`]s (from their tape: a
+    /// 100,000-target role is not built as a JSON tree).
+    pub fn envelopes(&self) -> Result<BTreeMap<String, Envelope>, RepoError> {
+        self.roles_with(load_envelope, Envelope::role_type)
+    }
+
+    /// The names of the staged targets roles, without reading them; none when the
+    /// staging folder cannot be listed (then [`Staging::roles`] says why).
+    pub fn role_names(&self) -> BTreeSet<String> {
+        self.role_files()
+            .map(|files| files.into_iter().map(|(role, _)| role).collect())
+            .unwrap_or_default()
+    }
+
+    /// (role, staged file) of every staged targets role.
+    fn role_files(&self) -> Result<Vec<(String, PathBuf)>, RepoError> {
         let dir = self.layout.staged_dir();
-        let mut out = BTreeMap::new();
+        let mut out = Vec::new();
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
@@ -52,14 +71,26 @@ impl<'a> Staging<'a> {
                 continue;
             }
             let role = percent_decode_str(quoted).decode_utf8_lossy().into_owned();
-            let md = load(&e.path())?;
-            if md.role_type() != "targets" {
+            out.push((role, e.path()));
+        }
+        Ok(out)
+    }
+
+    fn roles_with<D>(
+        &self,
+        read: impl Fn(&Path) -> Result<D, RepoError>,
+        role_type: impl Fn(&D) -> &str,
+    ) -> Result<BTreeMap<String, D>, RepoError> {
+        let mut out = BTreeMap::new();
+        for (role, path) in self.role_files()? {
+            let md = read(&path)?;
+            if role_type(&md) != "targets" {
                 return Err(RepoError::Invalid {
-                    path: e.path(),
                     reason: format!(
                         "a staged role must be a targets document, this one is `{}`",
-                        md.role_type()
+                        role_type(&md)
                     ),
+                    path,
                 });
             }
             out.insert(role, md);
@@ -121,6 +152,19 @@ impl<'a> Staging<'a> {
             path: from.to_path_buf(),
             source,
         })
+    }
+
+    /// The names in the folder of staged contents, listed once (a commit of a
+    /// 100,000-target role asks about each); `None` when it cannot be listed.
+    pub fn file_names(&self) -> Option<std::collections::HashSet<String>> {
+        let dir = self.layout.staged_files_dir();
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Default::default()),
+            Err(_) => None,
+        }
     }
 
     /// Whether contents with this SHA-256 wait to be published.

@@ -2,6 +2,7 @@
 //! snapshot it names and the targets roles that snapshot lists; and the delegation
 //! tree of targets roles in the order clients search it.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -10,19 +11,56 @@ use serde_json::{json, Value};
 use super::error::RepoError;
 use super::layout::Layout;
 use super::verify::Succinct;
-use crate::tuf::Metadata;
+use crate::tuf::{Delegator, Envelope, Metadata, TufError};
 
-/// A metadata file read from disk.
+/// A metadata file read from disk: as a [`Metadata`] unless a caller reads targets roles
+/// its own way ([`Published::load_with`]).
 #[derive(Debug, Clone)]
-pub struct Loaded {
-    pub md: Metadata,
+pub struct Loaded<R = Metadata> {
+    pub md: R,
     pub path: PathBuf,
+}
+
+/// What the delegation tree reads of a targets role, however it was read.
+pub trait RoleDoc {
+    /// `signed.delegations`.
+    fn delegations(&self) -> Option<Cow<'_, Value>>;
+    /// The keys and roles the document delegates to (not hashed bins).
+    fn delegator(&self) -> Result<Delegator, TufError>;
+}
+
+impl RoleDoc for Metadata {
+    fn delegations(&self) -> Option<Cow<'_, Value>> {
+        self.signed().get("delegations").map(Cow::Borrowed)
+    }
+    fn delegator(&self) -> Result<Delegator, TufError> {
+        Delegator::from_metadata(self)
+    }
+}
+
+impl RoleDoc for Envelope {
+    fn delegations(&self) -> Option<Cow<'_, Value>> {
+        self.signed_member("delegations").map(Cow::Owned)
+    }
+    fn delegator(&self) -> Result<Delegator, TufError> {
+        Envelope::delegator(self)
+    }
 }
 
 /// Reads and parses a metadata file; errors name it.
 pub fn load(path: &Path) -> Result<Metadata, RepoError> {
     let bytes = std::fs::read(path).map_err(RepoError::io(path))?;
     Metadata::from_slice(&bytes).map_err(|source| RepoError::Metadata {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads a metadata file as an [`Envelope`] (from its tape when it can); errors name it
+/// and are [`load`]'s.
+pub fn load_envelope(path: &Path) -> Result<Envelope, RepoError> {
+    let bytes = std::fs::read(path).map_err(RepoError::io(path))?;
+    Envelope::from_bytes(bytes).map_err(|source| RepoError::Metadata {
         path: path.to_path_buf(),
         source,
     })
@@ -68,18 +106,39 @@ pub fn newest_root(layout: &Layout) -> Result<Option<(u64, Loaded)>, RepoError> 
 }
 
 /// What is published: timestamp, its snapshot, and the targets roles snapshot lists.
-#[derive(Debug, Clone, Default)]
-pub struct Published {
+#[derive(Debug, Clone)]
+pub struct Published<R = Metadata> {
     pub timestamp: Option<Loaded>,
     pub snapshot: Option<Loaded>,
     /// Targets roles by name (top-level `targets` and delegated roles).
-    pub roles: BTreeMap<String, Loaded>,
+    pub roles: BTreeMap<String, Loaded<R>>,
+}
+
+impl<R> Default for Published<R> {
+    fn default() -> Self {
+        Published {
+            timestamp: None,
+            snapshot: None,
+            roles: BTreeMap::new(),
+        }
+    }
 }
 
 impl Published {
     /// Follows timestamp → snapshot → targets roles, as a client would; an empty view
     /// before the first commit.
     pub fn load(layout: &Layout, consistent: bool) -> Result<Published, RepoError> {
+        Published::load_with(layout, consistent, |_, path| load(path))
+    }
+}
+
+impl<R> Published<R> {
+    /// As [`Published::load`], each targets role read by `read(role, path)`.
+    pub fn load_with(
+        layout: &Layout,
+        consistent: bool,
+        mut read: impl FnMut(&str, &Path) -> Result<R, RepoError>,
+    ) -> Result<Published<R>, RepoError> {
         let ts_path = layout.timestamp();
         if !ts_path.exists() {
             return Ok(Published::default());
@@ -111,13 +170,8 @@ impl Published {
                     }
                 })?;
                 let path = layout.role(role, version, consistent);
-                roles.insert(
-                    role.to_string(),
-                    Loaded {
-                        md: load(&path)?,
-                        path,
-                    },
-                );
+                let md = read(role, &path)?;
+                roles.insert(role.to_string(), Loaded { md, path });
             }
         }
         Ok(Published {
@@ -149,7 +203,7 @@ pub struct Node {
 /// Targets roles in client search order (pre-order, delegations in listed order),
 /// starting at `targets`. Roles that are delegated but have no document yet are
 /// listed too; a role delegated twice is listed where clients first reach it.
-pub fn tree(docs: &BTreeMap<String, Metadata>) -> Vec<Node> {
+pub fn tree<D: RoleDoc>(docs: &BTreeMap<String, D>) -> Vec<Node> {
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     walk(
@@ -164,8 +218,8 @@ pub fn tree(docs: &BTreeMap<String, Metadata>) -> Vec<Node> {
     out
 }
 
-fn walk(
-    docs: &BTreeMap<String, Metadata>,
+fn walk<D: RoleDoc>(
+    docs: &BTreeMap<String, D>,
     name: &str,
     parent: Option<String>,
     def: Value,
@@ -185,11 +239,9 @@ fn walk(
     let Some(md) = docs.get(name) else {
         return;
     };
-    if let Some(succinct) = md
-        .signed()
-        .get("delegations")
-        .and_then(|d| d.get("succinct_roles"))
-    {
+    let delegations = md.delegations();
+    let delegations = delegations.as_deref();
+    if let Some(succinct) = delegations.and_then(|d| d.get("succinct_roles")) {
         let Ok(b) = Succinct::from_value(succinct) else {
             return;
         };
@@ -206,9 +258,7 @@ fn walk(
         }
         return;
     }
-    let roles = md
-        .signed()
-        .get("delegations")
+    let roles = delegations
         .and_then(|d| d.get("roles"))
         .and_then(Value::as_array)
         .cloned()

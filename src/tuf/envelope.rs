@@ -13,7 +13,9 @@ use sha2::{Digest, Sha256};
 use super::error::TufError;
 use super::metadata::{parse_signatures, Metadata, Signature};
 use super::tape::{Declined, Kind, Tape};
-use super::tape_write::{canonical, indent, pretty, pretty_value};
+use super::tape_write::{
+    canonical, canonical_replacing, indent, pretty_replacing, pretty_value, Replace,
+};
 use super::verify::Delegator;
 
 /// A metadata document held for signing or verifying.
@@ -36,6 +38,9 @@ struct TapeDoc {
     signatures: Vec<Signature>,
     /// Top-level members besides `signed` and `signatures`, kept as they were.
     extra: Map<String, Value>,
+    /// `version` and `expires` set since the file was read (written in place of the
+    /// tape's), sorted by name.
+    replaced: Vec<(&'static str, Value)>,
 }
 
 impl Envelope {
@@ -98,6 +103,9 @@ impl Envelope {
     pub fn version(&self) -> Option<u64> {
         match &self.repr {
             Repr::Tape(d) => {
+                if let Some(v) = d.replaced_member("version") {
+                    return v.as_u64();
+                }
                 let v = d.tape.get(d.signed, "version")?;
                 (d.tape.nodes[v].kind == Kind::Int)
                     .then(|| std::str::from_utf8(d.tape.span(v)).ok()?.parse().ok())
@@ -110,7 +118,10 @@ impl Envelope {
     /// `signed.expires` as written.
     pub fn expires(&self) -> Option<String> {
         match &self.repr {
-            Repr::Tape(d) => d.tape.string(d.tape.get(d.signed, "expires")?).ok(),
+            Repr::Tape(d) => match d.replaced_member("expires") {
+                Some(v) => v.as_str().map(str::to_string),
+                None => d.tape.string(d.tape.get(d.signed, "expires")?).ok(),
+            },
             Repr::Value(md) => md.expires().map(str::to_string),
         }
     }
@@ -119,6 +130,9 @@ impl Envelope {
     pub fn signed_member(&self, name: &str) -> Option<Value> {
         match &self.repr {
             Repr::Tape(d) => {
+                if let Some(v) = d.replaced_member(name) {
+                    return Some(v.clone());
+                }
                 let v = d.tape.get(d.signed, name)?;
                 serde_json::from_slice(d.tape.json_text(v)).ok()
             }
@@ -142,6 +156,75 @@ impl Envelope {
                 Delegator::from_signed(&Value::Object(signed))
             }
         }
+    }
+
+    /// Sets `version` and `expires` and drops every signature, as
+    /// [`Metadata::set_version_and_expires`] does; the payload is written again from the
+    /// tape with the new members in place, nothing else is copied.
+    pub fn set_version_and_expires(&mut self, version: u64, expires: &str) -> Result<(), TufError> {
+        match &mut self.repr {
+            Repr::Value(md) => {
+                md.set_version_and_expires(version, expires)?;
+                self.payload = md.payload();
+            }
+            Repr::Tape(d) => {
+                super::time::parse_expires(expires)?;
+                d.replaced = vec![
+                    ("expires", Value::String(expires.into())),
+                    ("version", Value::from(version)),
+                ];
+                d.signatures.clear();
+                // The old payload goes first: one payload held at a time.
+                let old = std::mem::take(&mut self.payload).len();
+                let mut payload = Vec::with_capacity(old + 64);
+                // The tape was canonicalised when read, so it writes again without declining.
+                let _ = canonical_replacing(&d.tape, d.signed, &d.replace(), &mut payload);
+                self.payload = payload;
+            }
+        }
+        self.payload_sha256 = hex::encode(Sha256::digest(&self.payload));
+        Ok(())
+    }
+
+    /// Calls `f` with each entry of `signed.targets` (in name order) until it fails; no
+    /// entry when `targets` is missing or not an object. The entries stay where they are:
+    /// a 100,000-target role is walked, not copied.
+    pub fn each_target<E>(
+        &self,
+        mut f: impl FnMut(&str, TargetEntry<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match &self.repr {
+            Repr::Value(md) => {
+                let targets = md.signed().get("targets").and_then(Value::as_object);
+                for (path, entry) in targets.into_iter().flatten() {
+                    f(path, TargetEntry::Value(entry))?;
+                }
+            }
+            Repr::Tape(d) => {
+                let Some(targets) = d.tape.get(d.signed, "targets") else {
+                    return Ok(());
+                };
+                if d.tape.nodes[targets].kind != Kind::Object {
+                    return Ok(());
+                }
+                // The tape was canonicalised when read: its names sort and decode.
+                let Ok(members) = d.tape.sorted_members(targets) else {
+                    return Ok(());
+                };
+                for (k, v) in members {
+                    let path = match d.tape.nodes[k].kind {
+                        Kind::Str => std::str::from_utf8(d.tape.span(k))
+                            .map(std::borrow::Cow::Borrowed)
+                            .ok(),
+                        _ => d.tape.string(k).ok().map(std::borrow::Cow::Owned),
+                    };
+                    if let Some(path) = path {
+                        f(&path, TargetEntry::Tape(&d.tape, v))?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The signatures in file order.
@@ -179,6 +262,44 @@ impl Envelope {
     }
 }
 
+/// One entry of `signed.targets`, read where it lies.
+pub enum TargetEntry<'a> {
+    Value(&'a Value),
+    Tape(&'a Tape, usize),
+}
+
+impl TargetEntry<'_> {
+    /// `hashes.sha256`, when it is a string.
+    pub fn sha256(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            TargetEntry::Value(v) => v
+                .get("hashes")?
+                .get("sha256")?
+                .as_str()
+                .map(std::borrow::Cow::Borrowed),
+            TargetEntry::Tape(tape, i) => {
+                let hashes = tape.get(*i, "hashes")?;
+                let sha = tape.get(hashes, "sha256")?;
+                match tape.nodes[sha].kind {
+                    Kind::Str => std::str::from_utf8(tape.span(sha))
+                        .ok()
+                        .map(std::borrow::Cow::Borrowed),
+                    Kind::EscStr => tape.string(sha).ok().map(std::borrow::Cow::Owned),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// The whole entry as JSON.
+    pub fn to_value(&self) -> Option<Value> {
+        match self {
+            TargetEntry::Value(v) => Some((*v).clone()),
+            TargetEntry::Tape(tape, i) => serde_json::from_slice(tape.json_text(*i)).ok(),
+        }
+    }
+}
+
 /// What the envelope says, before it is put together with its tape.
 struct Parts {
     signed: usize,
@@ -199,6 +320,7 @@ impl TapeDoc {
                     role_type: parts.role_type,
                     signatures: parts.signatures,
                     extra: parts.extra,
+                    replaced: Vec::new(),
                 },
                 payload,
             )),
@@ -245,6 +367,22 @@ impl TapeDoc {
         Ok((parts, payload))
     }
 
+    /// A member of `signed` set since the file was read.
+    fn replaced_member(&self, name: &str) -> Option<&Value> {
+        self.replaced
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+    }
+
+    /// The members set since the file was read, as the tape writers take them.
+    fn replace(&self) -> Vec<Replace<'_>> {
+        self.replaced
+            .iter()
+            .map(|(name, value)| Replace { name, value })
+            .collect()
+    }
+
     /// `{signatures, signed, …}` with sorted names and one-space indent, as serde_json
     /// pretty-prints `Metadata::to_value()`, plus the final newline.
     fn pretty(&self) -> Vec<u8> {
@@ -263,7 +401,7 @@ impl TapeDoc {
             match name {
                 "signed" => {
                     // The tape was canonicalised when read, so it writes again without declining.
-                    let _ = pretty(&self.tape, self.signed, 1, &mut out);
+                    let _ = pretty_replacing(&self.tape, self.signed, 1, &self.replace(), &mut out);
                 }
                 "signatures" => pretty_value(&sigs, 1, &mut out),
                 other => pretty_value(&self.extra[other], 1, &mut out),

@@ -302,3 +302,76 @@ fn every_truncation_of_a_document_is_refused_with_the_same_error_both_ways() {
         assert_eq!(fast, slow, "cut at {end}");
     }
 }
+
+#[test]
+fn a_new_version_and_expiry_are_written_from_the_tape_as_metadata_writes_them() {
+    let mut rng = Rng(0x0bad_cafe_f00d_0003);
+    let mut fast = 0;
+    for round in 0..3_000 {
+        let mut text = envelope(&mut rng, false);
+        if round % 3 == 0 {
+            // Also documents without `version` or `expires`, where both are added.
+            text = text.replacen("\"version\":", "\"x-version\":", 1).replacen(
+                "\"expires\":",
+                "\"a-expires\":",
+                1,
+            );
+        }
+        let (Ok(mut md), Ok(mut env)) = (
+            Metadata::from_slice(text.as_bytes()),
+            Envelope::from_bytes(text.clone().into_bytes()),
+        ) else {
+            continue;
+        };
+        fast += usize::from(env.is_fast());
+        md.set_version_and_expires(42, "2031-02-03T04:05:06Z")
+            .unwrap();
+        env.set_version_and_expires(42, "2031-02-03T04:05:06Z")
+            .unwrap();
+        assert_eq!(env.payload(), md.payload().as_slice(), "{text}");
+        assert_eq!(env.payload_sha256(), md.payload_sha256(), "{text}");
+        assert_eq!(env.to_pretty_bytes(), md.to_pretty_bytes(), "{text}");
+        assert_eq!(env.version(), Some(42), "{text}");
+        assert_eq!(env.expires().as_deref(), md.expires(), "{text}");
+        assert!(env.signatures().is_empty(), "{text}");
+        let bad = env.set_version_and_expires(1, "tomorrow").unwrap_err();
+        assert_eq!(
+            bad.to_string(),
+            md.set_version_and_expires(1, "tomorrow")
+                .unwrap_err()
+                .to_string()
+        );
+    }
+    assert!(fast > 1_000, "fast {fast}");
+}
+
+#[test]
+fn target_entries_are_walked_on_the_tape_as_in_the_value_tree() {
+    let docs = [
+        r#"{"signatures":[],"signed":{"_type":"targets","targets":{"b":{"hashes":{"sha256":"02"},"length":2},"a\u00e9":{"hashes":{"sha256":"0\u0031"},"length":1},"c":{"hashes":{"sha512":"03"}},"d":{"hashes":{"sha256":4}},"e":[]}}}"#,
+        r#"{"signatures":[],"signed":{"_type":"targets","targets":[]}}"#,
+        r#"{"signatures":[],"signed":{"_type":"targets"}}"#,
+        r#"{"signatures":[],"signed":{"_type":"targets","targets":{"x":{"length":1.5}}}}"#,
+    ];
+    for text in docs {
+        let walk = |env: &Envelope| {
+            let mut seen = Vec::new();
+            env.each_target(|path, entry| {
+                seen.push((
+                    path.to_string(),
+                    entry.sha256().map(|s| s.into_owned()),
+                    entry.to_value(),
+                ));
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            seen
+        };
+        let Ok(env) = Envelope::from_bytes(text.as_bytes().to_vec()) else {
+            continue;
+        };
+        let md = Envelope::from_metadata(Metadata::from_slice(text.as_bytes()).unwrap());
+        assert!(!md.is_fast());
+        assert_eq!(walk(&env), walk(&md), "{text}");
+    }
+}

@@ -111,3 +111,111 @@ pub fn pretty_value(value: &serde_json::Value, level: usize, out: &mut Vec<u8>) 
         }
     }
 }
+
+/// A member of an object written with a new value: `name` replaces the member of that
+/// name, or is added in its sorted place (what inserting into a `serde_json::Map` does).
+pub struct Replace<'a> {
+    pub name: &'a str,
+    pub value: &'a serde_json::Value,
+}
+
+/// One member of an object as [`canonical_replacing`] and [`pretty_replacing`] write it.
+enum Item<'a> {
+    Member(usize, usize),
+    Replaced(&'a Replace<'a>),
+}
+
+/// The object's members sorted by name, with `replace` (sorted by name) merged in.
+fn merged<'a>(
+    tape: &Tape,
+    obj: usize,
+    replace: &'a [Replace<'a>],
+) -> Result<Vec<Item<'a>>, Declined> {
+    let mut out = Vec::new();
+    let mut pending = replace.iter().peekable();
+    for (k, v) in tape.sorted_members(obj)? {
+        let name = match tape.nodes[k].kind {
+            Kind::Str => std::borrow::Cow::Borrowed(tape.span(k)),
+            _ => std::borrow::Cow::Owned(tape.string(k)?.into_bytes()),
+        };
+        while let Some(r) = pending.next_if(|r| r.name.as_bytes() < &*name) {
+            out.push(Item::Replaced(r));
+        }
+        match pending.next_if(|r| r.name.as_bytes() == &*name) {
+            Some(r) => out.push(Item::Replaced(r)),
+            None => out.push(Item::Member(k, v)),
+        }
+    }
+    out.extend(pending.map(Item::Replaced));
+    Ok(out)
+}
+
+/// Canonical JSON of object `obj` with the members of `replace` (sorted by name) in
+/// place of its own: the payload of a document whose version and expiry changed,
+/// without building the document again.
+pub fn canonical_replacing(
+    tape: &Tape,
+    obj: usize,
+    replace: &[Replace<'_>],
+    out: &mut Vec<u8>,
+) -> Result<(), Declined> {
+    if tape.nodes[obj].kind != Kind::Object {
+        return Err(Declined);
+    }
+    out.push(b'{');
+    for (pos, item) in merged(tape, obj, replace)?.into_iter().enumerate() {
+        if pos > 0 {
+            out.push(b',');
+        }
+        match item {
+            Item::Member(k, v) => {
+                canonical(tape, k, out)?;
+                out.push(b':');
+                canonical(tape, v, out)?;
+            }
+            Item::Replaced(r) => {
+                write_string(r.name, out);
+                out.push(b':');
+                let bytes = super::cjson::to_canonical(r.value).map_err(|_| Declined)?;
+                out.extend_from_slice(&bytes);
+            }
+        }
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// As [`pretty`] for object `obj` with the members of `replace` in place of its own.
+pub fn pretty_replacing(
+    tape: &Tape,
+    obj: usize,
+    level: usize,
+    replace: &[Replace<'_>],
+    out: &mut Vec<u8>,
+) -> Result<(), Declined> {
+    if tape.nodes[obj].kind != Kind::Object {
+        return Err(Declined);
+    }
+    let items = merged(tape, obj, replace)?;
+    out.push(b'{');
+    let had_items = !items.is_empty();
+    for (pos, item) in items.into_iter().enumerate() {
+        out.extend_from_slice(if pos > 0 { b",\n" } else { b"\n" });
+        indent(out, level + 1);
+        match item {
+            Item::Member(k, v) => {
+                pretty(tape, k, level + 1, out)?;
+                out.extend_from_slice(b": ");
+                pretty(tape, v, level + 1, out)?;
+            }
+            Item::Replaced(r) => {
+                // Writing a &str into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, r.name);
+                out.extend_from_slice(b": ");
+                pretty_value(r.value, level + 1, out);
+            }
+        }
+    }
+    close(out, level, had_items, b'}');
+    Ok(())
+}
