@@ -76,6 +76,13 @@ pub enum RepoError {
         role: String,
         expected: String,
     },
+    #[error("key {uri} was key id {planned} when it was checked against role `{role}`, but the key opened to sign is {opened}: the key file or token changed meanwhile; nothing was published — check the key and run the command again")]
+    KeyChanged {
+        uri: String,
+        role: String,
+        planned: String,
+        opened: String,
+    },
     #[error("reading the public key of {uri} for role `{role}`: {source}")]
     KeyRead {
         uri: String,

@@ -66,6 +66,9 @@ pub fn key_uris(config: &RepoConfig, given: &[(String, String)]) -> BTreeMap<Str
 pub struct KeyPlan {
     /// (role, URIs) in signing order.
     pub roles: Vec<(String, Vec<String>)>,
+    /// The key id each URI's public half had when the plan was made: the key that is
+    /// opened to sign must still be that one.
+    pub keyids: BTreeMap<String, String>,
 }
 
 /// Checks the keys for `roles` ((name, its delegator's definition)) against their public
@@ -126,7 +129,10 @@ pub fn plan(
         }
         out.push((role.clone(), chosen));
     }
-    Ok(KeyPlan { roles: out })
+    Ok(KeyPlan {
+        roles: out,
+        keyids: ids,
+    })
 }
 
 /// Open signers by URI, so a key that signs several roles logs in once.
@@ -215,6 +221,19 @@ impl<'a> Signers<'a> {
                 continue;
             };
             let signer = signer.as_ref();
+            // The plan checked this URI's key against the role before any PIN; a key file
+            // replaced or a token changed since would sign with a key clients do not count.
+            if let Some(planned) = plan.keyids.get(&uri) {
+                if signer.key_id() != planned {
+                    let first = indices.first().map_or("", |i| docs[*i].0.as_str());
+                    return Err(RepoError::KeyChanged {
+                        uri: keys::uri::redact(&uri),
+                        role: first.into(),
+                        planned: planned.clone(),
+                        opened: signer.key_id().into(),
+                    });
+                }
+            }
             let checker = SelfCheck::new(signer);
             let messages: Vec<&[u8]> = indices.iter().map(|i| &*payloads[*i]).collect();
             // Each document as its own role: a remote signer checks policy and rollback
@@ -292,5 +311,55 @@ impl<'a> SelfCheck<'a> {
             reason,
         })?;
         Ok(sig)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::file;
+    use crate::repo::progress::NoProgress;
+    use crate::tuf::KeyType;
+
+    /// A key file swapped for another between the check against the role (no
+    /// passphrase yet) and the signing: the signature would carry a key id the role does
+    /// not list, so clients would not count it. Refused, and the document keeps no
+    /// signature.
+    #[test]
+    fn a_key_replaced_after_the_plan_is_refused_and_nothing_is_signed() {
+        // Only file keys read this variable; every test that sets it sets this value.
+        std::env::set_var("TUFKEY_PASSPHRASE", "signing-tests passphrase");
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.p8"), dir.path().join("b.p8"));
+        let pins = PinPolicy {
+            force: false,
+            remember: false,
+            interactive: false,
+        };
+        let key_a = file::generate(&a, KeyType::Ed25519, &pins).unwrap();
+        file::generate(&b, KeyType::Ed25519, &pins).unwrap();
+        let uri = format!("file:{}", a.display());
+        let role = RoleKeys {
+            keyids: vec![key_a.to_tuf_key().key_id()],
+            threshold: 1,
+        };
+        let uris = BTreeMap::from([("targets".to_string(), vec![uri])]);
+        let plan = plan(&[("targets".into(), role)], &uris, &pins).unwrap();
+
+        std::fs::copy(&b, &a).unwrap();
+        std::fs::copy(file::public_path(&b), file::public_path(&a)).unwrap();
+        let doc = br#"{"signatures":[],"signed":{"_type":"targets","expires":"2030-01-01T00:00:00Z","spec_version":"1.0.31","targets":{},"version":2}}"#;
+        let mut docs = [("targets".to_string(), Metadata::from_slice(doc).unwrap())];
+        let err = Signers::new(&pins)
+            .sign_all(&plan, &mut docs, &NoProgress)
+            .unwrap_err();
+        assert!(matches!(err, RepoError::KeyChanged { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&plan.keyids.values().next().unwrap()[..]),
+            "{text}"
+        );
+        assert!(text.contains("nothing was published"), "{text}");
+        assert!(docs[0].1.signatures().is_empty());
     }
 }
