@@ -46,8 +46,9 @@ pub struct Fault {
 }
 
 /// When each fault happens: a token removal every `token_every` seconds (the first at
-/// 10 s), two PostgreSQL restarts at about one and two thirds of the run, placed 20 s into
-/// a token period so that the two kinds of fault never overlap.
+/// 10 s), `pg_restarts` PostgreSQL restarts spread evenly over the run (two: at about one
+/// and two thirds), each placed 20 s into a token period so that the two kinds of fault
+/// never overlap.
 pub struct Plan {
     pub token_at: Vec<f64>,
     pub token_out: f64,
@@ -56,18 +57,25 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(total: f64, token_every: f64, token_out: f64, pg_down: f64) -> Plan {
+    pub fn new(
+        total: f64,
+        token_every: f64,
+        token_out: f64,
+        pg_down: f64,
+        pg_restarts: u32,
+    ) -> Plan {
         let mut token_at = Vec::new();
         let mut t = 10.0;
         while t + token_out + 5.0 <= total {
             token_at.push(t);
             t += token_every;
         }
-        let pg_at = [1.0 / 3.0, 2.0 / 3.0]
-            .iter()
+        let mut pg_at: Vec<f64> = (1..=pg_restarts)
+            .map(|i| f64::from(i) / f64::from(pg_restarts + 1))
             .map(|f| (total * f / token_every).floor() * token_every + 20.0)
             .filter(|t| t + pg_down + 5.0 <= total)
             .collect();
+        pg_at.dedup();
         Plan {
             token_at,
             token_out,

@@ -9,7 +9,8 @@
 //!
 //! Environment: SOAK_SECONDS (600), SOAK_CLIENTS (64), SOAK_BATCH (16: documents per
 //! `/v1/sign-batch` request), SOAK_TOKEN_EVERY (30 s), SOAK_TOKEN_OUT (5 s: how long the
-//! token stays away), SOAK_PG_DOWN (5 s), SOAK_BACKOFF_MS (200: a client's pause after a
+//! token stays away), SOAK_PG_DOWN (5 s), SOAK_PG_RESTARTS (2: spread evenly over the
+//! run; more of them tell a per-outage leak from a one-off rise), SOAK_BACKOFF_MS (200: a client's pause after a
 //! failed request), SOAK_TIMEOUT (30 s: a request without an answer by then counts as
 //! lost), SOAK_RSS_BOUND (1.25: the last minute's highest RSS at most this times the
 //! first minute's), SOAK_RECOVERY_BOUND (15 s), SOAK_CLIENT_THREADS (2), SOAK_DIR (where
@@ -106,6 +107,7 @@ fn main() {
         env_or("SOAK_TOKEN_EVERY", 30.0),
         env_or("SOAK_TOKEN_OUT", 5.0),
         env_or("SOAK_PG_DOWN", 5.0),
+        env_or("SOAK_PG_RESTARTS", 2),
     );
     let rss_bound: f64 = env_or("SOAK_RSS_BOUND", 1.25);
     let recovery_bound: f64 = env_or("SOAK_RECOVERY_BOUND", 15.0);

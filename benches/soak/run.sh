@@ -16,8 +16,13 @@ mkdir -p target
 log=${SOAK_LOG:-target/soak-$(date -u +%Y%m%dT%H%M%SZ).log}
 export SOAK_SECONDS=${SOAK_SECONDS:-600}
 nice_level=${SOAK_NICE:-10}
+# The daemon runs as docs/signer.md deploys it (systemd unit, container): glibc's malloc
+# with one arena. SOAK_MALLOC_ARENA_MAX=N sets another count; SOAK_MALLOC_ARENA_MAX= (empty)
+# leaves glibc's default (docs/performance.md, "Soak": memory then rises at each outage).
+arena=${SOAK_MALLOC_ARENA_MAX-1}
+if [ -n "$arena" ]; then export MALLOC_ARENA_MAX=$arena; else unset MALLOC_ARENA_MAX; fi
 {
-  echo "soak: started $(date -u +%FT%TZ); SOAK_SECONDS=$SOAK_SECONDS; uptime: $(uptime)"
+  echo "soak: started $(date -u +%FT%TZ); SOAK_SECONDS=$SOAK_SECONDS; MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-(glibc default)}; uptime: $(uptime)"
   echo "soak: $(git rev-parse --short HEAD 2>/dev/null || echo '?') $(git status --porcelain 2>/dev/null | grep -q . && echo '(with local changes)')"
 } | tee "$log"
 nice -n "$nice_level" cargo bench --bench soak --no-run 2>&1 | tail -n 3 | tee -a "$log"

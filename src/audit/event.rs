@@ -1,10 +1,14 @@
 //! What one audit entry says, and where it landed once committed.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One event: who did what, with which result. Optional fields are left out of the
 /// line when empty, so the line is the canonical form of exactly these fields.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+///
+/// `Deserialize` lets the daemon keep an entry it cannot write yet as one compact JSON
+/// string (`server::deferred`); absent fields read as empty.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Event {
     /// The client identity (certificate CN or SAN that matched the policy), the CLI's
     /// actor (`--audit-actor`, else `user@host`), or `-` when the peer never

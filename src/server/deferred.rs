@@ -18,8 +18,9 @@ use std::sync::Mutex;
 
 use crate::audit::Event;
 
-/// At most this many entries wait in memory (a refusal entry takes about 1.2 KB of heap
-/// with its strings, so a full queue is about 120 MB).
+/// At most this many entries wait in memory. Each waits as its JSON line, one allocation
+/// of about 450 bytes for a refusal (an [`Event`] with its strings is about 1.3 KB in a
+/// dozen allocations), so a full queue is about 50 MB.
 pub const MAX_DEFERRED: usize = 100_000;
 
 /// Entries written per commit when the queue is flushed. One commit for a whole outage's
@@ -30,10 +31,12 @@ pub const MAX_DEFERRED: usize = 100_000;
 /// KB, and a few ms of commit.
 pub const FLUSH_CHUNK: usize = 256;
 
-/// The entries waiting for the audit store, oldest first.
+/// The entries waiting for the audit store, oldest first, each as its JSON text: an
+/// outage's thousands of entries are the daemon's largest allocation, and what malloc
+/// keeps of that peak is what its resident size grows by (docs/performance.md, "Soak").
 #[derive(Default)]
 pub struct Deferred {
-    queue: Mutex<VecDeque<Event>>,
+    queue: Mutex<VecDeque<Box<str>>>,
     dropped: AtomicU64,
 }
 
@@ -46,12 +49,15 @@ impl Deferred {
             Some(r) => format!("{r}; {note}"),
             None => note,
         });
+        let Some(text) = compact(&event) else {
+            return;
+        };
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         if q.len() >= MAX_DEFERRED {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        q.push_back(event);
+        q.push_back(text);
     }
 
     /// Everything waiting, oldest first; the queue is left empty.
@@ -62,22 +68,26 @@ impl Deferred {
     /// The `n` oldest entries (fewer if fewer wait). Once the queue is empty its buffer is
     /// released: an outage's worth of entries must not stay reserved until the next one.
     pub fn take_front(&self, n: usize) -> Vec<Event> {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        let n = n.min(q.len());
-        let front: Vec<Event> = q.drain(..n).collect();
-        if q.is_empty() {
-            q.shrink_to_fit();
-        }
-        front
+        let front: Vec<Box<str>> = {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let n = n.min(q.len());
+            let front = q.drain(..n).collect();
+            if q.is_empty() {
+                q.shrink_to_fit();
+            }
+            front
+        };
+        front.iter().filter_map(|t| expand(t)).collect()
     }
 
     /// Puts entries that still could not be written back in front of any that came
     /// since (and of any still waiting), so the order of the log stays the order of the
     /// answers.
     pub fn put_back(&self, events: Vec<Event>) {
+        let texts: Vec<Box<str>> = events.iter().filter_map(compact).collect();
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        for e in events.into_iter().rev() {
-            q.push_front(e);
+        for t in texts.into_iter().rev() {
+            q.push_front(t);
         }
         while q.len() > MAX_DEFERRED {
             q.pop_back();
@@ -98,6 +108,30 @@ impl Deferred {
     /// How many entries were not kept because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// An entry as the text it waits as. Serialising an `Event` (strings, numbers, a map
+/// with string keys) cannot fail; if it ever did, the entry is shown on stderr as the
+/// daemon shows entries it could not keep at all.
+fn compact(event: &Event) -> Option<Box<str>> {
+    match serde_json::to_string(event) {
+        Ok(t) => Some(t.into_boxed_str()),
+        Err(e) => {
+            eprintln!("tufkey serve: an audit entry could not be kept ({e}): {event:?}");
+            None
+        }
+    }
+}
+
+/// The entry back from its text (written by [`compact`], so it reads back the same).
+fn expand(text: &str) -> Option<Event> {
+    match serde_json::from_str(text) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            eprintln!("tufkey serve: a kept audit entry could not be read back ({e}): {text}");
+            None
+        }
     }
 }
 
@@ -156,6 +190,44 @@ mod tests {
         assert!(d.is_empty());
         let cap = d.queue.lock().unwrap().capacity();
         assert!(cap < 1000, "the drained queue still reserves {cap} entries");
+    }
+
+    #[test]
+    fn an_entry_comes_back_as_it_was_kept_every_field_included() {
+        let full = Event {
+            who: "ci \"quoted\"\nline".into(),
+            action: "sign-batch".into(),
+            result: "refused".into(),
+            reason: None,
+            status: Some(503),
+            peer: Some("[::1]:4433".into()),
+            repository: Some("repo".into()),
+            role: Some("bins-1f".into()),
+            version: Some(u64::MAX),
+            key_id: Some("ab".repeat(32)),
+            payload_sha256: Some("cd".repeat(32)),
+            issuer: Some("https://token.actions.githubusercontent.com".into()),
+            subject: Some("repo:o/r:ref:refs/heads/main".into()),
+            claims: Some([("ref".to_string(), "refs/heads/main".to_string())].into()),
+            source: Some("cli".into()),
+            user: Some("ü".into()),
+            uid: Some(1000),
+            host: Some("h".into()),
+            file: Some("/x".into()),
+            key_uri: Some("pkcs11:token=t;object=o".into()),
+            detail: Some("d".into()),
+        };
+        let d = Deferred::default();
+        d.push(full.clone(), "down");
+        let mut back = d.take();
+        assert_eq!(back.len(), 1);
+        // Everything but the note the queue adds comes back equal.
+        let reason = back[0].reason.take().unwrap();
+        assert!(
+            reason.starts_with("recorded late: happened at "),
+            "{reason}"
+        );
+        assert_eq!(back[0], full);
     }
 
     #[test]
