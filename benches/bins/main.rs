@@ -41,11 +41,11 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use tufkey::keys::pkcs11::{self, parallel::THREADS_ENV};
+use tufkey::keys::SelfCheck;
 use tufkey::keys::{self, KeyUri, PinPolicy};
 use tufkey::repo::bins::{self, BinsRequest};
 use tufkey::repo::commit::{commit, SignOptions};
 use tufkey::repo::lock::RepoLock;
-use tufkey::repo::signing::SelfCheck;
 use tufkey::repo::{Hooks, Progress, Repository};
 use tufkey::tuf::{KeyType, Metadata};
 

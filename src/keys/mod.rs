@@ -38,38 +38,59 @@ pub fn open_signer(uri: &str, policy: &PinPolicy) -> Result<Box<dyn Signer>, Key
 /// Signs `message` and checks the result with the key's own public key before handing
 /// it out, so a wrong mechanism or a faulty device never produces a bad signature file.
 pub fn sign_checked(signer: &dyn Signer, message: &[u8]) -> Result<Signature, KeyError> {
-    checked(signer, message, &signer.sign(message)?)
+    SelfCheck::new(signer).check(message, &signer.sign(message)?)
 }
 
 /// [`sign_checked`] for many messages through [`Signer::sign_many`] (a backend may sign
-/// them in parallel or in one remote batch); each signature is checked all the same.
+/// them in parallel or in one remote batch); each signature is checked all the same,
+/// with the public key decoded once for all of them.
 pub fn sign_checked_many(
     signer: &dyn Signer,
     messages: &[&[u8]],
 ) -> Vec<Result<Signature, KeyError>> {
+    let check = SelfCheck::new(signer);
     signer
         .sign_many(messages)
         .into_iter()
         .zip(messages)
-        .map(|(raw, message)| checked(signer, message, &raw?))
+        .map(|(raw, message)| check.check(message, &raw?))
         .collect()
-}
-
-/// `raw` as a TUF signature, once the key's own public half verifies it over `message`.
-fn checked(signer: &dyn Signer, message: &[u8], raw: &[u8]) -> Result<Signature, KeyError> {
-    let sig = Signature::new(signer.key_id(), raw);
-    signer
-        .public_key()
-        .verify_hex(message, &sig.sig)
-        .map_err(|reason| KeyError::SelfCheck {
-            uri: signer.uri().to_string(),
-            reason,
-        })?;
-    Ok(sig)
 }
 
 /// The public key a URI names, without a PIN where the backend allows: PKCS#11 public
 /// objects, or the `.pub.json` beside a `file:` key (else the passphrase is needed).
 pub fn public_key(uri: &str, policy: &PinPolicy) -> Result<PublicKey, KeyError> {
     KeySource::parse(uri)?.public_key(policy)
+}
+
+/// A signer's public key decoded once, to check thousands of its signatures (decoding
+/// the PEM for each would cost as much as the check itself).
+pub struct SelfCheck<'a> {
+    signer: &'a dyn Signer,
+    key: Option<PublicKey>,
+}
+
+impl<'a> SelfCheck<'a> {
+    pub fn new(signer: &'a dyn Signer) -> SelfCheck<'a> {
+        SelfCheck {
+            signer,
+            key: signer.public_key().public_key().ok(),
+        }
+    }
+
+    /// A signature as TUF writes it, checked against the key's own public key so that a
+    /// wrong mechanism or a faulty token never reaches a published file.
+    pub fn check(&self, message: &[u8], raw: &[u8]) -> Result<Signature, KeyError> {
+        let sig = Signature::new(self.signer.key_id(), raw);
+        let verified = match &self.key {
+            Some(k) => k.verify(message, raw),
+            // Not decodable: the full path says why.
+            None => self.signer.public_key().verify_hex(message, &sig.sig),
+        };
+        verified.map_err(|reason| KeyError::SelfCheck {
+            uri: self.signer.uri().to_string(),
+            reason,
+        })?;
+        Ok(sig)
+    }
 }

@@ -13,7 +13,7 @@ use super::progress::Progress;
 use crate::keys::signer::RoleMessage;
 use crate::keys::{self, KeyError, PinPolicy, Signer};
 use crate::tuf::verify::RoleKeys;
-use crate::tuf::{Envelope, Metadata, PublicKey, Signature};
+use crate::tuf::{Envelope, Metadata, Signature};
 
 /// A document a repository signs: a targets role read from its tape ([`Envelope`]) or
 /// a snapshot or timestamp built as [`Metadata`].
@@ -234,7 +234,7 @@ impl<'a> Signers<'a> {
                     });
                 }
             }
-            let checker = SelfCheck::new(signer);
+            let checker = keys::SelfCheck::new(signer);
             let messages: Vec<&[u8]> = indices.iter().map(|i| &*payloads[*i]).collect();
             // Each document as its own role: a remote signer checks policy and rollback
             // per role, so 16,384 bins must not all arrive as "targets".
@@ -278,39 +278,6 @@ impl<'a> Signers<'a> {
             docs[i].1.set_signature(sig);
         }
         Ok(made)
-    }
-}
-
-/// A signer's public key decoded once, to check thousands of its signatures (decoding
-/// the PEM for each would cost as much as the check itself).
-pub struct SelfCheck<'a> {
-    signer: &'a dyn Signer,
-    key: Option<PublicKey>,
-}
-
-impl<'a> SelfCheck<'a> {
-    pub fn new(signer: &'a dyn Signer) -> SelfCheck<'a> {
-        SelfCheck {
-            signer,
-            key: signer.public_key().public_key().ok(),
-        }
-    }
-
-    /// A signature as TUF writes it, checked against the key's own public key (as
-    /// [`keys::sign_checked`] does) so that a wrong mechanism or a faulty token never
-    /// reaches a published file.
-    pub fn check(&self, message: &[u8], raw: &[u8]) -> Result<Signature, KeyError> {
-        let sig = Signature::new(self.signer.key_id(), raw);
-        let verified = match &self.key {
-            Some(k) => k.verify(message, raw),
-            // Not decodable: the full path says why.
-            None => self.signer.public_key().verify_hex(message, &sig.sig),
-        };
-        verified.map_err(|reason| KeyError::SelfCheck {
-            uri: self.signer.uri().to_string(),
-            reason,
-        })?;
-        Ok(sig)
     }
 }
 
