@@ -202,7 +202,7 @@ fn batch_world() -> &'static BatchWorld {
 
 /// The body of `POST /v1/sign-batch` as the daemon reads it ([`batch::BatchRequest::parse`],
 /// the one call to re-point if the body changes), then every document through the checks a
-/// batch makes before the HSM (`document::prepare`, `repository`, `check`, the version
+/// batch makes before the HSM (`Document::prepare`, `repository`, `check`, the version
 /// claim), in the order `batch.rs`'s `claim` makes them, against a fixed policy, state and
 /// clock ([`BATCH_NOW`]). What passes is signed with the fixture key and checked by
 /// `sign_checked_many` as the daemon does. Returns what would have been signed.
@@ -229,7 +229,7 @@ pub fn sign_batch_body(body: &[u8]) -> Vec<BatchAccepted> {
     let mut payloads = Vec::new();
     for d in r.documents {
         let repository = d.repository.or_else(|| r.repository.clone());
-        let claimed = document::prepare(d.metadata, d.role).and_then(|doc| {
+        let claimed = d.metadata.prepare(d.role).and_then(|doc| {
             let repository = document::repository(policy, repository)?;
             let version = document::check(policy, key, &key_id, &repository, &doc, now)?;
             state
@@ -308,6 +308,25 @@ pub fn oidc_request(oidc: &Oidc, authorization: &[u8], clients: &[ClientPolicy])
         identity,
         authorized,
         event,
+    }
+}
+
+/// An audit event read as JSON (absent fields empty), written as its line member by
+/// member (`audit::line`) and through a `serde_json::Value` tree: the bytes must be the
+/// same, or the daemon would write lines that differ from what it wrote before and what
+/// the PostgreSQL sink writes. Panics on a difference (a crash for the fuzzer).
+pub fn audit_line(event_json: &[u8]) {
+    let Ok(event) = serde_json::from_slice::<crate::audit::Event>(event_json) else {
+        return;
+    };
+    let (seq, prev, time) = (7, crate::audit::chain::GENESIS, "2026-12-04T13:00:00.000Z");
+    let written = crate::audit::line::write(&event, seq, prev, time);
+    if let Some(tree) = crate::audit::line::through_a_tree(&event, seq, prev, time) {
+        assert_eq!(
+            String::from_utf8_lossy(&written),
+            String::from_utf8_lossy(&tree),
+            "audit::line::write differs from the tree path"
+        );
     }
 }
 

@@ -25,7 +25,7 @@ pub struct Verified {
 
 /// SHA-256 of one line's bytes (without the newline): the next entry's `prev`.
 pub fn line_hash(line: &[u8]) -> String {
-    hex::encode(Sha256::digest(line))
+    crate::tuf::hex_lower(&Sha256::digest(line))
 }
 
 /// Checks a log given as its JSON-lines bytes; `path` only names it in errors (the
@@ -121,20 +121,22 @@ pub(crate) fn parse_line(line: &[u8]) -> Result<(Map<String, Value>, u64), Strin
 /// Encodes `event` as the line with sequence number `seq` after `prev`. Shared with
 /// the PostgreSQL sink so that both write byte-identical lines.
 pub(crate) fn encode(event: &Event, seq: u64, prev: &str) -> Result<Vec<u8>, AuditError> {
-    let Value::Object(mut obj) =
-        serde_json::to_value(event).map_err(|e| AuditError::Encode(e.to_string()))?
-    else {
-        return Err(AuditError::Encode("an event is an object".into()));
-    };
-    obj.insert("seq".into(), Value::from(seq));
-    obj.insert("prev".into(), Value::String(prev.into()));
-    obj.insert(
-        "time".into(),
-        Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-    );
-    let mut value = Value::Object(obj);
-    escape_controls(&mut value);
-    to_canonical(&value).map_err(|e| AuditError::Encode(e.to_string()))
+    let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    Ok(super::line::write(event, seq, prev, &time))
+}
+
+/// `s` with each control character (U+0000 to U+001F) replaced by the six characters
+/// `\u00xx`.
+pub(crate) fn controls_escaped(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if c < ' ' {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Rewrites control characters (U+0000 to U+001F) in strings and keys as the text
@@ -144,17 +146,7 @@ pub(crate) fn escape_controls(value: &mut Value) {
     fn has_controls(s: &str) -> bool {
         s.bytes().any(|b| b < b' ')
     }
-    fn escaped(s: &str) -> String {
-        let mut out = String::with_capacity(s.len() + 16);
-        for c in s.chars() {
-            if c < ' ' {
-                out.push_str(&format!("\\u{:04x}", u32::from(c)));
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    }
+    let escaped = controls_escaped;
     match value {
         Value::String(s) if has_controls(s) => *s = escaped(s),
         Value::Array(items) => items.iter_mut().for_each(escape_controls),

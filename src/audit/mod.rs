@@ -24,7 +24,8 @@
 //! the daemon's lifetime): its replay protection is rebuilt from the log and its own
 //! state file, which a second daemon would not share.
 //!
-//! Files, one concern each: `chain` (genesis, line hash, encoding, checking),
+//! Files, one concern each: `chain` (genesis, line hash, encoding, checking), `line`
+//! (an event's canonical line, written member by member),
 //! `event` and `error` (the data), `sink` (the interface), `file` + `lock` (the file
 //! sink, its flock and group commit), `pg` (the PostgreSQL sink), `target` (a log
 //! named by the user, opened as its sink). This file only declares and re-exports.
@@ -33,6 +34,7 @@ pub mod chain;
 mod error;
 mod event;
 mod file;
+pub(crate) mod line;
 mod lock;
 pub mod pg;
 mod sink;

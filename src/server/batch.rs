@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::api::{App, ConnInfo};
@@ -25,16 +25,15 @@ use super::body::BodyLimits;
 use super::config::ClientPolicy;
 use super::document;
 use super::refusal::{
-    audit_failed, bad_request, busy, json_response, key_refusal, refuse, Refusal,
+    audit_failed, bad_request, busy, json_bytes_response, key_refusal, refuse, Refusal,
 };
 use super::served::ServedKey;
+use super::sign_body::{self, Document};
 use crate::audit::Event;
 use crate::keys::{sign_checked_many, KeyError};
 use crate::tuf::Signature;
 
 /// `POST /v1/sign-batch`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct BatchRequest {
     /// The default for every document; may be left out when the client's policy names
     /// exactly one repository.
@@ -44,26 +43,91 @@ pub(crate) struct BatchRequest {
 }
 
 /// One document of a batch.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct BatchDocument {
     pub(crate) repository: Option<String>,
     /// Defaults to `signed._type`; a delegated role's name (a hashed bin) otherwise.
     pub(crate) role: Option<String>,
-    pub(crate) metadata: Value,
+    pub(crate) metadata: Document,
+}
+
+/// The body as serde reads it: the fallback for bodies the tape does not vouch for, and
+/// the words of every refusal of a malformed body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SerdeBatch {
+    repository: Option<String>,
+    key_id: String,
+    documents: Vec<SerdeDocument>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SerdeDocument {
+    repository: Option<String>,
+    role: Option<String>,
+    metadata: Value,
 }
 
 impl BatchRequest {
-    /// A body as the daemon reads it; one function, so that the `sign_batch` fuzz target
-    /// (src/fuzzing.rs) reads bodies exactly as the daemon does.
+    /// A body as the daemon reads it: from its tape when it has the plain shape (each
+    /// document's metadata kept as its JSON text, no `Value` tree), else through serde,
+    /// with the same answers either way. One function, so that the `sign_batch` fuzz
+    /// target (src/fuzzing.rs) reads bodies exactly as the daemon does.
     pub(crate) fn parse(body: &[u8]) -> Result<BatchRequest, Refusal> {
-        serde_json::from_slice(body).map_err(|e| {
+        if let Some(r) = sign_body::batch_from_tape(body) {
+            return Ok(r);
+        }
+        let r: SerdeBatch = serde_json::from_slice(body).map_err(|e| {
             bad_request(
                 "malformed",
                 format!("the body is not a batch request {{repository?, key_id, documents: [{{repository?, role?, metadata}}]}}: {e}"),
             )
+        })?;
+        Ok(BatchRequest {
+            repository: r.repository,
+            key_id: r.key_id,
+            documents: r
+                .documents
+                .into_iter()
+                .map(|d| BatchDocument {
+                    repository: d.repository,
+                    role: d.role,
+                    metadata: Document::Value(d.metadata),
+                })
+                .collect(),
         })
     }
+}
+
+/// The answer to a batch. Members are declared in name order, so the answer's bytes
+/// are those a `json!` tree gave before (serde_json's maps are sorted).
+#[derive(Serialize)]
+struct BatchAnswer<'a> {
+    keyid: &'a str,
+    refused: usize,
+    results: Vec<DocumentResult>,
+    signed: usize,
+}
+
+/// One document's result in a batch answer.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum DocumentResult {
+    Signed(SignedResult),
+    /// The refusal's body with its `status`.
+    Refused(Value),
+}
+
+/// A signed document's result (members in name order, as above).
+#[derive(Serialize)]
+struct SignedResult {
+    keyid: String,
+    payload_sha256: Option<String>,
+    repository: String,
+    role: String,
+    sig: String,
+    status: u16,
+    version: u64,
 }
 
 /// A document that passed every check and holds its version claim.
@@ -102,7 +166,7 @@ impl App {
     ) -> Response<Full<Bytes>> {
         let mut ev = self.event(conn, "sign-batch");
         match self.sign_batch_inner(req, conn, &mut ev).await {
-            Ok(v) => json_response(StatusCode::OK, &v),
+            Ok(body) => json_bytes_response(StatusCode::OK, body),
             Err(r) => self.refused(ev, r).await,
         }
     }
@@ -112,7 +176,7 @@ impl App {
         req: Request<Incoming>,
         conn: &ConnInfo,
         ev: &mut Event,
-    ) -> Result<Value, Refusal> {
+    ) -> Result<Vec<u8>, Refusal> {
         let policy = self.authorized(conn)?;
         let l = &self.cfg.limits;
         let too_large = |mut r: Refusal| {
@@ -202,11 +266,11 @@ impl App {
         key_id: &str,
         repository: Option<String>,
         role: Option<String>,
-        metadata: Value,
+        metadata: Document,
         now: chrono::DateTime<chrono::Utc>,
         ev: &mut Event,
     ) -> Result<Claimed, Refusal> {
-        let doc = document::prepare(metadata, role)?;
+        let doc = metadata.prepare(role)?;
         ev.payload_sha256 = Some(doc.payload_sha256.clone());
         ev.role = Some(doc.role.clone());
         ev.version = doc.md.version();
@@ -320,7 +384,7 @@ impl App {
     /// One audit entry per document in one commit, then the answer: every signature
     /// is withheld (500 `audit-failed`) if that commit fails; a batch with no signature
     /// is answered anyway and its refusal entries wait in `deferred`.
-    async fn commit_batch(&self, key_id: &str, slots: Vec<Slot>) -> Result<Value, Refusal> {
+    async fn commit_batch(&self, key_id: &str, slots: Vec<Slot>) -> Result<Vec<u8>, Refusal> {
         let mut events = Vec::with_capacity(slots.len());
         let mut results = Vec::with_capacity(slots.len());
         let (mut signed, mut refused) = (0usize, 0usize);
@@ -330,14 +394,14 @@ impl App {
                 (Ok(c), Some(sig)) => {
                     ev.result = "signed".into();
                     ev.status = Some(200);
-                    results.push(json!({
-                        "status": 200,
-                        "keyid": sig.keyid,
-                        "sig": sig.sig,
-                        "repository": c.repository,
-                        "role": c.role,
-                        "version": c.version,
-                        "payload_sha256": ev.payload_sha256,
+                    results.push(DocumentResult::Signed(SignedResult {
+                        keyid: sig.keyid,
+                        payload_sha256: ev.payload_sha256.clone(),
+                        repository: c.repository,
+                        role: c.role,
+                        sig: sig.sig,
+                        status: 200,
+                        version: c.version,
                     }));
                     signed += 1;
                 }
@@ -353,7 +417,7 @@ impl App {
                     r.mark(&mut ev);
                     let mut v = r.body();
                     v["status"] = json!(r.status.as_u16());
-                    results.push(v);
+                    results.push(DocumentResult::Refused(v));
                     refused += 1;
                 }
             }
@@ -385,12 +449,15 @@ impl App {
             self.metrics
                 .signature(key_id, role.as_deref().unwrap_or_default());
         }
-        Ok(json!({
-            "keyid": key_id,
-            "signed": signed,
-            "refused": refused,
-            "results": results,
-        }))
+        let answer = BatchAnswer {
+            keyid: key_id,
+            refused,
+            results,
+            signed,
+        };
+        // Strings, numbers and refusal bodies only: serde_json cannot fail on them (as
+        // for every other answer, `json_response`).
+        Ok(serde_json::to_vec(&answer).unwrap_or_default())
     }
 
     /// Appends the entries in one commit and waits until they are durable.

@@ -116,7 +116,11 @@ pub fn audit_failed(e: impl std::fmt::Display) -> Refusal {
 
 /// A JSON answer with its status: compact (`jq` shows it pretty), one line.
 pub fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
-    let mut body = serde_json::to_vec(v).unwrap_or_default();
+    json_bytes_response(status, serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// [`json_response`] for a body already written as JSON (from a typed answer).
+pub fn json_bytes_response(status: StatusCode, mut body: Vec<u8>) -> Response<Full<Bytes>> {
     body.push(b'\n');
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;

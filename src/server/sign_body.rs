@@ -1,15 +1,18 @@
-//! A `POST /v1/sign` body read once. The daemon used to parse the whole body into a
+//! A `POST /v1/sign` or `POST /v1/sign-batch` body read once. The daemon used to parse the whole body into a
 //! `serde_json::Value` tree, check the tree's canonical form, then write that form
 //! again for the payload: three walks and an allocation per member for a document it
 //! only needs as canonical bytes. Here the body is read into a [`Tape`] (byte ranges,
 //! no tree) and the metadata's canonical payload is written straight from it
 //! ([`Envelope`]). Anything the tape cannot vouch for, or that is not the plain shape
 //! `{repository?, key_id, role?, metadata}` with string fields, takes the `serde_json`
-//! path instead, so a client gets exactly the answer (or the error) it got before.
+//! path instead, so a client gets exactly the answer (or the error) it got before. A
+//! batch body `{repository?, key_id, documents: [{repository?, role?, metadata}]}` is
+//! read the same way: one tape for the whole body, each document kept as its JSON text.
 
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::batch::{BatchDocument, BatchRequest};
 use super::document::{self, Prepared};
 use super::refusal::{bad_request, Refusal};
 use crate::tuf::tape::{Kind, Tape};
@@ -82,18 +85,88 @@ fn from_tape(bytes: &[u8]) -> Option<SignBody> {
     if tape.nodes.first()?.kind != Kind::Object {
         return None;
     }
-    let (mut repository, mut key_id, mut role, mut metadata) = (None, None, None, None);
+    let f = fields(&tape, 0, Shape::Sign)?;
+    Some(SignBody {
+        repository: f.repository,
+        key_id: f.key_id?,
+        role: f.role,
+        metadata: Document::Text(f.metadata?),
+    })
+}
+
+/// The plain shape of a batch: an object with string `key_id`, optional string (or
+/// null) `repository`, an array `documents` of objects each with optional string (or
+/// null) `repository` and `role` and an object `metadata`; every member at most once,
+/// nothing else. `None` for anything else, which serde then accepts or words.
+pub(crate) fn batch_from_tape(bytes: &[u8]) -> Option<BatchRequest> {
+    let tape = Tape::parse(bytes.to_vec()).ok()?;
+    if tape.nodes.first()?.kind != Kind::Object {
+        return None;
+    }
+    let top = fields(&tape, 0, Shape::Batch)?;
+    let list = top.documents?;
+    let mut documents = Vec::with_capacity(tape.items(list).count());
+    for d in tape.items(list) {
+        if tape.nodes[d].kind != Kind::Object {
+            return None;
+        }
+        let f = fields(&tape, d, Shape::BatchDocument)?;
+        documents.push(BatchDocument {
+            repository: f.repository,
+            role: f.role,
+            metadata: Document::Text(f.metadata?),
+        });
+    }
+    Some(BatchRequest {
+        repository: top.repository,
+        key_id: top.key_id?,
+        documents,
+    })
+}
+
+/// Which object of a body is read: each allows its own members.
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    /// `/v1/sign`: `repository`, `key_id`, `role`, `metadata`.
+    Sign,
+    /// `/v1/sign-batch`: `repository`, `key_id`, `documents`.
+    Batch,
+    /// One of a batch's `documents`: `repository`, `role`, `metadata`.
+    BatchDocument,
+}
+
+/// What one object of a body held, read from the tape.
+#[derive(Default)]
+struct Fields {
+    repository: Option<String>,
+    key_id: Option<String>,
+    role: Option<String>,
+    metadata: Option<Vec<u8>>,
+    documents: Option<usize>,
+}
+
+/// Reads the object at `obj`; `None` for a member that is not allowed there, repeated
+/// or of a type the tape does not vouch for.
+fn fields(tape: &Tape, obj: usize, shape: Shape) -> Option<Fields> {
     let optional = |v: usize| match tape.nodes[v].kind {
         Kind::Null => Some(None),
         _ => tape.string(v).ok().map(Some),
     };
-    for (k, v) in tape.members(0) {
-        let slot_filled = match tape.string(k).ok()?.as_str() {
+    let (mut repository, mut role) = (None, None);
+    let mut f = Fields::default();
+    let batch = shape == Shape::Batch;
+    for (k, v) in tape.members(obj) {
+        let slot_filled = match &*tape.name(k).ok()? {
             "repository" => repository.replace(optional(v)?).is_some(),
-            "role" => role.replace(optional(v)?).is_some(),
-            "key_id" => key_id.replace(tape.string(v).ok()?).is_some(),
-            "metadata" if tape.nodes[v].kind == Kind::Object => {
-                metadata.replace(tape.json_text(v).to_vec()).is_some()
+            "role" if !batch => role.replace(optional(v)?).is_some(),
+            "key_id" if shape != Shape::BatchDocument => {
+                f.key_id.replace(tape.string(v).ok()?).is_some()
+            }
+            "metadata" if !batch && tape.nodes[v].kind == Kind::Object => {
+                f.metadata.replace(tape.json_text(v).to_vec()).is_some()
+            }
+            "documents" if batch && tape.nodes[v].kind == Kind::Array => {
+                f.documents.replace(v).is_some()
             }
             _ => return None,
         };
@@ -102,12 +175,9 @@ fn from_tape(bytes: &[u8]) -> Option<SignBody> {
             return None;
         }
     }
-    Some(SignBody {
-        repository: repository.flatten(),
-        key_id: key_id?,
-        role: role.flatten(),
-        metadata: Document::Text(metadata?),
-    })
+    f.repository = repository.flatten();
+    f.role = role.flatten();
+    Some(f)
 }
 
 #[cfg(test)]
@@ -153,6 +223,102 @@ mod tests {
             (br#"{"key_id":"a","metadata":{}"#, "EOF"),
         ] {
             let r = parse(body).err().expect("a malformed body was accepted");
+            assert_eq!(r.code, "malformed");
+            assert!(
+                r.message.contains(words),
+                "{words:?} not in {:?}",
+                r.message
+            );
+        }
+    }
+
+    fn batch(body: &[u8]) -> Result<BatchRequest, Refusal> {
+        BatchRequest::parse(body)
+    }
+
+    #[test]
+    fn a_plain_batch_is_read_from_its_tape_with_each_metadata_text_as_sent() {
+        let body = br#"{"key_id":"AB","repository":null,"documents":[
+            {"metadata":{"signed":{"_type":"targets"},"signatures":[]},"role":"bin-0","repository":"acme"},
+            {"role":null,"metadata":{"signed":{"_type":"timestamp"}}}]}"#;
+        let r = batch(body).unwrap();
+        assert_eq!((r.repository.as_deref(), r.key_id.as_str()), (None, "AB"));
+        let docs: Vec<_> = r
+            .documents
+            .iter()
+            .map(|d| match &d.metadata {
+                Document::Text(t) => (
+                    d.repository.as_deref(),
+                    d.role.as_deref(),
+                    String::from_utf8_lossy(t).into_owned(),
+                ),
+                Document::Value(_) => panic!("a plain batch took the serde path"),
+            })
+            .collect();
+        assert_eq!(
+            docs,
+            [
+                (
+                    Some("acme"),
+                    Some("bin-0"),
+                    r#"{"signed":{"_type":"targets"},"signatures":[]}"#.to_string()
+                ),
+                (
+                    None,
+                    None,
+                    r#"{"signed":{"_type":"timestamp"}}"#.to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn unusual_batches_take_the_serde_path_and_get_its_answer() {
+        // A float inside one document's metadata: serde reads the whole body.
+        let r =
+            batch(br#"{"key_id":"k","documents":[{"metadata":{"v":1}},{"metadata":{"v":1.5}}]}"#)
+                .unwrap();
+        assert!(r
+            .documents
+            .iter()
+            .all(|d| matches!(d.metadata, Document::Value(_))));
+        // Metadata that is not an object is left to the document checks.
+        let r = batch(br#"{"key_id":"k","documents":[{"metadata":"text"}]}"#).unwrap();
+        assert!(matches!(
+            r.documents[0].metadata,
+            Document::Value(Value::String(_))
+        ));
+        // Members where they do not belong, repeated, missing or mistyped: serde's words.
+        for (body, words) in [
+            (
+                &br#"{"key_id":"k","role":"x","documents":[]}"#[..],
+                "unknown field `role`",
+            ),
+            (
+                br#"{"key_id":"k","metadata":{},"documents":[]}"#,
+                "unknown field `metadata`",
+            ),
+            (
+                br#"{"key_id":"k","documents":[{"key_id":"k","metadata":{}}]}"#,
+                "unknown field `key_id`",
+            ),
+            (
+                br#"{"key_id":"k","documents":[{"metadata":{},"metadata":{}}]}"#,
+                "duplicate field",
+            ),
+            (
+                br#"{"key_id":"k","documents":[],"documents":[]}"#,
+                "duplicate field",
+            ),
+            (
+                br#"{"key_id":"k","documents":[{"role":"r"}]}"#,
+                "missing field `metadata`",
+            ),
+            (br#"{"documents":[]}"#, "missing field `key_id`"),
+            (br#"{"key_id":"k","documents":{}}"#, "invalid type"),
+            (br#"{"key_id":"k","documents":[7]}"#, "invalid type"),
+        ] {
+            let r = batch(body).err().expect("a malformed batch was accepted");
             assert_eq!(r.code, "malformed");
             assert!(
                 r.message.contains(words),

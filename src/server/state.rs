@@ -96,12 +96,16 @@ impl VersionStore {
     /// [`VersionStore::release`].
     pub fn reserve(&self, repo: &str, role: &str, version: u64) -> Result<u64, NotIncreasing> {
         let mut inner = self.lock();
-        let slot = inner
-            .versions
-            .entry(repo.to_string())
-            .or_default()
-            .entry(role.to_string())
-            .or_insert(0);
+        // Looked up by reference first: a known repository and role (nearly every
+        // request) allocates nothing.
+        let roles = match inner.versions.get_mut(repo) {
+            Some(roles) => roles,
+            None => inner.versions.entry(repo.to_string()).or_default(),
+        };
+        let slot = match roles.get_mut(role) {
+            Some(slot) => slot,
+            None => roles.entry(role.to_string()).or_insert(0),
+        };
         if version <= *slot {
             return Err(NotIncreasing { last: *slot });
         }

@@ -68,7 +68,7 @@ impl Envelope {
     }
 
     fn new(repr: Repr, payload: Vec<u8>) -> Envelope {
-        let payload_sha256 = hex::encode(Sha256::digest(&payload));
+        let payload_sha256 = super::hex_lower(&Sha256::digest(&payload));
         Envelope {
             repr,
             payload,
@@ -182,7 +182,7 @@ impl Envelope {
                 self.payload = payload;
             }
         }
-        self.payload_sha256 = hex::encode(Sha256::digest(&self.payload));
+        self.payload_sha256 = super::hex_lower(&Sha256::digest(&self.payload));
         Ok(())
     }
 
@@ -336,7 +336,7 @@ impl TapeDoc {
         let mut sigs = None;
         let mut extra = Map::new();
         for (k, v) in tape.sorted_members(0)? {
-            match tape.string(k)?.as_str() {
+            match &*tape.name(k)? {
                 "signed" => signed = Some(v),
                 "signatures" => sigs = Some(v),
                 name => {

@@ -160,6 +160,17 @@ impl Tape {
             .map(|(_, v)| v)
     }
 
+    /// A string node's value, borrowed from the input when it has no escapes (member
+    /// names nearly always): what to compare names with, without an allocation each.
+    pub fn name(&self, i: usize) -> Result<Cow<'_, str>, Declined> {
+        match self.nodes[i].kind {
+            Kind::Str => std::str::from_utf8(self.span(i))
+                .map(Cow::Borrowed)
+                .map_err(|_| Declined),
+            _ => self.string(i).map(Cow::Owned),
+        }
+    }
+
     /// A string node's value.
     pub fn string(&self, i: usize) -> Result<String, Declined> {
         match self.nodes[i].kind {
