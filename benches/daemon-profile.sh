@@ -23,9 +23,11 @@
 # The clients (Python's ssl + http.client, one keep-alive mutual-TLS connection each)
 # send the bench's timestamp document with increasing versions, as benches/daemon.rs
 # does. Environment: PROFILE_REQUESTS (default 400), PROFILE_WARMUP (50),
-# PROFILE_CLIENTS (1), PROFILE_TOP (25 functions), PROFILE_KEEP=1 keeps the work folder
+# PROFILE_CLIENTS (1), PROFILE_BATCH=N (each request a `POST /v1/sign-batch` of N documents;
+# the figures are then per signature), PROFILE_TOP (25 functions), PROFILE_KEEP=1 keeps the work folder
 # (callgrind.out.* for callgrind_annotate / kcachegrind), PROFILE_STRACE=1 adds a pass
-# under `strace -c` (which system calls), PROFILE_CALLGRIND=0 leaves callgrind out, TUFKEY_BIN (default
+# under `strace -c` (which system calls), PROFILE_PERF_RECORD=1 a native `perf record -g`
+# pass (where the CPU time goes, kernel included; perf.data is kept with PROFILE_KEEP=1), PROFILE_CALLGRIND=0 leaves callgrind out, TUFKEY_BIN (default
 # target/release/tufkey: build it with `cargo build --release`; a debug build's counts
 # say little about the release one). Needs valgrind, perf, openssl, python3, softhsm2.
 # Takes about a minute per 400 requests (callgrind runs the daemon ~50x slower).
@@ -129,10 +131,20 @@ for i in range(clients):
     c = http.client.HTTPSConnection(host, int(port), context=ctx)
     c.connect()
     conns.append(c)
+batch = int(os.environ.get("PROFILE_BATCH", "0"))
+def batch_body(repo, v):
+    # One request of `batch` documents with consecutive versions (a sign-batch body).
+    docs = [json.loads(body(repo, v * batch + k)) for k in range(batch)]
+    return json.dumps({"repository": repo, "key_id": keyid, "documents": [
+        {"role": "timestamp", "metadata": d["metadata"]} for d in docs]}, separators=(",", ":"))
 def send(i, v):
     c = conns[i]
-    c.request("POST", "/v1/sign", body=body(f"profile-{i}", v),
-              headers={"Content-Type": "application/json"})
+    if batch:
+        c.request("POST", "/v1/sign-batch", body=batch_body(f"profile-{i}", v),
+                  headers={"Content-Type": "application/json"})
+    else:
+        c.request("POST", "/v1/sign", body=body(f"profile-{i}", v),
+                  headers={"Content-Type": "application/json"})
     r = c.getresponse()
     data = r.read()
     if r.status != 200:
@@ -157,7 +169,9 @@ phase(first + warm, count)
 print("done", flush=True)
 sys.stdin.readline()
 EOF
-export KEYID=$keyid PROFILE_CLIENTS=$clients
+export KEYID=$keyid PROFILE_CLIENTS=$clients PROFILE_BATCH=${PROFILE_BATCH:-0}
+# "per request" figures below are per signature: a batch request counts its documents.
+per_request=$(( ${PROFILE_BATCH:-0} > 0 ? PROFILE_BATCH : 1 ))
 
 start_daemon() { # command prefix...
   rm -f ready
@@ -192,7 +206,7 @@ measure() {
   version=$((version + warm + n))
 }
 
-echo "daemon-profile: $bin, $clients client(s), $warm warm-up + $n measured requests each; $(nproc) CPUs, loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "daemon-profile: $bin, $clients client(s), $warm warm-up + $n measured requests each (of $per_request document(s)); $(nproc) CPUs, loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------- 1. natively: syscalls, switches
 perf_ctl() {
@@ -208,7 +222,7 @@ perf_ctl() {
 start_daemon
 measure perf_ctl
 stop_daemon
-total=$((n * clients))
+total=$((n * clients * per_request))
 python3 - "$total" <<'EOF'
 import sys
 total = int(sys.argv[1])
@@ -239,6 +253,30 @@ if [ "${PROFILE_STRACE:-0}" = 1 ]; then
   echo "strace: system calls per request (all threads):"
   awk -v t="$total" '$1 ~ /^[0-9.]+$/ && NF >= 5 { printf "  %6.2f  %s\n", $4 / t, $NF }' strace.txt |
     sort -rn | head -20
+fi
+
+if [ "${PROFILE_PERF_RECORD:-0}" = 1 ]; then
+  # Where the CPU time goes natively (cycles sampled with call graphs, kernel included):
+  # what callgrind's instruction counts cannot show — system calls, page faults, the
+  # kernel's side of fsync and of the socket, wake-ups.
+  record_ctl() {
+    if [ "$1" = start ]; then
+      perf record -F 4999 ${PROFILE_PERF_CALLGRAPH:--g} -o perf.data -p "$daemon_pid" 2>/dev/null &
+      record_pid=$!
+      sleep 0.5
+    else
+      kill -INT "$record_pid"
+      wait "$record_pid" 2>/dev/null || true
+    fi
+  }
+  start_daemon
+  measure record_ctl
+  stop_daemon
+  echo "perf record: share of the daemon's samples by where they ran (self), top $top:"
+  perf report -i perf.data --no-children --sort dso,sym --stdio 2>/dev/null |
+    grep -E '^ +[0-9.]+%' | head -"$top"
+  echo "perf record: user/kernel split:"
+  perf report -i perf.data --no-children --sort cpumode --stdio 2>/dev/null | grep -E '^ +[0-9.]+%'
 fi
 
 # ---------------------------------------------------------------- 2. callgrind: instructions
@@ -307,9 +345,9 @@ per = lambda x: x / total_requests
 def incl_of(pattern):
     return max((c for f, c in incl.items() if re.search(pattern, f)), default=0)
 hsm = incl_of(r"as tufkey::keys::signer::Signer>::sign$")
-check = incl_of(r"^tufkey::keys::checked$")
+check = incl_of(r"^tufkey::keys::(checked|SelfCheck::check)$")
 print(f"callgrind: {per(program):,.0f} instructions per request in all: {per(hsm):,.0f} in the "
-      f"HSM call (Signer::sign), {per(check):,.0f} in the self-check (keys::checked), "
+      f"HSM call (Signer::sign), {per(check):,.0f} in the self-check (keys::SelfCheck::check), "
       f"{per(program - hsm - check):,.0f} outside both (P2's budget)")
 print("\nthe request path outside the HSM call and the self-check, inclusive, per request:")
 for label, pat in [
