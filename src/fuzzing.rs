@@ -17,7 +17,7 @@ use crate::server::identity::{self, Identity};
 use crate::server::oidc::Oidc;
 use crate::server::state::VersionStore;
 use crate::server::store::ReserveError;
-use crate::server::{api, batch, document, sign_body};
+use crate::server::{api, document, sign_body};
 use crate::tuf::Key;
 
 /// The body of `POST /v1/sign` and `POST /v1/sign-raw` as the daemon reads it, up to the
@@ -200,7 +200,7 @@ fn batch_world() -> &'static BatchWorld {
     })
 }
 
-/// The body of `POST /v1/sign-batch` as the daemon reads it ([`batch::BatchRequest::parse`],
+/// The body of `POST /v1/sign-batch` as the daemon reads it ([`sign_body::BatchRequest::parse`],
 /// the one call to re-point if the body changes), then every document through the checks a
 /// batch makes before the HSM (`Document::prepare`, `repository`, `check`, the version
 /// claim), in the order `batch.rs`'s `claim` makes them, against a fixed policy, state and
@@ -208,7 +208,7 @@ fn batch_world() -> &'static BatchWorld {
 /// `sign_checked_many` as the daemon does. Returns what would have been signed.
 pub fn sign_batch_body(body: &[u8]) -> Vec<BatchAccepted> {
     let mut out = Vec::new();
-    let Ok(r) = batch::BatchRequest::parse(body) else {
+    let Ok(r) = sign_body::BatchRequest::parse(body) else {
         return out;
     };
     let world = batch_world();
@@ -321,7 +321,7 @@ pub fn audit_line(event_json: &[u8]) {
     };
     let (seq, prev, time) = (7, crate::audit::chain::GENESIS, "2026-12-04T13:00:00.000Z");
     let written = crate::audit::line::write(&event, seq, prev, time);
-    if let Some(tree) = crate::audit::line::through_a_tree(&event, seq, prev, time) {
+    if let Some(tree) = crate::audit::chain::through_a_tree(&event, seq, prev, time) {
         assert_eq!(
             String::from_utf8_lossy(&written),
             String::from_utf8_lossy(&tree),

@@ -25,7 +25,7 @@ pub struct Verified {
 
 /// SHA-256 of one line's bytes (without the newline): the next entry's `prev`.
 pub fn line_hash(line: &[u8]) -> String {
-    crate::tuf::hex_lower(&Sha256::digest(line))
+    crate::tuf::hex::lower(&Sha256::digest(line))
 }
 
 /// Checks a log given as its JSON-lines bytes; `path` only names it in errors (the
@@ -125,20 +125,6 @@ pub(crate) fn encode(event: &Event, seq: u64, prev: &str) -> Result<Vec<u8>, Aud
     Ok(super::line::write(event, seq, prev, &time))
 }
 
-/// `s` with each control character (U+0000 to U+001F) replaced by the six characters
-/// `\u00xx`.
-pub(crate) fn controls_escaped(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        if c < ' ' {
-            out.push_str(&format!("\\u{:04x}", u32::from(c)));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Rewrites control characters (U+0000 to U+001F) in strings and keys as the text
 /// `\u00XX`. Canonical JSON writes them raw: a newline in a client's name or an error
 /// message would split the entry over two lines, and the log would no longer verify.
@@ -146,7 +132,7 @@ pub(crate) fn escape_controls(value: &mut Value) {
     fn has_controls(s: &str) -> bool {
         s.bytes().any(|b| b < b' ')
     }
-    let escaped = controls_escaped;
+    let escaped = super::line::controls_escaped;
     match value {
         Value::String(s) if has_controls(s) => *s = escaped(s),
         Value::Array(items) => items.iter_mut().for_each(escape_controls),
@@ -161,6 +147,22 @@ pub(crate) fn escape_controls(value: &mut Value) {
         Value::Object(obj) => obj.values_mut().for_each(escape_controls),
         _ => {}
     }
+}
+
+/// The line as it was written before `line` wrote it member by member: the event as a
+/// `serde_json::Value`, control characters escaped, canonicalized. The oracle that the
+/// tests and the `audit_transcript` fuzz target hold [`super::line::write`] to; `None`
+/// if the tree path fails.
+pub(crate) fn through_a_tree(event: &Event, seq: u64, prev: &str, time: &str) -> Option<Vec<u8>> {
+    let Value::Object(mut obj) = serde_json::to_value(event).ok()? else {
+        return None;
+    };
+    obj.insert("seq".into(), Value::from(seq));
+    obj.insert("prev".into(), Value::String(prev.into()));
+    obj.insert("time".into(), Value::String(time.into()));
+    let mut value = Value::Object(obj);
+    escape_controls(&mut value);
+    to_canonical(&value).ok()
 }
 
 #[cfg(test)]
@@ -184,5 +186,93 @@ mod tests {
         let verified = verify_bytes(Path::new("audit.jsonl"), &log).unwrap();
         assert_eq!(verified.entries[0]["who"], "ci\\u000amain");
         assert_eq!(verified.entries[0]["reason"], "bad\\u0009input\\u0001");
+    }
+
+    // The line `audit::line` writes member by member, against the tree path.
+    use std::collections::BTreeMap;
+
+    fn same_as_the_tree(event: &Event) {
+        let (seq, prev, time) = (u64::MAX, "ab\"\\\n", "2026-12-04T13:00:00.123Z");
+        let line = super::super::line::write(event, seq, prev, time);
+        assert_eq!(
+            String::from_utf8_lossy(&line),
+            String::from_utf8_lossy(&through_a_tree(event, seq, prev, time).unwrap()),
+            "for {event:?}"
+        );
+    }
+
+    #[test]
+    fn an_event_with_every_field_set_is_written_as_the_tree_path_writes_it() {
+        let awkward = "a\"b\\c\nd\u{0}e\u{1f}f\u{7f}g é 🔑 \\u000a";
+        let mut claims = BTreeMap::new();
+        claims.insert("repository".into(), "acme/\"app\"".into());
+        claims.insert("ref\nname".into(), "refs/heads/main".into());
+        claims.insert("Z".into(), "upper before lower".into());
+        claims.insert("é".into(), awkward.into());
+        let every = Event {
+            who: awkward.into(),
+            action: "sign-batch".into(),
+            result: "signed".into(),
+            reason: Some(awkward.into()),
+            status: Some(u16::MAX),
+            peer: Some("127.0.0.1:4242".into()),
+            repository: Some("acme".into()),
+            role: Some("bin-3f".into()),
+            version: Some(u64::MAX),
+            key_id: Some("ab".repeat(32)),
+            payload_sha256: Some("cd".repeat(32)),
+            issuer: Some("https://token.actions.githubusercontent.com".into()),
+            subject: Some("repo:acme/app:ref:refs/heads/main".into()),
+            claims: Some(claims),
+            source: Some("cli".into()),
+            user: Some("release\teng".into()),
+            uid: Some(u32::MAX),
+            host: Some("build-01".into()),
+            file: Some("/srv/repo/metadata/1.root.json".into()),
+            key_uri: Some("pkcs11:token=a;object=b".into()),
+            detail: Some(String::new()),
+        };
+        same_as_the_tree(&every);
+    }
+
+    #[test]
+    fn sparse_events_and_empty_strings_are_written_as_the_tree_path_writes_them() {
+        same_as_the_tree(&Event::default());
+        same_as_the_tree(&Event {
+            who: "bench-client".into(),
+            action: "sign".into(),
+            result: "refused".into(),
+            status: Some(0),
+            version: Some(0),
+            claims: Some(BTreeMap::new()),
+            ..Default::default()
+        });
+    }
+
+    #[test]
+    fn every_byte_below_the_space_and_both_escaped_characters_match_the_tree_path() {
+        let all: String = (0u8..0x80).map(char::from).collect();
+        same_as_the_tree(&Event {
+            who: all.clone(),
+            action: all.clone(),
+            result: all,
+            ..Default::default()
+        });
+    }
+
+    #[test]
+    fn claim_names_that_escape_alike_keep_the_later_value_as_the_tree_does() {
+        let mut claims = BTreeMap::new();
+        claims.insert("a\u{1}".into(), "control".into());
+        claims.insert("a\\u0001".into(), "text".into());
+        claims.insert("a\u{1}b".into(), "sorted after escaping".into());
+        claims.insert("a\\".into(), "backslash".into());
+        // `"` sorts before `#` as a character, after it once escaped as `\"`.
+        claims.insert("q\"".into(), "quote".into());
+        claims.insert("q#".into(), "hash".into());
+        same_as_the_tree(&Event {
+            claims: Some(claims),
+            ..Default::default()
+        });
     }
 }

@@ -530,7 +530,7 @@ impl App {
         ev.key_id = Some(key_id.clone());
         let message = hex::decode(r.message_hex.trim())
             .map_err(|e| bad_request("malformed", format!("message_hex is not hex: {e}")))?;
-        ev.payload_sha256 = Some(crate::tuf::hex_lower(&Sha256::digest(&message)));
+        ev.payload_sha256 = Some(crate::tuf::hex::lower(&Sha256::digest(&message)));
         let key = self.key(policy, &key_id)?;
         if !policy.raw {
             return Err(forbidden(

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::api::{App, ConnInfo};
@@ -28,76 +28,10 @@ use super::refusal::{
     audit_failed, bad_request, busy, json_bytes_response, key_refusal, refuse, Refusal,
 };
 use super::served::ServedKey;
-use super::sign_body::{self, Document};
+use super::sign_body::{BatchRequest, Document};
 use crate::audit::Event;
 use crate::keys::{sign_checked_many, KeyError};
 use crate::tuf::Signature;
-
-/// `POST /v1/sign-batch`.
-pub(crate) struct BatchRequest {
-    /// The default for every document; may be left out when the client's policy names
-    /// exactly one repository.
-    pub(crate) repository: Option<String>,
-    pub(crate) key_id: String,
-    pub(crate) documents: Vec<BatchDocument>,
-}
-
-/// One document of a batch.
-pub(crate) struct BatchDocument {
-    pub(crate) repository: Option<String>,
-    /// Defaults to `signed._type`; a delegated role's name (a hashed bin) otherwise.
-    pub(crate) role: Option<String>,
-    pub(crate) metadata: Document,
-}
-
-/// The body as serde reads it: the fallback for bodies the tape does not vouch for, and
-/// the words of every refusal of a malformed body.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SerdeBatch {
-    repository: Option<String>,
-    key_id: String,
-    documents: Vec<SerdeDocument>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SerdeDocument {
-    repository: Option<String>,
-    role: Option<String>,
-    metadata: Value,
-}
-
-impl BatchRequest {
-    /// A body as the daemon reads it: from its tape when it has the plain shape (each
-    /// document's metadata kept as its JSON text, no `Value` tree), else through serde,
-    /// with the same answers either way. One function, so that the `sign_batch` fuzz
-    /// target (src/fuzzing.rs) reads bodies exactly as the daemon does.
-    pub(crate) fn parse(body: &[u8]) -> Result<BatchRequest, Refusal> {
-        if let Some(r) = sign_body::batch_from_tape(body) {
-            return Ok(r);
-        }
-        let r: SerdeBatch = serde_json::from_slice(body).map_err(|e| {
-            bad_request(
-                "malformed",
-                format!("the body is not a batch request {{repository?, key_id, documents: [{{repository?, role?, metadata}}]}}: {e}"),
-            )
-        })?;
-        Ok(BatchRequest {
-            repository: r.repository,
-            key_id: r.key_id,
-            documents: r
-                .documents
-                .into_iter()
-                .map(|d| BatchDocument {
-                    repository: d.repository,
-                    role: d.role,
-                    metadata: Document::Value(d.metadata),
-                })
-                .collect(),
-        })
-    }
-}
 
 /// The answer to a batch. Members are declared in name order, so the answer's bytes
 /// are those a `json!` tree gave before (serde_json's maps are sorted).

@@ -12,7 +12,6 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::batch::{BatchDocument, BatchRequest};
 use super::document::{self, Prepared};
 use super::refusal::{bad_request, Refusal};
 use crate::tuf::tape::{Kind, Tape};
@@ -46,6 +45,72 @@ impl Document {
             Document::Text(text) => document::prepare_text(text, role),
             Document::Value(v) => document::prepare(v, role),
         }
+    }
+}
+
+/// `POST /v1/sign-batch`.
+pub(crate) struct BatchRequest {
+    /// The default for every document; may be left out when the client's policy names
+    /// exactly one repository.
+    pub(crate) repository: Option<String>,
+    pub(crate) key_id: String,
+    pub(crate) documents: Vec<BatchDocument>,
+}
+
+/// One document of a batch.
+pub(crate) struct BatchDocument {
+    pub(crate) repository: Option<String>,
+    /// Defaults to `signed._type`; a delegated role's name (a hashed bin) otherwise.
+    pub(crate) role: Option<String>,
+    pub(crate) metadata: Document,
+}
+
+/// The body as serde reads it: the fallback for bodies the tape does not vouch for, and
+/// the words of every refusal of a malformed body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SerdeBatch {
+    repository: Option<String>,
+    key_id: String,
+    documents: Vec<SerdeDocument>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SerdeDocument {
+    repository: Option<String>,
+    role: Option<String>,
+    metadata: Value,
+}
+
+impl BatchRequest {
+    /// A body as the daemon reads it: from its tape when it has the plain shape (each
+    /// document's metadata kept as its JSON text, no `Value` tree), else through serde,
+    /// with the same answers either way. One function, so that the `sign_batch` fuzz
+    /// target (src/fuzzing.rs) reads bodies exactly as the daemon does.
+    pub(crate) fn parse(body: &[u8]) -> Result<BatchRequest, Refusal> {
+        if let Some(r) = batch_from_tape(body) {
+            return Ok(r);
+        }
+        let r: SerdeBatch = serde_json::from_slice(body).map_err(|e| {
+            bad_request(
+                "malformed",
+                format!("the body is not a batch request {{repository?, key_id, documents: [{{repository?, role?, metadata}}]}}: {e}"),
+            )
+        })?;
+        Ok(BatchRequest {
+            repository: r.repository,
+            key_id: r.key_id,
+            documents: r
+                .documents
+                .into_iter()
+                .map(|d| BatchDocument {
+                    repository: d.repository,
+                    role: d.role,
+                    metadata: Document::Value(d.metadata),
+                })
+                .collect(),
+        })
     }
 }
 

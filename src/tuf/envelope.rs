@@ -68,7 +68,7 @@ impl Envelope {
     }
 
     fn new(repr: Repr, payload: Vec<u8>) -> Envelope {
-        let payload_sha256 = super::hex_lower(&Sha256::digest(&payload));
+        let payload_sha256 = crate::tuf::hex::lower(&Sha256::digest(&payload));
         Envelope {
             repr,
             payload,
@@ -182,7 +182,7 @@ impl Envelope {
                 self.payload = payload;
             }
         }
-        self.payload_sha256 = super::hex_lower(&Sha256::digest(&self.payload));
+        self.payload_sha256 = crate::tuf::hex::lower(&Sha256::digest(&self.payload));
         Ok(())
     }
 

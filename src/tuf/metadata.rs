@@ -24,7 +24,7 @@ impl Signature {
     pub fn new(keyid: impl Into<String>, sig: &[u8]) -> Signature {
         Signature {
             keyid: keyid.into(),
-            sig: super::hex_lower(sig),
+            sig: crate::tuf::hex::lower(sig),
             extra: Map::new(),
         }
     }
