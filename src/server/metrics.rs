@@ -6,6 +6,13 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// Role labels of `tufkey_signatures_total` per key before delegated roles share one.
+pub const MAX_ROLE_LABELS: usize = 256;
+/// The label they share.
+pub const OTHER_DELEGATED: &str = "other-delegated";
+/// Labels that are always their own (the top-level roles and raw signing).
+const FIXED_LABELS: &[&str] = &["root", "targets", "snapshot", "timestamp", "raw"];
+
 /// Latency histogram bucket bounds, in seconds.
 const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -14,7 +21,8 @@ const BUCKETS: &[f64] = &[
 #[derive(Default)]
 struct Inner {
     requests: BTreeMap<(String, u16), u64>,
-    signatures: BTreeMap<(String, String), u64>,
+    /// Key id → role label → signatures.
+    signatures: BTreeMap<String, BTreeMap<String, u64>>,
     refusals: BTreeMap<String, u64>,
     hsm_errors: u64,
     audit_entries: u64,
@@ -66,12 +74,27 @@ impl Metrics {
         m.latency_count += 1;
     }
 
+    /// One signature. A key's first [`MAX_ROLE_LABELS`] role labels are their own; after
+    /// that, delegated roles share `role="other-delegated"`: a repository
+    /// with 16,384 hashed bins would otherwise put 16,384 series per key in every
+    /// scrape (and in the daemon's memory). Known labels are counted without
+    /// allocating.
     pub fn signature(&self, key_id: &str, role: &str) {
-        *self
-            .lock()
-            .signatures
-            .entry((key_id.to_string(), role.to_string()))
-            .or_default() += 1;
+        let mut m = self.lock();
+        let roles = match m.signatures.get_mut(key_id) {
+            Some(roles) => roles,
+            None => m.signatures.entry(key_id.to_string()).or_default(),
+        };
+        if let Some(n) = roles.get_mut(role) {
+            *n += 1;
+            return;
+        }
+        let label = if roles.len() >= MAX_ROLE_LABELS && !FIXED_LABELS.contains(&role) {
+            OTHER_DELEGATED
+        } else {
+            role
+        };
+        *roles.entry(label.to_string()).or_default() += 1;
     }
 
     pub fn refusal(&self, reason: &str) {
@@ -104,13 +127,15 @@ impl Metrics {
             );
         }
         let _ = writeln!(o, "# HELP tufkey_signatures_total Signatures made, by key id and role.\n# TYPE tufkey_signatures_total counter");
-        for ((key, role), n) in &m.signatures {
-            let _ = writeln!(
-                o,
-                "tufkey_signatures_total{{key_id=\"{}\",role=\"{}\"}} {n}",
-                escape(key),
-                escape(role)
-            );
+        for (key, roles) in &m.signatures {
+            for (role, n) in roles {
+                let _ = writeln!(
+                    o,
+                    "tufkey_signatures_total{{key_id=\"{}\",role=\"{}\"}} {n}",
+                    escape(key),
+                    escape(role)
+                );
+            }
         }
         let _ = writeln!(o, "# HELP tufkey_refusals_total Requests refused, by reason.\n# TYPE tufkey_refusals_total counter");
         for (reason, n) in &m.refusals {
@@ -137,5 +162,46 @@ impl Metrics {
             s = m.latency_sum
         );
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(m: &Metrics) -> Vec<String> {
+        m.render()
+            .lines()
+            .filter(|l| l.starts_with("tufkey_signatures_total{"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn delegated_roles_share_one_label_once_a_key_has_many() {
+        let m = Metrics::default();
+        m.signature("k1", "timestamp");
+        for i in 0..1000 {
+            m.signature("k1", &format!("bin-{i:03x}"));
+        }
+        // Top-level roles and labels seen before the cap keep their own series.
+        m.signature("k1", "snapshot");
+        m.signature("k1", "bin-000");
+        m.signature("k2", "bin-3e7");
+        let s = series(&m);
+        assert_eq!(s.len(), MAX_ROLE_LABELS + 3, "{:?}", &s[..4]);
+        assert!(s.contains(&r#"tufkey_signatures_total{key_id="k1",role="bin-000"} 2"#.to_string()));
+        assert!(
+            s.contains(&r#"tufkey_signatures_total{key_id="k1",role="snapshot"} 1"#.to_string())
+        );
+        assert!(
+            s.contains(&r#"tufkey_signatures_total{key_id="k1",role="timestamp"} 1"#.to_string())
+        );
+        assert!(s.contains(&r#"tufkey_signatures_total{key_id="k2",role="bin-3e7"} 1"#.to_string()));
+        // k1's first 256 labels are timestamp and 255 bins; the other 745 bins share one.
+        assert!(s.contains(&format!(
+            r#"tufkey_signatures_total{{key_id="k1",role="{OTHER_DELEGATED}"}} {}"#,
+            1000 - (MAX_ROLE_LABELS - 1)
+        )));
     }
 }
