@@ -134,6 +134,52 @@ fn passphrase_request(path: &Path) -> PinRequest<'static> {
     }
 }
 
+/// The most memory scrypt may ask for (128 · r · N bytes) in a key file tufkey reads:
+/// tufkey writes N = 2^17, r = 8 (128 MiB, the `scrypt` crate's recommendation);
+/// OpenSSL's and Python's defaults are smaller.
+pub const MAX_SCRYPT_MEMORY: u64 = 1 << 30;
+/// The most scrypt lanes (p), each a full pass over that memory.
+pub const MAX_SCRYPT_LANES: u16 = 16;
+/// The most PBKDF2 rounds: what PKCS#5 implementations treat as their ceiling
+/// (OWASP asks 600,000 for SHA-256; Notary wrote 10,000).
+pub const MAX_PBKDF2_ROUNDS: u32 = 10_000_000;
+
+/// Why an encrypted key's key-derivation settings are refused, checked before any
+/// passphrase is asked: a damaged or hostile file with scrypt N = 2^40 or four billion
+/// PBKDF2 rounds would exhaust memory (the process aborts) or keep the command busy for
+/// hours instead of failing. `None` when they are within the limits above (or not PBES2,
+/// which decryption refuses with its own words).
+pub fn kdf_cost_problem(info: &pkcs8::EncryptedPrivateKeyInfo<'_>) -> Option<String> {
+    use pkcs8::pkcs5::{pbes2::Kdf, EncryptionScheme};
+    let EncryptionScheme::Pbes2(params) = &info.encryption_algorithm else {
+        return None;
+    };
+    let reencrypt = "if the key is yours, decrypt it with the tool that wrote it and encrypt it again with standard settings (tufkey writes scrypt N=2^17, r=8, p=1)";
+    match &params.kdf {
+        Kdf::Pbkdf2(p) if p.iteration_count > MAX_PBKDF2_ROUNDS => Some(format!(
+            "its PBKDF2 iteration count {} is above the {MAX_PBKDF2_ROUNDS} tufkey accepts; {reencrypt}",
+            p.iteration_count
+        )),
+        Kdf::Scrypt(p) => {
+            let memory = 128u128 * u128::from(p.cost_parameter) * u128::from(p.block_size);
+            if memory > u128::from(MAX_SCRYPT_MEMORY) || p.parallelization > MAX_SCRYPT_LANES {
+                Some(format!(
+                    "its scrypt settings (N={}, r={}, p={}) ask for {} MiB of memory and {} passes, above the {} MiB and {MAX_SCRYPT_LANES} passes tufkey accepts; {reencrypt}",
+                    p.cost_parameter,
+                    p.block_size,
+                    p.parallelization,
+                    memory >> 20,
+                    p.parallelization,
+                    MAX_SCRYPT_MEMORY >> 20
+                ))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
 /// Reads a PKCS#8 PEM or DER file, decrypting it if it is encrypted.
 pub fn read_key_file(path: &Path, policy: &PinPolicy) -> Result<SoftKey, KeyError> {
     let raw = Zeroizing::new(std::fs::read(path).map_err(|e| KeyError::Io {
@@ -167,6 +213,9 @@ pub fn read_key_file(path: &Path, policy: &PinPolicy) -> Result<SoftKey, KeyErro
         "ENCRYPTED PRIVATE KEY" => {
             let enc = pkcs8::EncryptedPrivateKeyInfo::try_from(&der[..])
                 .map_err(|e| bad(format!("not an encrypted PKCS#8 key: {e}")))?;
+            if let Some(problem) = kdf_cost_problem(&enc) {
+                return Err(bad(problem));
+            }
             let (pass, _) = pin::obtain(&passphrase_request(path), policy)?;
             let doc = enc
                 .decrypt(pass.expose())
@@ -360,6 +409,73 @@ impl Signer for FileSigner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An encrypted key file whose key derivation is `kdf` (the ciphertext is filler:
+    /// the settings must be refused before anything is derived or decrypted).
+    fn encrypted_with(kdf: pkcs8::pkcs5::pbes2::Kdf<'_>) -> Vec<u8> {
+        use pkcs8::der::Encode;
+        use pkcs8::pkcs5::{pbes2, EncryptionScheme};
+        let info = pkcs8::EncryptedPrivateKeyInfo {
+            encryption_algorithm: EncryptionScheme::Pbes2(pbes2::Parameters {
+                kdf,
+                encryption: pbes2::EncryptionScheme::Aes256Cbc { iv: &[7; 16] },
+            }),
+            encrypted_data: &[0; 48],
+        };
+        info.to_der().unwrap()
+    }
+
+    #[test]
+    fn a_key_file_asking_for_too_much_memory_or_time_is_refused_before_the_passphrase() {
+        use pkcs8::pkcs5::pbes2::{Kdf, Pbkdf2Params, Pbkdf2Prf, ScryptParams};
+        let dir = tempfile::tempdir().unwrap();
+        let scrypt = |log_n: u32, r: u16, p: u16| {
+            Kdf::Scrypt(ScryptParams {
+                salt: &[1; 16],
+                cost_parameter: 1 << log_n,
+                block_size: r,
+                parallelization: p,
+                key_length: Some(32),
+            })
+        };
+        let pbkdf2 = |rounds: u32| {
+            Kdf::Pbkdf2(Pbkdf2Params {
+                salt: &[1; 16],
+                iteration_count: rounds,
+                key_length: None,
+                prf: Pbkdf2Prf::HmacWithSha256,
+            })
+        };
+        for (name, kdf, words) in [
+            ("huge-n.der", scrypt(40, 8, 1), "N=1099511627776, r=8, p=1"),
+            ("huge-r.der", scrypt(20, 1024, 1), "131072 MiB"),
+            ("many-lanes.der", scrypt(14, 8, 64), "64 passes"),
+            (
+                "rounds.der",
+                pbkdf2(u32::MAX),
+                "PBKDF2 iteration count 4294967295",
+            ),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, encrypted_with(kdf)).unwrap();
+            // No TUFKEY_PASSPHRASE and no prompt: reaching the passphrase would be NoPin.
+            let policy = PinPolicy::default();
+            match read_key_file(&path, &policy) {
+                Err(KeyError::KeyFile { path: p, reason }) => {
+                    assert_eq!(p, path);
+                    assert!(reason.contains(words), "{words:?} not in {reason:?}");
+                    assert!(reason.contains("encrypt it again"), "{reason}");
+                }
+                other => panic!("{name}: {:?}", other.map(|_| "a key")),
+            }
+        }
+        // What tufkey writes, OpenSSL's scrypt default and Notary's PBKDF2 pass.
+        for kdf in [scrypt(17, 8, 1), scrypt(14, 8, 1), pbkdf2(10_000)] {
+            let der = encrypted_with(kdf);
+            let info = pkcs8::EncryptedPrivateKeyInfo::try_from(&der[..]).unwrap();
+            assert_eq!(kdf_cost_problem(&info), None);
+        }
+    }
 
     #[test]
     fn every_type_signs_what_its_public_key_verifies() {

@@ -91,9 +91,12 @@ pub fn decrypt(block: &PemBlock, pass: Option<&Secret>) -> Result<SoftKey, ReadF
             parsed.map_err(|e| if encrypted { ReadFailure::WrongPassphrase } else { damaged(e) })
         }
         "ENCRYPTED PRIVATE KEY" => {
-            let pass = pass.ok_or(ReadFailure::WrongPassphrase)?;
             let info = pkcs8::EncryptedPrivateKeyInfo::try_from(&block.body[..])
                 .map_err(|e| damaged(format!("not an encrypted PKCS#8 key: {e}")))?;
+            if let Some(problem) = crate::keys::file::kdf_cost_problem(&info) {
+                return Err(damaged(problem));
+            }
+            let pass = pass.ok_or(ReadFailure::WrongPassphrase)?;
             let doc = info
                 .decrypt(pass.expose())
                 .map_err(|_| ReadFailure::WrongPassphrase)?;
@@ -281,5 +284,34 @@ mod tests {
         assert!(
             matches!(decrypt(&block, None), Err(ReadFailure::Damaged(r)) if r.contains("96 bytes"))
         );
+    }
+
+    #[test]
+    fn an_encrypted_key_asking_for_a_terabyte_of_scrypt_is_damaged_before_decrypting() {
+        use pkcs8::der::Encode;
+        use pkcs8::pkcs5::{pbes2, EncryptionScheme};
+        let info = pkcs8::EncryptedPrivateKeyInfo {
+            encryption_algorithm: EncryptionScheme::Pbes2(pbes2::Parameters {
+                kdf: pbes2::Kdf::Scrypt(pbes2::ScryptParams {
+                    salt: &[1; 16],
+                    cost_parameter: 1 << 33,
+                    block_size: 8,
+                    parallelization: 1,
+                    key_length: Some(32),
+                }),
+                encryption: pbes2::EncryptionScheme::Aes256Cbc { iv: &[7; 16] },
+            }),
+            encrypted_data: &[0; 48],
+        };
+        let block = PemBlock {
+            kind: "ENCRYPTED PRIVATE KEY".into(),
+            headers: Default::default(),
+            body: Zeroizing::new(info.to_der().unwrap()),
+        };
+        // Refused as damaged even without a passphrase: nothing is derived.
+        match decrypt(&block, None) {
+            Err(ReadFailure::Damaged(r)) => assert!(r.contains("scrypt settings"), "{r}"),
+            other => panic!("not refused as damaged: {:?}", other.err()),
+        }
     }
 }
