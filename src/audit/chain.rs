@@ -120,9 +120,9 @@ pub(crate) fn parse_line(line: &[u8]) -> Result<(Map<String, Value>, u64), Strin
 
 /// Encodes `event` as the line with sequence number `seq` after `prev`. Shared with
 /// the PostgreSQL sink so that both write byte-identical lines.
-pub(crate) fn encode(event: &Event, seq: u64, prev: &str) -> Result<Vec<u8>, AuditError> {
+pub(crate) fn encode(event: &Event, seq: u64, prev: &str) -> Vec<u8> {
     let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    Ok(super::line::write(event, seq, prev, &time))
+    super::line::write(event, seq, prev, &time)
 }
 
 /// Rewrites control characters (U+0000 to U+001F) in strings and keys as the text
@@ -180,7 +180,7 @@ mod tests {
             reason: Some("bad\tinput\u{1}".into()),
             ..Default::default()
         };
-        let mut log = encode(&event, 1, GENESIS).unwrap();
+        let mut log = encode(&event, 1, GENESIS);
         assert!(!log.iter().any(|b| *b < b' '), "a control byte in the line");
         log.push(b'\n');
         let verified = verify_bytes(Path::new("audit.jsonl"), &log).unwrap();

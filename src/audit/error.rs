@@ -27,8 +27,6 @@ pub enum AuditError {
     Replaced { path: PathBuf, reason: String },
     #[error("audit log {path}: the writer has stopped; entries can no longer be made durable")]
     Stopped { path: PathBuf },
-    #[error("audit entry cannot be encoded: {0}")]
-    Encode(String),
     /// The writer thread's report of a failed commit (it names the log).
     #[error("{0}")]
     Failed(String),

@@ -568,31 +568,19 @@ impl WriterState {
         let mut bytes = Vec::new();
         let mut done = Vec::with_capacity(batch.len());
         for (events, reply) in batch {
-            // A submission is chained whole or not at all.
-            let (mut sub_chain, mut sub_bytes) = (chain.clone(), Vec::new());
             let mut landed = Vec::with_capacity(events.len());
-            let encoded = events.iter().try_for_each(|event| {
-                let line = encode(event, sub_chain.seq + 1, &sub_chain.head)?;
-                sub_chain.seq += 1;
-                sub_chain.head = line_hash(&line);
-                sub_bytes.extend_from_slice(&line);
-                sub_bytes.push(b'\n');
+            for event in &events {
+                let line = encode(event, chain.seq + 1, &chain.head);
+                chain.seq += 1;
+                chain.head = line_hash(&line);
+                bytes.extend_from_slice(&line);
+                bytes.push(b'\n');
                 landed.push(Committed {
-                    seq: sub_chain.seq,
-                    hash: sub_chain.head.clone(),
+                    seq: chain.seq,
+                    hash: chain.head.clone(),
                 });
-                Ok::<_, AuditError>(())
-            });
-            match encoded {
-                Ok(()) => {
-                    chain = sub_chain;
-                    bytes.extend_from_slice(&sub_bytes);
-                    done.push((reply, landed));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e.to_string()));
-                }
             }
+            done.push((reply, landed));
         }
         // Durable before the lock is released and before anyone is told.
         crate::testhook::at("audit-append");

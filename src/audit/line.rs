@@ -87,8 +87,10 @@ impl<'a> Object<'a> {
     }
 
     fn number(&mut self, name: &str, value: u64) {
+        use std::io::Write;
         self.name(name);
-        self.out.extend_from_slice(value.to_string().as_bytes());
+        // Writing into a Vec cannot fail.
+        let _ = write!(self.out, "{value}");
     }
 
     /// The claims map: its names get their control characters escaped first and are

@@ -350,9 +350,7 @@ async fn commit(
         let (mut s, mut h) = (seq, head.clone());
         let (mut sub_seqs, mut sub_lines, mut landed) = (Vec::new(), Vec::new(), Vec::new());
         let encoded = events.iter().try_for_each(|event| {
-            let line = encode(event, s + 1, &h)
-                .map_err(|e| e.to_string())
-                .and_then(|l| String::from_utf8(l).map_err(|e| e.to_string()))?;
+            let line = String::from_utf8(encode(event, s + 1, &h)).map_err(|e| e.to_string())?;
             s += 1;
             h = line_hash(line.as_bytes());
             sub_seqs.push(i64::try_from(s).map_err(|e| e.to_string())?);

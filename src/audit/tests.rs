@@ -160,7 +160,7 @@ fn a_commit_waits_for_the_lock_and_chains_onto_what_was_appended_meanwhile() {
             .is_err(),
         "the writer committed while another process held the lock"
     );
-    let line = encode(&ev(2), 2, &first.hash).unwrap();
+    let line = encode(&ev(2), 2, &first.hash);
     (&other).write_all(&line).unwrap();
     (&other).write_all(b"\n").unwrap();
     other.unlock().unwrap();
@@ -183,7 +183,7 @@ fn a_broken_foreign_append_or_a_truncation_stops_appends_and_leaves_the_file() {
     log.append_blocking(ev(2)).unwrap();
     let good = std::fs::read(&p).unwrap();
     // Someone appends a line that does not continue the chain.
-    let forged = encode(&ev(9), 3, GENESIS).unwrap();
+    let forged = encode(&ev(9), 3, GENESIS);
     let mut bad = good.clone();
     bad.extend_from_slice(&forged);
     bad.push(b'\n');

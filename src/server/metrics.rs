@@ -6,12 +6,12 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use super::policy::TOP_LEVEL;
+
 /// Role labels of `tufkey_signatures_total` per key before delegated roles share one.
 pub const MAX_ROLE_LABELS: usize = 256;
 /// The label they share.
 pub const OTHER_DELEGATED: &str = "other-delegated";
-/// Labels that are always their own (the top-level roles and raw signing).
-const FIXED_LABELS: &[&str] = &["root", "targets", "snapshot", "timestamp", "raw"];
 
 /// Latency histogram bucket bounds, in seconds.
 const BUCKETS: &[f64] = &[
@@ -89,7 +89,9 @@ impl Metrics {
             *n += 1;
             return;
         }
-        let label = if roles.len() >= MAX_ROLE_LABELS && !FIXED_LABELS.contains(&role) {
+        // The top-level roles and raw signing always keep their own label.
+        let fixed = TOP_LEVEL.contains(&role) || role == "raw";
+        let label = if roles.len() >= MAX_ROLE_LABELS && !fixed {
             OTHER_DELEGATED
         } else {
             role

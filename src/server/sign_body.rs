@@ -89,28 +89,24 @@ impl BatchRequest {
     /// with the same answers either way. One function, so that the `sign_batch` fuzz
     /// target (src/fuzzing.rs) reads bodies exactly as the daemon does.
     pub(crate) fn parse(body: &[u8]) -> Result<BatchRequest, Refusal> {
-        if let Some(r) = batch_from_tape(body) {
-            return Ok(r);
-        }
-        let r: SerdeBatch = serde_json::from_slice(body).map_err(|e| {
-            bad_request(
-                "malformed",
-                format!("the body is not a batch request {{repository?, key_id, documents: [{{repository?, role?, metadata}}]}}: {e}"),
-            )
-        })?;
-        Ok(BatchRequest {
-            repository: r.repository,
-            key_id: r.key_id,
-            documents: r
-                .documents
-                .into_iter()
-                .map(|d| BatchDocument {
-                    repository: d.repository,
-                    role: d.role,
-                    metadata: Document::Value(d.metadata),
-                })
-                .collect(),
-        })
+        tape_or_serde(
+            body,
+            batch_from_tape,
+            "a batch request {repository?, key_id, documents: [{repository?, role?, metadata}]}",
+            |r: SerdeBatch| BatchRequest {
+                repository: r.repository,
+                key_id: r.key_id,
+                documents: r
+                    .documents
+                    .into_iter()
+                    .map(|d| BatchDocument {
+                        repository: d.repository,
+                        role: d.role,
+                        metadata: Document::Value(d.metadata),
+                    })
+                    .collect(),
+            },
+        )
     }
 }
 
@@ -125,31 +121,46 @@ pub(crate) struct SignBody {
 /// Reads a `/v1/sign` body: from its tape when it has the plain shape, else through
 /// serde (400 `malformed` with serde's words when it is not a sign request).
 pub(crate) fn parse(bytes: &[u8]) -> Result<SignBody, Refusal> {
-    if let Some(body) = from_tape(bytes) {
-        return Ok(body);
+    tape_or_serde(
+        bytes,
+        from_tape,
+        "a sign request {repository, key_id, role?, metadata}",
+        |r: SignRequest| SignBody {
+            repository: r.repository,
+            key_id: r.key_id,
+            role: r.role,
+            metadata: Document::Value(r.metadata),
+        },
+    )
+}
+
+/// A body from its tape when `tape` vouches for it, else through serde as `S` (400
+/// `malformed` with serde's words, saying the body is not `what`).
+fn tape_or_serde<T, S: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    tape: impl FnOnce(&[u8]) -> Option<T>,
+    what: &str,
+    from_serde: impl FnOnce(S) -> T,
+) -> Result<T, Refusal> {
+    if let Some(read) = tape(bytes) {
+        return Ok(read);
     }
-    let r: SignRequest = serde_json::from_slice(bytes).map_err(|e| {
-        bad_request(
-            "malformed",
-            format!("the body is not a sign request {{repository, key_id, role?, metadata}}: {e}"),
-        )
-    })?;
-    Ok(SignBody {
-        repository: r.repository,
-        key_id: r.key_id,
-        role: r.role,
-        metadata: Document::Value(r.metadata),
-    })
+    serde_json::from_slice(bytes)
+        .map(from_serde)
+        .map_err(|e| bad_request("malformed", format!("the body is not {what}: {e}")))
+}
+
+/// The body's tape when it parses and is an object.
+fn object_tape(bytes: &[u8]) -> Option<Tape> {
+    let tape = Tape::parse(bytes.to_vec()).ok()?;
+    (tape.nodes.first()?.kind == Kind::Object).then_some(tape)
 }
 
 /// The plain shape only: an object with string `key_id`, optional string (or null)
 /// `repository` and `role`, an object `metadata`, each at most once, nothing else.
 /// `None` for anything else, which serde then accepts or words.
 fn from_tape(bytes: &[u8]) -> Option<SignBody> {
-    let tape = Tape::parse(bytes.to_vec()).ok()?;
-    if tape.nodes.first()?.kind != Kind::Object {
-        return None;
-    }
+    let tape = object_tape(bytes)?;
     let f = fields(&tape, 0, Shape::Sign)?;
     Some(SignBody {
         repository: f.repository,
@@ -163,11 +174,8 @@ fn from_tape(bytes: &[u8]) -> Option<SignBody> {
 /// null) `repository`, an array `documents` of objects each with optional string (or
 /// null) `repository` and `role` and an object `metadata`; every member at most once,
 /// nothing else. `None` for anything else, which serde then accepts or words.
-pub(crate) fn batch_from_tape(bytes: &[u8]) -> Option<BatchRequest> {
-    let tape = Tape::parse(bytes.to_vec()).ok()?;
-    if tape.nodes.first()?.kind != Kind::Object {
-        return None;
-    }
+fn batch_from_tape(bytes: &[u8]) -> Option<BatchRequest> {
+    let tape = object_tape(bytes)?;
     let top = fields(&tape, 0, Shape::Batch)?;
     let list = top.documents?;
     let mut documents = Vec::with_capacity(tape.items(list).count());

@@ -212,13 +212,7 @@ impl Envelope {
                     return Ok(());
                 };
                 for (k, v) in members {
-                    let path = match d.tape.nodes[k].kind {
-                        Kind::Str => std::str::from_utf8(d.tape.span(k))
-                            .map(std::borrow::Cow::Borrowed)
-                            .ok(),
-                        _ => d.tape.string(k).ok().map(std::borrow::Cow::Owned),
-                    };
-                    if let Some(path) = path {
+                    if let Ok(path) = d.tape.name(k) {
                         f(&path, TargetEntry::Tape(&d.tape, v))?;
                     }
                 }
@@ -280,13 +274,7 @@ impl TargetEntry<'_> {
             TargetEntry::Tape(tape, i) => {
                 let hashes = tape.get(*i, "hashes")?;
                 let sha = tape.get(hashes, "sha256")?;
-                match tape.nodes[sha].kind {
-                    Kind::Str => std::str::from_utf8(tape.span(sha))
-                        .ok()
-                        .map(std::borrow::Cow::Borrowed),
-                    Kind::EscStr => tape.string(sha).ok().map(std::borrow::Cow::Owned),
-                    _ => None,
-                }
+                tape.name(sha).ok()
             }
         }
     }

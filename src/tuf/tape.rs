@@ -128,13 +128,9 @@ impl Tape {
         if in_order {
             return Ok(Sorted::InPlace(self.members(obj)));
         }
-        let mut keyed: Vec<(Cow<'_, [u8]>, Member)> = Vec::new();
+        let mut keyed: Vec<(Cow<'_, str>, Member)> = Vec::new();
         for m in self.members(obj) {
-            let name = match self.nodes[m.0].kind {
-                Kind::Str => Cow::Borrowed(self.span(m.0)),
-                _ => Cow::Owned(self.string(m.0)?.into_bytes()),
-            };
-            keyed.push((name, m));
+            keyed.push((self.name(m.0)?, m));
         }
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
         if keyed
@@ -153,15 +149,14 @@ impl Tape {
             return None;
         }
         self.members(obj)
-            .find(|(k, _)| match self.nodes[*k].kind {
-                Kind::Str => self.span(*k) == name.as_bytes(),
-                _ => self.string(*k).is_ok_and(|s| s == name),
-            })
+            .find(|(k, _)| self.name(*k).is_ok_and(|s| s == name))
             .map(|(_, v)| v)
     }
 
     /// A string node's value, borrowed from the input when it has no escapes (member
     /// names nearly always): what to compare names with, without an allocation each.
+    /// The input is valid UTF-8 (checked by [`Tape::parse`]), so a plain string always
+    /// borrows; names compare in code point order as their bytes do.
     pub fn name(&self, i: usize) -> Result<Cow<'_, str>, Declined> {
         match self.nodes[i].kind {
             Kind::Str => std::str::from_utf8(self.span(i))

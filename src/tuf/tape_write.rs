@@ -134,14 +134,11 @@ fn merged<'a>(
     let mut out = Vec::new();
     let mut pending = replace.iter().peekable();
     for (k, v) in tape.sorted_members(obj)? {
-        let name = match tape.nodes[k].kind {
-            Kind::Str => std::borrow::Cow::Borrowed(tape.span(k)),
-            _ => std::borrow::Cow::Owned(tape.string(k)?.into_bytes()),
-        };
-        while let Some(r) = pending.next_if(|r| r.name.as_bytes() < &*name) {
+        let name = tape.name(k)?;
+        while let Some(r) = pending.next_if(|r| r.name.as_bytes() < name.as_bytes()) {
             out.push(Item::Replaced(r));
         }
-        match pending.next_if(|r| r.name.as_bytes() == &*name) {
+        match pending.next_if(|r| r.name.as_bytes() == name.as_bytes()) {
             Some(r) => out.push(Item::Replaced(r)),
             None => out.push(Item::Member(k, v)),
         }
